@@ -1,0 +1,38 @@
+# score_lit: `make help` lists every target. Each target creates .venv first if it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+MLFLOW_PORT ?= 5000
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-fast train-stage1 mlflow-ui clean
+
+help: ## list every target with one line
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the pinned dependencies (about 3 min the first time; no-op after)
+
+test: $(STAMP) ## run the test suite (CPU, no network, under 5 min)
+	$(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP) ## run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+train-stage1: $(STAMP) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
+	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
+
+mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:$(MLFLOW_PORT)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
+
+clean: ## remove run outputs and caches (keeps .venv and mlflow.db)
+	rm -rf runs .pytest_cache
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

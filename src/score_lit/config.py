@@ -1,0 +1,321 @@
+"""The configuration schema: typed dataclasses are the defaults, YAML overrides them, `key=value` last.
+
+    cfg = load_config(["conf/stage1.yaml"], ["rl.group_size=4", "trainer.max_steps=50"])
+
+Every knob is declared here with the reason for its default. OmegaConf merges the layers with the
+dataclasses as a structured schema, so an unknown key or a wrong type fails at start; the error names
+the key and the closest valid one (`ConfigError`). Cross-field checks live in `__post_init__` and say
+how to fix what they reject.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a one-line message that says how to fix it."""
+
+
+def _check_ratio(name: str, r: float) -> None:
+    if not (0.0 < float(r) <= 1.0):
+        raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
+
+
+@dataclass
+class MLLMConfig:
+    """The frozen multimodal LLM (never trained, never checkpointed)."""
+
+    # Registry name of the adapter (score_lit.mllm): qwen2_5_vl | qwen2_vl.
+    family: str = "qwen2_5_vl"
+    # A local HF checkpoint directory (e.g. /models/Qwen2.5-VL-7B-Instruct). None builds the tiny
+    # randomly initialised model of the same transformers class from a config in code (tests, CPU smoke).
+    path: str | None = None
+    # Seed of the tiny random model's weights (only when path is None).
+    tiny_seed: int = 0
+    # float32 on CPU; bfloat16 for real checkpoints on GPU.
+    dtype: str = "float32"
+    # sdpa works everywhere and needs no attention maps (compression happens before the LLM).
+    attn_implementation: str = "sdpa"
+    # The chat prompt around the video; {video} marks where the visual tokens go, {question} the question.
+    # This is Qwen2/2.5-VL's own chat template for one video and one user turn.
+    prompt_template: str = (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # Pixel budget per frame for the processor's smart resize (Qwen's min/max_pixels); frames are
+    # resized to multiples of patch_size * merge_size within it.
+    min_pixels: int = 16 * 16
+    max_pixels: int = 448 * 448
+    # Seconds between sampled frames when the data does not say (Qwen2.5-VL scales temporal positions by it).
+    seconds_per_frame: float = 0.5
+
+
+@dataclass
+class PolicyConfig:
+    """The compressor: a token-wise network over the surprise-augmented state [LN(x); LN(dx)]."""
+
+    # Registry name (score_lit.policy): mlp.
+    name: str = "mlp"
+    # Paper: "lightweight"; 256 keeps the policy far under 1% of a 7B model's prefill.
+    hidden: int = 256
+    activation: str = "gelu"
+    # Output bias = logit(init_keep_prob), so the first rollouts explore around half the tokens.
+    init_keep_prob: float = 0.5
+    # Inference selection: global top-k over the whole video (frames that change get more budget)
+    # or per_frame (the same k in every temporal unit).
+    selection: str = "global"
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.init_keep_prob < 1.0):
+            raise ConfigError(f"policy.init_keep_prob={self.init_keep_prob} must lie strictly between 0 and 1")
+        if self.selection not in ("global", "per_frame"):
+            raise ConfigError(f"policy.selection={self.selection!r}: use 'global' or 'per_frame'")
+        if self.hidden < 1:
+            raise ConfigError(f"policy.hidden={self.hidden} must be a positive width, e.g. 256")
+
+
+@dataclass
+class RLConfig:
+    """Group-wise RL: K masks per sample, fidelity + sparsity rewards, an advantage estimator by name."""
+
+    # K: rollouts per sample. The paper's group; 8 gives a usable within-group std at modest cost.
+    group_size: int = 8
+    # Advantage estimator (score_lit.advantage): split (default) | grpo | rloo.
+    estimator: str = "split"
+    # lambda: weight of the sparsity advantage against the fidelity advantage.
+    sparsity_weight: float = 1.0
+    # tau (nats): a rollout whose answer CE rose by at most tau "kept the answer"; only those are
+    # rewarded for sparsity, which is what stops the policy over-pruning for speed.
+    gate_tau: float = 0.1
+    # eps in the within-group z-score; also keeps a degenerate group (all equal) at advantage 0.
+    eps: float = 1e-6
+    # Optional entropy bonus on the Bernoulli keep distribution (0 = the figure's loss exactly).
+    entropy_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ConfigError(
+                f"rl.group_size={self.group_size}: K must be at least 1 (2 or more for a group advantage), e.g. rl.group_size=8"
+            )
+        if self.gate_tau < 0:
+            raise ConfigError(f"rl.gate_tau={self.gate_tau} must be >= 0 (nats of answer CE the gate tolerates)")
+
+
+@dataclass
+class DataConfig:
+    """Stage-1 pseudo-videos from still images (built in, no download)."""
+
+    # Registry name of the source (score_lit.data): stitched.
+    source: str = "stitched"
+    frames: int = 16  # F sampled frames per video (even: Qwen merges 2 frames per temporal unit)
+    size: int = 64  # frame height = width in pixels (a multiple of patch 8 x merge 2 = 16)
+    min_run: int = 2  # shortest still run in frames (kept even so cuts fall on temporal-unit borders)
+    max_run: int = 8
+    train_samples: int = 2000  # generated on the fly from a seed: the epoch length
+    val_samples: int = 64
+    batch_size: int = 4
+    num_workers: int = 0  # the tiny generators are cheap; >0 for decoding real videos
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.frames < 2 or self.frames % 2:
+            raise ConfigError(f"data.frames={self.frames} must be an even number >= 2 (2 frames per temporal unit)")
+        if self.size % 16:
+            raise ConfigError(f"data.size={self.size} must be a multiple of 16 (patch 8 x merge 2), e.g. 64")
+        if not (2 <= self.min_run <= self.max_run):
+            raise ConfigError(f"data.min_run={self.min_run}, data.max_run={self.max_run}: need 2 <= min_run <= max_run")
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
+
+
+@dataclass
+class ValConfig:
+    """Held-out validation with the policy's deterministic top-k."""
+
+    every_n_steps: int = 50
+    # Retention ratios validated (logged as val/accuracy_r0.25 ...); 1.00 (all tokens) is added once per run.
+    ratios: list[float] = field(default_factory=lambda: [0.25, 0.10])
+
+    def __post_init__(self) -> None:
+        for r in self.ratios:
+            _check_ratio("val.ratios", r)
+        if self.every_n_steps < 1:
+            raise ConfigError(f"val.every_n_steps={self.every_n_steps} must be >= 1")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0  # 0 disables clipping
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to lightning.Trainer."""
+
+    max_steps: int = 300
+    accelerator: str = "cpu"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    log_every_n_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ConfigError(f"trainer.max_steps={self.max_steps} must be >= 1")
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow, through Lightning's MLFlowLogger."""
+
+    # None -> sqlite:///<project root>/mlflow.db. MLflow 3.17 refuses the old ./mlruns file store.
+    tracking_uri: str | None = None
+    experiment: str = "score_lit"
+    run_name: str | None = None
+
+
+@dataclass
+class Config:
+    """One experiment. `name` names the output folder runs/<name>/ and the MLflow run."""
+
+    name: str = "stage1"
+    seed: int = 0
+    out_dir: str = "runs"
+    # Phase of the curriculum this run trains (stage1: static pseudo-videos).
+    phase: str = "stage1"
+    # A policy checkpoint (policy.pt) to start from, e.g. stage 2 from stage 1's result.
+    init_policy: str | None = None
+    # Continue a run: a Lightning .ckpt path, or "auto" for runs/<name>/checkpoints/last.ckpt if present.
+    resume: str | None = None
+    mllm: MLLMConfig = field(default_factory=MLLMConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        if self.init_policy is not None and not Path(self.init_policy).is_file():
+            raise ConfigError(
+                f"init_policy={self.init_policy!r} does not exist: give the policy.pt of a finished run "
+                f"(runs/<name>/policy.pt) or leave init_policy unset"
+            )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.tracking.tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading: dataclass defaults <- YAML files <- key=value overrides, with helpful errors.
+
+
+def _all_keys(schema: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for f in fields(schema):
+        key = f"{prefix}{f.name}"
+        keys.append(key)
+        default = f.default_factory() if f.default_factory is not field().default_factory else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            keys += _all_keys(default, key + ".")
+    return keys
+
+
+def _closest(key: str) -> str:
+    keys = _all_keys(Config)
+    match = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    if not match:  # compare the leaf names only, e.g. "grup_size" -> "rl.group_size"
+        leaf = key.rsplit(".", 1)[-1]
+        leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
+        match = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.5)]
+    return f"; did you mean '{match[0]}'?" if match else f"; valid top-level keys: {[f.name for f in fields(Config)]}"
+
+
+def _explain(err: Exception, source: str) -> ConfigError:
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    key = getattr(err, "full_key", None) or ""
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        return ConfigError(f"unknown config key '{key}' in {source}{_closest(key)}")
+    if isinstance(err, ValidationError):
+        msg = str(err).splitlines()[0]
+        return ConfigError(f"wrong type for config key '{key}' in {source}: {msg}")
+    return ConfigError(f"cannot apply {source}: {str(err).splitlines()[0]}")
+
+
+def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = ()) -> Config:
+    """Merge YAML files then `key=value` overrides onto the dataclass defaults; validate; return a Config."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    cfg = OmegaConf.structured(Config)
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(f)!r} does not exist: pass a YAML file such as conf/stage1.yaml")
+        try:
+            layer = OmegaConf.load(path)
+        except Exception as e:  # yaml.YAMLError, UnicodeDecodeError, ...
+            raise ConfigError(f"config file {str(f)!r} is not readable YAML: {str(e).splitlines()[0]}") from None
+        if layer is None:
+            continue
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as e:
+            raise _explain(e, repr(str(f))) from None
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not key=value, e.g. rl.group_size=4")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([ov]))
+        except OmegaConfBaseException as e:
+            raise _explain(e, f"override {ov!r}") from None
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise _explain(e, "the merged config") from None
+    assert isinstance(obj, Config)
+    return obj
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}: the resolved config as MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def retention_label(r: float) -> str:
+    """0.1 -> 'r0.10': the suffix of val/accuracy_r0.10 (two decimals, so 1.0 -> r1.00)."""
+    return f"r{r:.2f}"
+
+
+def keep_count(ratio: float, total: int) -> int:
+    """k = ceil(r * total), at least 1: the top-k budget of a retention ratio."""
+    _check_ratio("retention_ratio", ratio)
+    return max(1, min(total, math.ceil(ratio * total - 1e-9)))

@@ -1,0 +1,100 @@
+"""Synthetic video QA from real still images, deterministic per (seed, split, index).
+
+`stitched` (stage 1 of the curriculum, METHOD.md "Curriculum"): several still scenes, each held for
+a run of identical frames, hard cuts between them; exactly one run shows a handwritten digit pasted
+on one merged-token cell; "which digit was shown ?" -> the digit. A static run is redundant, the cut
+that brings the digit is news: this is what stage 1 teaches.
+
+Every sample records which frames and which cell carry the answer (`evidence`), so tests can check
+that the answer is recoverable from exactly those pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import assets
+
+DIGIT_PX = 16  # one merged token of a Qwen-style tower with patch 8, merge 2
+OPTIONS = [str(d) for d in range(10)]
+SPLIT_SALT = {"train": 0, "val": 1, "test": 2}
+
+
+@dataclass
+class Sample:
+    id: str
+    frames: np.ndarray  # [F, H, W, 3] uint8
+    question: str
+    answer: str
+    options: list[str]
+    evidence: dict  # {"frames": [f0, f1), "cell": (row, col)} where the answer is visible
+
+
+def _rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLIT_SALT[split], index])
+
+
+def _crop(rng: np.random.Generator, size: int) -> np.ndarray:
+    sc = assets.scenes()
+    s = sc[rng.integers(len(sc))]
+    y, x = rng.integers(0, assets.SCENE_SIDE - size + 1, size=2)
+    return s[y : y + size, x : x + size]
+
+
+def paste_digit(img: np.ndarray, digit: np.ndarray, row: int, col: int) -> np.ndarray:
+    """Alpha-blend an 8x8 digit (values in [0,1]) scaled to 16x16 in white onto cell (row, col)."""
+    out = img.astype(np.float32).copy()
+    a = np.kron(digit, np.ones((2, 2), np.float32))[..., None]  # [16, 16, 1]
+    y, x = row * DIGIT_PX, col * DIGIT_PX
+    patch = out[y : y + DIGIT_PX, x : x + DIGIT_PX]
+    out[y : y + DIGIT_PX, x : x + DIGIT_PX] = patch * (1 - a) * 0.35 + 255.0 * a
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def run_lengths(rng: np.random.Generator, frames: int, min_run: int, max_run: int) -> list[int]:
+    """Even run lengths in [min_run, max_run] (the last may be shorter) summing to `frames`."""
+    runs, left = [], frames
+    while left > 0:
+        r = int(rng.integers(min_run // 2, max_run // 2 + 1)) * 2
+        runs.append(min(r, left))
+        left -= runs[-1]
+    return runs
+
+
+def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8) -> Sample:
+    rng = _rng(seed, split, index)
+    images, labels = assets.digits()
+    pool = assets.digit_indices(split)
+    d_idx = int(pool[rng.integers(len(pool))])
+    runs = run_lengths(rng, frames, min_run, max_run)
+    target = int(rng.integers(len(runs)))
+    cells = size // DIGIT_PX
+    row, col = (int(v) for v in rng.integers(0, cells, size=2))
+    video, start, ev = [], 0, {}
+    for j, r in enumerate(runs):
+        still = _crop(rng, size)
+        if j == target:
+            still = paste_digit(still, images[d_idx], row, col)
+            ev = {"frames": (start, start + r), "cell": (row, col), "digit_index": d_idx}
+        video += [still] * r
+        start += r
+    return Sample(
+        id=f"stitched/{split}/{seed}/{index}",
+        frames=np.stack(video),
+        question="which digit was shown ?",
+        answer=str(int(labels[d_idx])),
+        options=list(OPTIONS),
+        evidence=ev,
+    )
+
+
+SOURCES: dict[str, Callable[..., Sample]] = {"stitched": stitched}
+
+
+def build_source(name: str) -> Callable[..., Sample]:
+    if name not in SOURCES:
+        raise ValueError(f"unknown data.source={name!r}; registered: {sorted(SOURCES)}")
+    return SOURCES[name]

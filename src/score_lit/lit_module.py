@@ -1,0 +1,146 @@
+"""The LightningModule: wires the phases of a SCORE step and logs them; the math lives elsewhere.
+
+training_step reads as the named, timed phases of ../shared/METHOD.md:
+    encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
+    rollout  state -> policy logits -> K Bernoulli masks -> one batched frozen-LLM pass -> CE per rollout
+    reward   fidelity and sparsity rewards -> advantage estimator (by name)
+    update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed)
+
+The frozen MLLM is registered as the submodule `frozen` only so that Lightning moves it between
+devices; it has no trainable parameters, is kept in eval mode, is not given to the optimizer, and is
+stripped from every checkpoint (on_save_checkpoint).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from torchmetrics import MeanMetric
+
+from .advantage import compute_advantage
+from .config import Config, retention_label
+from .mllm.base import VideoMLLM
+from .policy import build_policy, sample_masks, topk_mask
+from .rewards import fidelity_reward, sparsity_reward
+from .rollout import BaselineCache, collect_rollouts, score_with_baseline
+from .state import surprise_state
+from .loss import policy_gradient_loss
+from .types import VideoBatch
+
+FROZEN_PREFIX = "frozen."
+
+
+class ScoreModule(L.LightningModule):
+    def __init__(self, cfg: Config, mllm: VideoMLLM):
+        super().__init__()
+        self.cfg = cfg
+        self.mllm = mllm  # plain attribute: the adapter (not an nn.Module)
+        self.frozen = mllm.model  # the HF model, registered for device moves only
+        self.frozen.requires_grad_(False).eval()
+        self.policy = build_policy(2 * mllm.hidden_size, cfg.policy)
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints carry no frozen weights
+        self.baseline = BaselineCache()
+        self.val_ratios = list(cfg.val.ratios)
+        self.val_acc = torch.nn.ModuleDict({retention_label(r).replace(".", "_"): MeanMetric() for r in self.val_ratios})
+        self.val_dce = torch.nn.ModuleDict({retention_label(r).replace(".", "_"): MeanMetric() for r in self.val_ratios})
+        self.val_acc_full = MeanMetric()
+        self._full_logged = False
+        self._timings: dict[str, float] = {}
+
+    # ---- frozen model bookkeeping ------------------------------------------------------------------
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.frozen.eval()  # never dropout / train-mode behaviour in the frozen MLLM
+        return self
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        sd = checkpoint.get("state_dict", {})
+        for k in [k for k in sd if k.startswith(FROZEN_PREFIX)]:
+            del sd[k]
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        return torch.optim.AdamW(self.policy.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+    @contextmanager
+    def _phase(self, name: str):
+        t0 = time.perf_counter()
+        yield
+        self._timings[f"time/{name}"] = time.perf_counter() - t0
+
+    # ---- training ----------------------------------------------------------------------------------
+    def training_step(self, batch: VideoBatch, batch_idx: int):
+        rl = self.cfg.rl
+        with self._phase("encode"):
+            visual = self.mllm.encode(batch)
+            prompts = self.mllm.tokenize(batch)
+        with self._phase("rollout"):
+            logits = self.policy(surprise_state(visual.tokens))  # [B, T*N]
+            masks = sample_masks(logits, rl.group_size)  # [B, K, T*N]
+            rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
+        with self._phase("reward"):
+            rollout.fidelity = fidelity_reward(rollout.ce, rollout.ce_base)
+            rollout.sparsity = sparsity_reward(rollout.masks)
+            rollout.advantages, rollout.extras = compute_advantage(rl.estimator, rollout.fidelity, rollout.sparsity, rollout.dce, rl)
+        with self._phase("update"):
+            loss, stats = policy_gradient_loss(logits, rollout.masks, rollout.advantages, rl.entropy_coef)
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if self.cfg.optim.grad_clip > 0:
+                self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+        self._log_train(loss, stats, rollout)
+        return loss.detach()
+
+    def _log_train(self, loss, stats, rollout) -> None:
+        metrics = {
+            "loss": loss.detach(),
+            "reward/fidelity": rollout.fidelity.mean(),
+            "reward/sparsity": rollout.sparsity.mean(),
+            "dce/mean": rollout.dce.mean(),
+            "keep_ratio/mean": rollout.keep_fraction.mean(),
+            "advantage/std": rollout.advantages.std(correction=0),
+            **stats,
+            **{k: torch.tensor(v) for k, v in self._timings.items()},
+        }
+        if "gate" in rollout.extras:
+            metrics["advantage/gate_open"] = rollout.extras["gate"].mean()
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(rollout.ce))
+        self.log_dict({"keep": metrics["keep_ratio/mean"], "dce": metrics["dce/mean"]}, prog_bar=True, logger=False, batch_size=len(rollout.ce))
+
+    # ---- validation: the policy's deterministic top-k at each retention ratio ---------------------
+    def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
+        visual = self.mllm.encode(batch)
+        prompts = self.mllm.tokenize(batch)
+        scores_p = self.policy(surprise_state(visual.tokens))  # [B, T*N]
+        per_frame = self.cfg.policy.selection == "per_frame"
+        masks = torch.stack([topk_mask(scores_p, r, visual.grid, per_frame) for r in self.val_ratios], dim=1)  # [B, R, T*N]
+        scores, ce_base = score_with_baseline(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
+        correct = (scores.option_logits.argmax(-1) == batch.answer_index.unsqueeze(1)).float()  # [B, R]
+        dce = scores.ce - ce_base.unsqueeze(1)  # [B, R]
+        for j, r in enumerate(self.val_ratios):
+            key = retention_label(r).replace(".", "_")
+            self.val_acc[key].update(correct[:, j])
+            self.val_dce[key].update(dce[:, j])
+        full = torch.tensor([float(self.baseline.correct[i]) for i in batch.ids], device=correct.device)
+        self.val_acc_full.update(full)
+
+    def on_validation_epoch_end(self) -> None:
+        logs = {}
+        for r in self.val_ratios:
+            lab = retention_label(r)
+            key = lab.replace(".", "_")
+            logs[f"val/accuracy_{lab}"] = self.val_acc[key].compute()
+            logs[f"val/dce_{lab}"] = self.val_dce[key].compute()
+            self.val_acc[key].reset()
+            self.val_dce[key].reset()
+        if not self._full_logged and not self.trainer.sanity_checking:
+            logs[f"val/accuracy_{retention_label(1.0)}"] = self.val_acc_full.compute()  # frozen model: once per run
+            self._full_logged = True
+        self.val_acc_full.reset()
+        self.log_dict(logs, prog_bar=False)

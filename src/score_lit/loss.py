@@ -1,0 +1,29 @@
+"""The policy-gradient loss of the method figure, as a pure function returning (loss, stats).
+
+    L_p(theta) = -(1/K) sum_k A^(k) [ (1/(T N)) sum_{t,i} log pi_theta(m^(k)_{t,i} | h_{t,i}) ]
+    log pi(m | h) = m log p + (1 - m) log(1 - p)
+
+averaged over the B samples of the batch. The advantages are constants (no grad). Optional entropy
+bonus: L - entropy_coef * mean H(p). No KL term: SCORE has no reference policy (METHOD.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .policy import entropy, log_prob
+
+
+def policy_gradient_loss(
+    logits: Tensor,  # [B, L] policy logits (with grad), L = T*N
+    masks: Tensor,  # [B, K, L] bool sampled keep masks
+    advantages: Tensor,  # [B, K]
+    entropy_coef: float = 0.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    mean_logp = log_prob(logits, masks).mean(dim=-1)  # [B, K]: (1/(TN)) sum_{t,i} log pi
+    pg = -(advantages.detach() * mean_logp).mean(dim=-1).mean()  # -(1/K) sum_k, then mean over B
+    ent = entropy(logits).mean()
+    loss = pg - entropy_coef * ent if entropy_coef else pg
+    stats = {"loss/pg": pg.detach(), "policy/entropy": ent.detach(), "policy/keep_prob": torch.sigmoid(logits.detach()).mean()}
+    return loss, stats

@@ -1,0 +1,100 @@
+"""The compressor: a token-wise network p_{t,i} = P(keep | h_{t,i}), registered by name.
+
+Paper: "Policy Model (MLP)" followed by a sigmoid, applied to every token's state h in R^{2D}
+independently. Training samples Bernoulli masks from p; inference keeps the top-k tokens by p with
+k = ceil(r * T * N), globally over the video (default) or per temporal unit (`per_frame`).
+
+Choices the paper leaves open (METHOD.md): hidden 256, GELU, output bias initialised to
+logit(init_keep_prob) so that the first rollouts keep about half the tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import PolicyConfig, keep_count
+
+POLICIES: dict[str, Callable[[int, PolicyConfig], nn.Module]] = {}
+
+
+def register_policy(name: str):
+    def deco(cls):
+        POLICIES[name] = cls
+        return cls
+
+    return deco
+
+
+def build_policy(in_dim: int, cfg: PolicyConfig) -> nn.Module:
+    """in_dim is the state width 2D."""
+    if cfg.name not in POLICIES:
+        raise ValueError(f"unknown policy.name={cfg.name!r}; registered: {sorted(POLICIES)}")
+    return POLICIES[cfg.name](in_dim, cfg)
+
+
+_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+@register_policy("mlp")
+class MLPPolicy(nn.Module):
+    """2D -> hidden -> 1 logit per token. state [B, T, N, 2D] -> logits [B, T*N]."""
+
+    def __init__(self, in_dim: int, cfg: PolicyConfig):
+        super().__init__()
+        if cfg.activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(_ACTIVATIONS)}")
+        self.in_dim = in_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), _ACTIVATIONS[cfg.activation](), nn.Linear(cfg.hidden, 1))
+        last = self.net[-1]
+        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.constant_(last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+
+    def forward(self, state: Tensor) -> Tensor:
+        b = state.shape[0]
+        return self.net(state).reshape(b, -1)
+
+
+# ---- pure functions of the logits -----------------------------------------------------------------
+
+
+def sample_masks(logits: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """m^(k) ~ Bernoulli(sigmoid(logits)). logits [B, L] -> masks [B, K, L] bool (no grad)."""
+    p = torch.sigmoid(logits.detach()).unsqueeze(1).expand(-1, k, -1)
+    u = torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype)
+    return u < p
+
+
+def log_prob(logits: Tensor, masks: Tensor) -> Tensor:
+    """log pi(m | h) = m log p + (1 - m) log(1 - p), per token. logits [B, L], masks [B, K, L] -> [B, K, L]."""
+    lg = logits.unsqueeze(1)
+    m = masks.to(lg.dtype)
+    return m * F.logsigmoid(lg) + (1.0 - m) * F.logsigmoid(-lg)
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """Bernoulli entropy per token, nats. [B, L] -> [B, L]."""
+    p = torch.sigmoid(logits)
+    return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits))
+
+
+def topk_mask(scores: Tensor, ratio: float, grid: tuple[int, int, int] | None = None, per_frame: bool = False) -> Tensor:
+    """Keep the top-k tokens by score, k = ceil(ratio * L). scores [B, L] -> mask [B, L] bool.
+
+    per_frame: k_t = ceil(ratio * N) in every temporal unit (needs grid = (T, H', W'))."""
+    b, length = scores.shape
+    mask = torch.zeros_like(scores, dtype=torch.bool)
+    if per_frame:
+        if grid is None:
+            raise ValueError("per_frame top-k needs the grid (T, H', W')")
+        t = grid[0]
+        n = length // t
+        s = scores.reshape(b, t, n)
+        idx = s.topk(keep_count(ratio, n), dim=-1).indices
+        return mask.reshape(b, t, n).scatter(-1, idx, True).reshape(b, length)
+    idx = scores.topk(keep_count(ratio, length), dim=-1).indices
+    return mask.scatter(-1, idx, True)

@@ -1,0 +1,108 @@
+"""One training run: build the frozen MLLM, the module and the data, fit, export the policy, report.
+
+    result = fit(load_config(["conf/stage1.yaml"], ["trainer.max_steps=20"]))
+    result.policy_path, result.run_id, result.tracking_uri
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import MLFlowLogger
+
+from .checkpoint import load_policy, save_policy
+from .config import Config, ConfigError, flatten, to_dict
+from .curriculum import build_datamodule
+from .lit_module import ScoreModule
+from .mllm import build_mllm
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    policy_path: Path
+    checkpoint_dir: Path
+    run_id: str
+    tracking_uri: str
+    experiment: str
+    final_metrics: dict
+
+
+class PolicyExport(Callback):
+    """Writes runs/<name>/policy.pt (atomically) after every validation and at the end of training."""
+
+    def __init__(self, path: Path, cfg: Config):
+        self.path, self.cfg = path, cfg
+
+    def _save(self, trainer: L.Trainer, module: ScoreModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            meta = {"global_step": trainer.global_step, "phase": self.cfg.phase, "run_name": self.cfg.name}
+            save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
+
+    def on_validation_end(self, trainer, module):
+        self._save(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        self._save(trainer, module)
+
+
+def resolve_resume(cfg: Config) -> str | None:
+    """resume=PATH (a Lightning .ckpt) or resume=auto (the run's last.ckpt if any)."""
+    if cfg.resume is None:
+        return None
+    if cfg.resume == "auto":
+        last = cfg.run_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    if not Path(cfg.resume).is_file():
+        raise ConfigError(f"resume={cfg.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto")
+    return cfg.resume
+
+
+def fit(cfg: Config) -> FitResult:
+    ckpt_path = resolve_resume(cfg)  # checked before anything is built or written
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    mllm = build_mllm(cfg.mllm)
+    module = ScoreModule(cfg, mllm)
+    if cfg.init_policy:
+        policy, _ = load_policy(cfg.init_policy, expect_mllm=mllm.identity())
+        module.policy.load_state_dict(policy.state_dict())
+    datamodule = build_datamodule(cfg.phase, cfg.data)
+
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+    logger = MLFlowLogger(
+        experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
+        tracking_uri=cfg.tracking_uri, log_model=False,
+    )  # fmt: skip
+    logger.log_hyperparams(flatten(to_dict(cfg)))
+    ckpt_dir = run_dir / "checkpoints"
+    policy_path = run_dir / "policy.pt"
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
+        PolicyExport(policy_path, cfg),
+    ]
+    t = cfg.trainer
+    trainer = L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger, callbacks=callbacks,
+        default_root_dir=str(run_dir), enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.is_global_zero:
+        logger.experiment.log_artifact(logger.run_id, str(policy_path))
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return FitResult(run_dir, policy_path, ckpt_dir, logger.run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
+
+
+def report(result: FitResult, out=sys.stdout) -> None:
+    print(f"policy checkpoint : {result.policy_path}", file=out)
+    print(f"lightning ckpts   : {result.checkpoint_dir}", file=out)
+    print(f"mlflow run        : {result.run_id} (experiment '{result.experiment}') in {result.tracking_uri}", file=out)
+    print("open it with      : make mlflow-ui   (then http://127.0.0.1:5000)", file=out)
