@@ -214,6 +214,11 @@ class Config:
                 f"(runs/<name>/policy.pt) or leave init_policy unset"
             )
 
+        if self.resume not in (None, "auto") and not Path(self.resume).is_file():
+            raise ConfigError(
+                f"resume={self.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"
+            )
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 
 from .checkpoint import load_policy, save_policy
-from .config import Config, ConfigError, flatten, to_dict
+from .config import Config, flatten, to_dict
 from .curriculum import build_datamodule
 from .lit_module import ScoreModule
 from .mllm import build_mllm
@@ -58,9 +58,7 @@ def resolve_resume(cfg: Config) -> str | None:
     if cfg.resume == "auto":
         last = cfg.run_dir / "checkpoints" / "last.ckpt"
         return str(last) if last.is_file() else None
-    if not Path(cfg.resume).is_file():
-        raise ConfigError(f"resume={cfg.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto")
-    return cfg.resume
+    return cfg.resume  # existence checked by Config
 
 
 def fit(cfg: Config) -> FitResult:

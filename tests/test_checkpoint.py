@@ -1,0 +1,54 @@
+"""The policy checkpoint: round trip, compatibility check, atomic writes, clear errors."""
+
+import pytest
+import torch
+
+from score_lit.checkpoint import load_policy, save_policy
+from score_lit.config import ConfigError, PolicyConfig
+from score_lit.policy import build_policy
+
+IDENT = {"family": "qwen2_5_vl", "hidden_size": 16, "path": "tiny-random"}
+
+
+def _policy(seed=0):
+    torch.manual_seed(seed)
+    return build_policy(32, PolicyConfig(hidden=8))
+
+
+def test_round_trip_gives_the_same_scores(tmp_path):
+    pol = _policy()
+    with torch.no_grad():
+        pol.net[-1].weight.add_(0.5)  # not the init
+    path = save_policy(tmp_path / "policy.pt", pol, PolicyConfig(hidden=8), IDENT, {"global_step": 3})
+    loaded, meta = load_policy(path, expect_mllm=IDENT)
+    x = torch.randn(2, 3, 4, 32)
+    torch.testing.assert_close(loaded(x), pol(x))
+    assert meta["meta"]["global_step"] == 3 and meta["mllm"] == IDENT
+    assert not loaded.training
+
+
+def test_width_mismatch_names_both_models(tmp_path):
+    path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(hidden=8), IDENT)
+    other = {"family": "llava_onevision", "hidden_size": 3584}
+    with pytest.raises(ConfigError, match=r"trained for qwen2_5_vl with width 16.*llava_onevision with width 3584"):
+        load_policy(path, expect_mllm=other)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_policy(tmp_path / "nope.pt")
+    torch.save({"state_dict": {}}, tmp_path / "lightning.ckpt")
+    with pytest.raises(ConfigError, match="not a score_lit policy checkpoint"):
+        load_policy(tmp_path / "lightning.ckpt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not readable"):
+        load_policy(tmp_path / "junk.pt")
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    path = save_policy(tmp_path / "policy.pt", _policy(0), PolicyConfig(hidden=8), IDENT, {"v": 1})
+    before = path.read_bytes()
+    with pytest.raises(Exception):
+        save_policy(path, _policy(1), PolicyConfig(hidden=8), IDENT, {"unpicklable": lambda: 0})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["policy.pt"]  # no temporary left behind

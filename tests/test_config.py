@@ -1,0 +1,80 @@
+"""Config loading: defaults <- YAML <- key=value, and one clear line for every bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from score_lit.config import Config, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_yaml_and_overrides_layer_in_order(tmp_path):
+    y = tmp_path / "a.yaml"
+    y.write_text("rl:\n  group_size: 4\ndata:\n  frames: 8\n")
+    cfg = load_config([y], ["rl.group_size=6", "val.ratios=[0.5,0.2]"])
+    assert isinstance(cfg, Config)
+    assert cfg.rl.group_size == 6 and cfg.data.frames == 8 and cfg.val.ratios == [0.5, 0.2]
+    assert cfg.rl.estimator == "split"  # untouched default
+
+
+def test_shipped_configs_load():
+    for f in sorted((ROOT / "conf").glob("*.yaml")):
+        load_config([f])
+
+
+def test_unknown_key_names_the_closest_valid_key():
+    with pytest.raises(ConfigError, match=r"unknown config key 'rl.grup_size'.*did you mean 'rl.group_size'"):
+        load_config([], ["rl.grup_size=4"])
+    with pytest.raises(ConfigError, match=r"did you mean 'trainer.max_steps'"):
+        load_config([], ["trainer.max_step=4"])
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    y = tmp_path / "b.yaml"
+    y.write_text("policy:\n  hiden: 32\n")
+    with pytest.raises(ConfigError, match=r"'policy.hiden' in .*b.yaml.*did you mean 'policy.hidden'"):
+        load_config([y])
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"wrong type for config key 'rl.group_size'"):
+        load_config([], ["rl.group_size=eight"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("rl.group_size=0", r"rl.group_size=0: K must be at least 1"),
+        ("val.ratios=[0.1,1.5]", r"val.ratios=1.5 is outside \(0, 1\]"),
+        ("val.ratios=[0.0]", r"outside \(0, 1\]"),
+        ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),
+        ("data.size=50", r"multiple of 16"),
+    ],
+)
+def test_cross_field_checks(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config([], [override])
+
+
+def test_missing_and_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config([tmp_path / "missing.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl: [unclosed\n")
+    with pytest.raises(ConfigError, match="not readable YAML"):
+        load_config([bad])
+
+
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "runs"
+    for args in (["rl.group_size=0"], ["val.ratios=[2.0]"], ["resume=/nope.ckpt"], ["rl.grup_size=3"], [str(tmp_path / "x.yaml")]):
+        p = subprocess.run(
+            [sys.executable, "-m", "score_lit", "train", f"out_dir={out}", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("score_lit: error: "), p.stderr
+        assert not out.exists()
