@@ -183,6 +183,9 @@ class TrackingConfig:
     tracking_uri: str | None = None
     experiment: str = "score_lit"
     run_name: str | None = None
+    # Where a new experiment stores artifacts (policy.pt, plots). None -> mlartifacts/ beside a sqlite
+    # store's file (not ./mlruns of whatever folder the command ran in).
+    artifact_location: str | None = None
 
 
 @dataclass
@@ -226,6 +229,15 @@ class Config:
     @property
     def tracking_uri(self) -> str:
         return self.tracking.tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        if self.tracking.artifact_location:
+            return self.tracking.artifact_location
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///"):
+            return str(Path(uri[len("sqlite:///") :]).parent / "mlartifacts")
+        return None  # a tracking server decides
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,11 @@ def resolve_resume(cfg: Config) -> str | None:
     return cfg.resume  # existence checked by Config
 
 
+# Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
+
+
 def fit(cfg: Config) -> FitResult:
     ckpt_path = resolve_resume(cfg)  # checked before anything is built or written
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -76,7 +82,7 @@ def fit(cfg: Config) -> FitResult:
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
     logger = MLFlowLogger(
         experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
-        tracking_uri=cfg.tracking_uri, log_model=False,
+        tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
     )  # fmt: skip
     logger.log_hyperparams(flatten(to_dict(cfg)))
     ckpt_dir = run_dir / "checkpoints"

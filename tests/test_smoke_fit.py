@@ -1,0 +1,74 @@
+"""A real Lightning fit on the tiny real-class Qwen2.5-VL with a real MLflow sqlite store.
+
+Asserts what a user relies on: the policy learns (parameters change), the frozen MLLM does not, the
+checkpoints hold no frozen weights, policy.pt loads on its own, and MLflow has every metric under
+its documented name plus the whole config as params.
+"""
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from score_lit.checkpoint import load_policy, save_policy
+from score_lit.config import load_config
+from score_lit.lit_module import ScoreModule
+from score_lit.mllm import build_mllm
+from score_lit.train import fit
+
+TRAIN_METRICS = [
+    "reward/fidelity", "reward/sparsity", "dce/mean", "keep_ratio/mean", "advantage/std", "policy/entropy",
+    "time/encode", "time/rollout", "time/reward", "time/update",
+]  # fmt: skip
+VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10"]
+
+
+def tiny_overrides(tmp_path, steps=4):
+    return [
+        f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "data.frames=4", "data.size=32", "data.batch_size=2", "data.val_samples=4", "data.train_samples=40",
+        "rl.group_size=4", f"trainer.max_steps={steps}", "val.every_n_steps=2", "policy.hidden=16",
+    ]  # fmt: skip
+
+
+def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
+    base = load_config([], tiny_overrides(tmp_path))
+    start = ScoreModule(base, build_mllm(base.mllm))  # a random policy, saved: the run starts from exactly it
+    init = {k: v.clone() for k, v in start.policy.state_dict().items()}
+    frozen_before = {k: v.clone() for k, v in start.frozen.state_dict().items()}
+    init_path = save_policy(tmp_path / "init.pt", start.policy, base.policy, start.mllm.identity())
+    cfg = load_config([], tiny_overrides(tmp_path) + [f"init_policy={init_path}"])
+    built = {}
+
+    def capture(mcfg):  # keep a handle on the frozen model the run used (the real builder, unchanged)
+        built["mllm"] = build_mllm(mcfg)
+        return built["mllm"]
+
+    monkeypatch.setattr("score_lit.train.build_mllm", capture)
+    res = fit(cfg)
+
+    # the policy changed, the frozen model did not
+    trained, meta = load_policy(res.policy_path, expect_mllm=built["mllm"].identity())
+    assert any(not torch.equal(init[k], v) for k, v in trained.state_dict().items())
+    for k, v in built["mllm"].model.state_dict().items():
+        torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
+    assert all(not p.requires_grad for p in built["mllm"].model.parameters())
+    assert meta["meta"]["global_step"] == 4
+
+    # the Lightning checkpoint is the policy + optimizer + loops, no frozen weights
+    ckpt = torch.load(res.checkpoint_dir / "last.ckpt", weights_only=False)
+    assert ckpt["state_dict"] and all(k.startswith("policy.") for k in ckpt["state_dict"])
+    assert ckpt["global_step"] == 4
+
+    # MLflow: every documented metric, logged every step; validation twice; the config as params
+    client = MlflowClient(res.tracking_uri)
+    run = client.get_run(res.run_id)
+    for name in TRAIN_METRICS:
+        steps = [m.step for m in client.get_metric_history(res.run_id, name)]
+        assert steps == [0, 1, 2, 3], name
+    for name in VAL_METRICS:
+        assert name in run.data.metrics, name
+    assert len(client.get_metric_history(res.run_id, "val/accuracy_r0.10")) == 2
+    assert len(client.get_metric_history(res.run_id, "val/accuracy_r1.00")) == 1  # frozen model: once
+    assert run.data.params["rl.group_size"] == "4" and run.data.params["mllm.family"] == "qwen2_5_vl"
+    assert 0.0 <= run.data.metrics["keep_ratio/mean"] <= 1.0
+    assert [a.path for a in client.list_artifacts(res.run_id)] == ["policy.pt"]
+    assert str(tmp_path) in run.info.artifact_uri  # artifacts beside the sqlite store, not in the cwd
