@@ -30,7 +30,7 @@ test-fast: $(STAMP) ## run the tests not marked slow
 train-stage1: $(STAMP) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
 
-mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:$(MLFLOW_PORT)
+mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:5000 (MLFLOW_PORT=... to change)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 clean: ## remove run outputs and caches (keeps .venv and mlflow.db)

@@ -29,9 +29,9 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
 
 
 def cmd_train(args: list[str]) -> int:
+    cfg = load_config(*_split(args))  # validate before the heavy imports: bad input fails in a blink
     from .train import fit, report
 
-    cfg = load_config(*_split(args))
     report(fit(cfg))
     return 0
 
