@@ -2,6 +2,7 @@
 
     python -m score_lit train conf/stage1.yaml trainer.max_steps=50
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
+    python -m score_lit plot-run RUN_ID --out curves.png
 
 Arguments ending in .yaml/.yml are config files merged in order; `key=value` arguments override
 last. A bad config stops here with one line on stderr (exit 2), before anything is written.
@@ -41,7 +42,20 @@ def cmd_show_config(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "show-config": cmd_show_config}
+def cmd_plot_run(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="score_lit plot-run", description="plot a run's training curves from MLflow")
+    p.add_argument("run_id")
+    p.add_argument("--tracking-uri", default=None, help="default: the project's sqlite:///.../mlflow.db")
+    p.add_argument("--out", default="curves.png")
+    ns = p.parse_args(args)
+    from .config import Config
+    from .viz import plot_training_curves
+
+    print(plot_training_curves(ns.tracking_uri or Config().tracking_uri, ns.run_id, ns.out))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from .config import Config, flatten, to_dict
 from .curriculum import build_datamodule
 from .lit_module import ScoreModule
 from .mllm import build_mllm
+from .viz import plot_training_curves
 
 
 @dataclass
@@ -101,12 +102,15 @@ def fit(cfg: Config) -> FitResult:
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         logger.experiment.log_artifact(logger.run_id, str(policy_path))
+        curves = plot_training_curves(cfg.tracking_uri, logger.run_id, run_dir / "curves.png", f"{cfg.name} ({logger.run_id[:8]})")
+        logger.experiment.log_artifact(logger.run_id, str(curves))
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return FitResult(run_dir, policy_path, ckpt_dir, logger.run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
 
 
 def report(result: FitResult, out=sys.stdout) -> None:
     print(f"policy checkpoint : {result.policy_path}", file=out)
+    print(f"training curves   : {result.run_dir / 'curves.png'}", file=out)
     print(f"lightning ckpts   : {result.checkpoint_dir}", file=out)
     print(f"mlflow run        : {result.run_id} (experiment '{result.experiment}') in {result.tracking_uri}", file=out)
     print("open it with      : make mlflow-ui   (then http://127.0.0.1:5000)", file=out)
