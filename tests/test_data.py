@@ -1,19 +1,22 @@
 """The stage-1 generator: deterministic, split-disjoint, and its answer is where it says it is."""
 
 import numpy as np
+import pytest
 import torch
 
 from score_lit.config import DataConfig
 from score_lit.curriculum import PseudoVideoDataModule, collate
 from score_lit.data import assets
-from score_lit.data.synthetic import DIGIT_PX, run_lengths, stitched
+from score_lit.data.synthetic import DIGIT_PX, SOURCES, distracted, flash, run_lengths, stitched
 
 
-def test_deterministic_per_seed_split_index():
-    a, b = stitched(0, "train", 7), stitched(0, "train", 7)
+@pytest.mark.parametrize("family", sorted(SOURCES))
+def test_deterministic_per_seed_split_index(family):
+    gen = SOURCES[family]
+    a, b = gen(0, "train", 7), gen(0, "train", 7)
     assert a.id == b.id and np.array_equal(a.frames, b.frames) and a.answer == b.answer
-    assert not np.array_equal(a.frames, stitched(1, "train", 7).frames)
-    assert not np.array_equal(a.frames, stitched(0, "val", 7).frames)
+    assert not np.array_equal(a.frames, gen(1, "train", 7).frames)
+    assert not np.array_equal(a.frames, gen(0, "val", 7).frames)
 
 
 def test_splits_use_disjoint_digit_instances():
@@ -37,10 +40,15 @@ def test_runs_are_static_with_cuts_and_even_lengths():
     assert all(same[f0 : f1 - 1])  # the digit's run is static
 
 
-def test_answer_is_recoverable_from_the_evidence_cell():
+def _cell(frame, r, c):
+    return frame[r * DIGIT_PX : (r + 1) * DIGIT_PX, c * DIGIT_PX : (c + 1) * DIGIT_PX]
+
+
+@pytest.mark.parametrize("family", sorted(SOURCES))
+def test_answer_is_recoverable_from_the_evidence_cell(family):
     images, labels = assets.digits()
     for i in range(10):
-        s = stitched(0, "train", i, frames=16, size=64)
+        s = SOURCES[family](0, "train", i, frames=16, size=64)
         f0, f1 = s.evidence["frames"]
         r, c = s.evidence["cell"]
         d = s.evidence["digit_index"]
@@ -67,3 +75,33 @@ def test_collate_and_datamodule():
     s = [stitched(0, "val", i, frames=8, size=32) for i in range(2)]
     vb = collate(s)
     assert torch.equal(vb.frames[0], torch.from_numpy(s[0].frames).permute(0, 3, 1, 2))
+
+
+def test_flash_digit_is_visible_in_exactly_one_temporal_unit():
+    for i in range(10):
+        s = flash(0, "test", i)
+        f0, f1 = s.evidence["frames"]
+        assert f1 - f0 == 2 and f0 % 2 == 0  # one temporal unit (2 frames), on a unit border
+        outside = [f for f in range(16) if not f0 <= f < f1]
+        assert all(np.array_equal(s.frames[f], s.frames[outside[0]]) for f in outside)  # static elsewhere
+        assert not np.array_equal(s.frames[f0], s.frames[outside[0]])
+
+
+def test_distracted_changes_elsewhere_never_carry_the_digit():
+    starts = set()
+    for i in range(12):
+        s = distracted(0, "train", i)
+        (r, c), others = s.evidence["cell"], s.evidence["distractor_cells"]
+        f0, f1 = s.evidence["frames"]
+        starts.add(f0)
+        assert f1 == 16 and (r, c) not in others
+        # the digit cell is static once the digit is there; every distractor cell changes every unit
+        assert all(np.array_equal(_cell(s.frames[f], r, c), _cell(s.frames[f0], r, c)) for f in range(f0, 16))
+        for rr, cc in others:
+            assert all(not np.array_equal(_cell(s.frames[2 * u], rr, cc), _cell(s.frames[2 * u + 2], rr, cc)) for u in range(7))
+        # outside the digit and distractor cells, the scene never changes
+        m = np.ones((64, 64), bool)
+        for rr, cc in [(r, c), *others]:
+            m[rr * DIGIT_PX : (rr + 1) * DIGIT_PX, cc * DIGIT_PX : (cc + 1) * DIGIT_PX] = False
+        assert all(np.array_equal(s.frames[f][m], s.frames[0][m]) for f in range(16))
+    assert 0 in starts and len(starts) > 1  # both "sits still from frame 0" and "appears later" occur

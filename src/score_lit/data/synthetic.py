@@ -1,5 +1,13 @@
 """Synthetic video QA from real still images, deterministic per (seed, split, index).
 
+Families (each chosen so that a token selector has to find the part of the video that carries the
+answer; the answer is always the digit's own token):
+`flash`: one static scene; a digit is visible in exactly one temporal unit (2 frames);
+"which digit appeared ?". A pure surprise rule (largest ||dX||) solves it.
+`distracted`: one static scene; the digit appears at some unit and stays (or sits still from the
+first frame), while other cells cut to unrelated texture at every unit, carrying no digit;
+"which digit appeared ?". The largest change is the wrong thing to keep: a selector must also read
+content (the x half of the state).
 `stitched` (stage 1 of the curriculum, METHOD.md "Curriculum"): several still scenes, each held for
 a run of identical frames, hard cuts between them; exactly one run shows a handwritten digit pasted
 on one merged-token cell; "which digit was shown ?" -> the digit. A static run is redundant, the cut
@@ -64,7 +72,7 @@ def run_lengths(rng: np.random.Generator, frames: int, min_run: int, max_run: in
     return runs
 
 
-def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8) -> Sample:
+def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8, **_) -> Sample:
     rng = _rng(seed, split, index)
     images, labels = assets.digits()
     pool = assets.digit_indices(split)
@@ -91,7 +99,57 @@ def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64
     )
 
 
-SOURCES: dict[str, Callable[..., Sample]] = {"stitched": stitched}
+def _cells(rng: np.random.Generator, cells: int, n: int) -> list[tuple[int, int]]:
+    flat = rng.choice(cells * cells, size=n, replace=False)
+    return [(int(f) // cells, int(f) % cells) for f in flat]
+
+
+def _digit(rng: np.random.Generator, split: str) -> tuple[int, np.ndarray, str]:
+    images, labels = assets.digits()
+    pool = assets.digit_indices(split)
+    i = int(pool[rng.integers(len(pool))])
+    return i, images[i], str(int(labels[i]))
+
+
+def flash(seed: int, split: str, index: int, frames: int = 16, size: int = 64, **_) -> Sample:
+    rng = _rng(seed, split, index)
+    d_idx, digit, answer = _digit(rng, split)
+    scene = _crop(rng, size)
+    unit = int(rng.integers(frames // 2))
+    (row, col), = _cells(rng, size // DIGIT_PX, 1)
+    video = np.stack([scene] * frames)
+    f0, f1 = 2 * unit, 2 * unit + 2
+    video[f0:f1] = paste_digit(scene, digit, row, col)
+    return Sample(
+        id=f"flash/{split}/{seed}/{index}", frames=video, question="which digit appeared ?", answer=answer,
+        options=list(OPTIONS), evidence={"frames": (f0, f1), "cell": (row, col), "digit_index": d_idx},
+    )  # fmt: skip
+
+
+def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 64, distractors: int = 5, **_) -> Sample:
+    rng = _rng(seed, split, index)
+    d_idx, digit, answer = _digit(rng, split)
+    scene = _crop(rng, size)
+    units = frames // 2
+    start = 0 if rng.random() < 1 / 3 else int(rng.integers(1, units))  # sits still from frame 0, or appears
+    cells = _cells(rng, size // DIGIT_PX, 1 + distractors)
+    (row, col), others = cells[0], cells[1:]
+    video = np.stack([scene] * frames)
+    video[2 * start :] = paste_digit(scene, digit, row, col)
+    for u in range(units):  # every unit, every distractor cell cuts to an unrelated, high-contrast texture
+        for r, c in others:
+            tex = _crop(rng, DIGIT_PX)
+            if u % 2:  # alternate polarity: consecutive units always differ strongly
+                tex = 255 - tex
+            video[2 * u : 2 * u + 2, r * DIGIT_PX : (r + 1) * DIGIT_PX, c * DIGIT_PX : (c + 1) * DIGIT_PX] = tex
+    return Sample(
+        id=f"distracted/{split}/{seed}/{index}", frames=video, question="which digit appeared ?", answer=answer,
+        options=list(OPTIONS),
+        evidence={"frames": (2 * start, frames), "cell": (row, col), "digit_index": d_idx, "distractor_cells": others},
+    )  # fmt: skip
+
+
+SOURCES: dict[str, Callable[..., Sample]] = {"stitched": stitched, "flash": flash, "distracted": distracted}
 
 
 def build_source(name: str) -> Callable[..., Sample]:
