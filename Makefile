@@ -8,7 +8,7 @@ ARGS ?=
 MLFLOW_PORT ?= 5000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast train-stage1 mlflow-ui clean
+.PHONY: help venv test test-fast train-stage1 train-stage2 mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test-fast: $(STAMP) ## run the tests not marked slow
 
 train-stage1: $(STAMP) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
+
+train-stage2: $(STAMP) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
+	$(PY) -m score_lit train conf/stage2.yaml $(ARGS)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:5000 (MLFLOW_PORT=... to change)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1

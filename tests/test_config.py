@@ -21,8 +21,10 @@ def test_defaults_yaml_and_overrides_layer_in_order(tmp_path):
 
 
 def test_shipped_configs_load():
-    for f in sorted((ROOT / "conf").glob("*.yaml")):
-        load_config([f])
+    files = sorted((ROOT / "conf").glob("*.yaml"))
+    assert {f.name for f in files} >= {"stage1.yaml", "stage2.yaml"}
+    for f in files:
+        load_config([f], ["init_policy=null"])  # stage 2's init_policy exists only after stage 1 ran
 
 
 def test_unknown_key_names_the_closest_valid_key():
@@ -52,6 +54,7 @@ def test_wrong_type_is_named():
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
         ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),
         ("data.size=50", r"multiple of 16"),
+        ("data.families=[stiched]", r"unknown \['stiched'\]; available: \['distracted', 'flash', 'stitched'\]"),
     ],
 )
 def test_cross_field_checks(override, message):

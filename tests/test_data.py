@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from score_lit.config import DataConfig
-from score_lit.curriculum import PseudoVideoDataModule, collate
+from score_lit.curriculum import SyntheticDataModule, collate
 from score_lit.data import assets
 from score_lit.data.synthetic import DIGIT_PX, SOURCES, distracted, flash, run_lengths, stitched
 
@@ -63,13 +63,13 @@ def test_answer_is_recoverable_from_the_evidence_cell(family):
 
 def test_collate_and_datamodule():
     cfg = DataConfig(frames=8, size=32, batch_size=3, train_samples=6, val_samples=3)
-    dm = PseudoVideoDataModule(cfg)
+    dm = SyntheticDataModule(cfg)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch.frames.shape == (3, 8, 3, 32, 32) and batch.frames.dtype == torch.uint8
     for j in range(3):
         assert batch.options[j][batch.answer_index[j]] == batch.answers[j]
-    dm2 = PseudoVideoDataModule(cfg)
+    dm2 = SyntheticDataModule(cfg)
     dm2.setup("fit")
     assert next(iter(dm2.train_dataloader())).ids == batch.ids  # same seed -> same order
     s = [stitched(0, "val", i, frames=8, size=32) for i in range(2)]
@@ -105,3 +105,11 @@ def test_distracted_changes_elsewhere_never_carry_the_digit():
             m[rr * DIGIT_PX : (rr + 1) * DIGIT_PX, cc * DIGIT_PX : (cc + 1) * DIGIT_PX] = False
         assert all(np.array_equal(s.frames[f][m], s.frames[0][m]) for f in range(16))
     assert 0 in starts and len(starts) > 1  # both "sits still from frame 0" and "appears later" occur
+
+
+def test_families_interleave_by_index():
+    cfg = DataConfig(families=["flash", "distracted"], frames=8, size=32, batch_size=4, train_samples=8, val_samples=4)
+    dm = SyntheticDataModule(cfg)
+    dm.setup("fit")
+    ids = [dm.train_set[i].id for i in range(4)]
+    assert ids == ["flash/train/0/0", "distracted/train/0/0", "flash/train/0/1", "distracted/train/0/1"]

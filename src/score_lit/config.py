@@ -111,10 +111,11 @@ class RLConfig:
 
 @dataclass
 class DataConfig:
-    """Stage-1 pseudo-videos from still images (built in, no download)."""
+    """Synthetic video QA from still images (built in, no download)."""
 
-    # Registry name of the source (score_lit.data): stitched.
-    source: str = "stitched"
+    # Generator families (score_lit.data.SOURCES): stitched (stage 1), flash, distracted (dynamic).
+    # Several are interleaved by index: sample i comes from families[i % n].
+    families: list[str] = field(default_factory=lambda: ["stitched"])
     frames: int = 16  # F sampled frames per video (even: Qwen merges 2 frames per temporal unit)
     size: int = 64  # frame height = width in pixels (a multiple of patch 8 x merge 2 = 16)
     min_run: int = 2  # shortest still run in frames (kept even so cuts fall on temporal-unit borders)
@@ -134,6 +135,11 @@ class DataConfig:
             raise ConfigError(f"data.min_run={self.min_run}, data.max_run={self.max_run}: need 2 <= min_run <= max_run")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
+        from .data.synthetic import SOURCES
+
+        unknown = [f for f in self.families if f not in SOURCES]
+        if unknown or not self.families:
+            raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(SOURCES)}")
 
 
 @dataclass
@@ -195,7 +201,7 @@ class Config:
     name: str = "stage1"
     seed: int = 0
     out_dir: str = "runs"
-    # Phase of the curriculum this run trains (stage1: static pseudo-videos).
+    # Phase of the curriculum this run trains (stage1: static pseudo-videos; stage2: dynamic videos).
     phase: str = "stage1"
     # A policy checkpoint (policy.pt) to start from, e.g. stage 2 from stage 1's result.
     init_policy: str | None = None

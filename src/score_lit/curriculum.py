@@ -1,4 +1,5 @@
-"""The curriculum's DataModules. Stage 1: static pseudo-videos (stitched still images).
+"""The curriculum's DataModules. Stage 1: static pseudo-videos (stitched still images); stage 2:
+dynamic videos (today the synthetic flash / distracted families; real video QA from disk is issue 4).
 
 Each sample is generated from (data.seed, split, index), so an epoch is reproducible without storing
 anything, train and val never share a seed stream, and a resumed run sees the same data order
@@ -23,14 +24,15 @@ class SyntheticVideoQA(Dataset):
 
     def __init__(self, cfg: DataConfig, split: str, length: int):
         self.cfg, self.split, self.length = cfg, split, length
-        self.source = build_source(cfg.source)
+        self.sources = [build_source(f) for f in cfg.families]
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Sample:
-        c = self.cfg
-        return self.source(c.seed, self.split, index, frames=c.frames, size=c.size, min_run=c.min_run, max_run=c.max_run)
+        c, n = self.cfg, len(self.sources)
+        gen = self.sources[index % n]  # interleaved families; each family's own index stream
+        return gen(c.seed, self.split, index // n, frames=c.frames, size=c.size, min_run=c.min_run, max_run=c.max_run)
 
 
 def collate(samples: list[Sample]) -> VideoBatch:
@@ -49,8 +51,8 @@ def collate(samples: list[Sample]) -> VideoBatch:
     )
 
 
-class PseudoVideoDataModule(L.LightningDataModule):
-    """Stage 1: stitched pseudo-videos for training, a held-out generator stream for validation."""
+class SyntheticDataModule(L.LightningDataModule):
+    """Generated video QA: the train stream for training, the disjoint val stream for validation."""
 
     def __init__(self, cfg: DataConfig):
         super().__init__()
@@ -74,7 +76,7 @@ class PseudoVideoDataModule(L.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
 
-DATAMODULES = {"stage1": PseudoVideoDataModule}
+DATAMODULES = {"stage1": SyntheticDataModule, "stage2": SyntheticDataModule}
 
 
 def build_datamodule(phase: str, cfg: DataConfig) -> L.LightningDataModule:

@@ -132,7 +132,7 @@ def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 
     scene = _crop(rng, size)
     units = frames // 2
     start = 0 if rng.random() < 1 / 3 else int(rng.integers(1, units))  # sits still from frame 0, or appears
-    cells = _cells(rng, size // DIGIT_PX, 1 + distractors)
+    cells = _cells(rng, size // DIGIT_PX, 1 + min(distractors, (size // DIGIT_PX) ** 2 - 1))
     (row, col), others = cells[0], cells[1:]
     video = np.stack([scene] * frames)
     video[2 * start :] = paste_digit(scene, digit, row, col)
