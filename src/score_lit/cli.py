@@ -3,6 +3,7 @@
     python -m score_lit train conf/stage1.yaml trainer.max_steps=50
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
     python -m score_lit plot-run RUN_ID --out curves.png
+    python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
 
 Arguments ending in .yaml/.yml are config files merged in order; `key=value` arguments override
 last. A bad config stops here with one line on stderr (exit 2), before anything is written.
@@ -55,7 +56,23 @@ def cmd_plot_run(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run}
+def cmd_export_split(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="score_lit export-split", description="write a generated split as mp4 + JSONL, once")
+    p.add_argument("--out", default="artifacts/toy-bench")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--n", type=int, default=200, help="samples per family")
+    p.add_argument("--families", default="flash,stitched,distracted")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=64)
+    ns = p.parse_args(args)
+    from .data.export import export_split
+
+    print(export_split(ns.out, ns.split, ns.n, ns.families.split(","), ns.seed, ns.frames, ns.size))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run, "export-split": cmd_export_split}
 
 
 def main(argv: list[str] | None = None) -> int:
