@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
 
 from .checkpoint import load_policy, save_policy
@@ -91,6 +91,7 @@ def fit(cfg: Config) -> FitResult:
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
         PolicyExport(policy_path, cfg),
+        TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
     ]
     t = cfg.trainer
     trainer = L.Trainer(
