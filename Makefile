@@ -6,9 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 MLFLOW_PORT ?= 5000
+TOY := artifacts/toy-mllm/accuracy.json
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast train-stage1 train-stage2 mlflow-ui clean
+.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -27,10 +28,16 @@ test: $(STAMP) ## run the test suite (CPU, no network, under 5 min)
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
-train-stage1: $(STAMP) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
+$(TOY): | $(STAMP)
+	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
+
+toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 5 min on 2 cores)
+	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
+
+train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
 
-train-stage2: $(STAMP) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
+train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage2.yaml $(ARGS)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:5000 (MLFLOW_PORT=... to change)

@@ -18,7 +18,7 @@ TRAIN_METRICS = [
     "reward/fidelity", "reward/sparsity", "dce/mean", "keep_ratio/mean", "advantage/std", "policy/entropy",
     "time/encode", "time/rollout", "time/reward", "time/update",
 ]  # fmt: skip
-VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10"]
+VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10", "val/dce_bound_ok"]
 
 
 def tiny_overrides(tmp_path, steps=4):
@@ -70,6 +70,8 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     assert len(client.get_metric_history(res.run_id, "val/accuracy_r1.00")) == 1  # frozen model: once
     assert run.data.params["rl.group_size"] == "4" and run.data.params["mllm.family"] == "qwen2_5_vl"
     assert 0.0 <= run.data.metrics["keep_ratio/mean"] <= 1.0
+    within = run.data.metrics["val/dce_r0.10"] <= cfg.val.dce_bound
+    assert run.data.metrics["val/dce_bound_ok"] == float(within)
     assert sorted(a.path for a in client.list_artifacts(res.run_id)) == ["curves.png", "policy.pt"]
     assert (res.run_dir / "curves.png").stat().st_size > 10_000  # a real figure, not an empty file
     assert str(tmp_path) in run.info.artifact_uri  # artifacts beside the sqlite store, not in the cwd

@@ -4,6 +4,7 @@
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
     python -m score_lit plot-run RUN_ID --out curves.png
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
+    python -m score_lit toy-mllm --out artifacts/toy-mllm      # train the frozen toy MLLM (minutes)
 
 Arguments ending in .yaml/.yml are config files merged in order; `key=value` arguments override
 last. A bad config stops here with one line on stderr (exit 2), before anything is written.
@@ -72,7 +73,16 @@ def cmd_export_split(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run, "export-split": cmd_export_split}
+def cmd_toy_mllm(args: list[str]) -> int:
+    from .toy_cli import cmd_toy_mllm as run
+
+    return run(args)
+
+
+COMMANDS = {
+    "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
+    "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

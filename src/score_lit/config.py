@@ -149,6 +149,9 @@ class ValConfig:
     every_n_steps: int = 50
     # Retention ratios validated (logged as val/accuracy_r0.25 ...); 1.00 (all tokens) is added once per run.
     ratios: list[float] = field(default_factory=lambda: [0.25, 0.10])
+    # The bound (nats) the run promises on validation dCE at the smallest ratio: the policy's top-k
+    # must keep the answer's likelihood within it. Logged as val/dce_bound_ok (1 = within).
+    dce_bound: float = 0.1
 
     def __post_init__(self) -> None:
         for r in self.ratios:

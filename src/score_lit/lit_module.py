@@ -139,6 +139,8 @@ class ScoreModule(L.LightningModule):
             logs[f"val/dce_{lab}"] = self.val_dce[key].compute()
             self.val_acc[key].reset()
             self.val_dce[key].reset()
+        smallest = retention_label(min(self.val_ratios))
+        logs["val/dce_bound_ok"] = (logs[f"val/dce_{smallest}"] <= self.cfg.val.dce_bound).float()
         if not self._full_logged and not self.trainer.sanity_checking:
             logs[f"val/accuracy_{retention_label(1.0)}"] = self.val_acc_full.compute()  # frozen model: once per run
             self._full_logged = True

@@ -14,6 +14,8 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from score_lit.config import ConfigError
+
 if TYPE_CHECKING:  # pragma: no cover
     from score_lit.config import MLLMConfig
     from score_lit.mllm.base import VideoMLLM
@@ -36,21 +38,22 @@ def check_path(path: str) -> Path:
     p = Path(path).expanduser()
     hint = (
         "set mllm.path to a local Hugging Face checkpoint directory holding config.json and the weights "
-        "(e.g. a downloaded Qwen2.5-VL-7B-Instruct), or leave mllm.path unset for the tiny random model"
+        "(e.g. a downloaded Qwen2.5-VL-7B-Instruct; `make toy-mllm` builds artifacts/toy-mllm), "
+        "or set mllm.path=null for the tiny random model"
     )
     if not p.exists():
-        raise ValueError(f"mllm.path={path!r} does not exist: {hint}")
+        raise ConfigError(f"mllm.path={path!r} does not exist: {hint}")
     if not p.is_dir():
-        raise ValueError(f"mllm.path={path!r} is a file, not a directory: {hint}")
+        raise ConfigError(f"mllm.path={path!r} is a file, not a directory: {hint}")
     if not (p / "config.json").is_file():
-        raise ValueError(f"mllm.path={path!r} has no config.json, so it is not a Hugging Face checkpoint: {hint}")
+        raise ConfigError(f"mllm.path={path!r} has no config.json, so it is not a Hugging Face checkpoint: {hint}")
     return p
 
 
 def build_mllm(cfg: MLLMConfig) -> VideoMLLM:
     """The adapter for cfg.family, wrapping cfg.path's checkpoint (or the tiny random model if path is None)."""
     if cfg.family not in REGISTRY:
-        raise ValueError(f"unknown mllm.family={cfg.family!r}; valid families: {sorted(REGISTRY)}")
+        raise ConfigError(f"unknown mllm.family={cfg.family!r}; valid families: {sorted(REGISTRY)}")
     if cfg.path is not None:
         check_path(cfg.path)
     module, attr = REGISTRY[cfg.family].split(":")

@@ -88,7 +88,9 @@ def build_tiny_tokenizer():
     return fast
 
 
-def _config(family: str, tokenizer):
+def _config(family: str, tokenizer, text_overrides: dict | None = None, vision_overrides: dict | None = None):
+    """(model class, config) for `family`; the overrides update the text / vision sub-config dicts (sizes of
+    the trained toy model, score_lit.toy_mllm); without them, the tiny sizes documented above."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab_size = -(-len(tokenizer) // 64) * 64
     text = dict(
@@ -123,12 +125,16 @@ def _config(family: str, tokenizer):
         # block 1 uses full attention, block 0 windowed, as in the real model's alternation.
         vision.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=32,
                       fullatt_block_indexes=[1], tokens_per_second=2)
+        text.update(text_overrides or {})
+        vision.update(vision_overrides or {})
         return Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
     if family == "qwen2_vl":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
         # embed_dim = vision width, hidden_size = LLM width.
         vision.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
+        text.update(text_overrides or {})
+        vision.update(vision_overrides or {})
         return Qwen2VLForConditionalGeneration, Qwen2VLConfig(text_config=text, vision_config=vision, **common)
     raise ValueError(f"no tiny model for family {family!r}: use 'qwen2_5_vl' or 'qwen2_vl'")
 

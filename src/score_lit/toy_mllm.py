@@ -1,0 +1,344 @@
+"""The toy MLLM (issue 3): a small FROZEN video MLLM of the real Qwen2.5-VL class that really answers.
+
+A randomly initialised MLLM gives noise rewards: its answer does not depend on the video, so dropping
+every visual token costs nothing. `train_toy_mllm(ToyConfig())` trains, on 2 CPU cores in minutes, a
+small `Qwen2_5_VLForConditionalGeneration` (built from a config in code with tiny.py's tokenizer and
+config builder, wider than tiny.py's) to answer the synthetic "which digit was shown / appeared ?"
+questions of score_lit.data.synthetic from the video, and saves it as a standard Hugging Face
+directory (config.json + safetensors + tokenizer + preprocessor_config.json) that stock
+`from_pretrained` and the adapter (`mllm.path=DIR`) load.
+
+Recipe (two stages, one deterministic data stream):
+
+1. vision only: the vision tower + patch merger with a linear head on DENSE per-token labels
+   (`dense_labels`: which digit is visible at this merged token, or none; derived from each sample's
+   `evidence`: the temporal units overlapping the evidence frames, at the evidence cell), until the
+   digit-token accuracy over the last `log_every` steps reaches `dense_target`. The answer alone is
+   a weak signal for a random tower; the dense labels make the merged tokens carry the digit first.
+2. whole model: teacher-forced CE of the answer token after the prompt + `dense_weight` x the dense
+   loss, the LLM at `llm_lr`, the vision tower and head at `vision_lr`, cosine decay.
+
+Same input format as at RL time, by construction: the model is loaded through the adapter
+(`build_mllm(MLLMConfig(path=...))` on the freshly initialised checkpoint) and the training forward
+calls the adapter's own `encode` and `score` bodies with gradients enabled (`QwenVLAdapter.encode.
+__wrapped__`, the function under its `torch.no_grad` decorator) with an all-ones keep mask: the
+prompt template of MLLMConfig, the original M-RoPE positions of score_lit.mllm.positions, the
+preprocessing and the answer-token CE are exactly the ones the RL loop will feed the frozen model.
+
+Data: sample j of the stream is family `families[j % len(families)]`, generator index
+`j // len(families)`, split "train" (digit instances disjoint from "test"); every step sees fresh
+samples, so there is no epoch and no overfitting to a pool. Deterministic for a seed (torch.manual_seed
+before init, the stream is a function of the step).
+
+Evaluation: the saved directory is loaded back through `build_mllm`, and `score` with ALL visual tokens
+kept picks argmax over the 10 option logits on the held-out "test" split; `accuracy.json` beside the
+model records per-family and overall accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from score_lit.config import MLLMConfig
+from score_lit.curriculum import collate
+from score_lit.data.synthetic import DIGIT_PX, SOURCES, Sample
+from score_lit.mllm.positions import temporal_units
+from score_lit.types import VideoBatch
+
+NONE = 10  # dense label of a merged token that shows no answer digit (digits are 0..9)
+
+
+@dataclass
+class ToyConfig:
+    """Knobs of the toy-MLLM training; defaults are the full run (`python -m score_lit toy-mllm`)."""
+
+    # Synthetic families (keys of score_lit.data.synthetic.SOURCES) to train and evaluate on; empty = all
+    # registered ones, so a new family is picked up without touching this file.
+    families: tuple[str, ...] = ()
+    # Model family (adapter registry name); qwen2_5_vl is the real class the project targets first.
+    family: str = "qwen2_5_vl"
+    # Video shape of the generators (16 frames = 8 temporal units; 64 px = 4x4 merged tokens of 16 px).
+    frames: int = 16
+    size: int = 64
+    seed: int = 0
+    # Samples per optimizer step (mixed over the families).
+    batch_size: int = 16
+    # Stage 1 (vision + merger + dense head): at most this many steps, earlier once the digit-token
+    # accuracy over the last `log_every` steps reaches dense_target.
+    vision_steps: int = 400
+    dense_target: float = 0.95
+    vision_stage_lr: float = 1e-3
+    # Stage 2 (whole model): answer CE + dense_weight x dense CE; cosine decay after a short warmup.
+    joint_steps: int = 700
+    llm_lr: float = 2e-3
+    vision_lr: float = 3e-4
+    dense_weight: float = 0.3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    # Model widths. Text head_dim = text_width / text_heads; the M-RoPE sections follow from it.
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 8
+    text_kv_heads: int = 4
+    text_mlp: int = 256
+    vision_width: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 4
+    vision_mlp: int = 128  # qwen2_vl takes it as an integer mlp_ratio = vision_mlp // vision_width
+    # Weight init std of the fresh model (HF's default; tiny.py's 0.1 is for sensitivity tests, not training).
+    init_std: float = 0.02
+    # Held-out evaluation: samples per family of the generators' "test" split, scored in batches.
+    eval_per_family: int = 200
+    eval_batch_size: int = 25
+    # A progress line every this many steps (running loss and accuracies over the window).
+    log_every: int = 25
+    out: str = "artifacts/toy-mllm"
+
+    def __post_init__(self):
+        self.families = tuple(self.families)
+        unknown = [f for f in self.families if f not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown toy families {unknown}; registered: {sorted(SOURCES)}")
+        if self.size % DIGIT_PX:
+            raise ValueError(f"size={self.size} must be a multiple of {DIGIT_PX} (one merged token per digit cell)")
+        if self.text_width % self.text_heads or (self.text_width // self.text_heads) % 2:
+            raise ValueError(f"text_width={self.text_width} must split into text_heads={self.text_heads} even head dims")
+
+    def family_names(self) -> list[str]:
+        return list(self.families or SOURCES)
+
+
+def quick_config(**overrides) -> ToyConfig:
+    """A seconds-long run with tiny widths (tests, `toy-mllm --quick`): proves the pipeline, not accuracy."""
+    kw = dict(
+        batch_size=4, vision_steps=3, joint_steps=3, warmup_steps=1, text_width=32, text_layers=1, text_heads=2,
+        text_kv_heads=1, text_mlp=64, vision_width=16, vision_depth=2, vision_heads=1, vision_mlp=32,
+        eval_per_family=4, eval_batch_size=4, log_every=1, dense_target=2.0,  # never stop stage 1 early
+    )  # fmt: skip
+    kw.update(overrides)
+    return ToyConfig(**kw)
+
+
+# ------------------------------------------------------------------------------------------ labels
+def dense_labels(evidence: dict, answer: int, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
+    """[T, N] long: `answer` at the merged tokens showing it, NONE elsewhere.
+
+    Temporal unit t covers frames [t*tps, (t+1)*tps) (the processor pads F by repeating the last frame);
+    it shows the digit if that range overlaps evidence["frames"] = [f0, f1). Token n = row * (size/16) + col
+    of evidence["cell"] (one 16 px digit cell = one merged token; the caller keeps frames unresized).
+    """
+    t_units, side = temporal_units(frames, temporal_patch_size), size // DIGIT_PX
+    f0, f1 = (int(v) for v in evidence["frames"])
+    row, col = (int(v) for v in evidence["cell"])
+    labels = torch.full((t_units, side * side), NONE, dtype=torch.long)
+    for t in range(t_units):
+        if t * temporal_patch_size < f1 and (t + 1) * temporal_patch_size > f0:
+            labels[t, row * side + col] = answer
+    return labels
+
+
+# ------------------------------------------------------------------------------------------- data
+def make_samples(cfg: ToyConfig, split: str, start: int, count: int, families: list[str] | None = None) -> list[Sample]:
+    """Samples start .. start+count-1 of the deterministic stream (families interleaved)."""
+    fams = families or cfg.family_names()
+    out = []
+    for j in range(start, start + count):
+        name = fams[j % len(fams)]
+        out.append(SOURCES[name](cfg.seed, split, j // len(fams), frames=cfg.frames, size=cfg.size))
+    return out
+
+
+def make_batch(samples: list[Sample], cfg: ToyConfig, temporal_patch_size: int) -> tuple[VideoBatch, Tensor]:
+    """(VideoBatch, dense labels [B, T, N])."""
+    labels = torch.stack(
+        [dense_labels(s.evidence, int(s.answer), cfg.frames, cfg.size, temporal_patch_size) for s in samples]
+    )
+    return collate(samples), labels
+
+
+# ------------------------------------------------------------------------------------------ model
+def _mrope_section(head_dim: int) -> list[int]:
+    """(t, h, w) split of head_dim / 2 in Qwen's proportions (16, 24, 24 of 64); [2, 3, 3] for head_dim 16."""
+    half = head_dim // 2
+    t = half // 4
+    h = (half - t) // 2
+    return [t, h, half - t - h]
+
+
+def build_toy_model(cfg: ToyConfig):
+    """(model, tokenizer): a fresh model of the real class at cfg's widths, seeded by cfg.seed."""
+    from score_lit.mllm.tiny import _config, build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    text = dict(
+        hidden_size=cfg.text_width, intermediate_size=cfg.text_mlp, num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads, initializer_range=cfg.init_std,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads)},
+    )  # fmt: skip
+    vision = dict(depth=cfg.vision_depth, num_heads=cfg.vision_heads, initializer_range=cfg.init_std)
+    if cfg.family == "qwen2_5_vl":
+        full = sorted({*range(1, cfg.vision_depth, 2), cfg.vision_depth - 1})  # alternate windowed / full, last full
+        vision.update(hidden_size=cfg.vision_width, intermediate_size=cfg.vision_mlp, out_hidden_size=cfg.text_width,
+                      fullatt_block_indexes=full)  # fmt: skip
+    else:
+        vision.update(embed_dim=cfg.vision_width, hidden_size=cfg.text_width, mlp_ratio=cfg.vision_mlp // cfg.vision_width)
+    cls, config = _config(cfg.family, tokenizer, text, vision)
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(cfg.seed)
+    return cls(config), tokenizer
+
+
+def save_model(model, tokenizer, path: Path) -> Path:
+    """Standard HF directory: config + safetensors, tokenizer, preprocessor_config.json (as tiny.save_tiny)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    vc = model.config.vision_config
+    Qwen2VLImageProcessorPil(
+        patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size
+    ).save_pretrained(path)
+    return path
+
+
+def model_sizes(model) -> dict[str, int]:
+    """Parameter counts: vision tower (incl. merger), language model (incl. embeddings), lm_head, total."""
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    return {"vision": count(model.model.visual), "language_model": count(model.model.language_model),
+            "lm_head": count(model.lm_head), "total": count(model)}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- training
+def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, answers: bool) -> dict[str, Tensor]:
+    """Dense loss (+ answer CE) through the adapter's own encode / score bodies, with gradients."""
+    from score_lit.mllm.qwen_vl import QwenVLAdapter
+
+    visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows
+    logits = head(visual.tokens)  # [B, T, N, 11]
+    digit = labels != NONE
+    nll = F.cross_entropy(logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
+    dense = nll[digit].mean() + nll[~digit].mean()  # class-balanced: digit tokens are ~3% of the grid
+    out = {"dense": dense, "digit_acc": (logits.argmax(-1)[digit] == labels[digit]).float().mean()}
+    if answers:
+        prompts = adapter.tokenize(batch)
+        masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)
+        scores = QwenVLAdapter.score.__wrapped__(adapter, visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
+        out["ce"] = scores.ce[:, 0].mean()
+        out["answer_acc"] = (scores.option_logits[:, 0].argmax(-1) == batch.answer_index).float().mean()
+    return out
+
+
+def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, stream_start, t0, stop=None) -> int:
+    """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken."""
+    tps = adapter.temporal_patch_size
+    window: dict[str, list[float]] = {}
+    for step in range(steps):
+        batch, labels = make_batch(make_samples(cfg, "train", stream_start + step * cfg.batch_size, cfg.batch_size), cfg, tps)
+        out = _forward(adapter, head, batch, labels, answers)
+        loss = out["dense"] * (cfg.dense_weight if answers else 1.0) + (out["ce"] if answers else 0.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        for k, v in {**out, "loss": loss}.items():
+            window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
+        if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+            means = {k: float(np.mean(v)) for k, v in window.items()}
+            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "answer_acc") if k in means)
+            print(f"[toy-mllm] {name} step {step + 1}/{steps} {shown} ({time.time() - t0:.0f}s)", flush=True)
+            window = {}
+            if stop is not None and stop(means):
+                print(f"[toy-mllm] {name}: target reached at step {step + 1}", flush=True)
+                return step + 1
+    return steps
+
+
+def train_toy_mllm(cfg: ToyConfig) -> Path:
+    """Train, save to cfg.out, evaluate on the test split (accuracy.json beside the model); returns cfg.out."""
+    from score_lit.mllm import build_mllm
+
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    model, tokenizer = build_toy_model(cfg)
+    sizes = model_sizes(model)
+    print(f"[toy-mllm] {cfg.family} model, parameters: {sizes}; families {cfg.family_names()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:  # load the fresh weights through the adapter, as at RL time
+        save_model(model, tokenizer, Path(tmp))
+        adapter = build_mllm(MLLMConfig(family=cfg.family, path=tmp))
+    model = adapter.model.requires_grad_(True).train()
+    head = nn.Linear(adapter.hidden_size, NONE + 1)
+
+    # Stage 1: vision tower + merger + dense head.
+    vis_params = list(model.model.visual.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(vis_params, lr=cfg.vision_stage_lr, weight_decay=cfg.weight_decay)
+    n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0,
+                    stop=lambda m: m["digit_acc"] >= cfg.dense_target)  # fmt: skip
+
+    # Stage 2: the whole model on the answers + dense_weight x dense loss.
+    vis_ids = {id(p) for p in vis_params}
+    llm_params = [p for p in model.parameters() if id(p) not in vis_ids]
+    opt = torch.optim.AdamW(
+        [{"params": llm_params, "lr": cfg.llm_lr}, {"params": vis_params, "lr": cfg.vision_lr}],
+        weight_decay=cfg.weight_decay,
+    )
+
+    def schedule(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.joint_steps - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1 * cfg.batch_size, t0)
+    train_seconds = time.time() - t0
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_model(model.eval().requires_grad_(False), tokenizer, out)
+    print(f"[toy-mllm] saved to {out} after {train_seconds:.0f}s of training; evaluating on 'test'", flush=True)
+    acc = evaluate(out, cfg)
+    report = {
+        "families": acc, "overall": float(np.mean(list(acc.values()))), "n_per_family": cfg.eval_per_family,
+        "seed": cfg.seed, "train_seconds": round(train_seconds, 1), "vision_stage_steps": n1,
+        "joint_steps": cfg.joint_steps, "parameters": sizes, "config": asdict(cfg),
+    }  # fmt: skip
+    (out / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    return out
+
+
+@torch.no_grad()
+def evaluate(path: str | Path, cfg: ToyConfig) -> dict[str, float]:
+    """{family: accuracy} of the checkpoint at `path` through the adapter, ALL visual tokens kept,
+    argmax over the option logits, on the first cfg.eval_per_family samples of each family's "test" split."""
+    from score_lit.mllm import build_mllm
+
+    adapter = build_mllm(MLLMConfig(family=cfg.family, path=str(path)))
+    acc = {}
+    for name in cfg.family_names():
+        correct = 0
+        for start in range(0, cfg.eval_per_family, cfg.eval_batch_size):
+            n = min(cfg.eval_batch_size, cfg.eval_per_family - start)
+            batch = collate(make_samples(cfg, "test", start, n, families=[name]))
+            visual = adapter.encode(batch)
+            masks = torch.ones(n, 1, visual.num_tokens, dtype=torch.bool)
+            scores = adapter.score(visual, adapter.tokenize(batch), masks)
+            correct += int((scores.option_logits[:, 0].argmax(-1) == batch.answer_index).sum())
+        acc[name] = correct / cfg.eval_per_family
+    return acc
+
+
+__all__ = ["ToyConfig", "quick_config", "dense_labels", "build_toy_model", "model_sizes", "train_toy_mllm", "evaluate", "NONE"]
