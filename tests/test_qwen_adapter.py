@@ -173,7 +173,7 @@ def test_saved_tiny_loads_through_build_mllm(adapter, batch, tmp_path):
 
 def test_bad_paths_and_family_give_clear_errors(tmp_path):
     # (f)
-    with pytest.raises(ValueError, match="does not exist.*leave mllm.path unset"):
+    with pytest.raises(ValueError, match="does not exist.*set mllm.path=null"):
         build_mllm(MLLMConfig(path=str(tmp_path / "nope")))
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file, not a directory"):
