@@ -53,6 +53,7 @@ from score_lit.config import MLLMConfig
 from score_lit.curriculum import collate
 from score_lit.data.synthetic import DIGIT_PX, SOURCES, Sample
 from score_lit.mllm.positions import temporal_units
+from score_lit.mllm.tiny import save_hf_dir
 from score_lit.types import VideoBatch
 
 NONE = 10  # dense label of a merged token that shows no answer digit (digits are 0..9)
@@ -200,19 +201,6 @@ def build_toy_model(cfg: ToyConfig):
     return cls(config), tokenizer
 
 
-def save_model(model, tokenizer, path: Path) -> Path:
-    """Standard HF directory: config + safetensors, tokenizer, preprocessor_config.json (as tiny.save_tiny)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    vc = model.config.vision_config
-    Qwen2VLImageProcessorPil(
-        patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size
-    ).save_pretrained(path)
-    return path
-
-
 def model_sizes(model) -> dict[str, int]:
     """Parameter counts: vision tower (incl. merger), language model (incl. embeddings), lm_head, total."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -277,7 +265,7 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
     sizes = model_sizes(model)
     print(f"[toy-mllm] {cfg.family} model, parameters: {sizes}; families {cfg.family_names()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:  # load the fresh weights through the adapter, as at RL time
-        save_model(model, tokenizer, Path(tmp))
+        save_hf_dir(model, tokenizer, Path(tmp))
         adapter = build_mllm(MLLMConfig(family=cfg.family, path=tmp))
     model = adapter.model.requires_grad_(True).train()
     head = nn.Linear(adapter.hidden_size, NONE + 1)
@@ -308,7 +296,7 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_model(model.eval().requires_grad_(False), tokenizer, out)
+    save_hf_dir(model.eval().requires_grad_(False), tokenizer, out)
     print(f"[toy-mllm] saved to {out} after {train_seconds:.0f}s of training; evaluating on 'test'", flush=True)
     acc = evaluate(out, cfg)
     report = {

@@ -152,10 +152,15 @@ def build_tiny(family: str, seed: int = 0, attn_implementation: str = "sdpa"):
 
 def save_tiny(path: str | os.PathLike, family: str, seed: int = 0) -> Path:
     """Write build_tiny(family, seed) as a standard HF directory (model, tokenizer, preprocessor config)."""
+    return save_hf_dir(*build_tiny(family, seed), path)
+
+
+def save_hf_dir(model, tokenizer, path: str | os.PathLike) -> Path:
+    """A standard HF directory that stock from_pretrained and mllm.path both read: config + safetensors,
+    tokenizer, and a preprocessor_config.json with the model's patch / merge / temporal patch sizes."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     path = Path(path)
-    model, tokenizer = build_tiny(family, seed)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     vc = model.config.vision_config
