@@ -113,3 +113,10 @@ def test_families_interleave_by_index():
     dm.setup("fit")
     ids = [dm.train_set[i].id for i in range(4)]
     assert ids == ["flash/train/0/0", "distracted/train/0/0", "flash/train/0/1", "distracted/train/0/1"]
+
+
+def test_distractor_count_is_config():
+    for k in (1, 3):
+        dm = SyntheticDataModule(DataConfig(families=["distracted"], distractors=k, train_samples=2, val_samples=2))
+        dm.setup("fit")
+        assert len(dm.train_set[0].evidence["distractor_cells"]) == k

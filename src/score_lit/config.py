@@ -120,6 +120,7 @@ class DataConfig:
     size: int = 64  # frame height = width in pixels (a multiple of patch 8 x merge 2 = 16)
     min_run: int = 2  # shortest still run in frames (kept even so cuts fall on temporal-unit borders)
     max_run: int = 8
+    distractors: int = 5  # distracted family: cells that cut to unrelated texture every unit (capped by the grid)
     train_samples: int = 2000  # generated on the fly from a seed: the epoch length
     val_samples: int = 64
     batch_size: int = 4

@@ -32,7 +32,10 @@ class SyntheticVideoQA(Dataset):
     def __getitem__(self, index: int) -> Sample:
         c, n = self.cfg, len(self.sources)
         gen = self.sources[index % n]  # interleaved families; each family's own index stream
-        return gen(c.seed, self.split, index // n, frames=c.frames, size=c.size, min_run=c.min_run, max_run=c.max_run)
+        return gen(
+            c.seed, self.split, index // n, frames=c.frames, size=c.size, min_run=c.min_run, max_run=c.max_run,
+            distractors=c.distractors,
+        )  # fmt: skip
 
 
 def collate(samples: list[Sample]) -> VideoBatch:
