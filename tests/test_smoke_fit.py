@@ -75,3 +75,15 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     assert sorted(a.path for a in client.list_artifacts(res.run_id)) == ["curves.png", "policy.pt"]
     assert (res.run_dir / "curves.png").stat().st_size > 10_000  # a real figure, not an empty file
     assert str(tmp_path) in run.info.artifact_uri  # artifacts beside the sqlite store, not in the cwd
+
+
+def test_resume_auto_continues_from_last_checkpoint(tmp_path):
+    first = fit(load_config([], tiny_overrides(tmp_path, steps=2)))
+    ckpt = torch.load(first.checkpoint_dir / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2
+    resumed = fit(load_config([], tiny_overrides(tmp_path, steps=4) + ["resume=auto"]))
+    ckpt = torch.load(resumed.checkpoint_dir / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4  # two more steps, not four from scratch
+    client = MlflowClient(resumed.tracking_uri)
+    steps = [m.step for m in client.get_metric_history(resumed.run_id, "keep_ratio/mean")]
+    assert steps == [2, 3]  # the second run trained only the missing steps

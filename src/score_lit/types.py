@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 
@@ -85,15 +84,3 @@ class Rollout:
         """[B, K] share of visual tokens each mask keeps."""
         return self.masks.float().mean(dim=-1)
 
-
-def to_device(batch: VideoBatch, device: torch.device) -> VideoBatch:
-    """Move the tensors of a VideoBatch (Lightning's default transfer does not know the dataclass)."""
-    return VideoBatch(
-        ids=batch.ids,
-        frames=batch.frames.to(device),
-        questions=batch.questions,
-        answers=batch.answers,
-        options=batch.options,
-        answer_index=batch.answer_index.to(device),
-        seconds_per_frame=None if batch.seconds_per_frame is None else batch.seconds_per_frame.to(device),
-    )
