@@ -72,33 +72,6 @@ def run_lengths(rng: np.random.Generator, frames: int, min_run: int, max_run: in
     return runs
 
 
-def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8, **_) -> Sample:
-    rng = _rng(seed, split, index)
-    images, labels = assets.digits()
-    pool = assets.digit_indices(split)
-    d_idx = int(pool[rng.integers(len(pool))])
-    runs = run_lengths(rng, frames, min_run, max_run)
-    target = int(rng.integers(len(runs)))
-    cells = size // DIGIT_PX
-    row, col = (int(v) for v in rng.integers(0, cells, size=2))
-    video, start, ev = [], 0, {}
-    for j, r in enumerate(runs):
-        still = _crop(rng, size)
-        if j == target:
-            still = paste_digit(still, images[d_idx], row, col)
-            ev = {"frames": (start, start + r), "cell": (row, col), "digit_index": d_idx}
-        video += [still] * r
-        start += r
-    return Sample(
-        id=f"stitched/{split}/{seed}/{index}",
-        frames=np.stack(video),
-        question="which digit was shown ?",
-        answer=str(int(labels[d_idx])),
-        options=list(OPTIONS),
-        evidence=ev,
-    )
-
-
 def _cells(rng: np.random.Generator, cells: int, n: int) -> list[tuple[int, int]]:
     flat = rng.choice(cells * cells, size=n, replace=False)
     return [(int(f) // cells, int(f) % cells) for f in flat]
@@ -109,6 +82,31 @@ def _digit(rng: np.random.Generator, split: str) -> tuple[int, np.ndarray, str]:
     pool = assets.digit_indices(split)
     i = int(pool[rng.integers(len(pool))])
     return i, images[i], str(int(labels[i]))
+
+
+def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8, **_) -> Sample:
+    rng = _rng(seed, split, index)
+    d_idx, digit, answer = _digit(rng, split)
+    runs = run_lengths(rng, frames, min_run, max_run)
+    target = int(rng.integers(len(runs)))
+    cells = size // DIGIT_PX
+    row, col = (int(v) for v in rng.integers(0, cells, size=2))
+    video, start, ev = [], 0, {}
+    for j, r in enumerate(runs):
+        still = _crop(rng, size)
+        if j == target:
+            still = paste_digit(still, digit, row, col)
+            ev = {"frames": (start, start + r), "cell": (row, col), "digit_index": d_idx}
+        video += [still] * r
+        start += r
+    return Sample(
+        id=f"stitched/{split}/{seed}/{index}",
+        frames=np.stack(video),
+        question="which digit was shown ?",
+        answer=answer,
+        options=list(OPTIONS),
+        evidence=ev,
+    )
 
 
 def flash(seed: int, split: str, index: int, frames: int = 16, size: int = 64, **_) -> Sample:
