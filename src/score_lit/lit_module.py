@@ -45,8 +45,8 @@ class ScoreModule(L.LightningModule):
         self.strict_loading = False  # checkpoints carry no frozen weights
         self.baseline = BaselineCache()
         self.val_ratios = list(cfg.val.ratios)
-        self.val_acc = torch.nn.ModuleDict({retention_label(r).replace(".", "_"): MeanMetric() for r in self.val_ratios})
-        self.val_dce = torch.nn.ModuleDict({retention_label(r).replace(".", "_"): MeanMetric() for r in self.val_ratios})
+        self.val_acc = torch.nn.ModuleList([MeanMetric() for _ in self.val_ratios])  # one per ratio, same order
+        self.val_dce = torch.nn.ModuleList([MeanMetric() for _ in self.val_ratios])
         self.val_acc_full = MeanMetric()
         self._full_logged = False
         self._timings: dict[str, float] = {}
@@ -123,22 +123,19 @@ class ScoreModule(L.LightningModule):
         scores, ce_base = score_with_baseline(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
         correct = (scores.option_logits.argmax(-1) == batch.answer_index.unsqueeze(1)).float()  # [B, R]
         dce = scores.ce - ce_base.unsqueeze(1)  # [B, R]
-        for j, r in enumerate(self.val_ratios):
-            key = retention_label(r).replace(".", "_")
-            self.val_acc[key].update(correct[:, j])
-            self.val_dce[key].update(dce[:, j])
+        for j in range(len(self.val_ratios)):
+            self.val_acc[j].update(correct[:, j])
+            self.val_dce[j].update(dce[:, j])
         full = torch.tensor([float(self.baseline.correct[i]) for i in batch.ids], device=correct.device)
         self.val_acc_full.update(full)
 
     def on_validation_epoch_end(self) -> None:
         logs = {}
-        for r in self.val_ratios:
+        for r, acc, dce in zip(self.val_ratios, self.val_acc, self.val_dce):
             lab = retention_label(r)
-            key = lab.replace(".", "_")
-            logs[f"val/accuracy_{lab}"] = self.val_acc[key].compute()
-            logs[f"val/dce_{lab}"] = self.val_dce[key].compute()
-            self.val_acc[key].reset()
-            self.val_dce[key].reset()
+            logs[f"val/accuracy_{lab}"], logs[f"val/dce_{lab}"] = acc.compute(), dce.compute()
+            acc.reset()
+            dce.reset()
         smallest = retention_label(min(self.val_ratios))
         logs["val/dce_bound_ok"] = (logs[f"val/dce_{smallest}"] <= self.cfg.val.dce_bound).float()
         if not self._full_logged and not self.trainer.sanity_checking:
