@@ -81,3 +81,15 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
         lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("score_lit: error: "), p.stderr
         assert not out.exists()
+
+
+def test_show_config_prints_the_resolved_values():
+    p = subprocess.run(
+        [sys.executable, "-m", "score_lit", "show-config", "conf/stage1.yaml", "rl.group_size=3", "init_policy=null"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    import json
+
+    cfg = json.loads(p.stdout)
+    assert p.returncode == 0 and cfg["rl"]["group_size"] == 3 and cfg["rl"]["sparsity_weight"] == 0.1
+    assert cfg["mllm"]["path"] == "artifacts/toy-mllm"  # from conf/stage1.yaml over the dataclass default

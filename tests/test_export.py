@@ -35,3 +35,12 @@ def test_export_is_written_once(tmp_path):
     assert jsonl.stat().st_mtime_ns == mtime
     with pytest.raises(FileExistsError, match="different export"):
         export_split(out, n=2, families=["flash"], frames=4, size=16)
+
+
+def test_export_split_command(tmp_path, capsys):
+    from score_lit.cli import main
+
+    assert main(["export-split", "--out", str(tmp_path / "b"), "--n", "1", "--families", "flash", "--frames", "4", "--size", "16"]) == 0
+    jsonl = tmp_path / "b" / "test.jsonl"
+    assert capsys.readouterr().out.strip() == str(jsonl)
+    assert json.loads(jsonl.read_text())["family"] == "flash"

@@ -76,6 +76,13 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     assert (res.run_dir / "curves.png").stat().st_size > 10_000  # a real figure, not an empty file
     assert str(tmp_path) in run.info.artifact_uri  # artifacts beside the sqlite store, not in the cwd
 
+    # plot-run redraws the curves from the run's MLflow history
+    from score_lit.cli import main
+
+    out = tmp_path / "again.png"
+    assert main(["plot-run", res.run_id, "--tracking-uri", res.tracking_uri, "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+
 
 def test_resume_auto_continues_from_last_checkpoint(tmp_path):
     first = fit(load_config([], tiny_overrides(tmp_path, steps=2)))
