@@ -19,26 +19,16 @@ that the answer is recoverable from exactly those pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from . import assets
+from .common import Sample
 
 DIGIT_PX = 16  # one merged token of a Qwen-style tower with patch 8, merge 2
 OPTIONS = [str(d) for d in range(10)]
 SPLIT_SALT = {"train": 0, "val": 1, "test": 2}
-
-
-@dataclass
-class Sample:
-    id: str
-    frames: np.ndarray  # [F, H, W, 3] uint8
-    question: str
-    answer: str
-    options: list[str]
-    evidence: dict  # {"frames": [f0, f1), "cell": (row, col)} where the answer is visible
 
 
 def _rng(seed: int, split: str, index: int) -> np.random.Generator:

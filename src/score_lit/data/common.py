@@ -1,0 +1,224 @@
+"""What every dataset reader shares: the sample that travels, how a problem is reported, frame fitting.
+
+Two kinds of bad input, handled at two moments (issue "bad input: a clear report, nothing lost"):
+
+* found while READING an annotation file (a malformed JSON line, a missing media file, an answer that
+  is not among the options): the reader leaves the row out and returns a `Problem` for it;
+* found while LOADING one sample (a truncated or corrupt mp4, a zero-length video, one shorter than
+  the frames asked for, an unreadable image): the loader raises `SampleError`; the curriculum's
+  dataset wrapper then reports it and serves the next good sample in its place (score_lit.curriculum).
+
+Either way the sample is skipped, reported once with its file and reason, and counted in
+`data/skipped`; training stops only when more than `data.max_bad_fraction` of a dataset is bad
+(`DataError`). `python -m score_lit data-check FILE` lists every problem of a file ahead of a run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class DataError(ValueError):
+    """A dataset that cannot be trained on (e.g. too large a share of bad samples); the message says what to do."""
+
+
+class SampleError(Exception):
+    """One sample cannot be loaded. `reason` is a short human sentence; `path` the file at fault."""
+
+    def __init__(self, reason: str, path: str | None = None):
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.reason, self.path = reason, path
+
+
+@dataclass
+class Problem:
+    """One bad row or sample of a dataset file, as reported to the user (once)."""
+
+    source: str  # the annotation file
+    line: int | None  # 1-based line of a JSONL file, or 1-based item of a JSON list; None if unknown
+    reason: str
+    sample_id: str | None = None
+    path: str | None = None  # the media file at fault, if any
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        what = f" [{self.sample_id}]" if self.sample_id else ""
+        media = f" {self.path}:" if self.path else ""
+        return f"{where}{what}{media} {self.reason}"
+
+
+@dataclass
+class Sample:
+    """One (video, question, answer) as a DataModule yields it, before collation into a VideoBatch."""
+
+    id: str  # stable id: the key of the baseline-CE cache and of the feature cache
+    frames: np.ndarray | None  # [F, H, W, 3] uint8 RGB (None when `features` come from the feature cache)
+    question: str
+    answer: str
+    options: list[str]  # candidate answers; [] for open-ended QA (no accuracy, CE only)
+    evidence: dict = field(default_factory=dict)  # where the answer is visible (synthetic data only)
+    seconds_per_frame: float | None = None  # time between sampled frames, if known (real videos)
+    meta: dict = field(default_factory=dict)  # e.g. {"family": ..., "source": file, "line": n}
+    features: dict | None = None  # cached projector output (score_lit.features), replaces frames
+    cache_key: str | None = None  # feature-cache key of this sample (None = not cacheable)
+
+
+# ------------------------------------------------------------------------------------------------
+# Answers and options
+
+_LETTER = re.compile(r"^\s*\(?([A-Za-z])[\.\):]?(\s|$)")
+
+
+def option_letter(i: int) -> str:
+    return chr(ord("A") + i)
+
+
+def resolve_answer(answer: object, options: list[str]) -> str:
+    """The answer as one of `options`: given as the option text, its letter ("B", "(B)", "B. text") or its
+    0-based index. Raises ValueError with the reason when it is none of them."""
+    if isinstance(answer, bool):
+        raise ValueError(f"answer {answer!r} is not among the options {options}")
+    if isinstance(answer, int):
+        if 0 <= answer < len(options):
+            return options[answer]
+        raise ValueError(f"answer index {answer} is outside the {len(options)} options")
+    text = str(answer).strip()
+    if text in options:
+        return text
+    m = _LETTER.match(text)
+    if m and len(options) <= 26:
+        i = ord(m.group(1).upper()) - ord("A")
+        rest = text[m.end() :].strip()
+        if 0 <= i < len(options) and (not rest or rest == options[i].strip()):
+            return options[i]
+    stripped = {o.strip().lower(): o for o in options}
+    if text.lower() in stripped:
+        return stripped[text.lower()]
+    raise ValueError(f"answer {text!r} is not among the options {options}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Frames of any size -> size x size
+
+FITS = ("pad", "stretch", "crop")
+
+
+def fit_frames(frames: np.ndarray | torch.Tensor, size: int, fit: str = "pad") -> np.ndarray:
+    """[F, H, W, 3] uint8 -> [F, size, size, 3] uint8.
+
+    pad: scale the longer side to `size` keeping the aspect ratio, centre on black (letterbox; nothing
+    is cut, the bars are tokens a policy learns to drop). stretch: resize to the square. crop: scale the
+    shorter side to `size` and centre-crop. Resampling: torch bicubic with antialias, rounded to uint8.
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r}: use one of {FITS}")
+    x = torch.as_tensor(frames)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"frames must be [F, H, W, 3] RGB; got {tuple(x.shape)}")
+    f, h, w, _ = x.shape
+    if (h, w) == (size, size):
+        return x.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if fit == "stretch":
+        th, tw = size, size
+    else:
+        scale = (size / max(h, w)) if fit == "pad" else (size / min(h, w))
+        th, tw = max(1, round(h * scale)), max(1, round(w * scale))
+    y = x.permute(0, 3, 1, 2).float()
+    y = F.interpolate(y, size=(th, tw), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 255).round_()
+    y = y.to(torch.uint8).permute(0, 2, 3, 1)
+    if fit == "stretch":
+        return y.numpy()
+    out = torch.zeros(f, size, size, 3, dtype=torch.uint8)
+    if fit == "pad":
+        oy, ox = (size - th) // 2, (size - tw) // 2
+        out[:, oy : oy + th, ox : ox + tw] = y
+    else:
+        oy, ox = (th - size) // 2, (tw - size) // 2
+        out[:] = y[:, oy : oy + size, ox : ox + size]
+    return out.numpy()
+
+
+# ------------------------------------------------------------------------------------------------
+# Annotation files: JSONL or one JSON list; LLaVA-style conversations
+
+
+def read_rows(path: str) -> tuple[list[tuple[int, dict]], list[Problem]]:
+    """Rows of an annotation file as (1-based line or item, object), plus a Problem per unreadable row.
+
+    A file whose first non-space character is '[' is one JSON list (LLaVA's .json files; an error there
+    is one Problem for the whole file); anything else is JSONL, one object per line, blank lines ignored.
+    """
+    import json
+
+    try:
+        text = open(path, encoding="utf-8").read()
+    except (OSError, UnicodeDecodeError) as e:
+        return [], [Problem(path, None, f"cannot read the annotation file: {e}")]
+    if text.lstrip().startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            return [], [Problem(path, e.lineno, f"malformed JSON list: {e.msg} (column {e.colno})")]
+        rows, problems = [], []
+        for i, obj in enumerate(items, start=1):
+            if isinstance(obj, dict):
+                rows.append((i, obj))
+            else:
+                problems.append(Problem(path, i, f"item is a {type(obj).__name__}, not a JSON object"))
+        return rows, problems
+    rows, problems = [], []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(path, i, f"malformed JSON line: {e.msg} (column {e.colno})"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append(Problem(path, i, f"line is a JSON {type(obj).__name__}, not an object"))
+            continue
+        rows.append((i, obj))
+    return rows, problems
+
+
+_MEDIA_TAG = re.compile(r"<(image|video)>\s*")
+
+
+def conversation_turns(conversations: object) -> list[tuple[str, str]]:
+    """LLaVA `conversations` -> [(question, answer)] for each human turn followed by a gpt turn.
+    `<image>` / `<video>` placeholders are removed. Raises ValueError when the structure is wrong."""
+    if not isinstance(conversations, list) or not conversations:
+        raise ValueError("'conversations' must be a non-empty list of {from, value} turns")
+    pairs, pending = [], None
+    for turn in conversations:
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise ValueError("every conversation turn needs 'from' and 'value'")
+        who, text = str(turn["from"]).lower(), str(turn["value"])
+        if who in ("human", "user"):
+            pending = _MEDIA_TAG.sub("", text).strip()
+        elif who in ("gpt", "assistant") and pending is not None:
+            pairs.append((pending, text.strip()))
+            pending = None
+    if not pairs:
+        raise ValueError("no human turn followed by a gpt turn in 'conversations'")
+    return pairs
+
+
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])[\.\):]\s*(.+?)\s*$")
+
+
+def options_in_text(text: str) -> list[str] | None:
+    """Options written into a question as lines 'A. x' / '(B) y' / 'C: z' with consecutive letters from A;
+    their texts if there are at least two, else None."""
+    found: list[str] = []
+    for line in text.splitlines():
+        m = _OPTION_LINE.match(line)
+        if m and m.group(1) == option_letter(len(found)):
+            found.append(m.group(2))
+    return found if len(found) >= 2 else None
