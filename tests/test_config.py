@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_defaults_yaml_and_overrides_layer_in_order(tmp_path):
     y = tmp_path / "a.yaml"
-    y.write_text("rl:\n  group_size: 4\ndata:\n  frames: 8\n")
+    y.write_text("rl:\n  group_size: 4\nstage1:\n  data:\n    frames: 8\n")
     cfg = load_config([y], ["rl.group_size=6", "val.ratios=[0.5,0.2]"])
     assert isinstance(cfg, Config)
-    assert cfg.rl.group_size == 6 and cfg.data.frames == 8 and cfg.val.ratios == [0.5, 0.2]
+    assert cfg.rl.group_size == 6 and cfg.stage1.data.frames == 8 and cfg.val.ratios == [0.5, 0.2]
     assert cfg.rl.estimator == "split"  # untouched default
 
 
@@ -30,8 +30,25 @@ def test_shipped_configs_load():
 def test_unknown_key_names_the_closest_valid_key():
     with pytest.raises(ConfigError, match=r"unknown config key 'rl.grup_size'.*did you mean 'rl.group_size'"):
         load_config([], ["rl.grup_size=4"])
-    with pytest.raises(ConfigError, match=r"did you mean 'trainer.max_steps'"):
-        load_config([], ["trainer.max_step=4"])
+    with pytest.raises(ConfigError, match=r"did you mean 'trainer.precision'"):
+        load_config([], ["trainer.precison=32"])
+    with pytest.raises(ConfigError, match=r"'stage2.data.frame'.*did you mean 'stage2.data.frames'"):
+        load_config([], ["stage2.data.frame=4"])
+
+
+def test_keys_that_moved_say_where():
+    with pytest.raises(ConfigError, match=r"'trainer.max_steps'.*moved to stage1.steps / stage2.steps"):
+        load_config([], ["trainer.max_steps=4"])
+    with pytest.raises(ConfigError, match=r"'data' in override 'data.frames=4'.*moved to stage1.data / stage2.data"):
+        load_config([], ["data.frames=4"])
+    with pytest.raises(ConfigError, match=r"'phase'.*moved to phases"):
+        load_config([], ["phase=stage2"])
+
+
+def test_run_length_is_the_sum_of_its_phases():
+    cfg = load_config([], ["phases=[stage1,stage2]", "stage1.steps=30", "stage2.steps=20"])
+    assert cfg.max_steps == 50 and cfg.stage2.data.families == ["flash", "distracted"]
+    assert load_config([], ["stage1.steps=30", "stage2.steps=20"]).max_steps == 30  # only the listed phases
 
 
 def test_unknown_key_in_yaml(tmp_path):
@@ -53,8 +70,16 @@ def test_wrong_type_is_named():
         ("val.ratios=[0.1,1.5]", r"val.ratios=1.5 is outside \(0, 1\]"),
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
         ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),
-        ("data.size=50", r"multiple of 16"),
-        ("data.families=[stiched]", r"unknown \['stiched'\]; available: \['distracted', 'flash', 'stitched'\]"),
+        ("stage1.data.size=50", r"multiple of 16"),
+        ("stage1.data.families=[stiched]", r"unknown \['stiched'\]; available: \['distracted', 'flash', 'stitched'\]"),
+        ("stage2.data.source=video_qa", r"needs data.path="),
+        ("stage2.data.source=videos", r"data.source='videos': use one of"),
+        ("stage1.data.path=/nope.jsonl", r"data.path='/nope.jsonl' does not exist"),
+        ("stage1.data.sample_fps=2", r"needs a positive rate and data.batch_size=1"),
+        ("stage1.data.fit=zoom", r"use pad, stretch or crop"),
+        ("stage1.steps=0", r"must be >= 1"),
+        ("phases=[stage1,stage1]", r"at most once"),
+        ("phases=[stage3]", r"list each of \['stage1', 'stage2'\]"),
     ],
 )
 def test_cross_field_checks(override, message):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from score_lit.config import DataConfig
-from score_lit.curriculum import SyntheticDataModule, collate
+from score_lit.config import load_config
+from score_lit.curriculum import CurriculumDataModule, SyntheticVideoQA, collate
 from score_lit.data import assets
 from score_lit.data.synthetic import DIGIT_PX, SOURCES, distracted, flash, run_lengths, stitched
 
@@ -61,17 +62,21 @@ def test_answer_is_recoverable_from_the_evidence_cell(family):
         assert corr > 0.8
 
 
-def test_collate_and_datamodule():
-    cfg = DataConfig(frames=8, size=32, batch_size=3, train_samples=6, val_samples=3)
-    dm = SyntheticDataModule(cfg)
+def _datamodule():
+    keys = ["frames=8", "size=32", "batch_size=3", "train_samples=6", "val_samples=3"]
+    dm = CurriculumDataModule(load_config([], [f"stage1.data.{k}" for k in keys]))
     dm.setup("fit")
+    return dm
+
+
+def test_collate_and_datamodule():
+    dm = _datamodule()
     batch = next(iter(dm.train_dataloader()))
     assert batch.frames.shape == (3, 8, 3, 32, 32) and batch.frames.dtype == torch.uint8
     for j in range(3):
         assert batch.options[j][batch.answer_index[j]] == batch.answers[j]
-    dm2 = SyntheticDataModule(cfg)
-    dm2.setup("fit")
-    assert next(iter(dm2.train_dataloader())).ids == batch.ids  # same seed -> same order
+    assert next(iter(_datamodule().train_dataloader())).ids == batch.ids  # same seed -> same order
+    assert len(next(iter(dm.val_dataloader())).ids) == 3
     s = [stitched(0, "val", i, frames=8, size=32) for i in range(2)]
     vb = collate(s)
     assert torch.equal(vb.frames[0], torch.from_numpy(s[0].frames).permute(0, 3, 1, 2))
@@ -109,14 +114,12 @@ def test_distracted_changes_elsewhere_never_carry_the_digit():
 
 def test_families_interleave_by_index():
     cfg = DataConfig(families=["flash", "distracted"], frames=8, size=32, batch_size=4, train_samples=8, val_samples=4)
-    dm = SyntheticDataModule(cfg)
-    dm.setup("fit")
-    ids = [dm.train_set[i].id for i in range(4)]
+    ds = SyntheticVideoQA(cfg, "train", cfg.train_samples)
+    ids = [ds[i].id for i in range(4)]
     assert ids == ["flash/train/0/0", "distracted/train/0/0", "flash/train/0/1", "distracted/train/0/1"]
 
 
 def test_distractor_count_is_config():
     for k in (1, 3):
-        dm = SyntheticDataModule(DataConfig(families=["distracted"], distractors=k, train_samples=2, val_samples=2))
-        dm.setup("fit")
-        assert len(dm.train_set[0].evidence["distractor_cells"]) == k
+        ds = SyntheticVideoQA(DataConfig(families=["distracted"], distractors=k), "train", 2)
+        assert len(ds[0].evidence["distractor_cells"]) == k

@@ -24,8 +24,8 @@ VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00",
 def tiny_overrides(tmp_path, steps=4):
     return [
         f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "data.frames=4", "data.size=32", "data.batch_size=2", "data.val_samples=4", "data.train_samples=40",
-        "rl.group_size=4", f"trainer.max_steps={steps}", "val.every_n_steps=2", "policy.hidden=16",
+        "stage1.data.frames=4", "stage1.data.size=32", "stage1.data.batch_size=2", "stage1.data.val_samples=4",
+        "stage1.data.train_samples=40", "rl.group_size=4", f"stage1.steps={steps}", "val.every_n_steps=2", "policy.hidden=16",
     ]  # fmt: skip
 
 

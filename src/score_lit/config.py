@@ -1,6 +1,6 @@
 """The configuration schema: typed dataclasses are the defaults, YAML overrides them, `key=value` last.
 
-    cfg = load_config(["conf/stage1.yaml"], ["rl.group_size=4", "trainer.max_steps=50"])
+    cfg = load_config(["conf/stage1.yaml"], ["rl.group_size=4", "stage1.steps=50"])
 
 Every knob is declared here with the reason for its default. OmegaConf merges the layers with the
 dataclasses as a structured schema, so an unknown key or a wrong type fails at start; the error names
@@ -109,38 +109,96 @@ class RLConfig:
             raise ConfigError(f"rl.gate_tau={self.gate_tau} must be >= 0 (nats of answer CE the gate tolerates)")
 
 
+SOURCES = ("synthetic", "image_qa", "video_qa")
+
+
 @dataclass
 class DataConfig:
-    """Synthetic video QA from still images (built in, no download)."""
+    """Where one curriculum phase's samples come from, and how they become frames."""
 
-    # Generator families (score_lit.data.SOURCES): stitched (stage 1), flash, distracted (dynamic).
-    # Several are interleaved by index: sample i comes from families[i % n].
+    # synthetic: generated video QA from still images (built in, no download; `families` below);
+    # image_qa: an image-QA file (JSONL or LLaVA conversation JSON) -> static pseudo-videos (stage 1);
+    # video_qa: a video-QA file (LLaVA-Video-178K JSON or multiple-choice JSONL), decoded with decord.
+    source: str = "synthetic"
+    # The annotation file (image_qa, video_qa). Relative media paths resolve against `root`
+    # (default: the annotation file's folder).
+    path: str | None = None
+    root: str | None = None
+    # A held-out annotation file for validation; None holds out `val_samples` rows of `path` instead
+    # (a seeded choice, removed from training).
+    val_path: str | None = None
+    # Synthetic generator families (score_lit.data.SOURCES): stitched (stage 1), flash, distracted
+    # (dynamic). Several are interleaved by index: sample i comes from families[i % n].
     families: list[str] = field(default_factory=lambda: ["stitched"])
     frames: int = 16  # F sampled frames per video (even: Qwen merges 2 frames per temporal unit)
-    size: int = 64  # frame height = width in pixels (a multiple of patch 8 x merge 2 = 16)
-    min_run: int = 2  # shortest still run in frames (kept even so cuts fall on temporal-unit borders)
+    size: int = 64  # frames are fitted to size x size pixels (a multiple of patch 8 x merge 2 = 16 for the toy)
+    # How a frame of another aspect ratio becomes a square: pad (letterbox, nothing cut) | stretch | crop.
+    fit: str = "pad"
+    # video_qa: sample at this many frames per second, capped at `frames` (None: `frames` uniformly over
+    # the clip). Videos then differ in length, so it needs batch_size 1 (K rollouts still batch).
+    sample_fps: float | None = None
+    min_run: int = 2  # pseudo-videos: shortest still run in frames (even, so cuts fall on temporal-unit borders)
     max_run: int = 8
-    distractors: int = 5  # distracted family: cells that cut to unrelated texture every unit (capped by the grid)
-    train_samples: int = 2000  # generated on the fly from a seed: the epoch length
-    val_samples: int = 64
+    # Pseudo-videos (image_qa): distractor images per video; synthetic `distracted`: cutting distractor cells.
+    distractors: int = 5
+    train_samples: int = 2000  # synthetic: generated on the fly from a seed (the epoch length)
+    val_samples: int = 64  # synthetic: generated; files: rows held out when val_path is None (0 = no validation)
     batch_size: int = 4
     num_workers: int = 0  # the tiny generators are cheap; >0 for decoding real videos
     seed: int = 0
+    # Bad samples (missing / corrupt / too short videos, malformed rows) are skipped and reported once;
+    # the run stops only when more than this share of a dataset is bad.
+    max_bad_fraction: float = 0.05
+    # On-disk cache of the frozen vision tower + projector output per (media file, sampling, model):
+    # every epoch after the first skips decoding and the vision tower. None = off.
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"data.source={self.source!r}: use one of {list(SOURCES)}")
+        if self.source != "synthetic" and not self.path:
+            raise ConfigError(f"data.source={self.source} needs data.path=<annotation file (JSONL or JSON)>")
+        for name in ("path", "val_path", "root"):
+            value = getattr(self, name)
+            if value and not Path(value).exists():
+                raise ConfigError(f"data.{name}={value!r} does not exist: give an existing {'folder' if name == 'root' else 'file'}")
         if self.frames < 2 or self.frames % 2:
             raise ConfigError(f"data.frames={self.frames} must be an even number >= 2 (2 frames per temporal unit)")
         if self.size % 16:
             raise ConfigError(f"data.size={self.size} must be a multiple of 16 (patch 8 x merge 2), e.g. 64")
+        if self.fit not in ("pad", "stretch", "crop"):
+            raise ConfigError(f"data.fit={self.fit!r}: use pad, stretch or crop")
         if not (2 <= self.min_run <= self.max_run):
             raise ConfigError(f"data.min_run={self.min_run}, data.max_run={self.max_run}: need 2 <= min_run <= max_run")
         if self.batch_size < 1:
             raise ConfigError(f"data.batch_size={self.batch_size} must be >= 1")
-        from .data.synthetic import SOURCES
+        if self.sample_fps is not None and (self.sample_fps <= 0 or self.batch_size != 1):
+            raise ConfigError(
+                f"data.sample_fps={self.sample_fps} needs a positive rate and data.batch_size=1 (videos then differ in "
+                f"length); or leave sample_fps unset to take data.frames frames uniformly"
+            )
+        if not (0.0 <= self.max_bad_fraction < 1.0):
+            raise ConfigError(f"data.max_bad_fraction={self.max_bad_fraction} must lie in [0, 1), e.g. 0.05")
+        from .data.synthetic import SOURCES as FAMILIES
 
-        unknown = [f for f in self.families if f not in SOURCES]
+        unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
-            raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(SOURCES)}")
+            raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(FAMILIES)}")
+
+
+PHASES = ("stage1", "stage2")
+
+
+@dataclass
+class PhaseConfig:
+    """One phase of the curriculum (METHOD.md "Curriculum"): how many optimizer steps, on which data."""
+
+    steps: int = 300
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps={self.steps} of a phase must be >= 1")
 
 
 @dataclass
@@ -170,19 +228,14 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
-    """Passed to lightning.Trainer."""
+    """Passed to lightning.Trainer. The run's length is the sum of its phases' steps (stage1.steps, ...)."""
 
-    max_steps: int = 300
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
     log_every_n_steps: int = 1
-
-    def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ConfigError(f"trainer.max_steps={self.max_steps} must be >= 1")
 
 
 @dataclass
@@ -205,8 +258,9 @@ class Config:
     name: str = "stage1"
     seed: int = 0
     out_dir: str = "runs"
-    # Phase of the curriculum this run trains (stage1: static pseudo-videos; stage2: dynamic videos).
-    phase: str = "stage1"
+    # The curriculum phases this run trains, in order (stage1: static pseudo-videos; stage2: dynamic
+    # videos). [stage1, stage2] goes through both in one run; a resumed run lands in the right phase.
+    phases: list[str] = field(default_factory=lambda: ["stage1"])
     # A policy checkpoint (policy.pt) to start from, e.g. stage 2 from stage 1's result.
     init_policy: str | None = None
     # Continue a run: a Lightning .ckpt path, or "auto" for runs/<name>/checkpoints/last.ckpt if present.
@@ -214,13 +268,17 @@ class Config:
     mllm: MLLMConfig = field(default_factory=MLLMConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     rl: RLConfig = field(default_factory=RLConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    stage1: PhaseConfig = field(default_factory=PhaseConfig)
+    stage2: PhaseConfig = field(default_factory=lambda: PhaseConfig(data=DataConfig(families=["flash", "distracted"])))
     val: ValConfig = field(default_factory=ValConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
+        bad = [p for p in self.phases if p not in PHASES]
+        if bad or not self.phases or len(set(self.phases)) != len(self.phases):
+            raise ConfigError(f"phases={self.phases}: list each of {list(PHASES)} at most once, in order, e.g. phases=[stage1,stage2]")
         if self.init_policy is not None and not Path(self.init_policy).is_file():
             raise ConfigError(
                 f"init_policy={self.init_policy!r} does not exist: give the policy.pt of a finished run "
@@ -231,6 +289,14 @@ class Config:
             raise ConfigError(
                 f"resume={self.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"
             )
+
+    def phase(self, name: str) -> PhaseConfig:
+        return getattr(self, name)
+
+    @property
+    def max_steps(self) -> int:
+        """The run's length: the sum of its phases' steps."""
+        return sum(self.phase(p).steps for p in self.phases)
 
     @property
     def run_dir(self) -> Path:
@@ -265,7 +331,18 @@ def _all_keys(schema: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+# Keys that moved when the curriculum got phases: the error says where they went.
+MOVED = {
+    "trainer.max_steps": "stage1.steps / stage2.steps (a run's length is the sum of its phases)",
+    "phase": "phases (e.g. phases=[stage1,stage2])",
+    "data": "stage1.data / stage2.data (each phase has its own data)",
+}
+
+
 def _closest(key: str) -> str:
+    for old, new in MOVED.items():
+        if key == old or key.startswith(old + "."):
+            return f"; it moved to {new}"
     keys = _all_keys(Config)
     match = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     if not match:  # compare the leaf names only, e.g. "grup_size" -> "rl.group_size"

@@ -1,22 +1,43 @@
-"""The curriculum's DataModules. Stage 1: static pseudo-videos (stitched still images); stage 2:
-dynamic videos (today the synthetic flash / distracted families; real video QA from disk is issue 4).
+"""The curriculum: its phases, their datasets, and one data order that survives a restart.
 
-Each sample is generated from (data.seed, split, index), so an epoch is reproducible without storing
-anything, train and val never share a seed stream, and a resumed run sees the same data order
-(Lightning restores the sampler's epoch; the generator needs no state of its own).
+A run trains `cfg.phases` in order (METHOD.md "Curriculum"): stage1 (static pseudo-videos: generated
+`stitched` videos or an image-QA file turned into pseudo-videos) for `stage1.steps` optimizer steps,
+then stage2 (dynamic videos: generated, or a video-QA file decoded with decord) for `stage2.steps`.
+
+One data order, fixed by the config alone. Global step g belongs to the phase whose step range holds
+it; its batch is positions [(j*W + r)*bs, (j*W + r + 1)*bs) of that phase's index stream (j the step
+within the phase, W ranks, r this rank), and the stream is the dataset's indices in a fresh seeded
+permutation per pass: perm(seed, phase, pass). Nothing depends on RNG state, so the batch of a step
+is a pure function of (config, step, rank). The train loader is one epoch of all steps and is
+stateful for Lightning (state_dict / load_state_dict): a checkpoint records the step it was taken at,
+and a resumed run continues at that step, in that phase, with the batches it would have seen.
+
+Bad samples never stop an epoch (score_lit.data.common): rows that fail to read are left out at
+setup; a sample that fails to load is reported and replaced by the next good index of its dataset
+(so batches stay full and step g keeps meaning batch g). `DataMonitor` reports each problem once,
+logs the running count as `data/skipped`, and stops the run when more than data.max_bad_fraction of
+a dataset is bad.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from dataclasses import dataclass
+
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from .config import DataConfig
+from .config import Config, DataConfig
 from .data import build_source
-from .data.synthetic import Sample
+from .data.common import DataError, Problem, Sample, SampleError
+from .features import FeatureCache
 from .types import VideoBatch
+
+log = logging.getLogger("score_lit.data")
+SYNTHETIC_VERSION = 1  # bump when a generator's output changes (invalidates feature-cache entries)
 
 
 class SyntheticVideoQA(Dataset):
@@ -37,52 +58,328 @@ class SyntheticVideoQA(Dataset):
             distractors=c.distractors,
         )  # fmt: skip
 
+    def cache_inputs(self, index: int) -> dict:
+        c = self.cfg
+        return {"synthetic": SYNTHETIC_VERSION, "family": c.families[index % len(c.families)], "seed": c.seed,
+                "split": self.split, "index": index // len(c.families), "frames": c.frames, "size": c.size,
+                "min_run": c.min_run, "max_run": c.max_run, "distractors": c.distractors}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------
+# Datasets of one phase
+
+
+@dataclass
+class PhaseData:
+    train: Dataset
+    val: Dataset | None
+    problems: list[Problem]  # rows left out at setup
+    rows: dict[str, tuple[int, float]]  # absolute annotation path -> (rows in it, data.max_bad_fraction)
+
+
+def _holdout(records: list, n: int, seed: int) -> tuple[list, list]:
+    if n <= 0 or not records:
+        return records, []
+    pick = set(np.random.default_rng([seed, 7]).permutation(len(records))[: min(n, len(records) // 2)].tolist())
+    return [r for i, r in enumerate(records) if i not in pick], [r for i, r in enumerate(records) if i in pick]
+
+
+def build_phase_data(cfg: DataConfig) -> PhaseData:
+    """The train and validation datasets of one phase, and the problems found while reading its files."""
+    if cfg.source == "synthetic":
+        val = SyntheticVideoQA(cfg, "val", cfg.val_samples) if cfg.val_samples > 0 else None
+        return PhaseData(SyntheticVideoQA(cfg, "train", cfg.train_samples), val, [], {})
+    if cfg.source == "image_qa":
+        from .data.pseudo_video import PseudoVideoDataset, read_image_qa as read
+
+        def make(records, salt):
+            return PseudoVideoDataset(records, cfg.frames, cfg.size, cfg.fit, cfg.distractors, cfg.min_run, cfg.max_run, cfg.seed + salt)
+    else:
+        from .data.video_qa import VideoQADataset, read_video_qa as read
+
+        def make(records, salt):
+            return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps)
+
+    records, problems = read(cfg.path, cfg.root)
+    rows = {os.path.abspath(cfg.path): (len(records) + len(problems), cfg.max_bad_fraction)}
+    if cfg.val_path:
+        train, (val, val_problems) = records, read(cfg.val_path, cfg.root)
+        problems += val_problems
+        rows[os.path.abspath(cfg.val_path)] = (len(val) + len(val_problems), cfg.max_bad_fraction)
+    else:
+        train, val = _holdout(records, cfg.val_samples, cfg.seed)
+    for source, (n, _) in rows.items():
+        bad = sum(os.path.abspath(p.source) == source for p in problems)
+        if n == 0 or bad > cfg.max_bad_fraction * n:
+            raise DataError(
+                f"{source}: {bad} of {n} rows are unusable (more than data.max_bad_fraction={cfg.max_bad_fraction}); "
+                f"`python -m score_lit data-check {source}` lists them"
+            )
+    if not train:
+        raise DataError(f"{cfg.path}: no usable training rows; `python -m score_lit data-check {cfg.path}` lists the problems")
+    return PhaseData(make(train, 0), make(val, 1) if val else None, problems, rows)
+
+
+class Guarded(Dataset):
+    """One dataset made safe to train on: a sample that fails to load is reported (in the Sample's
+    meta["skipped"]) and replaced by the next index that loads; cached projector output, when the
+    feature cache has it, replaces decoding."""
+
+    def __init__(self, ds: Dataset, cache: FeatureCache | None = None):
+        self.ds, self.cache = ds, cache
+        self.bad: dict[int, Problem] = {}  # per worker process: indices known to fail
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def _problem(self, i: int, err: SampleError) -> Problem:
+        rec = getattr(self.ds, "records", None)
+        r = rec[i] if rec is not None else None
+        source = r.meta.get("source", "?") if r is not None else type(self.ds).__name__
+        return Problem(source, getattr(r, "line", None), err.reason, getattr(r, "id", None), err.path)
+
+    def _load(self, i: int) -> Sample:
+        key = self.cache.key(self.ds.cache_inputs(i)) if self.cache is not None and hasattr(self.ds, "cache_inputs") else None
+        feats = self.cache.load(key) if key is not None else None
+        rec = getattr(self.ds, "records", None)
+        if feats is not None and rec is not None:  # a file dataset: the text is in the record, skip decoding
+            r = rec[i]
+            s = Sample(r.id, None, r.question, r.answer, list(r.options), meta=dict(r.meta))
+        else:
+            s = self.ds[i]
+        s.cache_key, s.features = key, feats
+        if feats is not None:
+            s.frames = None
+        return s
+
+    def __getitem__(self, i: int) -> Sample:
+        skipped = []
+        for t in range(len(self.ds)):
+            j = (i + t) % len(self.ds)
+            if j in self.bad:
+                continue
+            try:
+                s = self._load(j)
+            except SampleError as e:
+                self.bad[j] = self._problem(j, e)
+                skipped.append(self.bad[j])
+                continue
+            s.meta["skipped"] = skipped
+            return s
+        raise DataError(f"no sample of {type(self.ds).__name__} loads; `python -m score_lit data-check FILE` lists why")
+
+
+class Phased(Dataset):
+    """Indexed by (phase, index) pairs: the train datasets of all phases of the run."""
+
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
+        p, i = key
+        return self.parts[p][i]
+
 
 def collate(samples: list[Sample]) -> VideoBatch:
-    """Samples -> VideoBatch with frames [B, F, 3, H, W] uint8 (all videos of a batch share a shape)."""
-    shapes = {s.frames.shape for s in samples}
-    if len(shapes) != 1:
-        raise ValueError(f"videos in one batch must share a shape (frames, H, W, 3); got {sorted(shapes)}")
-    frames = torch.from_numpy(np.stack([s.frames for s in samples])).permute(0, 1, 4, 2, 3).contiguous()
+    """Samples -> VideoBatch; frames [B', F, 3, H, W] uint8 of the rows without cached features."""
+    todo = [s for s in samples if s.features is None]
+    frames = None
+    if todo:
+        shapes = {s.frames.shape for s in todo}
+        if len(shapes) != 1:
+            raise ValueError(f"videos in one batch must share a shape (frames, H, W, 3); got {sorted(shapes)}")
+        frames = torch.from_numpy(np.stack([s.frames for s in todo])).permute(0, 1, 4, 2, 3).contiguous()
+    spf = [s.seconds_per_frame for s in samples]
     return VideoBatch(
         ids=[s.id for s in samples],
         frames=frames,
         questions=[s.question for s in samples],
         answers=[s.answer for s in samples],
         options=[s.options for s in samples],
-        answer_index=torch.tensor([s.options.index(s.answer) for s in samples], dtype=torch.long),
+        answer_index=torch.tensor([s.options.index(s.answer) if s.answer in s.options else -1 for s in samples]),
+        seconds_per_frame=None if any(v is None for v in spf) else torch.tensor(spf, dtype=torch.float64),
+        features=[s.features for s in samples] if any(s.features is not None for s in samples) else None,
+        cache_keys=[s.cache_key for s in samples] if any(s.cache_key for s in samples) else None,
+        skipped=[p for s in samples for p in s.meta.get("skipped", [])],
     )
 
 
-class SyntheticDataModule(L.LightningDataModule):
-    """Generated video QA: the train stream for training, the disjoint val stream for validation."""
+# ------------------------------------------------------------------------------------------------
+# The data order
 
-    def __init__(self, cfg: DataConfig):
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    name: str
+    steps: int
+    batch_size: int
+    length: int  # dataset size
+
+
+class CurriculumSampler:
+    """Yields, for global steps start..total-1, this rank's list of (phase, index) pairs."""
+
+    def __init__(self, spans: list[PhaseSpan], seed: int, rank: int = 0, world: int = 1):
+        self.spans, self.seed, self.rank, self.world = spans, seed, rank, world
+        self.start = 0
+        self._perm: dict[tuple[int, int], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return sum(s.steps for s in self.spans)
+
+    def phase_of(self, step: int) -> tuple[int, int]:
+        """Global step -> (phase position, step within the phase); past the end -> the last phase."""
+        for p, s in enumerate(self.spans):
+            if step < s.steps or p == len(self.spans) - 1:
+                return p, step
+            step -= s.steps
+        raise AssertionError
+
+    def _index(self, p: int, q: int) -> int:
+        n = self.spans[p].length
+        k = (p, q // n)
+        if k not in self._perm:
+            self._perm = {k: np.random.default_rng([self.seed, p, q // n]).permutation(n)}  # one pass at a time
+        return int(self._perm[k][q % n])
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        p, j = self.phase_of(step)
+        bs = self.spans[p].batch_size
+        first = (j * self.world + self.rank) * bs
+        return [(p, self._index(p, q)) for q in range(first, first + bs)]
+
+    def __iter__(self):
+        for step in range(self.start, len(self)):
+            yield self.batch(step)
+
+    def signature(self) -> list:
+        return [[s.name, s.steps, s.batch_size, s.length] for s in self.spans] + [self.seed, self.world]
+
+
+def check_plan(old: list, new: list) -> None:
+    """A checkpoint's plan against this config's. Batches up to the checkpoint are the same iff every phase
+    but the last is unchanged (the last may be lengthened: training a run for longer is a resume)."""
+    same = len(old) == len(new) and all(
+        (a[:1] + a[2:] if i == len(new) - 3 else a) == (b[:1] + b[2:] if i == len(new) - 3 else b)
+        for i, (a, b) in enumerate(zip(old, new))
+    )  # fmt: skip
+    if not same:
+        raise DataError(
+            f"the checkpoint was trained on another curriculum plan ({old}) than this config's ({new}): resume with "
+            f"the config it was trained with (only the last phase's steps may grow), or start a new run name"
+        )
+
+
+def checkpoint_plan(ckpt_path: str) -> list | None:
+    """The curriculum plan a Lightning checkpoint of this project was trained on (None if it has none)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    states = ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]
+    return states[0].get("plan")
+
+
+class CurriculumLoader(DataLoader):
+    """The train DataLoader; stateful for Lightning, so a resumed run continues at its step."""
+
+    def __init__(self, dataset: Dataset, sampler: CurriculumSampler, step_fn, **kw):
+        super().__init__(dataset, batch_sampler=sampler, collate_fn=collate, **kw)
+        self.step_fn = step_fn  # -> the number of steps trained so far (trainer.global_step)
+
+    def state_dict(self) -> dict:
+        return {"step": int(self.step_fn()), "plan": self.batch_sampler.signature()}
+
+    def load_state_dict(self, state: dict) -> None:
+        check_plan(state.get("plan") or [], self.batch_sampler.signature())
+        self.batch_sampler.start = int(state["step"])
+
+
+class CurriculumDataModule(L.LightningDataModule):
+    """Train: all phases of the run as one stateful epoch of steps. Val: the phases' held-out sets, joined."""
+
+    def __init__(self, cfg: Config, cache: FeatureCache | None = None):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.cache = cfg, cache
+        self.phase_data: list[PhaseData] | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = SyntheticVideoQA(self.cfg, "train", self.cfg.train_samples)
-        self.val_set = SyntheticVideoQA(self.cfg, "val", self.cfg.val_samples)
+        if self.phase_data is None:
+            self.phase_data = [build_phase_data(self.cfg.phase(p).data) for p in self.cfg.phases]
 
-    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
-        g = torch.Generator().manual_seed(self.cfg.seed)
-        return DataLoader(
-            ds, batch_size=self.cfg.batch_size, shuffle=shuffle, collate_fn=collate, num_workers=self.cfg.num_workers,
-            generator=g, persistent_workers=self.cfg.num_workers > 0,
-        )  # fmt: skip
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for d in self.phase_data or [] for p in d.problems]
+
+    @property
+    def rows(self) -> dict[str, tuple[int, float]]:
+        return {k: v for d in self.phase_data or [] for k, v in d.rows.items()}
+
+    def _workers(self) -> dict:
+        n = max(self.cfg.phase(p).data.num_workers for p in self.cfg.phases)
+        return {"num_workers": n, "persistent_workers": n > 0}
+
+    def sampler(self, rank: int = 0, world: int = 1) -> CurriculumSampler:
+        spans = [
+            PhaseSpan(p, self.cfg.phase(p).steps, self.cfg.phase(p).data.batch_size, len(d.train))
+            for p, d in zip(self.cfg.phases, self.phase_data)
+        ]  # fmt: skip
+        return CurriculumSampler(spans, self.cfg.seed, rank, world)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        ds = Phased([Guarded(d.train, self.cache) for d in self.phase_data])
+        return CurriculumLoader(ds, self.sampler(rank, world), lambda: self.trainer.global_step, **self._workers())
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+    def val_dataloader(self) -> DataLoader | list:
+        vals = [Guarded(d.val, self.cache) for d in self.phase_data if d.val is not None]
+        if not vals:
+            return []
+        bs = self.cfg.phase(self.cfg.phases[-1]).data.batch_size
+        return DataLoader(ConcatDataset(vals), batch_size=bs, shuffle=False, collate_fn=collate, **self._workers())
 
 
-DATAMODULES = {"stage1": SyntheticDataModule, "stage2": SyntheticDataModule}
+class DataMonitor(L.Callback):
+    """Reports each skipped sample once (file, line, reason), logs `data/skipped` and `curriculum/phase`,
+    and stops the run when more than data.max_bad_fraction of a dataset file is bad."""
+
+    def __init__(self):
+        self.seen: dict[str, Problem] = {}
+
+    def _report(self, trainer, problems: list[Problem]) -> None:
+        for p in problems:
+            k = f"{p.source}:{p.line}:{p.sample_id}"
+            if k not in self.seen:
+                self.seen[k] = p
+                if trainer.is_global_zero:
+                    log.warning("skipped a bad sample: %s", p)
+
+    def on_train_start(self, trainer, module) -> None:
+        self._report(trainer, trainer.datamodule.problems)
+
+    def on_train_batch_start(self, trainer, module, batch: VideoBatch, batch_idx: int) -> None:
+        dm: CurriculumDataModule = trainer.datamodule
+        self._report(trainer, batch.skipped)
+        for source, (n, limit) in dm.rows.items():
+            bad = sum(os.path.abspath(p.source) == source for p in self.seen.values())
+            if bad > limit * n:
+                raise DataError(
+                    f"{source}: {bad} of {n} samples are bad (more than data.max_bad_fraction={limit}); "
+                    f"`python -m score_lit data-check {source}` lists them; fix or remove them, or raise the fraction"
+                )
+        phase, _ = dm.sampler().phase_of(trainer.global_step)
+        module.log_dict({"data/skipped": float(len(self.seen)), "curriculum/phase": float(phase)}, on_step=True, on_epoch=False, batch_size=len(batch))
+
+    def state_dict(self) -> dict:
+        return {"seen": {k: vars(p) for k, p in self.seen.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seen = {k: Problem(**v) for k, v in state.get("seen", {}).items()}
 
 
-def build_datamodule(phase: str, cfg: DataConfig) -> L.LightningDataModule:
-    if phase not in DATAMODULES:
-        raise ValueError(f"unknown phase={phase!r}; available: {sorted(DATAMODULES)}")
-    return DATAMODULES[phase](cfg)
+DATAMODULES = {"curriculum": CurriculumDataModule}
+
+
+def build_datamodule(cfg: Config, cache: FeatureCache | None = None) -> CurriculumDataModule:
+    return CurriculumDataModule(cfg, cache)

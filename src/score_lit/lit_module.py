@@ -22,6 +22,7 @@ from torchmetrics import MeanMetric
 
 from .advantage import compute_advantage
 from .config import Config, retention_label
+from .features import FeatureCache, encode
 from .mllm.base import VideoMLLM
 from .policy import build_policy, sample_masks, topk_mask
 from .rewards import fidelity_reward, sparsity_reward
@@ -34,10 +35,11 @@ FROZEN_PREFIX = "frozen."
 
 
 class ScoreModule(L.LightningModule):
-    def __init__(self, cfg: Config, mllm: VideoMLLM):
+    def __init__(self, cfg: Config, mllm: VideoMLLM, feature_cache: FeatureCache | None = None):
         super().__init__()
         self.cfg = cfg
         self.mllm = mllm  # plain attribute: the adapter (not an nn.Module)
+        self.feature_cache = feature_cache  # projector output on disk (data.cache_dir), or None
         self.frozen = mllm.model  # the HF model, registered for device moves only
         self.frozen.requires_grad_(False).eval()
         self.policy = build_policy(2 * mllm.hidden_size, cfg.policy)
@@ -72,15 +74,22 @@ class ScoreModule(L.LightningModule):
         yield
         self._timings[f"time/{name}"] = time.perf_counter() - t0
 
+    def _mask_generator(self, device: torch.device) -> torch.Generator:
+        """The K masks of a step are a pure function of (seed, step, rank): a resumed run samples exactly
+        what an uninterrupted one would have, with no RNG state to carry in the checkpoint."""
+        g = torch.Generator(device=device)
+        g.manual_seed((self.cfg.seed * 1_000_003 + self.global_step) * 4099 + self.global_rank)
+        return g
+
     # ---- training ----------------------------------------------------------------------------------
     def training_step(self, batch: VideoBatch, batch_idx: int):
         rl = self.cfg.rl
         with self._phase("encode"):
-            visual = self.mllm.encode(batch)
+            visual = encode(self.mllm, batch, self.feature_cache)
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
             logits = self.policy(surprise_state(visual.tokens))  # [B, T*N]
-            masks = sample_masks(logits, rl.group_size)  # [B, K, T*N]
+            masks = sample_masks(logits, rl.group_size, self._mask_generator(logits.device))  # [B, K, T*N]
             rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
         with self._phase("reward"):
             rollout.fidelity = fidelity_reward(rollout.ce, rollout.ce_base)
@@ -115,19 +124,22 @@ class ScoreModule(L.LightningModule):
 
     # ---- validation: the policy's deterministic top-k at each retention ratio ---------------------
     def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
-        visual = self.mllm.encode(batch)
+        visual = encode(self.mllm, batch, self.feature_cache)
         prompts = self.mllm.tokenize(batch)
         scores_p = self.policy(surprise_state(visual.tokens))  # [B, T*N]
         per_frame = self.cfg.policy.selection == "per_frame"
         masks = torch.stack([topk_mask(scores_p, r, visual.grid, per_frame) for r in self.val_ratios], dim=1)  # [B, R, T*N]
         scores, ce_base = score_with_baseline(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
-        correct = (scores.option_logits.argmax(-1) == batch.answer_index.unsqueeze(1)).float()  # [B, R]
         dce = scores.ce - ce_base.unsqueeze(1)  # [B, R]
+        mc = batch.answer_index >= 0  # [B] multiple-choice rows: open-ended ones have no accuracy, only dCE
         for j in range(len(self.val_ratios)):
-            self.val_acc[j].update(correct[:, j])
             self.val_dce[j].update(dce[:, j])
-        full = torch.tensor([float(self.baseline.correct[i]) for i in batch.ids], device=correct.device)
-        self.val_acc_full.update(full)
+        if mc.any():
+            correct = (scores.option_logits[mc].argmax(-1) == batch.answer_index[mc].unsqueeze(1)).float()  # [B_mc, R]
+            for j in range(len(self.val_ratios)):
+                self.val_acc[j].update(correct[:, j])
+            ids = [i for i, m in zip(batch.ids, mc.tolist()) if m]
+            self.val_acc_full.update(torch.tensor([float(self.baseline.correct[i]) for i in ids], device=dce.device))
 
     def on_validation_epoch_end(self) -> None:
         logs = {}

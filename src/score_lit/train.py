@@ -1,6 +1,6 @@
 """One training run: build the frozen MLLM, the module and the data, fit, export the policy, report.
 
-    result = fit(load_config(["conf/stage1.yaml"], ["trainer.max_steps=20"]))
+    result = fit(load_config(["conf/stage1.yaml"], ["stage1.steps=20"]))
     result.policy_path, result.run_id, result.tracking_uri
 """
 
@@ -17,8 +17,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import MLFlowLogger
 
 from .checkpoint import load_policy, save_policy
-from .config import Config, flatten, to_dict
-from .curriculum import build_datamodule
+from .config import Config, ConfigError, flatten, to_dict
+from .curriculum import DataMonitor, build_datamodule, check_plan, checkpoint_plan
+from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
 from .viz import plot_training_curves
@@ -43,7 +44,8 @@ class PolicyExport(Callback):
 
     def _save(self, trainer: L.Trainer, module: ScoreModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
-            meta = {"global_step": trainer.global_step, "phase": self.cfg.phase, "run_name": self.cfg.name}
+            phase = trainer.datamodule.sampler().phase_of(max(trainer.global_step - 1, 0))[0]
+            meta = {"global_step": trainer.global_step, "phase": self.cfg.phases[phase], "run_name": self.cfg.name}
             save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
 
     def on_validation_end(self, trainer, module):
@@ -63,20 +65,35 @@ def resolve_resume(cfg: Config) -> str | None:
     return cfg.resume  # existence checked by Config
 
 
+def _rank_world(cfg: Config) -> tuple[int, int]:
+    """(rank, world size) the Trainer will have, known before it exists (the plan records the world size)."""
+    import os
+
+    return int(os.environ.get("RANK", 0)), cfg.trainer.devices * cfg.trainer.num_nodes
+
+
 # Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
 
 
-def fit(cfg: Config) -> FitResult:
+def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
+    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder)."""
     ckpt_path = resolve_resume(cfg)  # checked before anything is built or written
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     mllm = build_mllm(cfg.mllm)
-    module = ScoreModule(cfg, mllm)
+    cache_dirs = {cfg.phase(p).data.cache_dir for p in cfg.phases} - {None}
+    if len(cache_dirs) > 1:
+        raise ConfigError(f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)")
+    cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, mllm.identity())) if cache_dirs else None
+    module = ScoreModule(cfg, mllm, cache)
     if cfg.init_policy:
         policy, _ = load_policy(cfg.init_policy, expect_mllm=mllm.identity())
         module.policy.load_state_dict(policy.state_dict())
-    datamodule = build_datamodule(cfg.phase, cfg.data)
+    datamodule = build_datamodule(cfg, cache)
+    datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written
+    if ckpt_path and (plan := checkpoint_plan(ckpt_path)) is not None:
+        check_plan(plan, datamodule.sampler(*_rank_world(cfg)).signature())  # before anything is overwritten
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,14 +108,17 @@ def fit(cfg: Config) -> FitResult:
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
         PolicyExport(policy_path, cfg),
+        DataMonitor(),
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
+        *callbacks,
     ]
     t = cfg.trainer
     trainer = L.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger, callbacks=callbacks,
         default_root_dir=str(run_dir), enable_model_summary=False,
+        use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:

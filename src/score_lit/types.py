@@ -24,12 +24,15 @@ class VideoBatch:
     """What a DataModule yields: raw frames and text; the MLLM adapter does all model-specific processing."""
 
     ids: list[str]  # [B] stable sample ids: the key of the baseline-CE cache
-    frames: Tensor  # [B, F, 3, H, W] uint8 RGB
+    frames: Tensor | None  # [B', F, 3, H, W] uint8 RGB of the rows not in `features` (B' = B without a feature cache)
     questions: list[str]  # [B]
     answers: list[str]  # [B] the reference answer text (teacher-forced for CE)
     options: list[list[str]]  # [B][C] candidate answers; accuracy = argmax over their first-token logits
-    answer_index: Tensor  # [B] long, index of `answers[b]` in `options[b]`
-    seconds_per_frame: Tensor | None = None  # [B] float, for time-scaled M-RoPE (Qwen2.5-VL); None -> 1/2 s
+    answer_index: Tensor  # [B] long, index of `answers[b]` in `options[b]`; -1 = open-ended (no accuracy)
+    seconds_per_frame: Tensor | None = None  # [B] float, for time-scaled M-RoPE (Qwen2.5-VL); None -> config
+    features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.features); None = encode
+    cache_keys: list[str | None] | None = None  # [B] feature-cache key per row (None = not cached)
+    skipped: list[Any] = field(default_factory=list)  # data.common.Problem for each bad sample skipped to fill this batch
 
     def __len__(self) -> int:
         return len(self.ids)

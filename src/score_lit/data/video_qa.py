@@ -1,0 +1,339 @@
+"""Video QA on disk (stages 2-3 of the curriculum on real data): annotation rows -> decoded, fitted frames.
+
+Reading (`read_video_qa`) accepts two row formats, detected per row of a JSONL file or JSON list:
+* LLaVA-Video-178K conversations {"id", "video", "conversations", "data_source"?}: each human/gpt pair is
+  one record (id "<id>#<turn>", turn 1-based, when a row has several pairs). Options are taken from
+  'A. x' lines of the question when the answer resolves to one of them (common.resolve_answer), else
+  the pair is open-ended (options [], the gpt text as answer). The question keeps its option lines.
+* multiple-choice rows {"video", "question", "answer", "options"? (list of texts, or dict letter -> text),
+  "id"? (default "<file stem>:<line>"), "start"? / "end"? (seconds)}; the answer may be the option
+  text, its letter or its 0-based index. Without "options" the row is open-ended. The toy split that
+  score_lit.data.export writes is such a file.
+Every other field goes to `meta` (family, data_source, evidence, fps, ...) with {"source": file}.
+Bad rows become `Problem`s and are left out; `check_video_qa` also decodes every video (data-check).
+
+Frame sampling (`frame_indices`, a pure function). Frame i is the one shown at i / avg_fps, so the clip
+window [start, end) holds frames ceil(start * fps) .. ceil(end * fps) - 1, clipped to the video.
+* uniform (sample_fps None): `frames` frames at the centres of `frames` equal segments of the window
+  (TSN test-time sampling); a window shorter than `frames` is a SampleError, never a repeated frame;
+* fps: one frame every avg_fps / sample_fps frames (every frame when sample_fps > avg_fps), the run of
+  them centred in the window; when more than `frames` would fit, `frames` spread uniformly over the
+  window instead (the rate drops, the whole clip stays covered). The count is rounded down to an even
+  number because Qwen merges 2 frames per temporal unit.
+seconds_per_frame is the spacing of the sampled frames (segment length / avg_fps).
+
+Decoding: decord 0.6.0, one VideoReader per load (1 thread), one get_batch call. What decord does on each
+fault was measured (no crash and no hang was seen; every failure is an exception):
+* missing, 0-byte, random-bytes file, or an mp4 cut before its index (moov at the end, the usual
+  layout: any truncation): RuntimeError "Error reading <path>...";
+* no video stream (audio only, or an mp4 written with zero frames): DECORDError "cannot find video
+  stream"; index present but no sample data: DECORDError "Cannot create buffer source";
+* an mp4 with its index first ("faststart") cut short: depending on where the cut falls, a DECORDError
+  at open ("av_read_frame failed"), or NO ERROR: the reader silently counts only the frames on disk
+  (31 of 132) and uniform sampling spreads over a third of the video; or the full count with a partial
+  last packet that raises only when that frame is decoded;
+* bit flips inside the stream: garbage frames, no error (not detectable here without a reference).
+Guard: before decord, PyAV demuxes the file (packets only, no decoding: ~10 ms per MB) and the load is
+refused when a packet is incomplete (FFmpeg flags short reads as corrupt) or fewer packets than the
+header's frame count are present. So a truncated file is always an error, even when the requested
+frames lie in its intact part (our choice: it is a broken copy; the frames it would give are real, but
+its timeline is not the video the annotation describes). The cost is a second read of the file.
+Every failure is raised as SampleError(reason, path); the caller skips the sample and reports it once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .common import FITS, Problem, Sample, SampleError, conversation_turns, fit_frames, options_in_text, read_rows, resolve_answer
+
+_LLAVA_KEYS = ("id", "video", "conversations", "start", "end")
+_MC_KEYS = ("id", "video", "question", "options", "answer", "start", "end")
+
+
+@dataclass
+class VideoQARecord:
+    id: str
+    video: str  # absolute path of the video file
+    question: str
+    answer: str  # one of `options` when options is non-empty (common.resolve_answer)
+    options: list[str]  # [] = open-ended
+    start: float | None  # seconds, optional clip window [start, end)
+    end: float | None
+    line: int  # 1-based line (JSONL) or item (JSON list) of the annotation file
+    meta: dict = field(default_factory=dict)  # the row's other fields + {"source": annotation path}
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading an annotation file
+
+
+def _text(obj: dict, key: str) -> str:
+    if obj.get(key) is None:
+        raise ValueError(f"missing required field '{key}'")
+    if not isinstance(obj[key], (str, int, float)) or isinstance(obj[key], bool):
+        raise ValueError(f"'{key}' must be a text; got {type(obj[key]).__name__}")
+    text = str(obj[key]).strip()
+    if not text:
+        raise ValueError(f"empty field '{key}'")
+    return text
+
+
+def _options(obj: dict) -> tuple[list[str], object]:
+    """(options, answer as given). A dict is ordered by its letter keys; an answer naming a key is that letter."""
+    opts, answer = obj.get("options"), obj["answer"]
+    if opts is None:
+        return [], answer
+    if isinstance(opts, dict):
+        keys = sorted(opts, key=lambda k: str(k).upper())
+        if [str(k).strip().upper() for k in keys] != [chr(ord("A") + i) for i in range(len(keys))]:
+            raise ValueError(f"'options' as a dict needs the keys A, B, C, ...; got {list(opts)}")
+        opts = [opts[k] for k in keys]
+    if not isinstance(opts, list):
+        raise ValueError(f"'options' must be a list of texts or a dict letter -> text; got {type(opts).__name__}")
+    if not opts:
+        raise ValueError("'options' is empty (leave the field out for open-ended QA)")
+    bad = [f"{i}: {type(o).__name__}" for i, o in enumerate(opts) if not isinstance(o, str) or not o.strip()]
+    if bad:
+        raise ValueError(f"'options' must all be non-empty texts; not so at {', '.join(bad)}")
+    return [o.strip() for o in opts], answer
+
+
+def _seconds(obj: dict, key: str) -> float | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"'{key}' must be a number of seconds >= 0; got {v!r}")
+    return float(v)
+
+
+def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], tuple, dict]:
+    """One row -> (row id, video path, [(question, answer, options)], (start, end), meta). Raises ValueError."""
+    row_id = str(obj["id"]) if obj.get("id") is not None else f"{os.path.splitext(os.path.basename(path))[0]}:{line}"
+    llava = "conversations" in obj
+    video = _text(obj, "video")
+    if llava:
+        qas = []
+        for q, a in conversation_turns(obj["conversations"]):
+            opts = options_in_text(q) or []
+            try:
+                a = resolve_answer(a, opts) if opts else a
+            except ValueError:
+                opts = []  # a free-text answer to a question that lists choices: open-ended
+            qas.append((q, a, opts))
+    else:
+        question, answer_text = _text(obj, "question"), _text(obj, "answer")
+        opts, answer = _options(obj)
+        qas = [(question, resolve_answer(answer, opts) if opts else answer_text, opts)]
+    start, end = _seconds(obj, "start"), _seconds(obj, "end")
+    if start is not None and end is not None and start >= end:
+        raise ValueError(f"start {start:g} s >= end {end:g} s: the clip window is empty")
+    meta = {k: v for k, v in obj.items() if k not in (_LLAVA_KEYS if llava else _MC_KEYS)}
+    return row_id, os.path.abspath(os.path.join(root, video)), qas, (start, end), {**meta, "source": path}
+
+
+def _read(path: str, root: str | None, check_files: bool) -> tuple[list[VideoQARecord], list[Problem], int]:
+    path = str(path)
+    rows, problems = read_rows(path)
+    n_rows = len(rows) + sum(p.line is not None and not p.reason.startswith("malformed JSON list") for p in problems)
+    root = str(root) if root is not None else os.path.dirname(os.path.abspath(path))
+    records, seen = [], {}
+    for line, obj in rows:
+        try:
+            row_id, video, qas, (start, end), meta = _parse_row(obj, line, path, root)
+        except ValueError as e:
+            problems.append(Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None))
+            continue
+        if row_id in seen:
+            problems.append(Problem(path, line, f"duplicate id (first at line {seen[row_id]})", sample_id=row_id))
+            continue
+        seen[row_id] = line
+        if check_files and not os.path.isfile(video):
+            problems.append(Problem(path, line, "video file not found", sample_id=row_id, path=video))
+            continue
+        for t, (q, a, opts) in enumerate(qas, start=1):
+            rid, m = (f"{row_id}#{t}", {**meta, "turn": t}) if len(qas) > 1 else (row_id, dict(meta))
+            records.append(VideoQARecord(rid, video, q, a, opts, start, end, line, m))
+    problems.sort(key=lambda p: p.line if p.line is not None else 0)
+    return records, problems, n_rows
+
+
+def read_video_qa(path: str, root: str | None = None, check_files: bool = True) -> tuple[list[VideoQARecord], list[Problem]]:
+    """Records of a video-QA annotation file and a Problem per row left out. Relative video paths resolve
+    against `root` (default: the annotation file's folder); `check_files` drops rows whose video is missing."""
+    records, problems, _ = _read(path, root, check_files)
+    return records, problems
+
+
+# ------------------------------------------------------------------------------------------------
+# Which frames, then decoding them
+
+
+def frame_indices(n_frames: int, avg_fps: float, frames: int, sample_fps: float | None = None,
+                  start: float | None = None, end: float | None = None) -> tuple[np.ndarray, float]:  # fmt: skip
+    """(frame indices, seconds between consecutive sampled frames) of a video of n_frames at avg_fps; see the
+    module docstring. SampleError when the video or its window holds too few frames."""
+    if frames < 1:
+        raise ValueError(f"frames={frames} must be >= 1")
+    if sample_fps is not None and not sample_fps > 0:
+        raise ValueError(f"sample_fps={sample_fps} must be > 0 (or None for uniform sampling)")
+    if not (math.isfinite(avg_fps) and avg_fps > 0):
+        raise SampleError(f"reports no usable frame rate ({avg_fps})")
+    if start is not None and end is not None and start >= end:
+        raise SampleError(f"start {start:g} s >= end {end:g} s: the clip window is empty")
+    lo = 0 if start is None else min(n_frames, max(0, math.ceil(start * avg_fps - 1e-6)))
+    hi = n_frames if end is None else min(n_frames, max(0, math.ceil(end * avg_fps - 1e-6)))
+    count = max(0, hi - lo)
+    if sample_fps is None:
+        if count < frames:
+            raise SampleError(f"has {count} frames in its window, fewer than data.frames={frames}; lower data.frames or drop the clip")
+        m, seg = frames, count / frames
+    else:
+        step = max(1.0, avg_fps / sample_fps)
+        fit = math.floor(count / step + 1e-9)
+        m, seg = (frames, count / frames) if fit > frames else (fit, step)
+        m -= m % 2
+        if m < 2:
+            raise SampleError(f"has {count} frames in its window, too few for 2 frames at sample_fps={sample_fps:g} "
+                              f"(one every {step:g} frames); drop the clip or raise data.sample_fps")  # fmt: skip
+        seg = count / m if fit > frames else seg
+    offset = (count - m * seg) / 2
+    idx = lo + np.floor(offset + seg * (np.arange(m) + 0.5) + 1e-9).astype(np.int64)
+    return np.minimum(idx, hi - 1), seg / avg_fps
+
+
+_DECORD_PREFIX = re.compile(r"^\[[\d:]+\]\s*\S+:\d+:\s*")
+
+
+def _short(e: Exception) -> str:
+    """The first line of an exception message, without decord's '[time] file.cc:line:' prefix."""
+    first = next((s for s in str(e).splitlines() if s.strip()), type(e).__name__)
+    return _DECORD_PREFIX.sub("", first).strip()[:200]
+
+
+def _probe(path: str) -> None:
+    """Refuse files that are missing, empty, unreadable, without video, or truncated (the guard of the
+    module docstring: decord alone may silently see a truncated file as a shorter video)."""
+    import av
+
+    if not os.path.exists(path):
+        raise SampleError("video file not found", path)
+    if not os.path.isfile(path):
+        raise SampleError("is not a regular file", path)
+    if os.path.getsize(path) == 0:
+        raise SampleError("is empty (0 bytes)", path)
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                raise SampleError("has no video stream (no frames)", path)
+            stream = c.streams.video[0]
+            declared, n = int(stream.frames or 0), 0
+            for packet in c.demux(stream):
+                if packet.size == 0:
+                    continue
+                n += 1
+                if packet.is_corrupt:
+                    of = f" of {declared}" if declared else ""
+                    raise SampleError(f"is truncated or damaged: video packet {n}{of} is incomplete (a cut copy? fetch it again)", path)
+    except SampleError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- av.error.* (InvalidDataError, EOFError, ...), OSError
+        why = getattr(e, "strerror", None) or _short(e)
+        raise SampleError(f"is not a readable video (FFmpeg: {why}); corrupt, or cut before its index", path) from None
+    if n < declared:
+        raise SampleError(f"is truncated: {n} of its {declared} frames are in the file (a cut copy? fetch it again)", path)
+    if n == 0:
+        raise SampleError("has no video frames", path)
+
+
+def load_video(path: str, frames: int, size: int, fit: str = "pad", sample_fps: float | None = None,
+               start: float | None = None, end: float | None = None) -> tuple[np.ndarray, float]:  # fmt: skip
+    """([F, size, size, 3] uint8 RGB, seconds_per_frame). Every failure of the file raises SampleError(reason, path)."""
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r}: use one of {FITS}")
+    import decord
+
+    path = str(path)
+    _probe(path)
+    try:
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        n, fps = len(vr), float(vr.get_avg_fps())
+    except Exception as e:  # noqa: BLE001 -- RuntimeError, decord.DECORDError
+        raise SampleError(f"decord cannot open it ({_short(e)})", path) from None
+    if n == 0:
+        raise SampleError("has no video frames", path)
+    try:
+        idx, spf = frame_indices(n, fps, frames, sample_fps, start, end)
+    except SampleError as e:
+        raise SampleError(e.reason, path) from None
+    try:
+        video = vr.get_batch(idx.tolist()).asnumpy()
+    except Exception as e:  # noqa: BLE001
+        raise SampleError(f"decoding failed ({_short(e)})", path) from None
+    if video.ndim != 4 or video.shape[0] != len(idx) or video.shape[-1] != 3 or min(video.shape[1:3]) == 0:
+        raise SampleError(f"decoded {tuple(video.shape)} for {len(idx)} RGB frames", path)
+    return fit_frames(video, size, fit), spf
+
+
+# ------------------------------------------------------------------------------------------------
+# The dataset and the data-check
+
+
+class VideoQADataset(torch.utils.data.Dataset):
+    """Video QA over records; sample i is a pure function of its record, the video file and the settings."""
+
+    def __init__(self, records: list[VideoQARecord], frames: int, size: int, fit: str = "pad", sample_fps: float | None = None):
+        if fit not in FITS:
+            raise ValueError(f"fit={fit!r}: use one of {FITS}")
+        if frames < 1 or size < 1:
+            raise ValueError(f"frames={frames}, size={size}: both must be >= 1")
+        if sample_fps is not None and not sample_fps > 0:
+            raise ValueError(f"sample_fps={sample_fps} must be > 0 (or None for `frames` uniformly over the clip)")
+        self.records, self.frames, self.size, self.fit, self.sample_fps = list(records), frames, size, fit, sample_fps
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> Sample:
+        r = self.records[i]
+        video, spf = load_video(r.video, self.frames, self.size, self.fit, self.sample_fps, r.start, r.end)
+        return Sample(
+            id=r.id, frames=np.ascontiguousarray(video), question=r.question, answer=r.answer, options=list(r.options),
+            evidence=r.meta.get("evidence", {}), seconds_per_frame=spf, meta={**r.meta, "video": r.video, "line": r.line},
+        )  # fmt: skip
+
+    def cache_inputs(self, i: int) -> dict:
+        """What fixes sample i's frames, for a feature-cache key; nothing is decoded (a stat of the video)."""
+        r = self.records[i]
+        try:
+            st = os.stat(r.video)
+        except OSError:
+            raise SampleError("video file not found", r.video) from None
+        return {"path": os.path.abspath(r.video), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "frames": self.frames,
+                "size": self.size, "fit": self.fit, "sample_fps": self.sample_fps, "start": r.start, "end": r.end}  # fmt: skip
+
+
+def check_video_qa(path: str, root: str | None = None, frames: int = 16, size: int = 64, fit: str = "pad",
+                   sample_fps: float | None = None) -> tuple[int, list[Problem]]:  # fmt: skip
+    """(rows in the file, every Problem): those of reading plus one per distinct (video, start, end) that fails
+    to load, reported at the first record using it. Backs `python -m score_lit data-check FILE`."""
+    records, problems, n_rows = _read(path, root, check_files=True)
+    users: dict[tuple, list[VideoQARecord]] = {}
+    for r in records:
+        users.setdefault((r.video, r.start, r.end), []).append(r)
+    for (video, start, end), recs in users.items():
+        try:
+            load_video(video, frames, size, fit, sample_fps, start, end)
+        except SampleError as e:
+            rows = len({r.line for r in recs})
+            more = f" (used by {rows} rows)" if rows > 1 else ""
+            problems.append(Problem(str(path), recs[0].line, e.reason + more, sample_id=recs[0].id, path=video))
+    problems.sort(key=lambda p: p.line if p.line is not None else 0)
+    return n_rows, problems

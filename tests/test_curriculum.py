@@ -1,0 +1,87 @@
+"""The curriculum's data order: a pure function of (config, step, rank), phases in order, and a resumed
+run that continues at its step, in its phase, with the batches an uninterrupted run would have seen."""
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from score_lit.checkpoint import load_policy
+from score_lit.config import load_config
+from score_lit.curriculum import CurriculumSampler, PhaseSpan
+from score_lit.data.common import DataError
+from score_lit.train import fit
+
+SPANS = [PhaseSpan("stage1", 3, 2, 5), PhaseSpan("stage2", 2, 1, 3)]
+
+
+def test_steps_map_to_phases_in_order():
+    s = CurriculumSampler(SPANS, seed=0)
+    assert len(s) == 5
+    assert [s.phase_of(g) for g in range(6)] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+def test_batches_walk_a_fresh_permutation_per_pass():
+    s = CurriculumSampler(SPANS, seed=3)
+    perm0 = np.random.default_rng([3, 0, 0]).permutation(5)
+    perm1 = np.random.default_rng([3, 0, 1]).permutation(5)
+    stream = list(perm0) + list(perm1)  # stage 1 draws 3 steps x 2 = 6 positions: one pass and one more
+    assert [s.batch(g) for g in range(3)] == [[(0, int(stream[2 * g])), (0, int(stream[2 * g + 1]))] for g in range(3)]
+    perm = np.random.default_rng([3, 1, 0]).permutation(3)
+    assert [s.batch(g) for g in (3, 4)] == [[(1, int(perm[0]))], [(1, int(perm[1]))]]
+    assert list(s) == [s.batch(g) for g in range(5)]
+
+
+def test_ranks_draw_disjoint_slices_of_one_stream():
+    r0, r1 = CurriculumSampler(SPANS, 0, rank=0, world=2), CurriculumSampler(SPANS, 0, rank=1, world=2)
+    one = CurriculumSampler([PhaseSpan("stage1", 6, 2, 5)], 0)
+    # step j of rank r is position (j*W + r) of the single-process stream
+    assert r0.batch(0) == one.batch(0) and r1.batch(0) == one.batch(1) and r0.batch(1) == one.batch(2)
+
+
+def test_start_skips_the_steps_already_trained():
+    s = CurriculumSampler(SPANS, seed=1)
+    full = list(s)
+    s.start = 3
+    assert list(s) == full[3:]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.ids = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.ids[trainer.global_step] = list(batch.ids)
+
+
+def tiny(tmp_path, s1, s2, name="cur"):
+    return [
+        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "phases=[stage1,stage2]", f"stage1.steps={s1}", f"stage2.steps={s2}", "rl.group_size=4", "policy.hidden=16",
+        "val.every_n_steps=2",
+        *[f"{p}.data.{k}" for p in ("stage1", "stage2")
+          for k in ("frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=6")],
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
+    straight = Recorder()
+    a = fit(load_config([], tiny(tmp_path, 3, 3, "straight")), callbacks=[straight])
+    assert straight.ids[0][0].startswith("stitched/") and straight.ids[3][0].startswith(("flash/", "distracted/"))
+
+    first, second = Recorder(), Recorder()
+    fit(load_config([], tiny(tmp_path, 3, 1, "stopped")), callbacks=[first])  # stops at step 4, inside stage 2
+    b = fit(load_config([], tiny(tmp_path, 3, 3, "stopped") + ["resume=auto"]), callbacks=[second])
+    assert sorted(second.ids) == [4, 5]  # only the missing steps, in stage 2
+    assert {**first.ids, **second.ids} == straight.ids  # the same batches at every step
+    wa, _ = load_policy(a.policy_path)
+    wb, _ = load_policy(b.policy_path)
+    for k, v in wa.state_dict().items():
+        torch.testing.assert_close(wb.state_dict()[k], v, rtol=0, atol=1e-6)
+
+
+def test_resuming_with_another_plan_is_refused(tmp_path):
+    fit(load_config([], tiny(tmp_path, 2, 1, "plan")))
+    with pytest.raises(DataError, match="another curriculum plan"):
+        fit(load_config([], tiny(tmp_path, 1, 3, "plan") + ["resume=auto"]))
