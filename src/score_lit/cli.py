@@ -1,6 +1,7 @@
 """Command line: `python -m score_lit COMMAND [CONFIG.yaml ...] [key=value ...]`.
 
-    python -m score_lit train conf/stage1.yaml trainer.max_steps=50
+    python -m score_lit train conf/stage1.yaml stage1.steps=50
+    python -m score_lit data-check /data/videos.jsonl --frames 32  # every bad row / video, before a run
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
     python -m score_lit plot-run RUN_ID --out curves.png
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
@@ -16,7 +17,7 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, load_config, to_dict
+from .config import ConfigError, DataError, load_config, to_dict
 
 
 def _split(args: list[str]) -> tuple[list[str], list[str]]:
@@ -73,6 +74,60 @@ def cmd_export_split(args: list[str]) -> int:
     return 0
 
 
+def _kind(path: str) -> str:
+    """image_qa or video_qa, from the first readable row (a 'video' field or an 'image' field)."""
+    from .data.common import read_rows
+
+    rows, _ = read_rows(path)
+    for _, row in rows:
+        if "video" in row:
+            return "video_qa"
+        if "image" in row:
+            return "image_qa"
+    raise ConfigError(f"{path}: no row has a 'video' or an 'image' field; pass --kind video_qa or --kind image_qa")
+
+
+def cmd_data_check(args: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="score_lit data-check",
+        description="list every problem of a dataset file (unreadable rows, missing / corrupt / short media) "
+        "before a long run; exit 1 if there is any",
+    )  # fmt: skip
+    p.add_argument("file", help="annotation file: video QA (LLaVA-Video JSON, multiple-choice JSONL) or image QA")
+    p.add_argument("--kind", choices=["auto", "video_qa", "image_qa"], default="auto")
+    p.add_argument("--root", default=None, help="folder that relative media paths start from (default: the file's folder)")
+    p.add_argument("--frames", type=int, default=16, help="frames sampled per video, as data.frames")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels, as data.size")
+    p.add_argument("--fit", default="pad", choices=["pad", "stretch", "crop"])
+    p.add_argument("--fps", type=float, default=None, help="sample at this rate (data.sample_fps) instead of uniformly")
+    ns = p.parse_args(args)
+    from pathlib import Path
+
+    if not Path(ns.file).is_file():
+        raise ConfigError(f"{ns.file!r} does not exist: give a dataset annotation file (.jsonl or .json)")
+    kind = _kind(ns.file) if ns.kind == "auto" else ns.kind
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"checking {Path(ns.file).name}", unit="row", file=sys.stderr, dynamic_ncols=True)
+    if kind == "video_qa":
+        from .data.video_qa import check_video_qa
+
+        rows, problems = check_video_qa(ns.file, ns.root, ns.frames, ns.size, ns.fit, ns.fps, progress=bar.update)
+    else:
+        from .data.pseudo_video import check_image_qa
+
+        rows, problems = check_image_qa(ns.file, ns.root, ns.size, ns.fit, progress=bar.update)
+    bar.close()
+    for prob in problems:
+        print(prob)
+    if not problems:
+        print(f"{ns.file}: {rows} rows ({kind}), no problems")
+        return 0
+    share = f" ({100 * len(problems) / rows:.1f}% of rows)" if rows else ""
+    print(f"{ns.file}: {rows} rows ({kind}), {len(problems)} problem{'s' if len(problems) != 1 else ''}{share}")
+    return 1
+
+
 def cmd_toy_mllm(args: list[str]) -> int:
     from .toy_cli import cmd_toy_mllm as run
 
@@ -81,7 +136,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
 
 COMMANDS = {
     "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
-    "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm,
+    "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm, "data-check": cmd_data_check,
 }  # fmt: skip
 
 
@@ -92,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     try:
         return COMMANDS[ns.command](ns.args)
-    except ConfigError as e:
+    except (ConfigError, DataError) as e:
         print(f"score_lit: error: {e}", file=sys.stderr)
         return 2
 

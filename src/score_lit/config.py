@@ -24,6 +24,10 @@ class ConfigError(ValueError):
     """A configuration problem, with a one-line message that says how to fix it."""
 
 
+class DataError(ValueError):
+    """A dataset that cannot be trained on (e.g. too large a share of bad samples); the message says what to do."""
+
+
 def _check_ratio(name: str, r: float) -> None:
     if not (0.0 < float(r) <= 1.0):
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")

@@ -100,12 +100,15 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         def make(records, salt):
             return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps)
 
+    def n_rows(records, problems) -> int:  # a LLaVA row with several turns is one row, several records
+        return len({r.line for r in records} | {p.line for p in problems})
+
     records, problems = read(cfg.path, cfg.root)
-    rows = {os.path.abspath(cfg.path): (len(records) + len(problems), cfg.max_bad_fraction)}
+    rows = {os.path.abspath(cfg.path): (n_rows(records, problems), cfg.max_bad_fraction)}
     if cfg.val_path:
         train, (val, val_problems) = records, read(cfg.val_path, cfg.root)
         problems += val_problems
-        rows[os.path.abspath(cfg.val_path)] = (len(val) + len(val_problems), cfg.max_bad_fraction)
+        rows[os.path.abspath(cfg.val_path)] = (n_rows(val, val_problems), cfg.max_bad_fraction)
     else:
         train, val = _holdout(records, cfg.val_samples, cfg.seed)
     for source, (n, _) in rows.items():
@@ -164,6 +167,9 @@ class Guarded(Dataset):
                 self.bad[j] = self._problem(j, e)
                 skipped.append(self.bad[j])
                 continue
+            source = s.meta.get("source", type(self.ds).__name__)
+            for path, reason in s.meta.get("bad_images", []):  # a pseudo-video replaced a broken distractor image
+                skipped.append(Problem(source, None, f"distractor image replaced: {reason}", None, path))
             s.meta["skipped"] = skipped
             return s
         raise DataError(f"no sample of {type(self.ds).__name__} loads; `python -m score_lit data-check FILE` lists why")
@@ -349,7 +355,7 @@ class DataMonitor(L.Callback):
 
     def _report(self, trainer, problems: list[Problem]) -> None:
         for p in problems:
-            k = f"{p.source}:{p.line}:{p.sample_id}"
+            k = f"{p.source}:{p.line}:{p.sample_id}:{p.path}"
             if k not in self.seen:
                 self.seen[k] = p
                 if trainer.is_global_zero:
@@ -369,7 +375,9 @@ class DataMonitor(L.Callback):
                     f"`python -m score_lit data-check {source}` lists them; fix or remove them, or raise the fraction"
                 )
         phase, _ = dm.sampler().phase_of(trainer.global_step)
-        module.log_dict({"data/skipped": float(len(self.seen)), "curriculum/phase": float(phase)}, on_step=True, on_epoch=False, batch_size=len(batch))
+        cached = sum(f is not None for f in batch.features) / len(batch) if batch.features else 0.0
+        metrics = {"data/skipped": float(len(self.seen)), "data/cache_hit": cached, "curriculum/phase": float(phase)}
+        module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
 
     def state_dict(self) -> dict:
         return {"seen": {k: vars(p) for k, p in self.seen.items()}}

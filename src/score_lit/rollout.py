@@ -50,7 +50,8 @@ def score_with_baseline(
         masks = torch.cat([masks, full], dim=1)  # [B, R+1, L]
     scores = mllm.score(visual, prompts, masks)
     if need_base:
-        base_correct = scores.option_logits[:, -1].argmax(-1) == answer_index
+        opts = scores.option_logits[:, -1]  # [B, C]; C = 0 when every row is open-ended (no accuracy)
+        base_correct = opts.argmax(-1) == answer_index if opts.shape[-1] else torch.zeros_like(answer_index, dtype=torch.bool)
         cache.put(ids, scores.ce[:, -1], base_correct)
         scores = LLMScores(ce=scores.ce[:, :-1], option_logits=scores.option_logits[:, :-1])
     return scores, cache.get(ids, masks.device)

@@ -22,9 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-class DataError(ValueError):
-    """A dataset that cannot be trained on (e.g. too large a share of bad samples); the message says what to do."""
+from ..config import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
 
 
 class SampleError(Exception):

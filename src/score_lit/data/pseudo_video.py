@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
@@ -292,14 +293,20 @@ class PseudoVideoDataset(torch.utils.data.Dataset):
         }  # fmt: skip
 
 
-def check_image_qa(path: str, root: str | None = None, size: int = 64, fit: str = "pad") -> tuple[int, list[Problem]]:
+def check_image_qa(path: str, root: str | None = None, size: int = 64, fit: str = "pad",
+                   progress: Callable[[int], object] | None = None) -> tuple[int, list[Problem]]:  # fmt: skip
     """(rows in the file, every Problem): those of reading plus one per distinct image that fails to load
-    (reported at the first record using it). Backs `python -m score_lit data-check FILE`."""
+    (reported at the first record using it). `progress(n)` is told of rows as they are done.
+    Backs `python -m score_lit data-check FILE`."""
     records, problems, n_rows = _read(path, root, check_files=True)
     users: dict[str, list[ImageQARecord]] = {}
     for r in records:
         users.setdefault(r.image, []).append(r)
+    if progress is not None:
+        progress(n_rows - len({r.line for r in records}))  # rows left out while reading
     for image, recs in users.items():
+        if progress is not None:
+            progress(len({r.line for r in recs}))
         try:
             load_image(image, size, fit)
         except SampleError as e:

@@ -23,21 +23,19 @@ window [start, end) holds frames ceil(start * fps) .. ceil(end * fps) - 1, clipp
 seconds_per_frame is the spacing of the sampled frames (segment length / avg_fps).
 
 Decoding: decord 0.6.0, one VideoReader per load (1 thread), one get_batch call. What decord does on each
-fault was measured (no crash and no hang was seen; every failure is an exception):
-* missing, 0-byte, random-bytes file, or an mp4 cut before its index (moov at the end, the usual
-  layout: any truncation): RuntimeError "Error reading <path>...";
-* no video stream (audio only, or an mp4 written with zero frames): DECORDError "cannot find video
-  stream"; index present but no sample data: DECORDError "Cannot create buffer source";
-* an mp4 with its index first ("faststart") cut short: depending on where the cut falls, a DECORDError
-  at open ("av_read_frame failed"), or NO ERROR: the reader silently counts only the frames on disk
-  (31 of 132) and uniform sampling spreads over a third of the video; or the full count with a partial
-  last packet that raises only when that frame is decoded;
-* bit flips inside the stream: garbage frames, no error (not detectable here without a reference).
-Guard: before decord, PyAV demuxes the file (packets only, no decoding: ~10 ms per MB) and the load is
-refused when a packet is incomplete (FFmpeg flags short reads as corrupt) or fewer packets than the
-header's frame count are present. So a truncated file is always an error, even when the requested
-frames lie in its intact part (our choice: it is a broken copy; the frames it would give are real, but
-its timeline is not the video the annotation describes). The cost is a second read of the file.
+fault, measured (no crash and no hang was seen; but one fault gives no error at all):
+* missing, 0-byte or random-bytes file, an mp4 cut before its index (moov at the end, the usual layout):
+  RuntimeError "Error reading <path>..."; no video stream (audio only, an mp4 written with zero frames):
+  DECORDError "cannot find video stream"; an index but no frame data: DECORDError "Cannot create buffer source";
+* an mp4 with its index first ("faststart", as streamed) cut short: cut at a frame boundary, NO ERROR: the
+  reader counts the frames on disk (40 of 120) and uniform sampling silently covers a third of the video;
+  cut inside a frame: a DECORDError at open ("av_read_frame failed"), or no error and the partial frame
+  raises only if it is decoded;
+* bit flips inside the stream: concealed garbage frames, no error (not detectable without a reference).
+Guard: before decord, PyAV demuxes the file (packets only, no decoding: about 10 ms per MB, a second read)
+and refuses it when a packet is incomplete (FFmpeg flags short reads as corrupt) or fewer packets are there
+than the header's frame count. A truncated file is thus always an error, even when the requested frames lie
+in its intact part (our choice: those frames would be real, but the timeline is not the annotated video's).
 Every failure is raised as SampleError(reason, path); the caller skips the sample and reports it once.
 """
 
@@ -46,6 +44,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,17 +192,18 @@ def frame_indices(n_frames: int, avg_fps: float, frames: int, sample_fps: float 
     count = max(0, hi - lo)
     if sample_fps is None:
         if count < frames:
-            raise SampleError(f"has {count} frames in its window, fewer than data.frames={frames}; lower data.frames or drop the clip")
+            raise SampleError(
+                f"has {count} frames in its window, fewer than data.frames={frames}; lower data.frames or drop the clip"
+            )
         m, seg = frames, count / frames
     else:
-        step = max(1.0, avg_fps / sample_fps)
+        step = max(1.0, avg_fps / sample_fps)  # frames between samples; every frame when sample_fps > avg_fps
         fit = math.floor(count / step + 1e-9)
-        m, seg = (frames, count / frames) if fit > frames else (fit, step)
-        m -= m % 2
+        m = min(fit, frames) - min(fit, frames) % 2
         if m < 2:
             raise SampleError(f"has {count} frames in its window, too few for 2 frames at sample_fps={sample_fps:g} "
                               f"(one every {step:g} frames); drop the clip or raise data.sample_fps")  # fmt: skip
-        seg = count / m if fit > frames else seg
+        seg = step if fit <= frames else count / m  # capped: spread over the whole window
     offset = (count - m * seg) / 2
     idx = lo + np.floor(offset + seg * (np.arange(m) + 0.5) + 1e-9).astype(np.int64)
     return np.minimum(idx, hi - 1), seg / avg_fps
@@ -241,14 +241,14 @@ def _probe(path: str) -> None:
                 n += 1
                 if packet.is_corrupt:
                     of = f" of {declared}" if declared else ""
-                    raise SampleError(f"is truncated or damaged: video packet {n}{of} is incomplete (a cut copy? fetch it again)", path)
+                    raise SampleError(f"is truncated or damaged: video packet {n}{of} is incomplete (fetch it again)", path)
     except SampleError:
         raise
     except Exception as e:  # noqa: BLE001 -- av.error.* (InvalidDataError, EOFError, ...), OSError
         why = getattr(e, "strerror", None) or _short(e)
         raise SampleError(f"is not a readable video (FFmpeg: {why}); corrupt, or cut before its index", path) from None
     if n < declared:
-        raise SampleError(f"is truncated: {n} of its {declared} frames are in the file (a cut copy? fetch it again)", path)
+        raise SampleError(f"is truncated: {n} of its {declared} frames are in the file (fetch it again)", path)
     if n == 0:
         raise SampleError("has no video frames", path)
 
@@ -321,19 +321,25 @@ class VideoQADataset(torch.utils.data.Dataset):
 
 
 def check_video_qa(path: str, root: str | None = None, frames: int = 16, size: int = 64, fit: str = "pad",
-                   sample_fps: float | None = None) -> tuple[int, list[Problem]]:  # fmt: skip
+                   sample_fps: float | None = None, progress: Callable[[int], object] | None = None
+                   ) -> tuple[int, list[Problem]]:  # fmt: skip
     """(rows in the file, every Problem): those of reading plus one per distinct (video, start, end) that fails
-    to load, reported at the first record using it. Backs `python -m score_lit data-check FILE`."""
+    to load, reported at the first record using it. `progress(n)` is told of rows as they are done (n_rows in
+    all). Backs `python -m score_lit data-check FILE`."""
     records, problems, n_rows = _read(path, root, check_files=True)
     users: dict[tuple, list[VideoQARecord]] = {}
     for r in records:
         users.setdefault((r.video, r.start, r.end), []).append(r)
+    if progress is not None:
+        progress(n_rows - len({r.line for r in records}))  # rows left out while reading
     for (video, start, end), recs in users.items():
+        rows = len({r.line for r in recs})
         try:
             load_video(video, frames, size, fit, sample_fps, start, end)
         except SampleError as e:
-            rows = len({r.line for r in recs})
             more = f" (used by {rows} rows)" if rows > 1 else ""
             problems.append(Problem(str(path), recs[0].line, e.reason + more, sample_id=recs[0].id, path=video))
+        if progress is not None:
+            progress(rows)
     problems.sort(key=lambda p: p.line if p.line is not None else 0)
     return n_rows, problems

@@ -1,0 +1,55 @@
+"""The feature cache: training from cached projector output gives the same losses as encoding every
+time, and a changed input (file contents, sampling, model) misses the cache."""
+
+import torch
+from mlflow.tracking import MlflowClient
+
+from score_lit.config import load_config
+from score_lit.features import FeatureCache
+from score_lit.train import fit
+
+
+def overrides(tmp_path, name, cache):
+    keys = ["frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=4"]
+    return [
+        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "stage1.steps=6", "rl.group_size=4", "policy.hidden=16", "val.every_n_steps=3",
+        *[f"stage1.data.{k}" for k in keys], f"stage1.data.cache_dir={cache}",
+    ]  # fmt: skip
+
+
+def history(res, name):
+    return [m.value for m in sorted(MlflowClient(res.tracking_uri).get_metric_history(res.run_id, name), key=lambda m: m.step)]
+
+
+def test_training_from_the_cache_gives_the_same_losses(tmp_path):
+    plain = fit(load_config([], overrides(tmp_path, "plain", "null")))
+    cached = fit(load_config([], overrides(tmp_path, "cached", tmp_path / "features")))
+    # 6 steps x 2 samples over a 4-sample set: step 0-1 fill the cache, steps 2-5 read it
+    hits = history(cached, "data/cache_hit")
+    assert hits[:2] == [0.0, 0.0] and hits[2:] == [1.0] * 4
+    assert history(plain, "data/cache_hit") == [0.0] * 6
+    torch.testing.assert_close(torch.tensor(history(cached, "loss")), torch.tensor(history(plain, "loss")), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(history(cached, "dce/mean")), torch.tensor(history(plain, "dce/mean")), rtol=1e-5, atol=1e-6)
+    assert len(list((tmp_path / "features").rglob("*.pt"))) == 4 + 2  # train + val samples, one entry each
+
+
+def test_keys_change_with_inputs_and_model(tmp_path):
+    a = FeatureCache(tmp_path, {"family": "qwen2_5_vl", "path": "/m"})
+    b = FeatureCache(tmp_path, {"family": "qwen2_5_vl", "path": "/other"})
+    k = a.key({"path": "/v.mp4", "bytes": 10, "mtime_ns": 1, "frames": 16})
+    assert k == a.key({"frames": 16, "mtime_ns": 1, "bytes": 10, "path": "/v.mp4"})  # order-free
+    assert k != a.key({"path": "/v.mp4", "bytes": 10, "mtime_ns": 2, "frames": 16})  # the file changed
+    assert k != a.key({"path": "/v.mp4", "bytes": 10, "mtime_ns": 1, "frames": 32})  # another sampling
+    assert k != b.key({"path": "/v.mp4", "bytes": 10, "mtime_ns": 1, "frames": 16})  # another model
+
+
+def test_a_damaged_entry_is_a_miss_not_a_crash(tmp_path):
+    c = FeatureCache(tmp_path, {"m": 1})
+    k = c.key({"x": 1})
+    c.save(k, torch.ones(2, 3, 4), torch.zeros(3, 6, dtype=torch.long), (2, 1, 3))
+    assert torch.equal(c.load(k)["tokens"], torch.ones(2, 3, 4)) and c.hits == 1
+    f = next(tmp_path.rglob("*.pt"))
+    f.write_bytes(f.read_bytes()[:20])
+    assert c.load(k) is None and c.misses == 1
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temp files
