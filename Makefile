@@ -9,10 +9,10 @@ MLFLOW_PORT ?= 5000
 TOY := artifacts/toy-mllm/accuracy.json
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 mlflow-ui clean
+.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check mlflow-ui clean
 
 help: ## list every target with one line
-	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (
 
 train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage2.yaml $(ARGS)
+
+train-curriculum: $(STAMP) $(TOY) ## both phases in one run (conf/curriculum.yaml); ARGS='key=value ...'
+	$(PY) -m score_lit train conf/curriculum.yaml $(ARGS)
+
+data-check: $(STAMP) ## list every problem of a dataset file: make data-check FILE=data.jsonl [ARGS='--frames 32']
+	@test -n "$(FILE)" || { echo "usage: make data-check FILE=path/to/annotations.jsonl [ARGS='--frames 32']"; exit 2; }
+	$(PY) -m score_lit data-check $(FILE) $(ARGS)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI for ./mlflow.db on http://127.0.0.1:5000 (MLFLOW_PORT=... to change)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1

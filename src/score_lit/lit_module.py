@@ -52,6 +52,7 @@ class ScoreModule(L.LightningModule):
         self.val_acc_full = MeanMetric()
         self._full_logged = False
         self._timings: dict[str, float] = {}
+        self._step_end: float | None = None  # when the previous step's hooks ended (time/data = the wait since)
 
     # ---- frozen model bookkeeping ------------------------------------------------------------------
     def train(self, mode: bool = True):
@@ -84,6 +85,9 @@ class ScoreModule(L.LightningModule):
     # ---- training ----------------------------------------------------------------------------------
     def training_step(self, batch: VideoBatch, batch_idx: int):
         rl = self.cfg.rl
+        t_start = time.perf_counter()
+        if self._step_end is not None:  # loading + decoding the batch, and Lightning's own work in between
+            self._timings["time/data"] = t_start - self._step_end
         with self._phase("encode"):
             visual = encode(self.mllm, batch, self.feature_cache)
             prompts = self.mllm.tokenize(batch)
@@ -103,8 +107,15 @@ class ScoreModule(L.LightningModule):
             if self.cfg.optim.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
+        self._timings["time/step"] = time.perf_counter() - t_start + self._timings.get("time/data", 0.0)
         self._log_train(loss, stats, rollout)
         return loss.detach()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self._step_end = time.perf_counter()  # after the callbacks (checkpoints): they are not data time
+
+    def on_validation_start(self) -> None:
+        self._step_end = None  # the step after a validation has no data time measured
 
     def _log_train(self, loss, stats, rollout) -> None:
         metrics = {
