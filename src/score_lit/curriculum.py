@@ -379,6 +379,9 @@ class DataMonitor(L.Callback):
         metrics = {"data/skipped": float(len(self.seen)), "data/cache_hit": cached, "curriculum/phase": float(phase)}
         module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
 
+    def on_validation_batch_start(self, trainer, module, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._report(trainer, batch.skipped)  # reported once like the train set's; the fraction is checked in training
+
     def state_dict(self) -> dict:
         return {"seen": {k: vars(p) for k, p in self.seen.items()}}
 
