@@ -58,6 +58,17 @@ class VisualTokens:
 
 
 @dataclass
+class Selection:
+    """What a compressor (score_lit.baselines) returns for a batch at one retention ratio."""
+
+    keep: Tensor  # [B, T*N] bool: True = this visual token goes to the LLM (at its original position)
+    # [B, T*N, D] values fed at the kept slots, for methods that MERGE tokens (pooling, VisionZip's
+    # contextual tokens, DyCoke): a kept slot carries the merge of the tokens it represents, at the
+    # representative's position. None = the original projector output.
+    tokens: Tensor | None = None
+
+
+@dataclass
 class LLMScores:
     """What the frozen LLM says about B x K (text + kept visual tokens) sequences, from one padded batch."""
 

@@ -1,0 +1,74 @@
+"""Token compressors behind one interface, registered lazily by name: the trained SCORE policy and the
+training-free baselines it is compared against (../../shared/METHOD.md "What the paper reports").
+
+    from score_lit.baselines import build_compressor
+    comp = build_compressor("surprise", mllm=mllm)                 # or "score", policy=..., selection=...
+    sel = comp.select(visual, ratio=0.1, prompts=prompts)          # -> Selection(keep [B, T*N], tokens?)
+
+Every compressor gets the frozen projector output (`VisualTokens`: tokens [B, T, N, D] in raster order
+per temporal unit, grid (T, H', W')) and a retention ratio r, and keeps about k = ceil(r * T * N) tokens
+(score_lit.config.keep_count). A method whose structure cannot meet the budget exactly (e.g. whole
+frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
+the LLM (fastv) also get the tokenized prompts. `import score_lit.baselines` imports no method module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+from torch import Tensor
+
+from score_lit.types import Selection, VisualTokens
+
+REGISTRY: dict[str, str] = {
+    "score": "score_lit.baselines.score:ScoreCompressor",
+    "uniform": "score_lit.baselines.simple:UniformFrames",
+    "pool": "score_lit.baselines.simple:SpatialPool",
+    "random": "score_lit.baselines.simple:RandomTokens",
+    "surprise": "score_lit.baselines.surprise:SurpriseTopK",
+    "fastv": "score_lit.baselines.fastv:FastV",
+    "visionzip": "score_lit.baselines.visionzip:VisionZip",
+    "dycoke": "score_lit.baselines.dycoke:DyCoke",
+}
+
+
+class Compressor(Protocol):
+    name: str
+    needs_prompts: bool  # True if select() uses the tokenized prompts (in-LLM methods)
+
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        """keep [B, T*N] bool (+ merged token values [B, T*N, D] for merging methods)."""
+        ...
+
+
+def register(name: str, target: str) -> None:
+    """Register a compressor class as "package.module:ClassName"."""
+    if ":" not in target:
+        raise ValueError(f"register({name!r}, {target!r}): target must be 'package.module:ClassName'")
+    REGISTRY[name] = target
+
+
+def build_compressor(name: str, **kwargs: Any) -> Compressor:
+    """The compressor registered as `name`, built with the keyword arguments its class takes (mllm=...,
+    policy=..., selection=..., seed=...); arguments a class does not take are ignored."""
+    if name not in REGISTRY:
+        raise ValueError(f"unknown method {name!r}; registered: {sorted(REGISTRY)}")
+    import inspect
+
+    module, attr = REGISTRY[name].split(":")
+    cls = getattr(importlib.import_module(module), attr)
+    params = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in kwargs.items() if k in params})
+
+
+def apply_selection(visual: VisualTokens, sel: Selection) -> tuple[VisualTokens, Tensor]:
+    """(VisualTokens carrying the merged values if any, keep mask [B, 1, T*N]) ready for mllm.score."""
+    if sel.tokens is None:
+        return visual, sel.keep[:, None]
+    b, t, n, d = visual.tokens.shape
+    merged = VisualTokens(tokens=sel.tokens.reshape(b, t, n, d), grid=visual.grid, positions=visual.positions)
+    return merged, sel.keep[:, None]
+
+
+__all__ = ["REGISTRY", "Compressor", "register", "build_compressor", "apply_selection", "Selection", "Tensor"]
