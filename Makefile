@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 MLFLOW_PORT ?= 5000
 TOY := artifacts/toy-mllm/accuracy.json
+TOYBENCH := artifacts/toy-bench/test.jsonl
+POLICY1 := runs/stage1/policy.pt
+POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check mlflow-ui clean
+.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -42,6 +45,21 @@ train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/polic
 
 train-curriculum: $(STAMP) $(TOY) ## both phases in one run (conf/curriculum.yaml); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/curriculum.yaml $(ARGS)
+
+$(TOYBENCH): | $(STAMP)
+	$(PY) -m score_lit export-split --out artifacts/toy-bench --split test --n 200
+
+$(POLICY1): | $(STAMP) $(TOY)
+	$(PY) -m score_lit train conf/stage1.yaml
+
+$(POLICY2): | $(POLICY1)
+	$(PY) -m score_lit train conf/stage2.yaml
+
+eval: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## retention sweep: every method x ratio on the toy test split (trains stage 1+2 first if missing)
+	$(PY) -m score_lit eval conf/eval.yaml $(ARGS)
+
+viz: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
+	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/toy-bench/videos/distracted_00000.mp4) $(ARGS)
 
 data-check: $(STAMP) ## list every problem of a dataset file: make data-check FILE=data.jsonl [ARGS='--frames 32']
 	@test -n "$(FILE)" || { echo "usage: make data-check FILE=path/to/annotations.jsonl [ARGS='--frames 32']"; exit 2; }

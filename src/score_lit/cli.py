@@ -4,6 +4,8 @@
     python -m score_lit data-check /data/videos.jsonl --frames 32  # every bad row / video, before a run
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
     python -m score_lit plot-run RUN_ID --out curves.png
+    python -m score_lit eval conf/eval.yaml eval.ratios=[0.1,0.05]  # retention sweep: methods x ratios
+    python -m score_lit viz VIDEO.mp4 --method score,surprise --ratio 0.1  # kept-token PNG grid + GIFs
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
     python -m score_lit toy-mllm --out artifacts/toy-mllm      # train the frozen toy MLLM (minutes)
 
@@ -128,6 +130,46 @@ def cmd_data_check(args: list[str]) -> int:
     return 1
 
 
+def _eval_config(args: list[str]):
+    files, overrides = _split(args)
+    return load_config(files or ["conf/eval.yaml"], overrides)
+
+
+def cmd_eval(args: list[str]) -> int:
+    cfg = _eval_config(args)  # validated before the heavy imports
+    from .eval import run_eval
+
+    print(run_eval(cfg))  # the CSV's path is the last line
+    return 0
+
+
+def cmd_viz(args: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="score_lit viz", description="draw a video's frames with the kept tokens highlighted (PNG grid + GIF)")
+    p.add_argument("video", help="a video file (decoded with decord like the benchmarks)")
+    p.add_argument("config", nargs="*", help="config files (.yaml, default conf/eval.yaml) and key=value overrides")
+    p.add_argument("--method", default="score", help="one or more comma-separated methods (score, surprise, fastv, ...)")
+    p.add_argument("--ratio", type=float, default=0.1)
+    p.add_argument("--question", default="which digit appeared ?", help="the question (methods like fastv look at it)")
+    p.add_argument("--out", default="runs/viz")
+    ns = p.parse_args(args)
+    from pathlib import Path
+
+    if not Path(ns.video).is_file():
+        raise ConfigError(f"video {ns.video!r} does not exist: give a video file (mp4, mkv, webm, ...)")
+    methods = ns.method.split(",")
+    cfg = _eval_config(ns.config + [f"eval.methods=[{ns.method}]", f"eval.viz_ratio={ns.ratio}"])
+    from .data.common import SampleError
+    from .eval import visualize_video
+
+    try:
+        paths = visualize_video(cfg, ns.video, methods, ns.ratio, ns.question, ns.out)
+    except SampleError as e:
+        raise DataError(f"{ns.video}: {e.reason}") from None
+    for path in paths:
+        print(path)
+    return 0
+
+
 def cmd_toy_mllm(args: list[str]) -> int:
     from .toy_cli import cmd_toy_mllm as run
 
@@ -137,6 +179,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
 COMMANDS = {
     "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
     "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm, "data-check": cmd_data_check,
+    "eval": cmd_eval, "viz": cmd_viz,
 }  # fmt: skip
 
 

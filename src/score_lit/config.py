@@ -255,6 +255,53 @@ class TrackingConfig:
     artifact_location: str | None = None
 
 
+METHODS = ("score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke")
+
+
+@dataclass
+class EvalConfig:
+    """A retention sweep: every method at every ratio on one benchmark, with the frozen MLLM (score_lit.eval)."""
+
+    # score_lit.data.benchmarks: toy (the exported toy test split) | videomme | mvbench | mlvu |
+    # longvideobench | egoschema | nextqa, read from `root` in its published layout.
+    benchmark: str = "toy"
+    root: str = "artifacts/toy-bench"
+    split: str | None = None
+    limit: int | None = None  # at most this many questions (None = all)
+    # score_lit.baselines names; vanilla (all tokens) is always measured, once, as the reference.
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.15, 0.10, 0.05])
+    # The trained SCORE policy for method `score` (make train-stage1 && make train-stage2 writes it).
+    policy: str | None = "runs/stage2/policy.pt"
+    fastv_layer: int = 2  # FastV's K: the layer whose attention ranks the visual tokens (its paper's default)
+    # Frame sampling of the benchmark's videos (as data.*).
+    frames: int = 16
+    size: int = 64
+    fit: str = "pad"
+    sample_fps: float | None = None
+    batch_size: int = 8
+    num_workers: int = 0
+    cache_dir: str | None = None  # the feature cache (data.cache_dir): repeated sweeps skip decoding and the vision tower
+    out_dir: str = "runs/eval"  # results.csv, results.md, accuracy_vs_retention.png, kept-token pictures
+    viz_samples: int = 3  # kept-token pictures logged per run (one per sample, every method, at viz_ratio)
+    viz_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        for r in self.ratios:
+            _check_ratio("eval.ratios", r)
+        _check_ratio("eval.viz_ratio", self.viz_ratio)
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ConfigError(f"eval.methods={self.methods}: unknown {unknown}; available: {list(METHODS)}")
+        if "score" in self.methods and (self.policy is None or not Path(self.policy).is_file()):
+            raise ConfigError(
+                f"eval.policy={self.policy!r} does not exist: method 'score' needs a trained policy.pt "
+                f"(make train-stage1 && make train-stage2 writes runs/stage2/policy.pt), or drop 'score' from eval.methods"
+            )
+        if self.batch_size < 1 or self.frames < 2 or self.frames % 2:
+            raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1 and eval.frames={self.frames} even and >= 2")
+
+
 @dataclass
 class Config:
     """One experiment. `name` names the output folder runs/<name>/ and the MLflow run."""
@@ -278,6 +325,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # Used by `python -m score_lit eval` only. Optional so that training configs never need its files.
+    eval: EvalConfig | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.phases if p not in PHASES]

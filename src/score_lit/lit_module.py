@@ -71,8 +71,12 @@ class ScoreModule(L.LightningModule):
 
     @contextmanager
     def _phase(self, name: str):
+        """Times a named phase into time/<name> (synchronising CUDA, so GPU work is counted where it runs)."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
         t0 = time.perf_counter()
         yield
+        sync()
         self._timings[f"time/{name}"] = time.perf_counter() - t0
 
     def _mask_generator(self, device: torch.device) -> torch.Generator:
@@ -89,12 +93,14 @@ class ScoreModule(L.LightningModule):
         if self._step_end is not None:  # loading + decoding the batch, and Lightning's own work in between
             self._timings["time/data"] = t_start - self._step_end
         with self._phase("encode"):
-            visual = encode(self.mllm, batch, self.feature_cache)
+            with self._phase("frozen_vision"):  # vision tower + projector (skipped for cached rows)
+                visual = encode(self.mllm, batch, self.feature_cache)
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
             logits = self.policy(surprise_state(visual.tokens))  # [B, T*N]
             masks = sample_masks(logits, rl.group_size, self._mask_generator(logits.device))  # [B, K, T*N]
-            rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
+            with self._phase("frozen_llm"):  # all B*K rollouts (+ uncached baselines) in one padded LLM batch
+                rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
         with self._phase("reward"):
             rollout.fidelity = fidelity_reward(rollout.ce, rollout.ce_base)
             rollout.sparsity = sparsity_reward(rollout.masks)
@@ -107,7 +113,10 @@ class ScoreModule(L.LightningModule):
             if self.cfg.optim.grad_clip > 0:
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
-        self._timings["time/step"] = time.perf_counter() - t_start + self._timings.get("time/data", 0.0)
+        t = self._timings
+        t["time/step"] = time.perf_counter() - t_start + t.get("time/data", 0.0)
+        t["perf/frozen_share"] = (t["time/frozen_vision"] + t["time/frozen_llm"]) / t["time/step"]
+        t["perf/rollouts_per_s"] = masks.shape[0] * masks.shape[1] / t["time/step"]
         self._log_train(loss, stats, rollout)
         return loss.detach()
 

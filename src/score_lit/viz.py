@@ -1,11 +1,14 @@
-"""Pictures of a run: training curves read back from MLflow (what the run really logged).
+"""Pictures: training curves read back from MLflow (what the run really logged), and kept-token maps.
 
     python -m score_lit plot-run RUN_ID [--tracking-uri URI] [--out curves.png]
+    python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 CURVES = (("keep_ratio/mean", "mean keep ratio"), ("dce/mean", "mean dCE (nats)"), ("reward/fidelity", "fidelity reward"))
 
@@ -57,3 +60,74 @@ def plot_training_curves(tracking_uri: str, run_id: str, out: str | Path, title:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Kept-token pictures
+
+
+def overlay_kept(frame: np.ndarray, keep_unit: np.ndarray, dim: float = 0.22, color=(255, 200, 0)) -> np.ndarray:
+    """One frame [H, W, 3] uint8 with the tokens of its temporal unit (keep_unit [H', W'] bool) highlighted:
+    dropped tokens' pixels dimmed, kept tokens outlined. Token (h, w) covers rows h*H/H' .. (h+1)*H/H'."""
+    h, w = frame.shape[:2]
+    gh, gw = keep_unit.shape
+    ys = np.minimum(np.arange(h) * gh // h, gh - 1)
+    xs = np.minimum(np.arange(w) * gw // w, gw - 1)
+    kept_px = keep_unit[ys[:, None], xs[None, :]]  # [H, W]
+    out = frame.astype(np.float32)
+    out[~kept_px] *= dim
+    edge = np.zeros_like(kept_px)
+    edge[1:] |= kept_px[1:] != kept_px[:-1]
+    edge[:-1] |= kept_px[1:] != kept_px[:-1]
+    edge[:, 1:] |= kept_px[:, 1:] != kept_px[:, :-1]
+    edge[:, :-1] |= kept_px[:, 1:] != kept_px[:, :-1]
+    out[edge & kept_px] = color
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _unit_masks(keep, grid) -> np.ndarray:
+    t, gh, gw = grid
+    return np.asarray(keep, dtype=bool).reshape(t, gh, gw)
+
+
+def kept_token_grid(frames: np.ndarray, rows: list, grid: tuple, path, title: str = "") -> Path:
+    """PNG: one row per (label, keep [T*N]) and one column per temporal unit (its first frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = grid[0]
+    per_unit = max(1, len(frames) // t)
+    fig, axes = plt.subplots(len(rows), t, figsize=(1.25 * t + 1.4, 1.35 * len(rows) + 0.5), squeeze=False)
+    for i, (label, keep) in enumerate(rows):
+        units = _unit_masks(keep, grid)
+        for u in range(t):
+            ax = axes[i][u]
+            ax.imshow(overlay_kept(frames[min(u * per_unit, len(frames) - 1)], units[u]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if u == 0:
+                ax.set_ylabel(f"{label}\n{int(units.sum())} kept", fontsize=7, rotation=0, ha="right", va="center")
+            if i == 0:
+                ax.set_title(f"t={u}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def kept_token_gif(frames: np.ndarray, keep, grid: tuple, path, fps: float = 4.0, scale: int = 4) -> Path:
+    """Animated GIF of every frame with its temporal unit's kept tokens highlighted (nearest-neighbour upscaled)."""
+    from PIL import Image
+
+    units = _unit_masks(keep, grid)
+    per_unit = max(1, len(frames) // grid[0])
+    imgs = []
+    for f, frame in enumerate(frames):
+        im = overlay_kept(frame, units[min(f // per_unit, grid[0] - 1)])
+        imgs.append(Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST))
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return Path(path)

@@ -51,6 +51,12 @@ from score_lit.types import LLMScores, VideoBatch, VisualTokens
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE as transformers' apply_rotary_pos_emb does it: x * cos + rotate_half(x) * sin (cos/sin broadcast to x)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
 @dataclass
 class PromptBatch:
     """Tokenized text of a batch (CPU lists; `score` moves what it needs to the model's device)."""
@@ -241,6 +247,88 @@ class QwenVLAdapter:
         option_logits = first_logits.gather(-1, opt.clamp(min=0)[:, None].expand(-1, k, -1))
         option_logits = option_logits.masked_fill((opt < 0)[:, None], float("-inf"))
         return LLMScores(ce=ce, option_logits=option_logits)
+
+
+    # ------------------------------------------------------ video attention
+    def _prompt_sequence(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The prompt up to the answer, pre | all video | post[:answer_start], right-padded: (embeddings [B, L, D],
+        attention mask [B, L] long, M-RoPE ids [3, B, L] (pads 0), last prompt index [B], video start [B]).
+        Same layout, embeddings and ids as `score` with an all-keep mask, cut before the answer."""
+        dev = self.device
+        b, v = visual.tokens.shape[0], visual.num_tokens
+        n_pre = [len(p) for p in prompts.pre_ids]
+        lens = [p + v + s for p, s in zip(n_pre, prompts.answer_start)]
+        length = max(lens)
+        kind = torch.zeros((b, length), dtype=torch.long)  # 0 text / pad, 1 video
+        text_ids = torch.full((b, length), self.pad_token_id, dtype=torch.long)
+        vid_idx = torch.zeros((b, length), dtype=torch.long)
+        pos = torch.zeros((b, 3, length), dtype=torch.long)
+        attn = torch.zeros((b, length), dtype=torch.long)
+        for i, (pre, post, s) in enumerate(zip(prompts.pre_ids, prompts.post_ids, prompts.answer_start)):
+            p = n_pre[i]
+            kind[i, p : p + v] = 1
+            text_ids[i, :p] = torch.tensor(pre, dtype=torch.long)
+            text_ids[i, p + v : lens[i]] = torch.tensor(post[:s], dtype=torch.long)
+            vid_idx[i, p : p + v] = torch.arange(v)
+            pos[i, :, : lens[i]] = sequence_positions(p, visual.positions[i].cpu(), s)
+            attn[i, : lens[i]] = 1
+        kind, text_ids, vid_idx = kind.to(dev), text_ids.to(dev), vid_idx.to(dev)
+        embed = self.model.get_input_embeddings()
+        vis = visual.flat().to(dev, embed.weight.dtype)  # [B, V, D]
+        video = vis.gather(1, vid_idx[..., None].expand(-1, -1, vis.shape[-1]))
+        emb = torch.where((kind == 1)[..., None], video, embed(text_ids))  # [B, L, D]
+        last = torch.tensor(lens, device=dev) - 1
+        return emb, attn.to(dev), pos.to(dev).permute(1, 0, 2), last, torch.tensor(n_pre, device=dev)
+
+    @torch.no_grad()
+    def video_attention(self, visual: VisualTokens, prompts: PromptBatch, layer: int) -> Tensor:
+        """[B, T*N] float32: the attention the last prompt token (the one that predicts the first answer
+        token) pays to each video token at decoder layer `layer` (0-based), averaged over heads, with all
+        video tokens in the sequence (FastV's ranking signal). Rows sum to at most 1 (text keys take the rest).
+
+        Sequence and position ids are those of `score` with an all-keep mask, cut before the answer (causal
+        attention makes the answer irrelevant to this row). Layers 0..layer-1 run as in the model's own
+        forward (its attention implementation, e.g. SDPA, and its causal/padding mask); layer `layer` is not
+        run: only its input_layernorm, q_proj for the one query row and k_proj for all rows, the model's
+        rotary_emb (which applies M-RoPE's mrope_section recomposition in transformers 5.23) and the
+        rotate-half rotation of apply_rotary_pos_emb, GQA heads repeated, softmax in float32 over the
+        query's causal keys. No L x L attention map is ever built.
+        """
+        lm = self.model.model.language_model
+        n_layers = len(lm.layers)
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"video_attention(layer={layer}): the language model has layers 0..{n_layers - 1}")
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        attn_mod = lm.layers[layer].self_attn
+        if getattr(attn_mod, "sliding_window", None) is not None:
+            raise NotImplementedError(f"video_attention: layer {layer} uses sliding-window attention (not supported)")
+        emb, attn, pids, last, start = self._prompt_sequence(visual, prompts)
+        b, length, _ = emb.shape
+        mask_kwargs = dict(config=lm.config, inputs_embeds=emb, attention_mask=attn, past_key_values=None, position_ids=None)
+        masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+        if lm.has_sliding_layers:
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        cos, sin = lm.rotary_emb(emb, pids)  # [B, L, head_dim] each, M-RoPE sections already interleaved
+        hidden = emb
+        for i in range(layer):
+            hidden = lm.layers[i](
+                hidden, attention_mask=masks[lm.config.layer_types[i]], position_embeddings=(cos, sin), position_ids=None
+            )
+        x = lm.layers[layer].input_layernorm(hidden)  # [B, L, D]
+        hd, heads = attn_mod.head_dim, attn_mod.num_heads
+        bi = torch.arange(b, device=emb.device)
+        q = attn_mod.q_proj(x[bi, last]).view(b, heads, 1, hd)  # [B, H, 1, hd]
+        k = attn_mod.k_proj(x).view(b, length, -1, hd).transpose(1, 2)  # [B, KV, L, hd]
+        q = _rotate(q, cos[bi, last][:, None, None], sin[bi, last][:, None, None])
+        k = _rotate(k, cos[:, None], sin[:, None])
+        # GQA as repeat_kv: kv head j serves query heads j*g .. j*g+g-1, so group the query heads instead of copying keys.
+        q = q.view(b, k.shape[1], -1, hd)  # [B, KV, g, hd]
+        logits = (q.float() @ k.float().transpose(-1, -2)).reshape(b, heads, length) * attn_mod.scaling  # [B, H, L]
+        causal = torch.arange(length, device=emb.device)[None] <= last[:, None]  # = the query's non-pad keys
+        probs = logits.masked_fill(~causal[:, None], float("-inf")).softmax(-1).mean(1)  # [B, L]
+        cols = start[:, None] + torch.arange(visual.num_tokens, device=emb.device)
+        return probs.gather(1, cols)
 
 
 class Qwen25VLAdapter(QwenVLAdapter):

@@ -1,0 +1,68 @@
+"""FastV (Chen et al., ECCV 2024, "An Image is Worth 1/2 Tokens After Layer 2"), as a pre-LLM pruner.
+
+FastV ranks the visual tokens by the attention they receive at decoder layer K and keeps the top ones.
+Here the signal is the attention of the LAST prompt token (the one that predicts the first answer token),
+averaged over heads, with every video token present (mllm.video_attention), and the kept set is its
+global top-k over the whole video, k = keep_count(ratio, T*N).
+
+How this differs from the paper's FastV:
+- Where the pruning happens. The paper keeps all tokens in layers < K and drops tokens inside the LLM
+  from layer K on, so its first K layers still pay the full-sequence cost. Here the same ranking (layer
+  K's attention) only chooses the keep mask, and the pruned sequence is then run from layer 0, like every
+  other method in the sweep (pre-LLM pruning), so prefill times of the methods are comparable and the
+  answer is scored by the same `mllm.score` path. The layers < K therefore see fewer tokens than in the
+  paper (accuracy may differ from the paper's FastV, in either direction).
+- Cost. The ranking is an extra partial forward over the FULL sequence: layers 0..K-1 in the model's
+  own attention implementation (SDPA), plus layer K's input norm and q/k projections (one query row,
+  no L x L map). That is about K / num_layers of a full-sequence prefill (2/28 ~ 7% for Qwen2.5-VL-7B)
+  on top of the pruned prefill. The sweep's prefill time covers only `mllm.score`; the selection time
+  (this partial forward) is counted only if the sweep times `select` as well -- read the timing column
+  before comparing FastV's speed with the other methods.
+- Budget. The paper's R is the share of tokens DROPPED at layer K; here `ratio` is the share KEPT
+  (r = 1 - R), the sweep's common knob. The default K=2 follows the paper.
+- Which query row ranks. The paper describes the attention a token receives on average; its released
+  code (pkunlp-icler/FastV, LLaVA) ranks by the LAST input token's row, averaged over heads, as here.
+  Our last prompt token sits after the question, so the ranking is question-aware.
+- A model with fewer than K+1 layers (the 2-layer tiny / toy test models) uses its last layer instead,
+  with a warning (`self.layer_used`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from score_lit.config import keep_count
+from score_lit.types import Selection, VisualTokens
+
+
+class FastV:
+    """Keep the global top-k visual tokens by the layer-K attention of the last prompt token."""
+
+    name = "fastv"
+    needs_prompts = True
+
+    def __init__(self, mllm: Any, layer: int = 2):
+        if layer < 0:
+            raise ValueError(f"fastv layer={layer}: must be >= 0 (0-based decoder layer index)")
+        self.mllm = mllm
+        self.layer = int(layer)
+        n_layers = int(mllm.model.config.text_config.num_hidden_layers)
+        self.layer_used = min(self.layer, n_layers - 1)
+        if self.layer_used != self.layer:
+            warnings.warn(
+                f"fastv layer={layer} but the language model has only {n_layers} layers: ranking by layer {self.layer_used}",
+                stacklevel=2,
+            )
+
+    @torch.no_grad()
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        if prompts is None:
+            raise ValueError("fastv needs the tokenized prompts: select(visual, ratio, prompts=mllm.tokenize(batch))")
+        scores = self.mllm.video_attention(visual, prompts, self.layer_used)  # [B, T*N]
+        k = keep_count(ratio, visual.num_tokens)
+        top = scores.topk(k, dim=-1).indices
+        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
+        return Selection(keep=keep.to(visual.tokens.device))

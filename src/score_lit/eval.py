@@ -1,0 +1,353 @@
+"""The retention sweep: every method at every retention ratio on one benchmark, with the frozen MLLM.
+
+    python -m score_lit eval conf/eval.yaml eval.methods=[score,surprise] eval.ratios=[0.1,0.05]
+
+For each batch of questions: decode (or read the feature cache) -> encode once -> tokenize once; then
+vanilla (all tokens) once, and for each (method, ratio) the method's selection (score_lit.baselines)
+followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
+  accuracy         argmax over the options' first-token logits == the answer, per family; family `all`
+                   is the mean of the families' accuracies (each family weighs the same);
+  pct_of_vanilla   accuracy / vanilla's accuracy on the same questions in the same run, x 100;
+  kept_tokens_mean visual tokens actually given to the LLM, per question; over_budget flags a method
+                   that kept more than k = ceil(r * T * N) on average (e.g. whole-frame `uniform`
+                   below one frame's worth);
+  prefill_ms       wall time of the LLM call (text + kept tokens, through the answer-predicting
+                   position) per question, batch of eval.batch_size; select_ms the method's own time
+                   (FastV's partial forward for its ranking is here, not in prefill_ms).
+Outputs in eval.out_dir: results.csv (one row per benchmark, family, method, ratio), results.md, and
+accuracy_vs_retention.png (one line per method); kept-token pictures of a few questions. MLflow: one
+parent run per sweep (CSV, table, plot and pictures as its artifacts) and one child run per (method,
+ratio) with `method`, `retention_ratio`, `benchmark` as params and tags, so the UI's compare view puts
+ratios side by side. A video that fails to load is reported once and left out of every row (never
+replaced by another question); the number evaluated is in the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .config import Config, keep_count, retention_label
+from .data.common import Problem, Sample, SampleError
+
+log = logging.getLogger("score_lit.eval")
+FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean",
+          "budget_tokens", "over_budget", "prefill_ms", "select_ms", "n"]  # fmt: skip
+
+
+class EvalDataset(Dataset):
+    """The benchmark's videos; a video that fails to load comes back as its Problem (left out, not replaced)."""
+
+    def __init__(self, ds, benchmark: str):
+        self.ds, self.benchmark = ds, benchmark
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Sample | Problem:
+        try:
+            return self.ds[i]
+        except SampleError as e:
+            r = self.ds.records[i]
+            return Problem(r.meta.get("source", self.benchmark), r.line, e.reason, r.id, e.path)
+
+
+def collate_eval(items: list) -> tuple:
+    from .curriculum import collate
+
+    good = [s for s in items if isinstance(s, Sample)]
+    return (collate(good) if good else None), [p for p in items if isinstance(p, Problem)]
+
+
+@dataclass
+class Tally:
+    """Per-question results of one (method, ratio)."""
+
+    correct: dict  # id -> bool
+    kept: dict  # id -> int
+    prefill_s: float = 0.0
+    select_s: float = 0.0
+
+    @classmethod
+    def new(cls) -> "Tally":
+        return cls({}, {})
+
+
+def _timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return out, time.perf_counter() - t0
+
+
+def sweep(cfg: Config, progress=True) -> dict:
+    """Run the sweep; returns {"rows": [...], "vanilla": Tally, "tallies": {(method, ratio): Tally}, ...}."""
+    from tqdm import tqdm
+
+    from .baselines import apply_selection, build_compressor
+    from .data.benchmarks import load_benchmark
+    from .data.video_qa import VideoQADataset
+    from .features import FeatureCache, encode, model_key
+    from .mllm import build_mllm
+
+    e = cfg.eval
+    bench = load_benchmark(e.benchmark, e.root, limit=e.limit, split=e.split)
+    for p in bench.problems:
+        log.warning("left out: %s", p)
+    if not bench.records:
+        from .config import DataError
+
+        raise DataError(f"benchmark {e.benchmark!r} at {e.root!r} has no usable question; see the problems above")
+    family = {r.id: r.meta.get("family", "all") for r in bench.records}
+    mllm = build_mllm(cfg.mllm)
+    cache = FeatureCache(e.cache_dir, model_key(cfg.mllm, mllm.identity())) if e.cache_dir else None
+    comps = {
+        m: build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+        for m in e.methods
+    }  # fmt: skip
+    ds = EvalDataset(VideoQADataset(bench.records, e.frames, e.size, e.fit, e.sample_fps), e.benchmark)
+    loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=collate_eval, num_workers=e.num_workers)
+    vanilla, tallies = Tally.new(), {(m, r): Tally.new() for m in e.methods for r in e.ratios}
+    problems: list[Problem] = list(bench.problems)
+    viz: list[dict] = []
+    viz_ids: list[str] = []  # the first eval.viz_samples questions get kept-token pictures
+    dev = mllm.device
+    bar = tqdm(loader, desc=f"eval {e.benchmark}", unit="batch", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    with torch.no_grad():
+        for batch, bad in bar:
+            for p in bad:
+                log.warning("left out: %s", p)
+            problems += bad
+            if batch is None:
+                continue
+            viz_ids += [i for i in batch.ids[: e.viz_samples - len(viz_ids)]]
+            visual = encode(mllm, batch, cache)
+            prompts = mllm.tokenize(batch)
+            ans = batch.answer_index.to(dev)
+            full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
+            scores, dt = _timed(lambda: mllm.score(visual, prompts, full), dev)
+            _record(vanilla, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, full[:, 0], dt)
+            for (m, r), tally in tallies.items():
+                sel, ds_ = _timed(lambda: comps[m].select(visual, r, prompts), dev)
+                vis, masks = apply_selection(visual, sel)
+                scores, dt = _timed(lambda: mllm.score(vis, prompts, masks.to(dev)), dev)
+                _record(tally, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, sel.keep, dt, ds_)
+                if abs(r - e.viz_ratio) < 1e-9:
+                    for j, qid in enumerate(batch.ids):
+                        if qid in viz_ids:
+                            viz.append({"id": qid, "method": m, "ratio": r, "keep": sel.keep[j].cpu(), "grid": visual.grid})
+            acc = [tallies[(m, r)] for m in ("score",) for r in e.ratios if (m, r) in tallies]
+            if acc:
+                t = acc[-1]
+                bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}", score=f"{_mean(t.correct):.3f}@{e.ratios[-1]}")
+            else:
+                bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}")
+    n_tokens = visual.num_tokens
+    rows = _rows(e, bench.name, family, vanilla, tallies, n_tokens)
+    return {"rows": rows, "vanilla": vanilla, "tallies": tallies, "problems": problems, "viz": viz, "benchmark": bench,
+            "n_tokens": n_tokens, "grid": visual.grid}  # fmt: skip
+
+
+def _record(t: Tally, ids, correct, keep, prefill_s, select_s=0.0) -> None:
+    for i, c, k in zip(ids, correct.tolist(), keep.sum(-1).tolist()):
+        t.correct[i], t.kept[i] = bool(c), int(k)
+    t.prefill_s += prefill_s
+    t.select_s += select_s
+
+
+def _mean(d: dict) -> float:
+    return sum(d.values()) / max(len(d), 1)
+
+
+def _by_family(correct: dict, family: dict) -> dict:
+    groups = defaultdict(list)
+    for i, c in correct.items():
+        groups[family[i]].append(c)
+    accs = {f: sum(v) / len(v) for f, v in sorted(groups.items())}
+    accs["all"] = sum(accs.values()) / max(len(accs), 1)  # mean of the families: each weighs the same
+    return accs
+
+
+def _rows(e, bench_name: str, family: dict, vanilla: Tally, tallies: dict, n_tokens: int) -> list[dict]:
+    rows = []
+    van = _by_family(vanilla.correct, family)
+    n = len(vanilla.correct)
+
+    def add(method, ratio, t: Tally, accs):
+        kept = sum(t.kept.values()) / max(len(t.kept), 1)
+        budget = keep_count(ratio, n_tokens)
+        for fam, acc in accs.items():
+            rows.append({
+                "benchmark": bench_name, "family": fam, "method": method, "retention_ratio": ratio,
+                "accuracy": round(acc, 4), "pct_of_vanilla": round(100 * acc / van[fam], 2) if van[fam] > 0 else float("nan"),
+                "kept_tokens_mean": round(kept, 2), "budget_tokens": budget, "over_budget": int(kept > budget + 1e-9),
+                "prefill_ms": round(1000 * t.prefill_s / max(n, 1), 3), "select_ms": round(1000 * t.select_s / max(n, 1), 3),
+                "n": sum(1 for i in t.correct if fam == "all" or family[i] == fam),
+            })  # fmt: skip
+
+    add("vanilla", 1.0, vanilla, van)
+    for (m, r), t in tallies.items():
+        add(m, r, t, _by_family(t.correct, family))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
+# Outputs
+
+
+def write_csv(rows: list[dict], path: Path) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def markdown_table(rows: list[dict], family: str = "all") -> str:
+    """Accuracy (% of vanilla) per method (rows) and ratio (columns) for one family; * = over budget."""
+    ratios = sorted({r["retention_ratio"] for r in rows if r["method"] != "vanilla"}, reverse=True)
+    sel = [r for r in rows if r["family"] == family]
+    van = next(r for r in sel if r["method"] == "vanilla")
+    head = "| method | " + " | ".join(f"{int(round(100 * q))}%" for q in ratios) + " |"
+    lines = [head, "|---" * (len(ratios) + 1) + "|", f"| vanilla (all {int(van['kept_tokens_mean'])} tokens) | "
+             + " | ".join(f"{100 * van['accuracy']:.1f}" for _ in ratios) + " |"]  # fmt: skip
+    for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
+        cells = []
+        for q in ratios:
+            r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
+            cells.append("" if r is None else f"{100 * r['accuracy']:.1f} ({r['pct_of_vanilla']:.0f}%){'*' if r['over_budget'] else ''}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fams = list(dict.fromkeys(r["family"] for r in rows))
+    fams = ["all"] + [f for f in fams if f != "all"]
+    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.6), squeeze=False)
+    for ax, fam in zip(axes[0], fams):
+        sel = [r for r in rows if r["family"] == fam]
+        van = next(r for r in sel if r["method"] == "vanilla")
+        ax.axhline(100 * van["accuracy"], color="k", ls="--", lw=1, label="vanilla")
+        for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
+            pts = sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=2.2 if m == "score" else 1.2, label=m)
+        ax.set_xscale("log")
+        ax.set_xlabel("retention ratio")
+        ax.set_title(fam)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def run_eval(cfg: Config, progress: bool = True) -> Path:
+    """The sweep, its files and its MLflow runs. Returns the CSV path."""
+    import mlflow
+
+    e = cfg.eval
+    out = Path(e.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = sweep(cfg, progress)
+    rows = res["rows"]
+    csv_path = write_csv(rows, out / "results.csv")
+    title = f"{e.benchmark}: accuracy vs retention ({len(res['vanilla'].correct)} questions, {res['n_tokens']} visual tokens)"
+    md = f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n" + markdown_table(rows) + "\n"
+    (out / "results.md").write_text(md)
+    plot = plot_accuracy(rows, out / "accuracy_vs_retention.png", title)
+    pictures = _pictures(cfg, res, out)
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    exp = mlflow.get_experiment_by_name(cfg.tracking.experiment)
+    exp_id = exp.experiment_id if exp else mlflow.create_experiment(cfg.tracking.experiment, artifact_location=cfg.artifact_location)
+    tags = {"benchmark": e.benchmark, "kind": "eval-sweep"}
+    with mlflow.start_run(experiment_id=exp_id, run_name=cfg.tracking.run_name or f"eval-{e.benchmark}", tags=tags) as parent:
+        mlflow.log_params({"benchmark": e.benchmark, "methods": ",".join(e.methods), "ratios": ",".join(map(str, e.ratios)),
+                           "policy": e.policy, "mllm.path": cfg.mllm.path, "frames": e.frames, "questions": len(res["vanilla"].correct)})  # fmt: skip
+        for r in (x for x in rows if x["family"] == "all"):
+            name = f"{r['method']} {retention_label(r['retention_ratio'])}"
+            ctags = {"method": r["method"], "retention_ratio": str(r["retention_ratio"]), "benchmark": e.benchmark}
+            with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True, tags=ctags):
+                mlflow.log_params(ctags)
+                metrics = {k: float(r[k]) for k in ("accuracy", "pct_of_vanilla", "kept_tokens_mean", "over_budget", "prefill_ms", "select_ms")}
+                for fr in rows:
+                    if fr["method"] == r["method"] and fr["retention_ratio"] == r["retention_ratio"] and fr["family"] != "all":
+                        metrics[f"accuracy_{fr['family']}"] = float(fr["accuracy"])
+                mlflow.log_metrics(metrics)
+        for f in (csv_path, out / "results.md", plot, *pictures):
+            mlflow.log_artifact(str(f))
+        print(f"mlflow run : {parent.info.run_id} (experiment '{cfg.tracking.experiment}') in {cfg.tracking_uri}")
+    print(md)
+    return csv_path
+
+
+def _pictures(cfg: Config, res: dict, out: Path) -> list[Path]:
+    """Kept-token grids of the first few questions: one row per method at eval.viz_ratio."""
+    if not res["viz"]:
+        return []
+    from .data.video_qa import load_video
+    from .viz import kept_token_grid
+
+    e = cfg.eval
+    by_id = defaultdict(list)
+    for v in res["viz"]:
+        by_id[v["id"]].append(v)
+    recs = {r.id: r for r in res["benchmark"].records}
+    paths = []
+    for i, (qid, items) in enumerate(by_id.items()):
+        r = recs[qid]
+        frames, _ = load_video(r.video, e.frames, e.size, e.fit, e.sample_fps, r.start, r.end)
+        rows = [(f"{v['method']} {retention_label(v['ratio'])}", v["keep"]) for v in items]
+        p = out / f"kept_tokens_{i}.png"
+        kept_token_grid(frames, rows, items[0]["grid"], p, title=f"{qid}: {r.question[:60]} (answer {r.answer})")
+        paths.append(p)
+    return paths
+
+
+def visualize_video(cfg: Config, video: str, methods: list[str], ratio: float, question: str, out: str | Path) -> list[Path]:
+    """`python -m score_lit viz VIDEO`: the frames of one video with each method's kept tokens highlighted,
+    as a PNG grid (one row per method) and one animated GIF per method. Returns the paths written."""
+    from .baselines import build_compressor
+    from .curriculum import collate
+    from .data.video_qa import load_video
+    from .features import encode
+    from .mllm import build_mllm
+    from .viz import kept_token_gif, kept_token_grid
+
+    e = cfg.eval
+    frames, spf = load_video(video, e.frames, e.size, e.fit, e.sample_fps)  # SampleError -> one clear line (cli)
+    sample = Sample(Path(video).stem, frames, question, "?", [], seconds_per_frame=spf)
+    batch = collate([sample])
+    mllm = build_mllm(cfg.mllm)
+    visual = encode(mllm, batch)
+    prompts = mllm.tokenize(batch)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for m in methods:
+        comp = build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+        keep = comp.select(visual, ratio, prompts).keep[0].cpu()
+        rows.append((f"{m} {retention_label(ratio)}", keep))
+        paths.append(kept_token_gif(frames, keep, visual.grid, out / f"{Path(video).stem}_{m}_{retention_label(ratio)}.gif"))
+    grid_png = out / f"{Path(video).stem}_{retention_label(ratio)}.png"
+    paths.insert(0, kept_token_grid(frames, rows, visual.grid, grid_png, title=f"{Path(video).name}: kept tokens at {ratio:.0%}"))
+    return paths
