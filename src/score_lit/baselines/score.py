@@ -1,0 +1,68 @@
+"""The trained SCORE policy as a compressor (../../../shared/METHOD.md "Inference").
+
+    h = [LN(x); LN(dx)]   (score_lit.state.surprise_state)
+    logits = policy(h)    [B, T*N]
+    keep = top-k(logits), k = ceil(r * T * N), globally over the video, or k_t = ceil(r * N) per unit
+
+Top-k of the logits equals top-k of p = sigmoid(logits). One trained policy serves every ratio.
+The policy is loaded with score_lit.checkpoint.load_policy when only a path is given; with `mllm`
+the checkpoint's model width is checked against mllm.identity() (a policy trained for another model
+family fails with load_policy's message). The policy runs on the tokens' device in its own dtype
+(float32 from training): the state is float32 and is cast to the policy, not the policy to bf16.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from score_lit.checkpoint import load_policy
+from score_lit.policy import topk_mask
+from score_lit.state import surprise_state
+from score_lit.types import Selection, VisualTokens
+
+SELECTIONS = ("global", "per_frame")
+
+
+class ScoreCompressor:
+    """Top-k of a trained policy's logits over the surprise-augmented state (module docstring)."""
+
+    name = "score"
+    needs_prompts = False
+
+    def __init__(
+        self,
+        policy: nn.Module | None = None,
+        policy_path: str | os.PathLike | None = None,
+        selection: str = "global",
+        mllm: Any = None,
+    ):
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection={selection!r}: use one of {SELECTIONS}")
+        if policy is None:
+            if policy_path is None:
+                raise ValueError("the score compressor needs a policy: pass policy=... or policy_path=runs/<name>/policy.pt")
+            policy, _ = load_policy(policy_path, expect_mllm=mllm.identity() if mllm is not None else None)
+        self.policy = policy.eval()
+        self.selection = selection
+
+    @torch.no_grad()
+    def logits(self, visual: VisualTokens) -> torch.Tensor:
+        """[B, T*N] float32 keep logits."""
+        x = visual.tokens
+        param = next(self.policy.parameters(), None)
+        if param is not None and param.device != x.device:
+            self.policy.to(x.device)
+            param = next(self.policy.parameters())
+        state = surprise_state(x)
+        if param is not None:
+            state = state.to(param.dtype)
+        return self.policy(state).float()
+
+    @torch.no_grad()
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        keep = topk_mask(self.logits(visual), ratio, visual.grid, per_frame=self.selection == "per_frame")
+        return Selection(keep=keep)

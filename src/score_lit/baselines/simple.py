@@ -1,0 +1,114 @@
+"""Structure-only baselines: uniform frame sampling, spatial pooling, random tokens.
+
+All three look at no token values (pooling averages them but chooses nothing), so they are the floor
+every content-aware method must clear at the same retention ratio r, budget k = ceil(r * T * N).
+
+- `UniformFrames` (uniform frame sampling, the usual way a video LLM is fed fewer frames): keeps ALL
+  N tokens of u = max(1, round(k / N)) temporal units at the centres of u equal segments of [0, T).
+  Its granularity is a whole unit: it keeps u * N tokens, more than k when k < N (then one unit) and
+  up to N/2 more or fewer otherwise; the evaluation reports the count kept and flags the excess.
+  Rounding is half up. Differs from sampling frames before encoding: the units are chosen after the
+  encoder, so every kept unit keeps its original temporal position id.
+- `SpatialPool` (spatial pooling as in LLaVA-Video / PLLaVA, which pool each frame's feature grid to a
+  fixed size): average pooling of each unit's H' x W' grid with a square s x s window (stride s, edge
+  windows partial, i.e. ceil mode), s the smallest integer >= 1 with T * ceil(H'/s) * ceil(W'/s) <= k.
+  The window mean sits at the slot of the window's top-left token, whose (t, h, w) position id the
+  LLM then sees (the papers re-grid instead; positions here stay those of the full grid). If even
+  s = max(H', W') is over budget, one token per unit remains: T tokens, more than k when k < T.
+  The count is then T * ceil(H'/s) * ceil(W'/s) <= k, usually below k (the grid is coarse).
+- `RandomTokens(seed)`: k tokens uniformly at random per sample, from a torch.Generator seeded with
+  `seed` at every call (the same call gives the same mask; samples of a batch differ).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from score_lit.config import keep_count
+from score_lit.types import Selection, VisualTokens
+
+
+def stable_topk_mask(scores: Tensor, k: int) -> Tensor:
+    """Keep the k highest scores per row, ties to the earlier index (deterministic). [B, L] -> [B, L] bool."""
+    order = torch.argsort(scores, dim=-1, descending=True, stable=True)[:, :k]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
+
+
+class UniformFrames:
+    """Uniform temporal subsampling: every token of u = max(1, round(k / N)) evenly spread units.
+
+    Over budget when k < N (one whole unit is the least it can keep); see the module docstring."""
+
+    name = "uniform"
+    needs_prompts = False
+
+    @staticmethod
+    def units(t: int, k: int, n: int) -> list[int]:
+        """The kept unit indices: floor((j + 1/2) * T / u), the centres of u equal segments."""
+        u = min(t, max(1, math.floor(k / n + 0.5)))
+        return [math.floor((j + 0.5) * t / u) for j in range(u)]
+
+    @torch.no_grad()
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        b, t, n, _ = visual.tokens.shape
+        keep = torch.zeros(b, t, n, dtype=torch.bool, device=visual.tokens.device)
+        keep[:, self.units(t, keep_count(ratio, t * n), n)] = True
+        return Selection(keep=keep.reshape(b, t * n))
+
+
+class SpatialPool:
+    """s x s average pooling per unit; each mean placed at its window's top-left slot (see module docstring)."""
+
+    name = "pool"
+    needs_prompts = False
+
+    @staticmethod
+    def window(t: int, h: int, w: int, k: int) -> int:
+        """The smallest s >= 1 with T * ceil(H'/s) * ceil(W'/s) <= k, else max(H', W') (one token per unit)."""
+        for s in range(1, max(h, w) + 1):
+            if t * math.ceil(h / s) * math.ceil(w / s) <= k:
+                return s
+        return max(h, w)
+
+    @torch.no_grad()
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        x = visual.tokens
+        b, t, n, d = x.shape
+        _, h, w = visual.grid
+        dev = x.device
+        s = self.window(t, h, w, keep_count(ratio, t * n))
+        wc = math.ceil(w / s)
+        rows, cols = torch.arange(h, device=dev).repeat_interleave(w), torch.arange(w, device=dev).repeat(h)
+        win = (rows // s) * wc + cols // s  # [N] window id of each raster position
+        nwin = math.ceil(h / s) * wc
+        sums = torch.zeros(b, t, nwin, d, device=dev, dtype=torch.float32).index_add_(2, win, x.float())
+        counts = torch.zeros(nwin, device=dev).index_add_(0, win, torch.ones(n, device=dev))
+        wr, wcol = torch.arange(nwin, device=dev) // wc, torch.arange(nwin, device=dev) % wc
+        slot = (wr * s) * w + wcol * s  # [nwin] raster index of each window's top-left token
+        out = x.clone()
+        out[:, :, slot] = (sums / counts[:, None]).to(x.dtype)
+        keep = torch.zeros(b, t, n, dtype=torch.bool, device=dev)
+        keep[:, :, slot] = True
+        return Selection(keep=keep.reshape(b, t * n), tokens=out.reshape(b, t * n, d))
+
+
+class RandomTokens:
+    """k uniformly random tokens per sample; reproducible: a fresh torch.Generator(seed) at every call."""
+
+    name = "random"
+    needs_prompts = False
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+
+    @torch.no_grad()
+    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+        b, t, n, _ = visual.tokens.shape
+        g = torch.Generator(device="cpu").manual_seed(self.seed)
+        u = torch.rand(b, t * n, generator=g)  # on the CPU: the same mask on every device
+        keep = stable_topk_mask(u, keep_count(ratio, t * n))
+        return Selection(keep=keep.to(visual.tokens.device))
