@@ -12,7 +12,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz mlflow-ui clean
+.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ eval: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## retention sweep: every method 
 
 viz: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
 	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/toy-bench/videos/distracted_00000.mp4) $(ARGS)
+
+BENCH ?= conf/bench_cpu.yaml
+bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU ~40 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
+	$(PY) -m score_lit bench $(BENCH) $(ARGS)
 
 data-check: $(STAMP) ## list every problem of a dataset file: make data-check FILE=data.jsonl [ARGS='--frames 32']
 	@test -n "$(FILE)" || { echo "usage: make data-check FILE=path/to/annotations.jsonl [ARGS='--frames 32']"; exit 2; }

@@ -392,37 +392,40 @@ MOVED = {
 }
 
 
-def _closest(key: str) -> str:
-    for old, new in MOVED.items():
+def _closest(key: str, schema: type = None) -> str:
+    schema = schema or Config
+    for old, new in MOVED.items() if schema is Config else ():
         if key == old or key.startswith(old + "."):
             return f"; it moved to {new}"
-    keys = _all_keys(Config)
+    keys = _all_keys(schema)
     match = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     if not match:  # compare the leaf names only, e.g. "grup_size" -> "rl.group_size"
         leaf = key.rsplit(".", 1)[-1]
         leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
         match = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.5)]
-    return f"; did you mean '{match[0]}'?" if match else f"; valid top-level keys: {[f.name for f in fields(Config)]}"
+    return f"; did you mean '{match[0]}'?" if match else f"; valid top-level keys: {[f.name for f in fields(schema)]}"
 
 
-def _explain(err: Exception, source: str) -> ConfigError:
+def _explain(err: Exception, source: str, schema: type = None) -> ConfigError:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
     key = getattr(err, "full_key", None) or ""
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
-        return ConfigError(f"unknown config key '{key}' in {source}{_closest(key)}")
+        return ConfigError(f"unknown config key '{key}' in {source}{_closest(key, schema)}")
     if isinstance(err, ValidationError):
         msg = str(err).splitlines()[0]
         return ConfigError(f"wrong type for config key '{key}' in {source}: {msg}")
     return ConfigError(f"cannot apply {source}: {str(err).splitlines()[0]}")
 
 
-def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = ()) -> Config:
-    """Merge YAML files then `key=value` overrides onto the dataclass defaults; validate; return a Config."""
+def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = (), schema: type = None) -> Any:
+    """Merge YAML files then `key=value` overrides onto the dataclass defaults of `schema` (default: Config);
+    validate; return the dataclass instance."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    cfg = OmegaConf.structured(Config)
+    schema = schema or Config
+    cfg = OmegaConf.structured(schema)
     for f in files:
         path = Path(f)
         if not path.is_file():
@@ -436,19 +439,19 @@ def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = ()) 
         try:
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as e:
-            raise _explain(e, repr(str(f))) from None
+            raise _explain(e, repr(str(f)), schema) from None
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} is not key=value, e.g. rl.group_size=4")
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([ov]))
         except OmegaConfBaseException as e:
-            raise _explain(e, f"override {ov!r}") from None
+            raise _explain(e, f"override {ov!r}", schema) from None
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
-        raise _explain(e, "the merged config") from None
-    assert isinstance(obj, Config)
+        raise _explain(e, "the merged config", schema) from None
+    assert isinstance(obj, schema)
     return obj
 
 

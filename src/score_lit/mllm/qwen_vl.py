@@ -76,7 +76,9 @@ class QwenVLAdapter:
 
     family: str = ""
 
-    def __init__(self, cfg: MLLMConfig):
+    def __init__(self, cfg: MLLMConfig, model=None, tokenizer=None):
+        """Wrap cfg.path's checkpoint, the tiny random model (path None), or an already built `model` +
+        `tokenizer` of this family (e.g. an architecture built with random weights on the GPU by bench)."""
         if cfg.dtype not in _DTYPES:
             raise ValueError(f"mllm.dtype={cfg.dtype!r}: use one of {sorted(_DTYPES)}")
         if cfg.prompt_template.count("{video}") != 1 or cfg.prompt_template.count("{question}") != 1:
@@ -84,7 +86,10 @@ class QwenVLAdapter:
         self.cfg = cfg
         dtype = _DTYPES[cfg.dtype]
         mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
-        if cfg.path is None:
+        if model is not None:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer that goes with the model")
+        elif cfg.path is None:
             from score_lit.mllm.tiny import build_tiny
 
             model, tokenizer = build_tiny(self.family, cfg.tiny_seed, cfg.attn_implementation)
