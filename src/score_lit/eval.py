@@ -246,7 +246,8 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
         ax.axhline(100 * van["accuracy"], color="k", ls="--", lw=1, label="vanilla")
         for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
             pts = sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=2.2 if m == "score" else 1.2, label=m)
+            main = m == "score"  # drawn on top: it is what the figure compares
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=2.4 if main else 1.2, label=m, zorder=5 if main else 2)
         ax.set_xscale("log")
         ax.set_xlabel("retention ratio")
         ax.set_title(fam)

@@ -1,0 +1,113 @@
+"""The retention sweep end to end on the tiny model: CSV columns and arithmetic, flags, the MLflow
+parent / child runs, the files, the CSV path printed last; and the viz command's pictures."""
+
+import csv
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from score_lit.checkpoint import save_policy
+from score_lit.cli import main
+from score_lit.config import PolicyConfig
+from score_lit.data.export import export_split
+from score_lit.eval import Tally, _by_family, _rows
+from score_lit.policy import build_policy
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toybench")
+    export_split(d / "bench", split="test", n=3, families=["flash", "stitched"], frames=4, size=32)
+    policy = build_policy(2 * 64, PolicyConfig(hidden=16))  # the tiny model's width is 64
+    path = save_policy(d / "policy.pt", policy, PolicyConfig(hidden=16), {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"})
+    return d, path
+
+
+def test_family_average_and_share_of_vanilla_by_hand():
+    family = {"a1": "a", "a2": "a", "b1": "b"}
+    assert _by_family({"a1": True, "a2": False, "b1": True}, family) == {"a": 0.5, "b": 1.0, "all": 0.75}
+
+    class E:
+        pass
+
+    van = Tally({"a1": True, "a2": True, "b1": False}, {"a1": 10, "a2": 10, "b1": 10}, prefill_s=0.3)
+    meth = Tally({"a1": True, "a2": False, "b1": False}, {"a1": 2, "a2": 3, "b1": 4}, prefill_s=0.03, select_s=0.003)
+    rows = {(r["method"], r["family"]): r for r in _rows(E(), "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    assert rows[("x", "a")]["accuracy"] == 0.5 and rows[("x", "a")]["pct_of_vanilla"] == 50.0
+    assert rows[("x", "all")]["accuracy"] == 0.25 and rows[("x", "all")]["pct_of_vanilla"] == 50.0  # 0.25 / 0.5
+    assert rows[("x", "all")]["kept_tokens_mean"] == 3.0 and rows[("x", "all")]["budget_tokens"] == 2
+    assert rows[("x", "all")]["over_budget"] == 1  # kept 3 on average against a budget of ceil(0.2 * 10) = 2
+    assert rows[("x", "all")]["prefill_ms"] == 10.0 and rows[("x", "all")]["select_ms"] == 1.0  # per question
+    assert rows[("vanilla", "b")]["pct_of_vanilla"] != rows[("vanilla", "b")]["pct_of_vanilla"]  # 0 / 0: nan, not a number
+
+
+def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
+    d, policy = bench
+    args = [
+        "mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random]",
+        "eval.ratios=[1.0,0.25,0.05]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", f"eval.out_dir={tmp_path / 'out'}",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "eval.viz_samples=2", "eval.viz_ratio=0.25",
+    ]  # fmt: skip
+    assert main(["eval", "conf/eval.yaml", *args]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    csv_path = tmp_path / "out" / "results.csv"
+    assert out[-1] == str(csv_path)
+    rows = list(csv.DictReader(open(csv_path)))
+    for col in ("benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean", "prefill_ms"):
+        assert col in rows[0]
+    assert len(rows) == 3 * (1 + 4 * 3)  # families flash, stitched, all x (vanilla + 4 methods x 3 ratios)
+    by = {(r["method"], r["retention_ratio"], r["family"]): r for r in rows}
+    n_tokens = int(float(by[("vanilla", "1.0", "all")]["kept_tokens_mean"]))
+    assert n_tokens == 2 * 2 * 2  # 4 frames -> 2 temporal units of 2x2 merged tokens (tiny model: patch 8, merge 2) at 32x32
+    assert float(by[("score", "0.25", "all")]["kept_tokens_mean"]) == 2  # ceil(0.25 * 8)
+    assert by[("uniform", "0.05", "all")]["over_budget"] == "1"  # one whole unit (4) > ceil(0.05 * 8) = 1
+    assert by[("surprise", "0.05", "all")]["over_budget"] == "0"
+    for (m, r, fam), row in by.items():
+        van = float(by[("vanilla", "1.0", fam)]["accuracy"])
+        if van > 0:
+            assert abs(float(row["pct_of_vanilla"]) - 100 * float(row["accuracy"]) / van) < 0.01
+        assert row["n"] == ("6" if fam == "all" else "3")
+    for m in ("score", "uniform", "surprise", "random"):  # every method keeps everything at ratio 1.0
+        assert by[(m, "1.0", "all")]["accuracy"] == by[("vanilla", "1.0", "all")]["accuracy"]
+    assert "| score |" in (tmp_path / "out" / "results.md").read_text()
+    assert Image.open(tmp_path / "out" / "accuracy_vs_retention.png").size[0] > 800
+    assert len(list((tmp_path / "out").glob("kept_tokens_*.png"))) == 2
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("kind") == "eval-sweep"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(parent) == 1 and len(children) == 1 + 4 * 3
+    assert all(c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for c in children)
+    child = next(c for c in children if c.data.params["method"] == "score" and c.data.params["retention_ratio"] == "0.25")
+    assert child.data.tags["benchmark"] == "toy" and child.data.tags["retention_ratio"] == "0.25"
+    assert child.data.metrics["accuracy"] == float(by[("score", "0.25", "all")]["accuracy"])
+    assert "accuracy_flash" in child.data.metrics
+    arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert {"results.csv", "results.md", "accuracy_vs_retention.png", "kept_tokens_0.png"} <= arts
+
+
+def test_viz_draws_a_grid_and_a_gif_per_method(tmp_path, bench, capsys):
+    d, policy = bench
+    video = next((d / "bench" / "videos").glob("flash_*.mp4"))
+    args = ["viz", str(video), "mllm.path=null", f"eval.policy={policy}", "eval.frames=4", "eval.size=32",
+            "--method", "score,surprise", "--ratio", "0.25", "--out", str(tmp_path / "viz")]  # fmt: skip
+    assert main(args) == 0
+    paths = capsys.readouterr().out.strip().splitlines()
+    assert len(paths) == 3 and paths[0].endswith(".png") and all(p.endswith(".gif") for p in paths[1:])
+    gif = Image.open(paths[1])
+    total = 0
+    for i in range(gif.n_frames):  # PIL folds identical consecutive frames into one longer frame
+        gif.seek(i)
+        total += gif.info["duration"]
+    assert total == 4 * 250 and gif.size == (32 * 4, 32 * 4)  # 4 frames at 4 fps
+    gif.seek(0)
+    # dropped tokens are dimmed: the GIF is darker than the decoded frame it shows
+    from score_lit.data.video_qa import load_video
+
+    frames, _ = load_video(str(video), 4, 32)
+    shown = torch.tensor(list(gif.convert("RGB").resize((32, 32), Image.NEAREST).getdata()), dtype=torch.float32)
+    assert shown.mean() < 0.8 * torch.from_numpy(frames[0]).float().mean()
+    assert main(["viz", str(tmp_path / "nope.mp4")]) == 2
