@@ -250,6 +250,9 @@ class TrackingConfig:
     tracking_uri: str | None = None
     experiment: str = "score_lit"
     run_name: str | None = None
+    # Log metrics from MLflow's background queue instead of one blocking sqlite write per step (about
+    # 10 ms a step on the toy setup, where a whole step is 80 ms). Flushed before the run ends.
+    async_logging: bool = True
     # Where a new experiment stores artifacts (policy.pt, plots). None -> mlartifacts/ beside a sqlite
     # store's file (not ./mlruns of whatever folder the command ran in).
     artifact_location: str | None = None

@@ -377,7 +377,8 @@ class DataMonitor(L.Callback):
         phase, _ = dm.sampler().phase_of(trainer.global_step)
         cached = sum(f is not None for f in batch.features) / len(batch) if batch.features else 0.0
         metrics = {"data/skipped": float(len(self.seen)), "data/cache_hit": cached, "curriculum/phase": float(phase)}
-        module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(batch))
+        if trainer.logger is not None and trainer.is_global_zero:
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
 
     def on_validation_batch_start(self, trainer, module, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._report(trainer, batch.skipped)  # reported once like the train set's; the fraction is checked in training

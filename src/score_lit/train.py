@@ -101,6 +101,7 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     logger = MLFlowLogger(
         experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
         tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
+        synchronous=not cfg.tracking.async_logging,
     )  # fmt: skip
     logger.log_hyperparams(flatten(to_dict(cfg)))
     ckpt_dir = run_dir / "checkpoints"
@@ -121,6 +122,10 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
         use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
     )  # fmt: skip
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if cfg.tracking.async_logging:
+        import mlflow
+
+        mlflow.flush_async_logging()  # every queued metric is in the store before the curves read it back
     if trainer.is_global_zero:
         logger.experiment.log_artifact(logger.run_id, str(policy_path))
         curves = plot_training_curves(cfg.tracking_uri, logger.run_id, run_dir / "curves.png", f"{cfg.name} ({logger.run_id[:8]})")
