@@ -22,6 +22,7 @@ from .curriculum import DataMonitor, build_datamodule, check_plan, checkpoint_pl
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
+from .strategies import build_strategy
 from .viz import plot_training_curves
 
 
@@ -115,7 +116,7 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     ]
     t = cfg.trainer
     trainer = L.Trainer(
-        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=build_strategy(cfg),
         precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger, callbacks=callbacks,
         default_root_dir=str(run_dir), enable_model_summary=False,
