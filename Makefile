@@ -12,7 +12,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
+.PHONY: help venv test test-fast test-resume test-slurm test-distributed toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -30,6 +30,15 @@ test: $(STAMP) ## run the test suite (CPU, no network, under 5 min)
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-resume: $(STAMP) ## kill -9 a real training run, resume it, compare with an uninterrupted run
+	$(PY) -m pytest -q -m resume $(ARGS)
+
+test-slurm: $(STAMP) ## start a one-node SLURM cluster on localhost; submit, USR1, requeue, resume (installs slurm-wlm if missing)
+	$(PY) -m pytest -q -m slurm $(ARGS)
+
+test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
+	$(PY) -m pytest -q -m distributed $(ARGS)
 
 $(TOY): | $(STAMP)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm

@@ -92,5 +92,8 @@ def test_resume_auto_continues_from_last_checkpoint(tmp_path):
     ckpt = torch.load(resumed.checkpoint_dir / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 4  # two more steps, not four from scratch
     client = MlflowClient(resumed.tracking_uri)
-    steps = [m.step for m in client.get_metric_history(resumed.run_id, "keep_ratio/mean")]
-    assert steps == [2, 3]  # the second run trained only the missing steps
+    assert resumed.run_id == first.run_id  # one MLflow run across the restart
+    steps = sorted(m.step for m in client.get_metric_history(resumed.run_id, "keep_ratio/mean"))
+    assert steps == [0, 1, 2, 3]  # the second process trained only the missing steps, continuing the run
+    run = client.get_run(resumed.run_id)
+    assert run.data.params["resume"] == "None" and run.data.tags["resumed.resume"] == "auto"  # params never change

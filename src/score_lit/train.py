@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import warnings
 from dataclasses import dataclass
@@ -15,13 +16,16 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 
 from .checkpoint import load_policy, save_policy
 from .config import Config, ConfigError, flatten, to_dict
-from .curriculum import DataMonitor, build_datamodule, check_plan, checkpoint_plan
+from .curriculum import DataMonitor, build_datamodule, check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
+from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, log_params_once, previous_run_id, resolve_resume
 from .strategies import build_strategy
 from .viz import plot_training_curves
 
@@ -56,16 +60,6 @@ class PolicyExport(Callback):
         self._save(trainer, module)
 
 
-def resolve_resume(cfg: Config) -> str | None:
-    """resume=PATH (a Lightning .ckpt) or resume=auto (the run's last.ckpt if any)."""
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "auto":
-        last = cfg.run_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
-    return cfg.resume  # existence checked by Config
-
-
 def _rank_world(cfg: Config) -> tuple[int, int]:
     """(rank, world size) the Trainer will have, known before it exists (the plan records the world size)."""
     import os
@@ -93,8 +87,9 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
         module.policy.load_state_dict(policy.state_dict())
     datamodule = build_datamodule(cfg, cache)
     datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written
-    if ckpt_path and (plan := checkpoint_plan(ckpt_path)) is not None:
-        check_plan(plan, datamodule.sampler(*_rank_world(cfg)).signature())  # before anything is overwritten
+    meta = checkpoint_meta(ckpt_path) if ckpt_path else {}
+    if meta.get("plan") is not None:
+        check_plan(meta["plan"], datamodule.sampler(*_rank_world(cfg)).signature())  # before anything is overwritten
 
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,20 +98,27 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
         experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
         tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
         synchronous=not cfg.tracking.async_logging,
+        run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
     )  # fmt: skip
-    logger.log_hyperparams(flatten(to_dict(cfg)))
+    if rank_zero_only.rank == 0:
+        log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
     ckpt_dir = run_dir / "checkpoints"
     policy_path = run_dir / "policy.pt"
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
         PolicyExport(policy_path, cfg),
         DataMonitor(),
+        TrackingIdentity(cfg, logger.run_id if rank_zero_only.rank == 0 else None, cfg.tracking.experiment),
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
         *callbacks,
     ]
     t = cfg.trainer
+    strategy = build_strategy(cfg)
+    plugins = [] if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower() else [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: save hpc_ckpt_<n>.ckpt, then scontrol requeue
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
     trainer = L.Trainer(
-        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=build_strategy(cfg),
+        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
         precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
         check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger, callbacks=callbacks,
         default_root_dir=str(run_dir), enable_model_summary=False,

@@ -1,0 +1,111 @@
+"""Surviving kills, preemption and requeues: which checkpoint to resume, atomic writes, one MLflow run.
+
+* `resolve_resume(cfg)`: resume=PATH, or resume=auto = the newest of the run's SLURM checkpoints
+  (`<run_dir>/hpc_ckpt_<n>.ckpt`, written by Lightning's SLURMEnvironment on SIGUSR1 before it requeues
+  the job) and its periodic `<run_dir>/checkpoints/last.ckpt`; None when there is none (a fresh start).
+* `AtomicCheckpointIO`: every Lightning checkpoint is written to a temporary file in the same folder,
+  fsynced, then renamed over the old one (os.replace is atomic on POSIX): a kill -9 while writing leaves
+  the previous checkpoint intact and no half-written file under the real name. (Lightning's own
+  `_atomic_save` goes through an fsspec transaction whose temporary file lives in the system temp
+  folder; when that is another filesystem, the final move is a copy, which a kill can cut short.)
+* `TrackingIdentity`: every checkpoint carries the MLflow run it belongs to (id, tracking URI,
+  experiment), also kept in `<run_dir>/tracking.json`; a resumed run reopens that run, so metrics of a
+  killed, preempted or requeued run continue in ONE MLflow run. The config is logged once as params;
+  a key whose value changed on resume (e.g. resume=auto, a longer last phase) is recorded as the tag
+  `resumed.<key>` instead, since MLflow params cannot change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from .config import Config, ConfigError
+
+KEY = "score_lit"  # our section of a Lightning checkpoint
+
+
+def resolve_resume(cfg: Config) -> str | None:
+    """The checkpoint this run continues from (module docstring), or None."""
+    if cfg.resume is None:
+        return None
+    if cfg.resume != "auto":
+        return cfg.resume  # existence checked by Config
+    found = list(cfg.run_dir.glob("hpc_ckpt_*.ckpt")) + [p for p in [cfg.run_dir / "checkpoints" / "last.ckpt"] if p.exists()]
+    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
+
+
+def checkpoint_meta(path: str) -> dict[str, Any]:
+    """{"plan": the curriculum plan, "tracking": {"run_id", ...}} of a checkpoint file ({} for a directory)."""
+    if Path(path).is_dir():  # DeepSpeed writes a folder of shards; the tracking sidecar file covers it
+        return {}
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ConfigError(f"resume checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); pass another one") from None
+    states = ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]
+    return {"plan": states[0].get("plan"), "tracking": ckpt.get(KEY, {}).get("tracking"), "global_step": ckpt.get("global_step")}
+
+
+def previous_run_id(cfg: Config, meta: dict) -> str | None:
+    """The MLflow run a resumed run continues: from the checkpoint, else from <run_dir>/tracking.json."""
+    tracking = meta.get("tracking")
+    sidecar = cfg.run_dir / "tracking.json"
+    if tracking is None and sidecar.is_file():
+        tracking = json.loads(sidecar.read_text())
+    if tracking and tracking.get("tracking_uri") == cfg.tracking_uri:
+        return tracking.get("run_id")
+    return None  # another store (or none recorded): a new run, as for a fresh start
+
+
+def log_params_once(client, run_id: str, params: dict[str, Any]) -> None:
+    """Log the config as params; on a resumed run, only keys it lacks, and changed values as tags."""
+    have = client.get_run(run_id).data.params
+    new = {k: str(v)[:6000] for k, v in params.items() if k not in have}
+    changed = {f"resumed.{k}": str(v)[:5000] for k, v in params.items() if k in have and have[k] != str(v)[:6000]}
+    from mlflow.entities import Param, RunTag
+
+    items = list(new.items())
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
+    for k, v in changed.items():
+        client.set_tag(run_id, k, v)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+class TrackingIdentity(Callback):
+    """Puts the MLflow run's identity into every checkpoint (and <run_dir>/tracking.json once)."""
+
+    def __init__(self, cfg: Config, run_id: str, experiment: str):
+        self.info = {"run_id": run_id, "tracking_uri": cfg.tracking_uri, "experiment": experiment}
+        self.sidecar = cfg.run_dir / "tracking.json"
+
+    def on_fit_start(self, trainer, module) -> None:
+        if trainer.is_global_zero and self.info["run_id"]:
+            tmp = self.sidecar.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.info, indent=2))
+            os.replace(tmp, self.sidecar)
+
+    def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
+        checkpoint.setdefault(KEY, {})["tracking"] = self.info
