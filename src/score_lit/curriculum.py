@@ -279,13 +279,6 @@ def check_plan(old: list, new: list) -> None:
         )
 
 
-def checkpoint_plan(ckpt_path: str) -> list | None:
-    """The curriculum plan a Lightning checkpoint of this project was trained on (None if it has none)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    states = ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]
-    return states[0].get("plan")
-
-
 class CurriculumLoader(DataLoader):
     """The train DataLoader; stateful for Lightning, so a resumed run continues at its step."""
 
