@@ -112,7 +112,7 @@ def test_score_equals_stock_model(adapter, batch, partial):
 def test_batched_rows_equal_single_rows(adapter):
     # (c) B=2 samples with different question lengths, K=3 masks with different keep counts, one padded
     # batch, versus every (sample, rollout) row scored alone (no padding at all).
-    sec = torch.tensor([0.5, 1.0]) if adapter.family == "qwen2_5_vl" else None  # per-sample time scale
+    sec = [0.5, 1.0] if adapter.family == "qwen2_5_vl" else None  # per-sample time scale
     batch = make_batch(seed=1, seconds_per_frame=sec)
     visual, prompts = adapter.encode(batch), adapter.tokenize(batch)
     masks = make_masks(2, 3, visual.num_tokens, seed=1)
@@ -180,7 +180,7 @@ def test_bad_paths_and_family_give_clear_errors(tmp_path):
         build_mllm(MLLMConfig(path=str(tmp_path / "file")))
     with pytest.raises(ValueError, match="has no config.json"):
         build_mllm(MLLMConfig(path=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"valid families: \['qwen2_5_vl', 'qwen2_vl'\]"):
+    with pytest.raises(ValueError, match=r"unknown mllm.family='qwen3'; valid families: \[.*'qwen2_5_vl', 'qwen2_vl'\]"):
         build_mllm(MLLMConfig(family="qwen3"))
 
 

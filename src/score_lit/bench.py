@@ -232,7 +232,7 @@ class Chain:
         video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
         x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
         return VideoBatch(ids=["bench"], frames=x, questions=[self.cfg.question], answers=["A"], options=[[]],
-                          answer_index=self.torch.tensor([-1]), seconds_per_frame=self.torch.tensor([spf]))  # fmt: skip
+                          answer_index=self.torch.tensor([-1]), seconds_per_frame=[spf])  # fmt: skip
 
     def _policy(self, visual, ratio: float):
         from score_lit.policy import topk_mask

@@ -37,7 +37,8 @@ def _check_ratio(name: str, r: float) -> None:
 class MLLMConfig:
     """The frozen multimodal LLM (never trained, never checkpointed)."""
 
-    # Registry name of the adapter (score_lit.mllm): qwen2_5_vl | qwen2_vl.
+    # Registry name of the adapter (score_lit.mllm): qwen2_5_vl | qwen2_vl | llava_onevision (the HF ports of
+    # LLaVA-OneVision and LLaVA-Video, LlavaOnevisionForConditionalGeneration).
     family: str = "qwen2_5_vl"
     # A local HF checkpoint directory (e.g. /models/Qwen2.5-VL-7B-Instruct). None builds the tiny
     # randomly initialised model of the same transformers class from a config in code (tests, CPU smoke).
@@ -49,7 +50,9 @@ class MLLMConfig:
     # sdpa works everywhere and needs no attention maps (compression happens before the LLM).
     attn_implementation: str = "sdpa"
     # The chat prompt around the video; {video} marks where the visual tokens go, {question} the question.
-    # This is Qwen2/2.5-VL's own chat template for one video and one user turn.
+    # This is Qwen2/2.5-VL's own chat template for one video and one user turn. Left at this default with
+    # family=llava_onevision, the adapter uses LLaVA-OneVision's own template instead
+    # (score_lit.mllm.llava_onevision.LLAVA_OV_TEMPLATE); any other value is used as given by every family.
     prompt_template: str = (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
         "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -60,6 +63,19 @@ class MLLMConfig:
     max_pixels: int = 448 * 448
     # Seconds between sampled frames when the data does not say (Qwen2.5-VL scales temporal positions by it).
     seconds_per_frame: float = 0.5
+    # Position ids of a pruned sequence, for 1-D RoPE models (llava_onevision): "original" keeps every kept
+    # token's and the text's ids of the FULL sequence (gaps where tokens were dropped; the method's default:
+    # pruning never shifts the text), "compacted" renumbers 0..L-1 as if the dropped tokens never existed.
+    # Qwen2/2.5-VL's M-RoPE always keeps original ids (compacted is refused there).
+    position_ids: str = "original"
+
+    def __post_init__(self) -> None:
+        if self.position_ids not in ("original", "compacted"):
+            raise ConfigError(f"mllm.position_ids={self.position_ids!r}: use 'original' or 'compacted'")
+        if self.position_ids == "compacted" and self.family in ("qwen2_5_vl", "qwen2_vl"):
+            raise ConfigError(
+                f"mllm.position_ids=compacted is not implemented for {self.family} (M-RoPE): use mllm.position_ids=original"
+            )
 
 
 @dataclass
@@ -237,9 +253,21 @@ class TrainerConfig:
     accelerator: str = "cpu"
     devices: int = 1
     num_nodes: int = 1
+    # auto | ddp | deepspeed_zero2 | deepspeed_zero3 (score_lit.strategies; conf/trainer/*.yaml). Groups of K
+    # rollouts always stay on one rank: each rank trains its own samples (the curriculum shards them).
     strategy: str = "auto"
+    # 32-true on CPU; bf16-mixed on GPU (under DeepSpeed: bf16 weights, fp32 master weights in the optimizer).
     precision: str = "32-true"
     log_every_n_steps: int = 1
+    # ZeRO-3 only: parameters of at most this many elements stay whole on every rank instead of being
+    # partitioned (DeepSpeed's stage3_param_persistence_threshold; its default 1e5 spares norms and biases
+    # the all-gathers). 0 partitions every frozen parameter (the CPU test does, so the tiny model is split).
+    # The policy is kept whole regardless (score_lit.strategies.keep_whole).
+    zero3_persistence_threshold: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.zero3_persistence_threshold < 0:
+            raise ConfigError(f"trainer.zero3_persistence_threshold={self.zero3_persistence_threshold} must be >= 0, e.g. 100000")
 
 
 @dataclass
@@ -341,7 +369,7 @@ class Config:
                 f"(runs/<name>/policy.pt) or leave init_policy unset"
             )
 
-        if self.resume not in (None, "auto") and not Path(self.resume).is_file():
+        if self.resume not in (None, "auto") and not Path(self.resume).exists():  # a file, or DeepSpeed's folder
             raise ConfigError(
                 f"resume={self.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"
             )

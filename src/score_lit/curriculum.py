@@ -206,7 +206,7 @@ def collate(samples: list[Sample]) -> VideoBatch:
         answers=[s.answer for s in samples],
         options=[s.options for s in samples],
         answer_index=torch.tensor([s.options.index(s.answer) if s.answer in s.options else -1 for s in samples]),
-        seconds_per_frame=None if any(v is None for v in spf) else torch.tensor(spf, dtype=torch.float64),
+        seconds_per_frame=None if any(v is None for v in spf) else [float(v) for v in spf],
         features=[s.features for s in samples] if any(s.features is not None for s in samples) else None,
         cache_keys=[s.cache_key for s in samples] if any(s.cache_key for s in samples) else None,
         skipped=[p for s in samples for p in s.meta.get("skipped", [])],

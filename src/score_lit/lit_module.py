@@ -4,7 +4,8 @@ training_step reads as the named, timed phases of ../shared/METHOD.md:
     encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
     rollout  state -> policy logits -> K Bernoulli masks -> one batched frozen-LLM pass -> CE per rollout
     reward   fidelity and sparsity rewards -> advantage estimator (by name)
-    update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed)
+    update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed;
+             under DeepSpeed: engine.backward, and engine.step clips by its config)
 
 The frozen MLLM is registered as the submodule `frozen` only so that Lightning moves it between
 devices; it has no trainable parameters, is kept in eval mode, is not given to the optimizer, and is
@@ -28,6 +29,7 @@ from .policy import build_policy, sample_masks, topk_mask
 from .rewards import fidelity_reward, sparsity_reward
 from .rollout import BaselineCache, collect_rollouts, score_with_baseline
 from .state import surprise_state
+from .strategies import is_deepspeed, keep_whole
 from .loss import policy_gradient_loss
 from .types import VideoBatch
 
@@ -65,6 +67,9 @@ class ScoreModule(L.LightningModule):
         sd = checkpoint.get("state_dict", {})
         for k in [k for k in sd if k.startswith(FROZEN_PREFIX)]:
             del sd[k]
+
+    def on_fit_start(self) -> None:
+        keep_whole(self.trainer.strategy, self.policy)  # ZeRO-3: the policy stays whole on every rank (see there)
 
     def configure_optimizers(self):
         o = self.cfg.optim
@@ -112,7 +117,7 @@ class ScoreModule(L.LightningModule):
             opt = self.optimizers()
             opt.zero_grad()
             self.manual_backward(loss)
-            if self.cfg.optim.grad_clip > 0:
+            if self.cfg.optim.grad_clip > 0 and not is_deepspeed(self.trainer.strategy):  # DeepSpeed clips in engine.step
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
         t = self._timings

@@ -43,10 +43,14 @@ def resolve_resume(cfg: Config) -> str | None:
 
 def checkpoint_meta(path: str) -> dict[str, Any]:
     """{"plan": the curriculum plan, "tracking": {"run_id", ...}} of a checkpoint file ({} for a directory)."""
-    if Path(path).is_dir():  # DeepSpeed writes a folder of shards; the tracking sidecar file covers it
-        return {}
+    p = Path(path)
+    if p.is_dir():  # DeepSpeed: a folder of shards; rank 0's model-states file holds Lightning's own state
+        states = sorted(p.glob("checkpoint/*mp_rank_00_model_states.pt"))
+        if not states:
+            return {}
+        p = states[0]
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ConfigError(f"resume checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); pass another one") from None
     states = ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]

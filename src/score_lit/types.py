@@ -29,7 +29,9 @@ class VideoBatch:
     answers: list[str]  # [B] the reference answer text (teacher-forced for CE)
     options: list[list[str]]  # [B][C] candidate answers; accuracy = argmax over their first-token logits
     answer_index: Tensor  # [B] long, index of `answers[b]` in `options[b]`; -1 = open-ended (no accuracy)
-    seconds_per_frame: Tensor | None = None  # [B] float, for time-scaled M-RoPE (Qwen2.5-VL); None -> config
+    # [B] seconds between sampled frames, for time-scaled M-RoPE (Qwen2.5-VL); None -> config. A list, not a
+    # tensor: precision plugins (bf16-mixed under DeepSpeed) cast float tensors of a batch, and positions must not round.
+    seconds_per_frame: list[float] | None = None
     features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.features); None = encode
     cache_keys: list[str | None] | None = None  # [B] feature-cache key per row (None = not cached)
     skipped: list[Any] = field(default_factory=list)  # data.common.Problem for each bad sample skipped to fill this batch

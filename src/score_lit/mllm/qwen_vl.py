@@ -131,7 +131,7 @@ class QwenVLAdapter:
     def time_scales(self, batch: VideoBatch) -> list[float]:
         """[B] t-axis step per temporal unit (seconds_per_frame from the batch, else from the config)."""
         spf = batch.seconds_per_frame
-        secs = [self.cfg.seconds_per_frame] * len(batch) if spf is None else [float(s) for s in spf.tolist()]
+        secs = [self.cfg.seconds_per_frame] * len(batch) if spf is None else [float(s) for s in spf]
         return [time_scale(self.family, self.tokens_per_second, s * self.temporal_patch_size) for s in secs]
 
     @torch.no_grad()
