@@ -115,6 +115,7 @@ def test_trainer_configs_build_their_strategy(name):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_ddp_two_processes_train_different_samples_and_one_policy(tmp_path):
     """2 CPU processes, DDP over gloo, 3 steps of the real training step (see the module docstring)."""
     steps = 3
@@ -132,6 +133,7 @@ def test_ddp_two_processes_train_different_samples_and_one_policy(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
 def test_deepspeed_zero3_two_processes_partition_the_frozen_model(tmp_path):
     """2 CPU processes, DeepSpeed ZeRO-3 over gloo through CPUDeepSpeedStrategy, 2 steps of the real training
     step plus a validation and a checkpoint. How this differs from a GPU run: the module docstring."""
