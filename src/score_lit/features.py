@@ -11,7 +11,7 @@ Key: sha256 over JSON of
     generator, seed, split, index and its numbers), so an edited or replaced file misses the cache;
   * what fixes the model's output: the adapter's identity (family, checkpoint path, width), the pixel
     budget and dtype, and the file-format version below.
-Entry: `<cache_dir>/<key[:2]>/<key>.pt` = {"tokens": [T, N, D], "positions": [3, T*N], "grid": (T, H', W')},
+Entry: `<cache_dir>/<key[:2]>/<key>.pt` = {"tokens": [T, N, D], "positions": [3 or 1, T*N], "grid": (T, H', W')},
 written atomically (temp file, then os.replace), so a killed run never leaves a half-written entry; any
 unreadable entry counts as a miss and is rewritten.
 """

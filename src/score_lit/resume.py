@@ -38,7 +38,10 @@ def resolve_resume(cfg: Config) -> str | None:
     if cfg.resume != "auto":
         return cfg.resume  # existence checked by Config
     found = list(cfg.run_dir.glob("hpc_ckpt_*.ckpt")) + [p for p in [cfg.run_dir / "checkpoints" / "last.ckpt"] if p.exists()]
-    return str(max(found, key=lambda p: p.stat().st_mtime_ns)) if found else None
+    if not found:
+        return None
+    # The furthest step wins; on a tie (a signal on a checkpoint step writes both) the SLURM one, then the newest.
+    return str(max(found, key=lambda p: (checkpoint_meta(str(p)).get("global_step") or -1, p.name.startswith("hpc_"), p.stat().st_mtime_ns)))
 
 
 def checkpoint_meta(path: str) -> dict[str, Any]:

@@ -94,33 +94,38 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    logger = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
-        tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
-        synchronous=not cfg.tracking.async_logging,
-        run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
-    )  # fmt: skip
-    if rank_zero_only.rank == 0:
+    logger = None
+    if rank_zero_only.rank == 0:  # only rank 0 opens the store (ranks racing to create a fresh sqlite schema fail)
+        logger = MLFlowLogger(
+            experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
+            tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
+            synchronous=not cfg.tracking.async_logging,
+            run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
+        )  # fmt: skip
         log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
+    run_id = logger.run_id if logger is not None else None
     ckpt_dir = run_dir / "checkpoints"
     policy_path = run_dir / "policy.pt"
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
         PolicyExport(policy_path, cfg),
         DataMonitor(),
-        TrackingIdentity(cfg, logger.run_id if rank_zero_only.rank == 0 else None, cfg.tracking.experiment),
+        TrackingIdentity(cfg, run_id, cfg.tracking.experiment),
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
         *callbacks,
     ]
     t = cfg.trainer
     strategy = build_strategy(cfg)
     plugins = [] if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower() else [AtomicCheckpointIO()]
-    if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: save hpc_ckpt_<n>.ckpt, then scontrol requeue
-        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGUSR1))
+    if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: hpc_ckpt_<n>.ckpt at a step boundary, requeue, stop
+        from .slurm import requeue_on_signal
+
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # Lightning's saves inside the handler: can hang DDP
+        callbacks.append(requeue_on_signal(signal.SIGUSR1))
     trainer = L.Trainer(
         max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
         precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger, callbacks=callbacks,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger if logger is not None else False, callbacks=callbacks,
         default_root_dir=str(run_dir), enable_model_summary=False,
         use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
     )  # fmt: skip
@@ -129,12 +134,12 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
         import mlflow
 
         mlflow.flush_async_logging()  # every queued metric is in the store before the curves read it back
-    if trainer.is_global_zero:
-        logger.experiment.log_artifact(logger.run_id, str(policy_path))
-        curves = plot_training_curves(cfg.tracking_uri, logger.run_id, run_dir / "curves.png", f"{cfg.name} ({logger.run_id[:8]})")
-        logger.experiment.log_artifact(logger.run_id, str(curves))
+    if logger is not None:
+        logger.experiment.log_artifact(run_id, str(policy_path))
+        curves = plot_training_curves(cfg.tracking_uri, run_id, run_dir / "curves.png", f"{cfg.name} ({run_id[:8]})")
+        logger.experiment.log_artifact(run_id, str(curves))
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return FitResult(run_dir, policy_path, ckpt_dir, logger.run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
+    return FitResult(run_dir, policy_path, ckpt_dir, run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
 
 
 def report(result: FitResult, out=sys.stdout) -> None:

@@ -46,7 +46,8 @@ class VisualTokens:
 
     tokens: Tensor  # [B, T, N, D] projector output, raster order (row-major over the merged grid) per unit
     grid: tuple[int, int, int]  # (T, H', W'): temporal units, merged rows, merged cols; N = H' * W'
-    positions: Tensor  # [B, 3, T*N] long, M-RoPE (t, h, w) ids of the full grid relative to the video start
+    positions: Tensor  # [B, 3, T*N] long, M-RoPE (t, h, w) ids of the full grid relative to the video start (Qwen);
+    #                    [B, 1, T*N] 1-D offsets from the video start for 1-D RoPE models (LLaVA-OneVision)
 
     @property
     def num_tokens(self) -> int:

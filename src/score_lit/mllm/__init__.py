@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 REGISTRY: dict[str, str] = {
     "qwen2_5_vl": "score_lit.mllm.qwen_vl:Qwen25VLAdapter",
     "qwen2_vl": "score_lit.mllm.qwen_vl:Qwen2VLAdapter",
+    "llava_onevision": "score_lit.mllm.llava_onevision:LlavaOnevisionAdapter",
 }
 
 

@@ -30,7 +30,7 @@ from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 @runtime_checkable
 class VideoMLLM(Protocol):
-    """A frozen video MLLM behind the three calls of a training step. Implementations: score_lit.mllm.qwen_vl."""
+    """A frozen video MLLM behind the three calls of a training step. Implementations: score_lit.mllm.qwen_vl, score_lit.mllm.llava_onevision."""
 
     family: str  # registry name, e.g. "qwen2_5_vl"
     hidden_size: int  # D, the LLM width = the visual tokens' width
@@ -42,7 +42,7 @@ class VideoMLLM(Protocol):
 
     def encode(self, batch: VideoBatch) -> VisualTokens:
         """No grad. frames [B, F, 3, H, W] uint8 (all videos one shape) -> tokens [B, T, N, D] and the
-        full-grid M-RoPE ids [B, 3, T*N] relative to the video start."""
+        full-grid position ids relative to the video start ([B, 3, T*N] M-RoPE, or [B, 1, T*N] for 1-D RoPE)."""
         ...
 
     def tokenize(self, batch: VideoBatch) -> Any:

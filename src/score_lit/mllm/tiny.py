@@ -168,3 +168,70 @@ def save_hf_dir(model, tokenizer, path: str | os.PathLike) -> Path:
         patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size
     ).save_pretrained(path)
     return path
+
+
+# ----------------------------------------------------------------------------- LLaVA-OneVision
+# The real checkpoints (llava-hf/llava-onevision-qwen2-*-hf, LLaVA-Video-*-hf) use Qwen2's tokenizer with
+# <image> / <video> added as special tokens, a SigLIP vision tower (image 384, patch 14: 27x27 patches,
+# pooled to 14x14 per video frame) and a Qwen2 (1-D RoPE) language model.
+LLAVA_SPECIAL_TOKENS = ["<image>", "<video>"]
+
+
+def build_tiny_llava_onevision_tokenizer():
+    """build_tiny_tokenizer() plus LLaVA's <image> and <video> placeholders as single special tokens."""
+    tok = build_tiny_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS + LLAVA_SPECIAL_TOKENS})
+    return tok
+
+
+def llava_onevision_config(tokenizer, text_overrides: dict | None = None):
+    """A tiny LlavaOnevisionConfig: SigLIP vision tower image 40, patch 8 (5x5 patches, pooled to ceil(5/2)^2 = 3x3
+    per frame: an odd grid, like the real 27x27 -> 14x14), width 32, depth 2; Qwen2 text width 64, 2 layers,
+    4 heads / 2 kv heads, 1-D RoPE; vision_feature_layer -1 with the "full" strategy, as the released models.
+    `text_overrides` update the text sub-config dict (e.g. num_hidden_layers for a deeper FastV test model)."""
+    from transformers import LlavaOnevisionConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + LLAVA_SPECIAL_TOKENS}
+    text = dict(
+        model_type="qwen2", vocab_size=-(-len(tokenizer) // 64) * 64, initializer_range=INIT_STD, hidden_size=64,
+        intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    text.update(text_overrides or {})
+    vision = dict(
+        model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        image_size=40, patch_size=8,
+    )  # fmt: skip
+    return LlavaOnevisionConfig(
+        text_config=text, vision_config=vision, image_token_index=ids["<image>"], video_token_index=ids["<video>"],
+        vision_feature_layer=-1, vision_feature_select_strategy="full", initializer_range=INIT_STD,
+    )  # fmt: skip
+
+
+def build_tiny_llava_onevision(seed: int = 0, attn_implementation: str = "sdpa"):
+    """(model, tokenizer): a seeded random LlavaOnevisionForConditionalGeneration, float32 eval mode."""
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    tokenizer = build_tiny_llava_onevision_tokenizer()
+    config = llava_onevision_config(tokenizer)
+    config._attn_implementation = attn_implementation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration(config)
+    return model.eval(), tokenizer
+
+
+def save_tiny_llava_onevision(path: str | os.PathLike, seed: int = 0) -> Path:
+    """build_tiny_llava_onevision(seed) as a standard HF directory, with a preprocessor_config.json carrying
+    SigLIP's mean / std (0.5) and the vision tower's image size, as the released checkpoints have."""
+    import json
+
+    model, tokenizer = build_tiny_llava_onevision(seed)
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    size = int(model.config.vision_config.image_size)
+    pcfg = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": size, "width": size}}
+    (path / "preprocessor_config.json").write_text(json.dumps(pcfg, indent=2))
+    return path

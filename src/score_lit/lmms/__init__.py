@@ -1,0 +1,33 @@
+"""SCORE-compressed models for lmms-eval (the optional `lmms` extra; see tools/lmms/setup_venv.sh).
+
+    lmms-eval --model score_qwen2_5_vl \\
+        --model_args pretrained=PATH,policy=runs/stage2/policy.pt,retention_ratio=0.1 --tasks videomme ...
+
+Registration, without touching lmms-eval's files:
+* entry point (preferred): group `lmms_eval.models`, `score_qwen2_5_vl = "score_lit.lmms:manifests"`; lmms-eval
+  0.7.3's registry (lmms_eval/models/registry_v2.py) loads it at import and accepts a callable returning
+  ModelManifests. Both the chat class (default) and the simple class (`--force_simple`) are registered.
+* legacy: LMMS_EVAL_PLUGINS=score_lit.lmms (score_lit.lmms.models; deprecated by lmms-eval, simple class only).
+
+Modules: hooks.py (forward pre-hooks that prune video tokens inside `generate`; no lmms-eval import),
+models/score_qwen2_5_vl.py (the model classes; imports lmms-eval). Importing score_lit.lmms imports neither.
+Pinned: lmms-eval==0.7.3 (the release these classes subclass; its Qwen2_5_VL __init__ and request tuples are
+what the code relies on).
+"""
+
+from __future__ import annotations
+
+MODELS = {
+    "score_qwen2_5_vl": ("score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VLSimple",
+                         "score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VL"),
+}  # fmt: skip
+
+
+def manifests() -> list:
+    """The `lmms_eval.models` entry point's payload: one ModelManifest per SCORE model (simple + chat class)."""
+    from lmms_eval.models.registry_v2 import ModelManifest
+
+    return [ModelManifest(model_id=k, simple_class_path=s, chat_class_path=c) for k, (s, c) in MODELS.items()]
+
+
+__all__ = ["MODELS", "manifests"]

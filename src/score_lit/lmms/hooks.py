@@ -1,0 +1,142 @@
+"""SCORE compression hooked into ONE loaded Qwen2/2.5-VL instance (no class patching), for `model.generate`.
+
+    hooks = ScoreHooks(model, select).attach()    # select(VisualTokens) -> keep [1, T*N] bool
+    out = model.generate(**inputs)                # prefill sees text + the kept video tokens only
+    hooks.remove()
+
+Two forward pre-hooks (FrameFusion's interface.py pattern: wrap the instance, keep device_map / accelerate hooks):
+1. on the top-level model: remembers `input_ids` and `video_grid_thw` of the call; on the vision tower the
+   `grid_thw` it was given (transformers 5.23's generate runs the vision tower before the first forward and
+   passes `mm_encoder_outputs` instead of the grid);
+2. on `model.model.language_model` (with_kwargs), i.e. AFTER the stock forward has run the vision tower, scattered
+   the video features into `inputs_embeds` and computed the full-sequence M-RoPE `position_ids`:
+   * prefill (empty cache, the call's input_ids hold video tokens): the video rows of `inputs_embeds` are the
+     projector output [T, N, D] (raster order per temporal unit, as score_lit's VisualTokens); `select` picks the
+     kept ones; inputs_embeds, position_ids and the 2-D attention mask are gathered to text + kept video columns.
+     Kept tokens keep their ORIGINAL positions (the model's own ids, gathered), as score_lit does;
+   * decode steps (cache filled): generate's attention mask still counts the dropped columns; they are removed
+     again so the mask matches the (shorter) cache. Position ids of new tokens come from the stock model
+     (rope_deltas of the full prompt), so they are the unpruned sequence's positions.
+A 4-row position_ids (text row + 3 M-RoPE rows, as generate builds them) loses its text row after pruning: that
+row only serves packed-sequence masks, which a pruned row with gaps would fake; the 2-D attention mask is used.
+
+Supported (checked, else a clear error): batch size 1 per generate call, one video per prompt, a 2-D attention
+mask or none. Differences from score_lit's own scoring path (score_lit.mllm.qwen_vl): the positions are the stock
+model's (transformers 5.23 get_rope_index, see ../../../shared/ENVIRONMENT.md "Pitfall"), not score_lit's original
+Qwen rule; the policy sees the tokens in the model's dtype (score_lit casts the state the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from score_lit.types import VisualTokens
+
+
+class ScoreHooks:
+    """Forward pre-hooks that drop the video tokens `select` does not keep (module docstring)."""
+
+    def __init__(self, model, select: Callable[[VisualTokens], Tensor]):
+        self.model = model
+        self.select = select
+        self.video_token_id = int(model.config.video_token_id)
+        self.merge = int(model.config.vision_config.spatial_merge_size)
+        self._handles: list = []
+        self._call: dict = {}
+        self._vision_grid: Tensor | None = None  # grid_thw of the vision tower's last call (generate precomputes it)
+        self._kept: Tensor | None = None  # [L'] columns of the last pruned prefill (of L)
+        self._prefill_len = 0
+        self.last_keep: Tensor | None = None  # [1, T*N] bool, the last prefill's selection (for tests / logging)
+
+    def attach(self) -> "ScoreHooks":
+        if self._handles:
+            return self
+        self._handles = [
+            self.model.register_forward_pre_hook(self._outer, with_kwargs=True),
+            self.model.model.visual.register_forward_pre_hook(self._vision, with_kwargs=True),
+            self.model.model.language_model.register_forward_pre_hook(self._inner, with_kwargs=True),
+        ]
+        return self
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._kept = [], None
+
+    # ------------------------------------------------------------------ hooks
+    def _outer(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        self._call = {"input_ids": ids, "video_grid_thw": kwargs.get("video_grid_thw")}
+        return None
+
+    def _vision(self, module, args, kwargs):
+        grid = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
+        if grid is not None:
+            self._vision_grid = grid
+        return None
+
+    def _inner(self, module, args, kwargs):
+        emb = kwargs.get("inputs_embeds")
+        cache = kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None else 0
+        ids = self._call.get("input_ids")
+        if emb is None:
+            return None
+        if past == 0:
+            self._kept = None
+            if ids is None or ids.shape[1] != emb.shape[1] or not bool((ids == self.video_token_id).any()):
+                return None  # no video in this prompt: nothing to prune
+            return args, self._prune(ids, emb, kwargs)
+        if self._kept is None:
+            return None
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
+            kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
+        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
+            raise NotImplementedError(f"ScoreHooks: decode-step attention mask {type(mask).__name__} not supported")
+        kwargs["position_ids"] = self._three_rows(kwargs.get("position_ids"))
+        return args, kwargs
+
+    # --------------------------------------------------------------- pruning
+    @property
+    def _dropped(self) -> int:
+        return self._prefill_len - (0 if self._kept is None else len(self._kept))
+
+    @staticmethod
+    def _three_rows(pos: Tensor | None) -> Tensor | None:
+        return pos[1:] if pos is not None and pos.ndim == 3 and pos.shape[0] == 4 else pos
+
+    def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
+        if ids.shape[0] != 1:
+            raise NotImplementedError(f"ScoreHooks: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1")
+        grid = self._call.get("video_grid_thw")
+        grid = self._vision_grid if grid is None else grid
+        if grid is None or grid.shape[0] != 1:
+            raise NotImplementedError("ScoreHooks: exactly one video per prompt (video_grid_thw must have one row)")
+        gt, gh, gw = (int(g) for g in grid[0].tolist())
+        t, hh, ww = gt, gh // self.merge, gw // self.merge
+        vid = ids[0] == self.video_token_id  # [L]
+        cols = vid.nonzero().squeeze(1)  # [T*N] video columns, in order
+        if cols.numel() != t * hh * ww:
+            raise ValueError(f"ScoreHooks: {cols.numel()} video tokens in the prompt, grid {t}x{hh}x{ww} wants {t * hh * ww}")
+        pos = kwargs.get("position_ids")
+        rel = pos[-3:, 0, cols] - pos[-3:, 0, cols].amin(-1, keepdim=True) if pos is not None else torch.zeros(3, len(cols))
+        visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, hh * ww, -1), grid=(t, hh, ww), positions=rel[None].long())
+        keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
+        self.last_keep = keep[None].cpu()
+        col_keep = ~vid
+        col_keep[cols] = keep
+        kept = col_keep.nonzero().squeeze(1)  # [L'] in original order
+        self._kept, self._prefill_len = kept, ids.shape[1]
+        kwargs["inputs_embeds"] = emb[:, kept]
+        if pos is not None:
+            kwargs["position_ids"] = self._three_rows(pos)[..., kept]
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2:
+            kwargs["attention_mask"] = mask[:, kept]
+        elif mask is not None:
+            raise NotImplementedError(f"ScoreHooks: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
+        return kwargs

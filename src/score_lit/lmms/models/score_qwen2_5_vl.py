@@ -1,0 +1,160 @@
+"""`--model score_qwen2_5_vl`: lmms-eval's stock Qwen2.5-VL wrappers with SCORE compression of the video tokens.
+
+    lmms-eval --model score_qwen2_5_vl \\
+        --model_args pretrained=PATH,policy=runs/stage2/policy.pt,retention_ratio=0.1 --tasks videomme ...
+
+Subclasses of lmms_eval 0.7.3's `Qwen2_5_VL` (simple: lmms_eval.models.simple.qwen2_5_vl, chat:
+lmms_eval.models.chat.qwen2_5_vl): every stock model_arg (device, device_map, attn_implementation, min/max_pixels,
+max_num_frames, fps, system_prompt, use_cache, ...) means what it means there. Added args:
+  policy           the trained SCORE policy (score_lit checkpoint); required unless retention_ratio=1
+  retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
+  selection        global | per_frame top-k (score_lit.baselines.score)
+  frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord) and fitted to a square
+                   frame_size (pad | stretch | crop), as `score_lit eval` does (eval.size / eval.fit)
+
+Two paths, both on the instance the stock __init__ loaded (no class of transformers or lmms-eval is patched):
+* generate_until (videomme, mvbench, ... as lmms-eval runs them): the STOCK method, unchanged; ScoreHooks (forward
+  pre-hooks on the loaded model, score_lit.lmms.hooks) drop the non-kept video tokens after the vision tower.
+  Batch size 1 per generate call (lmms-eval's default --batch_size 1).
+* loglikelihood (multiple_choice tasks; the stock wrapper raises NotImplementedError): score_lit's own scoring
+  (score_lit.mllm.qwen_vl.Qwen25VLAdapter wrapping the same model instance): decode (max_num_frames frames, fps if
+  set), encode, policy top-k, one LLM pass over text + kept tokens with their original positions; the returned
+  value is the continuation's mean CE (lmms-eval's convention: a loss, the lowest one wins). This is exactly what
+  `score_lit eval` computes, so a multiple_choice task's `acc` equals score_lit eval's accuracy. is_greedy is not
+  computed (always False): the exact_match metric is not supported on this path.
+
+Without torchvision (this CPU stack, see ../../../../README.md), the stock __init__ stops at
+`AutoProcessor.from_pretrained` (Qwen2VLVideoProcessor needs torchvision) AFTER loading the model; the rest of the
+stock __init__ (tokenizer, system prompt, batch size, single process) is then finished here and `processor` is None:
+loglikelihood works, generate_until (which needs the processor and qwen_vl_utils) does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from collections import OrderedDict
+
+import torch
+from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
+from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _StockSimple
+from loguru import logger as eval_logger
+from tqdm import tqdm
+
+from score_lit.lmms.hooks import ScoreHooks
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+class _ScoreQwen:
+    """The SCORE part shared by the simple and chat classes (module docstring)."""
+
+    def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
+                 frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
+        self._stock_init(stock)
+        from score_lit.baselines import build_compressor
+        from score_lit.config import MLLMConfig
+        from score_lit.mllm.qwen_vl import Qwen25VLAdapter
+
+        self.retention_ratio = float(retention_ratio)
+        if not 0.0 < self.retention_ratio <= 1.0:
+            raise ValueError(f"retention_ratio={retention_ratio!r}: use a value in (0, 1]")
+        self.frame_size, self.fit = int(frame_size), fit
+        template = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
+        if self.system_prompt is None:
+            template = template.split("<|im_end|>\n", 1)[1]
+        cfg = MLLMConfig(family="qwen2_5_vl", path=self.pretrained, dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
+                         prompt_template=template, min_pixels=self.min_pixels,
+                         max_pixels=self.max_pixels)  # fmt: skip
+        self.adapter = Qwen25VLAdapter(cfg, model=self.model, tokenizer=self.tokenizer)
+        pp = os.path.join(str(self.pretrained), "preprocessor_config.json")
+        if os.path.isfile(pp):  # as the adapter does when it loads a path itself
+            pcfg = json.load(open(pp))
+            p = self.adapter.preprocessor
+            self.adapter.preprocessor = dataclasses.replace(p, mean=tuple(pcfg.get("image_mean", p.mean)), std=tuple(pcfg.get("image_std", p.std)))
+        self.compressor = None
+        if self.retention_ratio < 1.0:
+            if policy is None:
+                raise ValueError("score_qwen2_5_vl needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
+            self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
+            self.hooks = ScoreHooks(self.model, lambda visual: self.compressor.select(visual, self.retention_ratio).keep).attach()
+        eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}")
+
+    def _stock_init(self, stock: dict) -> None:
+        """The stock __init__; if it stops at the processor for want of torchvision, finish its tail here."""
+        stock_cls = next(c for c in type(self).__mro__ if c in (_StockChat, _StockSimple))
+        bound = inspect.signature(_StockSimple.__init__).bind(self, **stock)
+        bound.apply_defaults()
+        a = bound.arguments
+        self.pretrained = a["pretrained"]
+        try:
+            super().__init__(**stock)
+            return
+        except ImportError as e:
+            if "torchvision" not in str(e).lower() or not hasattr(self, "_model"):
+                raise
+            eval_logger.warning(f"{stock_cls.__name__}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
+                                "loglikelihood works, generate_until does not")  # fmt: skip
+        from transformers import AutoTokenizer
+
+        if self.accelerator.num_processes > 1:
+            raise RuntimeError("score_qwen2_5_vl without torchvision: single process only")
+        self.processor = None
+        self._tokenizer = AutoTokenizer.from_pretrained(self.pretrained)
+        self.system_prompt = a["system_prompt"]
+        self.interleave_visuals = a["interleave_visuals"]
+        self._config = self.model.config
+        self._max_length = 2048
+        self.batch_size_per_gpu = int(a["batch_size"])
+        self.use_cache = a["use_cache"]
+        self._rank, self._world_size = 0, 1
+
+    # ------------------------------------------------------------ loglikelihood
+    @torch.no_grad()
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        from score_lit.baselines import apply_selection
+        from score_lit.curriculum import collate
+        from score_lit.data.common import Sample
+        from score_lit.data.video_qa import load_video
+
+        groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
+        for i, req in enumerate(requests):
+            _, _, _, doc_id, task, split = req.args
+            groups.setdefault((task, split, doc_id), []).append(i)
+        res: list = [None] * len(requests)
+        dev = self.adapter.device
+        for (task, split, doc_id), idx in tqdm(groups.items(), disable=self.rank != 0, desc="SCORE loglikelihood"):
+            doc_to_visual = requests[idx[0]].args[2]
+            videos = [v for v in doc_to_visual(self.task_dict[task][split][doc_id]) if isinstance(v, str)]
+            if len(videos) != 1:
+                raise NotImplementedError(f"score_qwen2_5_vl loglikelihood: one video per document (doc {doc_id} has {len(videos)})")
+            frames, spf = load_video(videos[0], self.max_num_frames, self.frame_size, self.fit, self.fps)
+            visual = None
+            for i in idx:
+                ctx, cont = requests[i].args[:2]
+                conts = [requests[j].args[1] for j in idx]
+                batch = collate([Sample(str(doc_id), frames, ctx, cont, conts, seconds_per_frame=spf)])
+                if visual is None:
+                    visual = self.adapter.encode(batch)
+                    if self.compressor is None:
+                        vis, masks = visual, torch.ones(1, 1, visual.num_tokens, dtype=torch.bool)
+                    else:
+                        vis, masks = apply_selection(visual, self.compressor.select(visual, self.retention_ratio))
+                scores = self.adapter.score(vis, self.adapter.tokenize(batch), masks.to(dev))
+                res[i] = (float(scores.ce[0, 0]), False)
+        return res
+
+
+class ScoreQwen2_5_VL(_ScoreQwen, _StockChat):
+    """Chat flavour (what `--model score_qwen2_5_vl` resolves to, as `qwen2_5_vl` resolves to its chat class)."""
+
+    is_simple = False
+
+
+class ScoreQwen2_5_VLSimple(_ScoreQwen, _StockSimple):
+    """Simple flavour (`--force_simple`, and the LMMS_EVAL_PLUGINS route, which registers simple classes only)."""
+
+    is_simple = True
