@@ -73,3 +73,17 @@ def test_bench_runs_on_a_tiny_config(tmp_path, capsys):
         assert r["e2e_ms"] >= r["prefill_ms"] + r["policy_ms"] and r["spread_ms"]["prefill"]["n"] == 2
     assert rows[1.0]["prefill_speedup"] == rows[1.0]["ideal_speedup"] == 1.0
     assert rows[0.5]["kept_tokens"] == 4 and rows[0.5]["seq_len"] == res["text_tokens"] + 4
+
+
+def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
+    from score_lit.data.export import write_mp4
+
+    video = tmp_path / "v.mp4"
+    write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)  # decord 0.6.0 fails on widths 16 and 48
+    args = ["family=llava_onevision", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2",
+            f"video={video}", f"out_dir={tmp_path}", "name=llava", "device=cpu", "threads=1"]  # fmt: skip
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "llava.json")
+    (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
+    assert res["visual_tokens"] == 4 * 3 * 3  # 4 frames x (5x5 patches pooled 2x2 -> 3x3): one frame is one unit
+    assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}

@@ -85,7 +85,9 @@ class BenchConfig:
     """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run)."""
 
     name: str = "bench_cpu_small"  # output file benchmarks/<name>.json (GPU: + frame counts and device)
-    family: str = "qwen2_5_vl"  # adapter family of `path` (arch models are Qwen2.5-VL)
+    # Adapter family: of `path`, or of the random-weight model. arch models are Qwen2.5-VL; with
+    # family=llava_onevision and no path, the tiny random LLaVA-OneVision (the only built-in LLaVA arch).
+    family: str = "qwen2_5_vl"
     path: str | None = None  # a local HF checkpoint; None builds `arch` with random weights
     arch: str = "cpu-small"  # a key of ARCHS: tiny | cpu-small | qwen2_5_vl_7b
     frames: list[int] = field(default_factory=lambda: [16])  # sampled frames per video; one result block per count
@@ -171,7 +173,7 @@ def build_adapter(cfg: BenchConfig, dev, dtype: str, attn: str):
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
 
     mcfg = MLLMConfig(family=cfg.family, path=cfg.path, dtype=dtype, attn_implementation=attn, max_pixels=max(cfg.size**2, 256))
-    if cfg.path is not None:
+    if cfg.path is not None or cfg.family == "llava_onevision":  # a checkpoint, or the tiny random LLaVA-OV
         return _to(build_mllm(mcfg), dev)
     tokenizer = tiny.build_tiny_tokenizer()
     cls, config = tiny._config("qwen2_5_vl", tokenizer, *ARCHS[cfg.arch])
@@ -220,7 +222,7 @@ class Chain:
         self.torch, self.cfg, self.adapter, self.policy, self.video, self.frames = torch, cfg, adapter, policy, video, frames
         self.dev = adapter.device
         batch = self._decode()
-        prompts = adapter.tokenize(batch)  # once, untimed: the text part of the prompt up to the answer
+        prompts = self.prompts = adapter.tokenize(batch)  # once, untimed: the text part of the prompt up to the answer
         self.pre = torch.tensor(prompts.pre_ids[0], device=self.dev)
         self.post = torch.tensor(prompts.post_ids[0][: prompts.answer_start[0]], device=self.dev)
         self.visual = adapter.encode(batch)
@@ -241,6 +243,10 @@ class Chain:
         return topk_mask(self.policy(surprise_state(visual.tokens)), ratio)  # [1, T*N] bool
 
     def _prefill(self, visual, keep):
+        if self.adapter.family not in ("qwen2_5_vl", "qwen2_vl"):
+            # Other families: the adapter's own scoring pass over text + kept tokens (its position scheme and
+            # newline handling), one row; it runs no KV cache and includes the answer's one token.
+            return self.adapter.score(visual, self.prompts, keep[:, None]).option_logits
         from score_lit.mllm.positions import sequence_positions
 
         torch, model = self.torch, self.adapter.model

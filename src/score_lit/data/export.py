@@ -23,7 +23,10 @@ from .synthetic import SOURCES
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    """frames [F, H, W, 3] uint8 RGB -> an H.264 mp4 that decord and PyAV decode."""
+    """frames [F, H, W, 3] uint8 RGB -> an H.264 mp4 that decord and PyAV decode.
+
+    Known: decord 0.6.0 cannot copy out yuv444p frames of some small widths (16 and 48 px seen: "from_size ==
+    to_size" check); 32, 64, 80-176 px work. The toy exports are 64 px."""
     from fractions import Fraction
 
     import av
