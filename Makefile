@@ -12,7 +12,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-resume test-slurm test-distributed toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
+.PHONY: help venv test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,6 +39,16 @@ test-slurm: $(STAMP) ## start a one-node SLURM cluster on localhost; submit, USR
 
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
 	$(PY) -m pytest -q -m distributed $(ARGS)
+
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed-stamp
+
+$(LMMS_STAMP): pyproject.toml tools/lmms/setup_venv.sh
+	bash tools/lmms/setup_venv.sh $(LMMS_VENV)
+	@touch $@
+
+test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's CLI with --model score_qwen2_5_vl on the toy model == score_lit eval (creates .venv-lmms first, ~2 min)
+	$(PY) -m pytest -q tests/test_lmms.py $(ARGS)
 
 $(TOY): | $(STAMP)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm

@@ -38,6 +38,7 @@ import os
 from collections import OrderedDict
 
 import torch
+from lmms_eval.api.instance import GenerationResult
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _StockSimple
 from loguru import logger as eval_logger
@@ -74,7 +75,8 @@ class _ScoreQwen:
         if os.path.isfile(pp):  # as the adapter does when it loads a path itself
             pcfg = json.load(open(pp))
             p = self.adapter.preprocessor
-            self.adapter.preprocessor = dataclasses.replace(p, mean=tuple(pcfg.get("image_mean", p.mean)), std=tuple(pcfg.get("image_std", p.std)))
+            mean, std = tuple(pcfg.get("image_mean", p.mean)), tuple(pcfg.get("image_std", p.std))
+            self.adapter.preprocessor = dataclasses.replace(p, mean=mean, std=std)
         self.compressor = None
         if self.retention_ratio < 1.0:
             if policy is None:
@@ -130,7 +132,7 @@ class _ScoreQwen:
             doc_to_visual = requests[idx[0]].args[2]
             videos = [v for v in doc_to_visual(self.task_dict[task][split][doc_id]) if isinstance(v, str)]
             if len(videos) != 1:
-                raise NotImplementedError(f"score_qwen2_5_vl loglikelihood: one video per document (doc {doc_id} has {len(videos)})")
+                raise NotImplementedError(f"score_qwen2_5_vl loglikelihood: one video per document ({doc_id}: {len(videos)})")
             frames, spf = load_video(videos[0], self.max_num_frames, self.frame_size, self.fit, self.fps)
             visual = None
             for i in idx:
@@ -145,7 +147,10 @@ class _ScoreQwen:
                         vis, masks = apply_selection(visual, self.compressor.select(visual, self.retention_ratio))
                 scores = self.adapter.score(vis, self.adapter.tokenize(batch), masks.to(dev))
                 res[i] = (float(scores.ce[0, 0]), False)
-        return res
+        # lmms-eval 0.7.3's evaluator passes every response through unwrap_generation_output, which turns a
+        # (loss, is_greedy) tuple into its str() and breaks multiple_choice's `lls, is_greedy = zip(*results)`;
+        # a GenerationResult is passed through as-is (its .text untouched), so the tuple arrives intact.
+        return [GenerationResult(text=r) for r in res]
 
 
 class ScoreQwen2_5_VL(_ScoreQwen, _StockChat):
