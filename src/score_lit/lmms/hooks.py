@@ -1,4 +1,5 @@
 """SCORE compression hooked into ONE loaded Qwen2/2.5-VL instance (no class patching), for `model.generate`.
+(ScoreHooks1D at the end: the same for LLaVA-OneVision / LLaVA-Video, 1-D RoPE, original or compacted ids.)
 
     hooks = ScoreHooks(model, select).attach()    # select(VisualTokens) -> keep [1, T*N] bool
     out = model.generate(**inputs)                # prefill sees text + the kept video tokens only
@@ -139,4 +140,117 @@ class ScoreHooks:
             kwargs["attention_mask"] = mask[:, kept]
         elif mask is not None:
             raise NotImplementedError(f"ScoreHooks: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
+        return kwargs
+
+
+class ScoreHooks1D:
+    """ScoreHooks for LLaVA-OneVision / LLaVA-Video (LlavaOnevisionForConditionalGeneration: Qwen2 LM, 1-D RoPE).
+
+    Same two pre-hooks (top-level model: the call's input_ids; `model.model.language_model`: after the stock forward
+    scattered the video features into inputs_embeds). The stock video layout is T*N pooled frame tokens followed by
+    ONE image_newline, all on `<video>` placeholder columns (LlavaOnevisionProcessor: T*N + 1 of them); `select`
+    sees the T*N tokens as VisualTokens [1, T, N, D] (grid (T, h, w), h = w = ceil(patches / 2), positions
+    0..T*N-1 as score_lit's LlavaOnevisionAdapter.encode), the newline is always kept. Position ids
+    (`position_ids`, as mllm.position_ids):
+    * "original": kept tokens and text keep their ids of the FULL sequence (the ids generate passes, gathered, or
+      0..L-1 when it passes none); decode steps keep generate's own ids (the unpruned sequence's, last + 1);
+    * "compacted": ids 0..L'-1 of the pruned row; decode steps shifted down by the number of dropped tokens.
+    Supported: batch size 1 per generate call, one video per prompt, a 2-D attention mask or none.
+    """
+
+    def __init__(self, model, select: Callable[[VisualTokens], Tensor], position_ids: str = "original"):
+        import math
+
+        if position_ids not in ("original", "compacted"):
+            raise ValueError(f"position_ids={position_ids!r}: use 'original' or 'compacted'")
+        self.model = model
+        self.select = select
+        self.position_ids = position_ids
+        self.video_token_id = int(model.config.video_token_id)
+        vc = model.config.vision_config
+        side = math.ceil((int(vc.image_size) // int(vc.patch_size)) / 2)
+        self.pooled = (side, side)
+        self._handles: list = []
+        self._ids: Tensor | None = None
+        self._kept: Tensor | None = None
+        self._prefill_len = 0
+        self.last_keep: Tensor | None = None
+
+    remove = ScoreHooks.remove
+    _dropped = ScoreHooks._dropped
+
+    def attach(self) -> "ScoreHooks1D":
+        if not self._handles:
+            self._handles = [
+                self.model.register_forward_pre_hook(self._outer, with_kwargs=True),
+                self.model.model.language_model.register_forward_pre_hook(self._inner, with_kwargs=True),
+            ]
+        return self
+
+    def _outer(self, module, args, kwargs):
+        self._ids = kwargs.get("input_ids", args[0] if args else None)
+        return None
+
+    def _inner(self, module, args, kwargs):
+        emb = kwargs.get("inputs_embeds")
+        cache = kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None else 0
+        ids = self._ids
+        if emb is None:
+            return None
+        if past == 0:
+            self._kept = None
+            if ids is None or ids.shape[1] != emb.shape[1] or not bool((ids == self.video_token_id).any()):
+                return None
+            return args, self._prune(ids, emb, kwargs)
+        if self._kept is None:
+            return None
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
+            kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
+        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
+            raise NotImplementedError(f"ScoreHooks1D: decode-step attention mask {type(mask).__name__} not supported")
+        pos = kwargs.get("position_ids")
+        if pos is None:  # the model's default would be past + arange (compacted); the original ids add the dropped
+            pos = torch.arange(emb.shape[1], device=emb.device)[None] + past
+            if self.position_ids == "original":
+                pos = pos + self._dropped
+        elif self.position_ids == "compacted":
+            pos = pos - self._dropped
+        kwargs["position_ids"] = pos
+        return args, kwargs
+
+    def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
+        if ids.shape[0] != 1:
+            raise NotImplementedError(f"ScoreHooks1D: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1")
+        vid = ids[0] == self.video_token_id  # [L]: T*N frame tokens + the trailing newline
+        cols = vid.nonzero().squeeze(1)
+        h, w = self.pooled
+        n = cols.numel() - 1
+        if n <= 0 or n % (h * w) or not bool((cols[-1] - cols[0]) == n):
+            raise NotImplementedError(
+                f"ScoreHooks1D: one video per prompt, T*{h * w} + 1 contiguous <video> tokens (got {cols.numel()})"
+            )
+        t = n // (h * w)
+        cols = cols[:-1]  # the newline column stays
+        positions = torch.arange(n, device=emb.device)[None, None]
+        visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, h * w, -1), grid=(t, h, w), positions=positions)
+        keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
+        self.last_keep = keep[None].cpu()
+        col_keep = torch.ones_like(vid)
+        col_keep[cols] = keep
+        kept = col_keep.nonzero().squeeze(1)
+        self._kept, self._prefill_len = kept, ids.shape[1]
+        kwargs["inputs_embeds"] = emb[:, kept]
+        pos = kwargs.get("position_ids")
+        if self.position_ids == "compacted":
+            kwargs["position_ids"] = torch.arange(len(kept), device=emb.device)[None]
+        else:
+            pos = torch.arange(ids.shape[1], device=emb.device)[None] if pos is None else pos
+            kwargs["position_ids"] = pos[..., kept]
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2:
+            kwargs["attention_mask"] = mask[:, kept]
+        elif mask is not None:
+            raise NotImplementedError(f"ScoreHooks1D: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
         return kwargs

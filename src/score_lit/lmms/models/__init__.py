@@ -6,4 +6,4 @@ route is the `lmms_eval.models` entry point (score_lit.lmms.manifests), which ne
 Importing this package imports no lmms-eval code.
 """
 
-AVAILABLE_MODELS = {"score_qwen2_5_vl": "ScoreQwen2_5_VLSimple"}
+AVAILABLE_MODELS = {"score_qwen2_5_vl": "ScoreQwen2_5_VLSimple", "score_llava_onevision": "ScoreLlavaOnevisionSimple"}

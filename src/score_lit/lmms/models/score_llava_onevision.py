@@ -1,0 +1,170 @@
+"""`--model score_llava_onevision`: lmms-eval's stock HF LLaVA wrappers with SCORE compression of the video tokens.
+
+    lmms-eval --model score_llava_onevision \\
+        --model_args pretrained=llava-hf/llava-onevision-qwen2-7b-ov-hf,policy=runs/stage2/policy.pt,retention_ratio=0.1 \\
+        --tasks videomme ...
+
+Subclasses of lmms_eval 0.7.3's `LlavaHf` (simple: lmms_eval.models.simple.llava_hf, chat:
+lmms_eval.models.chat.llava_hf), which load `LlavaOnevisionForConditionalGeneration` for OneVision / LLaVA-Video
+HF checkpoints (model_type llava_onevision). Every stock model_arg (revision, device, dtype, device_map,
+attn_implementation, chat_template, use_cache, max_frames_num, ...) means what it means there; the checkpoint must
+be a llava_onevision one. lmms-eval's other OneVision wrapper, `llava_onevision` (LLaVA-NeXT's original code), needs
+the `llava` package (LLaVA-NeXT), which is not installable on this stack: it is not wrapped. Added args:
+  policy           the trained SCORE policy (score_lit checkpoint); required unless retention_ratio=1
+  retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
+  selection        global | per_frame top-k (score_lit.baselines.score)
+  position_ids     original | compacted (1-D RoPE; score_lit's mllm.position_ids)
+  frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord, max_frames_num frames) and
+                   fitted to a square frame_size (pad | stretch | crop), as `score_lit eval` does
+
+Two paths, both on the instance the stock __init__ loaded (nothing in transformers or lmms-eval is patched):
+* generate_until: the STOCK method, unchanged; ScoreHooks1D (forward pre-hooks on the loaded model,
+  score_lit.lmms.hooks) drop the non-kept video tokens after the stock forward built inputs_embeds
+  (image_newline always kept). Batch size 1 per generate call (the stock wrapper asserts it too).
+* loglikelihood (multiple_choice tasks): score_lit's own scoring (score_lit.mllm.llava_onevision.
+  LlavaOnevisionAdapter wrapping the same model instance, prompt = LLAVA_OV_TEMPLATE, LLaVA-OneVision's qwen_1_5
+  conversation, as score_lit eval): decode, encode, policy top-k, one LLM pass; the returned value is the
+  continuation's mean CE, so a multiple_choice task's `acc` equals score_lit eval's accuracy. is_greedy is always
+  False (exact_match is not supported on this path). The stock wrapper's own loglikelihood (image tokens only,
+  through the processor) is replaced.
+
+Without torchvision (this CPU stack), the stock __init__ stops at `AutoProcessor.from_pretrained` AFTER loading
+the model; the rest of it is finished here with `_image_processor` None: loglikelihood works, generate_until (which
+needs the processor) does not. With a processor (a GPU stack with torchvision) generate_until runs the hooks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from collections import OrderedDict
+
+import torch
+from lmms_eval.api.instance import GenerationResult
+from lmms_eval.models.chat.llava_hf import LlavaHf as _StockChat
+from lmms_eval.models.simple.llava_hf import LlavaHf as _StockSimple
+from loguru import logger as eval_logger
+from tqdm import tqdm
+
+from score_lit.lmms.hooks import ScoreHooks1D
+
+_DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+
+
+class _ScoreLlavaOnevision:
+    """The SCORE part shared by the simple and chat classes (module docstring)."""
+
+    def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
+                 position_ids: str = "original", frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
+        self._stock_init(stock)
+        from score_lit.baselines import build_compressor
+        from score_lit.config import MLLMConfig
+        from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
+
+        if type(self.model).__name__ != "LlavaOnevisionForConditionalGeneration":
+            raise ValueError(f"score_llava_onevision: {self.pretrained} loads {type(self.model).__name__}; "
+                             "a llava_onevision checkpoint (LlavaOnevisionForConditionalGeneration) is needed")  # fmt: skip
+        self.retention_ratio = float(retention_ratio)
+        if not 0.0 < self.retention_ratio <= 1.0:
+            raise ValueError(f"retention_ratio={retention_ratio!r}: use a value in (0, 1]")
+        self.frame_size, self.fit = int(frame_size), fit
+        cfg = MLLMConfig(family="llava_onevision", path=str(self.pretrained), position_ids=position_ids,
+                         dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"))  # fmt: skip
+        self.adapter = LlavaOnevisionAdapter(cfg, model=self.model, tokenizer=self.tokenizer)
+        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):  # as the adapter does from a path
+            pp = os.path.join(str(self.pretrained), name)
+            if os.path.isfile(pp):
+                pcfg = json.load(open(pp))
+                self.adapter.mean = tuple(pcfg.get("image_mean", self.adapter.mean))
+                self.adapter.std = tuple(pcfg.get("image_std", self.adapter.std))
+                break
+        self.compressor = None
+        if self.retention_ratio < 1.0:
+            if policy is None:
+                raise ValueError("score_llava_onevision needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
+            self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
+            self.hooks = ScoreHooks1D(self.model, lambda visual: self.compressor.select(visual, self.retention_ratio).keep,
+                                      position_ids=position_ids).attach()  # fmt: skip
+        eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}, "
+                         f"position_ids={position_ids}")  # fmt: skip
+
+    def _stock_init(self, stock: dict) -> None:
+        """The stock __init__; if it stops at the processor (no torchvision here), finish its tail here."""
+        bound = inspect.signature(_StockSimple.__init__).bind(self, **stock)
+        bound.apply_defaults()
+        a = bound.arguments
+        try:
+            super().__init__(**stock)
+            return
+        except Exception as e:  # noqa: BLE001 -- only past the model load (below), else re-raised
+            if not hasattr(self, "_model") or hasattr(self, "_tokenizer"):
+                raise
+            eval_logger.warning(f"LlavaHf: no processor ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                                "loglikelihood works, generate_until does not")  # fmt: skip
+        from accelerate import Accelerator
+        from transformers import AutoTokenizer
+
+        accelerator = Accelerator()
+        if accelerator.num_processes > 1:
+            raise RuntimeError("score_llava_onevision without a processor: single process only")
+        self.pretrained = a["pretrained"]
+        self._image_processor = None
+        self._tokenizer = AutoTokenizer.from_pretrained(a["pretrained"], revision=a["revision"])
+        self._config = self._model.config
+        self.batch_size_per_gpu = int(a["batch_size"])
+        self.chat_template = a["chat_template"]
+        self.use_cache = a["use_cache"]
+        if a["device_map"] != "auto":
+            self._model.to(self._device)
+        self._rank, self._world_size = 0, 1
+        self.accelerator = accelerator
+
+    # ------------------------------------------------------------ loglikelihood
+    @torch.no_grad()
+    def loglikelihood(self, requests) -> list:
+        from score_lit.baselines import apply_selection
+        from score_lit.curriculum import collate
+        from score_lit.data.common import Sample
+        from score_lit.data.video_qa import load_video
+
+        groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
+        for i, req in enumerate(requests):
+            _, _, _, doc_id, task, split = req.args
+            groups.setdefault((task, split, doc_id), []).append(i)
+        res: list = [None] * len(requests)
+        dev = self.adapter.device
+        for (task, split, doc_id), idx in tqdm(groups.items(), disable=self.rank != 0, desc="SCORE loglikelihood"):
+            doc_to_visual = requests[idx[0]].args[2]
+            videos = [v for v in doc_to_visual(self.task_dict[task][split][doc_id]) if isinstance(v, str)]
+            if len(videos) != 1:
+                raise NotImplementedError(f"score_llava_onevision loglikelihood: one video per document ({doc_id}: {len(videos)})")
+            frames, spf = load_video(videos[0], self.max_frames_num, self.frame_size, self.fit)
+            visual = None
+            for i in idx:
+                ctx, cont = requests[i].args[:2]
+                conts = [requests[j].args[1] for j in idx]
+                batch = collate([Sample(str(doc_id), frames, ctx, cont, conts, seconds_per_frame=spf)])
+                if visual is None:
+                    visual = self.adapter.encode(batch)
+                    if self.compressor is None:
+                        vis, masks = visual, torch.ones(1, 1, visual.num_tokens, dtype=torch.bool)
+                    else:
+                        vis, masks = apply_selection(visual, self.compressor.select(visual, self.retention_ratio))
+                scores = self.adapter.score(vis, self.adapter.tokenize(batch), masks.to(dev))
+                res[i] = (float(scores.ce[0, 0]), False)
+        # lmms-eval 0.7.3 str()s plain tuples in unwrap_generation_output; a GenerationResult passes through intact
+        # (see score_qwen2_5_vl.py).
+        return [GenerationResult(text=r) for r in res]
+
+
+class ScoreLlavaOnevision(_ScoreLlavaOnevision, _StockChat):
+    """Chat flavour (what `--model score_llava_onevision` resolves to)."""
+
+    is_simple = False
+
+
+class ScoreLlavaOnevisionSimple(_ScoreLlavaOnevision, _StockSimple):
+    """Simple flavour (`--force_simple`, needed for multiple_choice tasks, and the LMMS_EVAL_PLUGINS route)."""
+
+    is_simple = True

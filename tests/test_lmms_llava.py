@@ -1,0 +1,181 @@
+"""score_lit.lmms for LLaVA-OneVision (`--model score_llava_onevision`, lmms-eval's stock `llava_hf` wrappers).
+
+* ScoreHooks1D (no lmms-eval needed, default suite): `generate` on a hooked tiny random LLaVA-OneVision equals,
+  step by step, the stock forward on the FULL sequence with the dropped video tokens masked out as keys and the
+  full sequence's position ids (position_ids=original), or the stock forward on the pruned inputs_embeds with its
+  default positions (position_ids=compacted). The stock processor path cannot run here (LlavaOnevisionVideoProcessor
+  needs torchvision), so the <video> placeholders and pixel_values_videos are built without it.
+* lmms-eval (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh, skipped without it): the registry
+  resolves `score_llava_onevision`; the real CLI on a tiny random checkpoint + random policy gives the same
+  number of correct answers as `python -m score_lit eval` on the same questions and retention ratio.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+LMMS_VENV = ROOT / ".venv-lmms"
+BENCH = ROOT / "artifacts/toy-bench/test.jsonl"
+N_QUESTIONS, RATIO = 20, 0.1
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+
+
+@pytest.mark.parametrize("position_ids", ["original", "compacted"])
+def test_hooks_generate_equals_masked_full_sequence(position_ids):
+    from score_lit.config import MLLMConfig
+    from score_lit.lmms.hooks import ScoreHooks1D
+    from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
+
+    adapter = LlavaOnevisionAdapter(MLLMConfig(family="llava_onevision"))  # tiny random LLaVA-OneVision
+    model = adapter.model
+    frames = torch.randint(0, 256, (1, 6, 3, 40, 40), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    px = adapter.pixels(frames)
+    h, w = adapter.pooled
+    v = frames.shape[1] * h * w
+    before, after = adapter.cfg.prompt_template.split("{video}")
+    pre = adapter._ids([before])[0]
+    post = adapter._ids([after.replace("{question}", "which digit appeared ?")])[0]
+    vt = adapter.video_token_id
+    ids = torch.tensor([pre + [vt] * (v + 1) + post])  # the stock layout: T*N frame tokens + one newline
+    p = len(pre)
+    chosen = torch.zeros(v, dtype=torch.bool)
+    chosen[torch.randperm(v, generator=torch.Generator().manual_seed(1))[: v // 5]] = True
+    seen = []
+
+    def select(visual):
+        assert visual.grid == (frames.shape[1], h, w) and visual.num_tokens == v
+        seen.append(visual.tokens.clone())
+        return chosen[None]
+
+    hooks = ScoreHooks1D(model, select, position_ids=position_ids).attach()
+    gen = dict(max_new_tokens=4, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values_videos=px, **gen)
+    hooks.remove()
+    assert len(seen) == 1 and torch.equal(hooks.last_keep[0], chosen)
+    # The hook saw the projector + pooling output without the newline, in the adapter's VisualTokens layout.
+    assert torch.allclose(seen[0], adapter.encode(type("B", (), {"frames": frames})()).tokens, atol=1e-6)
+
+    keep = torch.ones(ids.shape[1], dtype=torch.bool)
+    keep[p : p + v] = chosen
+    seq, ref = ids.clone(), []
+    feats = model.model.get_video_features(px, return_dict=True).pooler_output.flatten(0, 1)
+    for _ in range(4):
+        if position_ids == "original":  # full sequence, dropped tokens masked as keys, ids 0..L-1
+            attn = torch.ones_like(seq)
+            attn[0, : len(keep)] = keep.long()
+            pos = torch.arange(seq.shape[1])[None]
+            logits = model(input_ids=seq, attention_mask=attn, position_ids=pos, pixel_values_videos=px).logits[0, -1]
+        else:  # the pruned sequence's embeddings, default positions
+            emb = model.get_input_embeddings()(seq)
+            emb = emb.masked_scatter((seq == vt)[..., None], feats.to(emb.dtype))
+            cols = torch.cat([keep, torch.ones(seq.shape[1] - len(keep), dtype=torch.bool)])
+            logits = model(inputs_embeds=emb[:, cols]).logits[0, -1]
+        ref.append(logits)
+        seq = torch.cat([seq, logits.argmax()[None, None]], dim=1)
+    assert torch.equal(out.sequences, seq)
+    for step, (a, b) in enumerate(zip(out.logits, ref)):
+        assert torch.allclose(a[0], b, atol=1e-4), f"decode step {step}: max |diff| {float((a[0] - b).abs().max()):.2e}"
+
+    # Removed hooks leave the stock model; pruning did change the logits.
+    plain = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values_videos=px, **gen)
+    full = model(input_ids=ids, pixel_values_videos=px).logits[0, -1]
+    assert torch.allclose(plain.logits[0][0], full, atol=1e-4)
+    assert not torch.allclose(plain.logits[0][0], out.logits[0][0], atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------------ lmms-eval
+
+
+def _need_lmms():
+    if not (LMMS_VENV / "bin/lmms-eval").is_file():
+        pytest.skip("no .venv-lmms/bin/lmms-eval: `make test-lmms` (or tools/lmms/setup_venv.sh) creates it")
+
+
+def _env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
+    return env
+
+
+@pytest.mark.lmms
+def test_lmms_registry_llava_onevision(tmp_path):
+    _need_lmms()
+    code = ("from lmms_eval.models import get_model, get_model_manifest; m = get_model_manifest('score_llava_onevision'); "
+            "print(m.chat_class_path, m.simple_class_path, get_model('score_llava_onevision').__name__, "
+            "get_model('score_llava_onevision', force_simple=True).__name__)")  # fmt: skip
+    out = subprocess.run([str(LMMS_VENV / "bin/python"), "-c", code], cwd=ROOT, env=_env(tmp_path), capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-4:] == [
+        "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevision",
+        "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevisionSimple",
+        "ScoreLlavaOnevision",
+        "ScoreLlavaOnevisionSimple",
+    ]
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
+    """lmms-eval's real CLI with `--model score_llava_onevision` on a tiny RANDOM LLaVA-OneVision checkpoint and a
+    RANDOM policy, over the first 20 toy questions, vs `python -m score_lit eval` on the same checkpoint / policy /
+    ratio. With random weights the accuracy is near chance: the point is that the two paths count the SAME number of
+    correct answers (same frames, same selection, same scoring), not the accuracy itself. The stock llava_hf wrapper
+    loads with dtype=auto, i.e. the checkpoint's float32, so score_lit eval runs with mllm.dtype=float32."""
+    _need_lmms()
+    if not BENCH.is_file():
+        pytest.skip(f"missing {BENCH.relative_to(ROOT)}: make eval's export builds it")
+    from score_lit.checkpoint import save_policy
+    from score_lit.config import MLLMConfig, PolicyConfig
+    from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
+    from score_lit.mllm.tiny import save_tiny_llava_onevision
+    from score_lit.policy import build_policy
+
+    ckpt = save_tiny_llava_onevision(tmp_path / "tiny-llava-ov")
+    identity = LlavaOnevisionAdapter(MLLMConfig(family="llava_onevision", path=str(ckpt))).identity()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
+    pol = save_policy(tmp_path / "policy.pt", policy, PolicyConfig(hidden=16), identity)
+
+    model_args = (f"pretrained={ckpt},policy={pol},retention_ratio={RATIO},max_frames_num=16,frame_size=64,"
+                  "device_map=cpu")  # fmt: skip
+    cmd = [str(LMMS_VENV / "bin/lmms-eval"), "--model", "score_llava_onevision", "--model_args", model_args,
+           "--include_path", "tools/lmms/tasks", "--tasks", "score_toy", "--limit", str(N_QUESTIONS),
+           "--batch_size", "1", "--device", "cpu", "--force_simple", "--output_path", str(tmp_path / "lmms")]  # fmt: skip
+    out = tmp_path / "score_lit"
+    sl_cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", "mllm.family=llava_onevision",
+              f"mllm.path={ckpt}", f"eval.policy={pol}", "eval.methods=[score]", f"eval.ratios=[{RATIO}]",
+              f"eval.limit={N_QUESTIONS}", "eval.batch_size=1", "mllm.dtype=float32", "eval.viz_samples=0",
+              f"eval.out_dir={out}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    # Both runs at once (two processes, ~20 s saved on 2 cores).
+    logs = [tmp_path / "lmms-eval.log", tmp_path / "score_lit-eval.log"]
+    procs = [subprocess.Popen(c, cwd=ROOT, env=e, stdout=open(f, "w"), stderr=subprocess.STDOUT)
+             for c, e, f in ((cmd, _env(tmp_path), logs[0]), (sl_cmd, None, logs[1]))]  # fmt: skip
+    for p in procs:
+        p.wait(timeout=600)
+    log, sl_log = (f.read_text() for f in logs)
+    run = procs[0]
+    assert run.returncode == 0 and "Error during evaluation" not in log, log[-5000:]
+    files = sorted((tmp_path / "lmms").rglob("*_results.json"))
+    assert files, f"no results json under {tmp_path / 'lmms'}:\n{log[-3000:]}"
+    res = json.loads(files[-1].read_text())
+    acc, n = res["results"]["score_toy"]["acc,none"], res["n-samples"]["score_toy"]["effective"]
+
+    assert procs[1].returncode == 0, sl_log[-5000:]
+    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"] == "score" and r["family"] != "all"]
+    n_sl = sum(int(r["n"]) for r in rows)
+    correct_sl = sum(round(float(r["accuracy"]) * int(r["n"])) for r in rows)
+    assert n == n_sl == N_QUESTIONS
+    assert round(acc * n) == correct_sl, f"lmms-eval acc {acc} ({round(acc * n)}/{n}) != score_lit eval {correct_sl}/{n}"
