@@ -1,4 +1,4 @@
-"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--families a,b] [--quick]`: train the toy MLLM.
+"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--families a,b] [--text-layers L] [--quick]`: train the toy MLLM.
 
 Trains score_lit.toy_mllm's frozen toy Qwen2.5-VL (minutes on 2 CPU cores), saves it as a Hugging Face
 directory usable as `mllm.path=DIR`, evaluates it on the held-out test split with all visual tokens and
@@ -20,6 +20,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
     p.add_argument("--seed", type=int, default=ToyConfig.seed)
     p.add_argument("--families", default="", help="comma-separated synthetic families (default: all registered)")
     p.add_argument("--quick", action="store_true", help="seconds-long run at tiny widths (tests)")
+    p.add_argument("--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})")
     ns = p.parse_args(args)
     families = tuple(f for f in ns.families.split(",") if f)
 
@@ -29,7 +30,8 @@ def cmd_toy_mllm(args: list[str]) -> int:
 
     hf_logging.disable_progress_bar()  # the weight-loading bars would drown the progress lines
     make = quick_config if ns.quick else ToyConfig
-    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, families=families))
+    extra = {} if ns.text_layers is None else {"text_layers": ns.text_layers}
+    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, families=families, **extra))
     report = json.loads((out / "accuracy.json").read_text())
     print(out)
     for name, acc in report["families"].items():
