@@ -38,16 +38,14 @@ from __future__ import annotations
 import inspect
 import json
 import os
-from collections import OrderedDict
 
 import torch
-from lmms_eval.api.instance import GenerationResult
 from lmms_eval.models.chat.llava_hf import LlavaHf as _StockChat
 from lmms_eval.models.simple.llava_hf import LlavaHf as _StockSimple
 from loguru import logger as eval_logger
-from tqdm import tqdm
 
 from score_lit.lmms.hooks import ScoreHooks1D
+from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -123,39 +121,7 @@ class _ScoreLlavaOnevision:
     # ------------------------------------------------------------ loglikelihood
     @torch.no_grad()
     def loglikelihood(self, requests) -> list:
-        from score_lit.baselines import apply_selection
-        from score_lit.curriculum import collate
-        from score_lit.data.common import Sample
-        from score_lit.data.video_qa import load_video
-
-        groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
-        for i, req in enumerate(requests):
-            _, _, _, doc_id, task, split = req.args
-            groups.setdefault((task, split, doc_id), []).append(i)
-        res: list = [None] * len(requests)
-        dev = self.adapter.device
-        for (task, split, doc_id), idx in tqdm(groups.items(), disable=self.rank != 0, desc="SCORE loglikelihood"):
-            doc_to_visual = requests[idx[0]].args[2]
-            videos = [v for v in doc_to_visual(self.task_dict[task][split][doc_id]) if isinstance(v, str)]
-            if len(videos) != 1:
-                raise NotImplementedError(f"score_llava_onevision loglikelihood: one video per document ({doc_id}: {len(videos)})")
-            frames, spf = load_video(videos[0], self.max_frames_num, self.frame_size, self.fit)
-            visual = None
-            for i in idx:
-                ctx, cont = requests[i].args[:2]
-                conts = [requests[j].args[1] for j in idx]
-                batch = collate([Sample(str(doc_id), frames, ctx, cont, conts, seconds_per_frame=spf)])
-                if visual is None:
-                    visual = self.adapter.encode(batch)
-                    if self.compressor is None:
-                        vis, masks = visual, torch.ones(1, 1, visual.num_tokens, dtype=torch.bool)
-                    else:
-                        vis, masks = apply_selection(visual, self.compressor.select(visual, self.retention_ratio))
-                scores = self.adapter.score(vis, self.adapter.tokenize(batch), masks.to(dev))
-                res[i] = (float(scores.ce[0, 0]), False)
-        # lmms-eval 0.7.3 str()s plain tuples in unwrap_generation_output; a GenerationResult passes through intact
-        # (see score_qwen2_5_vl.py).
-        return [GenerationResult(text=r) for r in res]
+        return score_loglikelihood(self, requests, "score_llava_onevision", self.max_frames_num)
 
 
 class ScoreLlavaOnevision(_ScoreLlavaOnevision, _StockChat):

@@ -35,16 +35,14 @@ import dataclasses
 import inspect
 import json
 import os
-from collections import OrderedDict
 
 import torch
-from lmms_eval.api.instance import GenerationResult
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _StockSimple
 from loguru import logger as eval_logger
-from tqdm import tqdm
 
 from score_lit.lmms.hooks import ScoreHooks
+from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
@@ -117,40 +115,7 @@ class _ScoreQwen:
     # ------------------------------------------------------------ loglikelihood
     @torch.no_grad()
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        from score_lit.baselines import apply_selection
-        from score_lit.curriculum import collate
-        from score_lit.data.common import Sample
-        from score_lit.data.video_qa import load_video
-
-        groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
-        for i, req in enumerate(requests):
-            _, _, _, doc_id, task, split = req.args
-            groups.setdefault((task, split, doc_id), []).append(i)
-        res: list = [None] * len(requests)
-        dev = self.adapter.device
-        for (task, split, doc_id), idx in tqdm(groups.items(), disable=self.rank != 0, desc="SCORE loglikelihood"):
-            doc_to_visual = requests[idx[0]].args[2]
-            videos = [v for v in doc_to_visual(self.task_dict[task][split][doc_id]) if isinstance(v, str)]
-            if len(videos) != 1:
-                raise NotImplementedError(f"score_qwen2_5_vl loglikelihood: one video per document ({doc_id}: {len(videos)})")
-            frames, spf = load_video(videos[0], self.max_num_frames, self.frame_size, self.fit, self.fps)
-            visual = None
-            for i in idx:
-                ctx, cont = requests[i].args[:2]
-                conts = [requests[j].args[1] for j in idx]
-                batch = collate([Sample(str(doc_id), frames, ctx, cont, conts, seconds_per_frame=spf)])
-                if visual is None:
-                    visual = self.adapter.encode(batch)
-                    if self.compressor is None:
-                        vis, masks = visual, torch.ones(1, 1, visual.num_tokens, dtype=torch.bool)
-                    else:
-                        vis, masks = apply_selection(visual, self.compressor.select(visual, self.retention_ratio))
-                scores = self.adapter.score(vis, self.adapter.tokenize(batch), masks.to(dev))
-                res[i] = (float(scores.ce[0, 0]), False)
-        # lmms-eval 0.7.3's evaluator passes every response through unwrap_generation_output, which turns a
-        # (loss, is_greedy) tuple into its str() and breaks multiple_choice's `lls, is_greedy = zip(*results)`;
-        # a GenerationResult is passed through as-is (its .text untouched), so the tuple arrives intact.
-        return [GenerationResult(text=r) for r in res]
+        return score_loglikelihood(self, requests, "score_qwen2_5_vl", self.max_num_frames, self.fps)
 
 
 class ScoreQwen2_5_VL(_ScoreQwen, _StockChat):
