@@ -37,7 +37,57 @@ from torch import Tensor
 from score_lit.types import VisualTokens
 
 
-class ScoreHooks:
+class _PruningHooks:
+    """What both families share: the language-model pre-hook that prunes the prefill (`_prune`, per family) and then,
+    at every decode step, trims generate's 2-D attention mask to the pruned cache and sets the step's position ids
+    (`_decode_positions`, per family)."""
+
+    _handles: list
+    _kept: Tensor | None  # [L'] columns of the last pruned prefill (of L)
+    _prefill_len: int
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles, self._kept = [], None
+
+    @property
+    def _dropped(self) -> int:
+        return self._prefill_len - (0 if self._kept is None else len(self._kept))
+
+    def _input_ids(self) -> Tensor | None:
+        raise NotImplementedError
+
+    def _decode_positions(self, pos: Tensor | None, emb: Tensor, past: int) -> Tensor | None:
+        raise NotImplementedError
+
+    def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
+        raise NotImplementedError
+
+    def _inner(self, module, args, kwargs):
+        emb = kwargs.get("inputs_embeds")
+        cache = kwargs.get("past_key_values")
+        past = cache.get_seq_length() if cache is not None else 0
+        ids = self._input_ids()
+        if emb is None:
+            return None
+        if past == 0:
+            self._kept = None
+            if ids is None or ids.shape[1] != emb.shape[1] or not bool((ids == self.video_token_id).any()):
+                return None  # no video in this prompt: nothing to prune
+            return args, self._prune(ids, emb, kwargs)
+        if self._kept is None:
+            return None
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
+            kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
+        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
+            raise NotImplementedError(f"{type(self).__name__}: decode-step attention mask {type(mask).__name__} not supported")
+        kwargs["position_ids"] = self._decode_positions(kwargs.get("position_ids"), emb, past)
+        return args, kwargs
+
+
+class ScoreHooks(_PruningHooks):
     """Forward pre-hooks that drop the video tokens `select` does not keep (module docstring)."""
 
     def __init__(self, model, select: Callable[[VisualTokens], Tensor]):
@@ -62,11 +112,6 @@ class ScoreHooks:
         ]
         return self
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles, self._kept = [], None
-
     # ------------------------------------------------------------------ hooks
     def _outer(self, module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -79,33 +124,13 @@ class ScoreHooks:
             self._vision_grid = grid
         return None
 
-    def _inner(self, module, args, kwargs):
-        emb = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
-        past = cache.get_seq_length() if cache is not None else 0
-        ids = self._call.get("input_ids")
-        if emb is None:
-            return None
-        if past == 0:
-            self._kept = None
-            if ids is None or ids.shape[1] != emb.shape[1] or not bool((ids == self.video_token_id).any()):
-                return None  # no video in this prompt: nothing to prune
-            return args, self._prune(ids, emb, kwargs)
-        if self._kept is None:
-            return None
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
-            kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
-        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
-            raise NotImplementedError(f"ScoreHooks: decode-step attention mask {type(mask).__name__} not supported")
-        kwargs["position_ids"] = self._three_rows(kwargs.get("position_ids"))
-        return args, kwargs
+    def _input_ids(self) -> Tensor | None:
+        return self._call.get("input_ids")
+
+    def _decode_positions(self, pos: Tensor | None, emb: Tensor, past: int) -> Tensor | None:
+        return self._three_rows(pos)  # generate's own ids of the unpruned sequence, as 3 M-RoPE rows
 
     # --------------------------------------------------------------- pruning
-    @property
-    def _dropped(self) -> int:
-        return self._prefill_len - (0 if self._kept is None else len(self._kept))
-
     @staticmethod
     def _three_rows(pos: Tensor | None) -> Tensor | None:
         return pos[1:] if pos is not None and pos.ndim == 3 and pos.shape[0] == 4 else pos
@@ -143,7 +168,7 @@ class ScoreHooks:
         return kwargs
 
 
-class ScoreHooks1D:
+class ScoreHooks1D(_PruningHooks):
     """ScoreHooks for LLaVA-OneVision / LLaVA-Video (LlavaOnevisionForConditionalGeneration: Qwen2 LM, 1-D RoPE).
 
     Same two pre-hooks (top-level model: the call's input_ids; `model.model.language_model`: after the stock forward
@@ -176,9 +201,6 @@ class ScoreHooks1D:
         self._prefill_len = 0
         self.last_keep: Tensor | None = None
 
-    remove = ScoreHooks.remove
-    _dropped = ScoreHooks._dropped
-
     def attach(self) -> "ScoreHooks1D":
         if not self._handles:
             self._handles = [
@@ -191,34 +213,17 @@ class ScoreHooks1D:
         self._ids = kwargs.get("input_ids", args[0] if args else None)
         return None
 
-    def _inner(self, module, args, kwargs):
-        emb = kwargs.get("inputs_embeds")
-        cache = kwargs.get("past_key_values")
-        past = cache.get_seq_length() if cache is not None else 0
-        ids = self._ids
-        if emb is None:
-            return None
-        if past == 0:
-            self._kept = None
-            if ids is None or ids.shape[1] != emb.shape[1] or not bool((ids == self.video_token_id).any()):
-                return None
-            return args, self._prune(ids, emb, kwargs)
-        if self._kept is None:
-            return None
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
-            kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
-        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
-            raise NotImplementedError(f"ScoreHooks1D: decode-step attention mask {type(mask).__name__} not supported")
-        pos = kwargs.get("position_ids")
+    def _input_ids(self) -> Tensor | None:
+        return self._ids
+
+    def _decode_positions(self, pos: Tensor | None, emb: Tensor, past: int) -> Tensor:
         if pos is None:  # the model's default would be past + arange (compacted); the original ids add the dropped
             pos = torch.arange(emb.shape[1], device=emb.device)[None] + past
             if self.position_ids == "original":
                 pos = pos + self._dropped
         elif self.position_ids == "compacted":
             pos = pos - self._dropped
-        kwargs["position_ids"] = pos
-        return args, kwargs
+        return pos
 
     def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
         if ids.shape[0] != 1:
