@@ -220,3 +220,60 @@ def options_in_text(text: str) -> list[str] | None:
         if m and m.group(1) == option_letter(len(found)):
             found.append(m.group(2))
     return found if len(found) >= 2 else None
+
+
+def llava_qas(conversations: object) -> list[tuple[str, str, list[str]]]:
+    """LLaVA `conversations` -> [(question, answer, options)] per human/gpt pair. Options are the 'A. x' lines of
+    the question when the answer resolves to one of them (the answer becomes that option's text); otherwise the
+    pair is open-ended (options [], the gpt text as the answer)."""
+    qas = []
+    for q, a in conversation_turns(conversations):
+        opts = options_in_text(q) or []
+        try:
+            a = resolve_answer(a, opts) if opts else a
+        except ValueError:
+            opts = []  # a free-text answer to a question that lists choices: open-ended
+        qas.append((q, a, opts))
+    return qas
+
+
+def row_id(obj: dict, path: str, line: int) -> str:
+    """The row's "id", or "<file stem>:<line>" when it has none."""
+    import os
+
+    return str(obj["id"]) if obj.get("id") is not None else f"{os.path.splitext(os.path.basename(path))[0]}:{line}"
+
+
+def read_qa_file(path, root: str | None, check_files: bool, parse_row, media: str) -> tuple[list[tuple], list[Problem], int]:
+    """The reading loop shared by the image- and video-QA readers.
+
+    parse_row(obj, line, path, root) -> (row id, absolute media path, [(question, answer, options)], extra, meta)
+    or ValueError(reason). Rows that fail, repeat an earlier id, or (check_files) name a missing `media` file become
+    Problems. Returns ([(line, record id, media path, extra, question, answer, options, meta)] one per QA pair:
+    id "<row id>#<turn>" and meta["turn"] when a row has several, the problems sorted by line, the number of rows
+    in the file (a file-level "malformed JSON list" problem is not a row)."""
+    import os
+
+    path = str(path)
+    rows, problems = read_rows(path)
+    n_rows = len(rows) + sum(p.line is not None and not p.reason.startswith("malformed JSON list") for p in problems)
+    root = str(root) if root is not None else os.path.dirname(os.path.abspath(path))
+    out, seen = [], {}
+    for line, obj in rows:
+        try:
+            rid, file, qas, extra, meta = parse_row(obj, line, path, root)
+        except ValueError as e:
+            problems.append(Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None))
+            continue
+        if rid in seen:
+            problems.append(Problem(path, line, f"duplicate id (first at line {seen[rid]})", sample_id=rid))
+            continue
+        seen[rid] = line
+        if check_files and not os.path.isfile(file):
+            problems.append(Problem(path, line, f"{media} file not found", sample_id=rid, path=file))
+            continue
+        for t, (q, a, opts) in enumerate(qas, start=1):
+            rec_id, m = (f"{rid}#{t}", {**meta, "turn": t}) if len(qas) > 1 else (rid, dict(meta))
+            out.append((line, rec_id, file, extra, q, a, opts, m))
+    problems.sort(key=lambda p: p.line if p.line is not None else 0)
+    return out, problems, n_rows

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from .common import FITS, Problem, Sample, SampleError, conversation_turns, fit_frames, options_in_text, read_rows, resolve_answer
+from .common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
 
 CACHE_VERSION = "pseudo_video/1"  # bump when the frames a (seed, index) gives change
 _PLAIN_KEYS = ("id", "image", "question", "answer", "options")
@@ -91,51 +91,23 @@ def _image_path(obj: dict, root: str) -> str:
     return os.path.abspath(os.path.join(root, image))
 
 
-def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], dict]:
-    """One row -> (row id, image path, [(question, answer, options)], meta). Raises ValueError with the reason."""
-    row_id = str(obj["id"]) if obj.get("id") is not None else f"{os.path.splitext(os.path.basename(path))[0]}:{line}"
+def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], None, dict]:
+    """One row -> (row id, image path, [(question, answer, options)], no extra, meta). Raises ValueError with the reason."""
     llava = "conversations" in obj
     image = _image_path(obj, root)
     if llava:
-        qas = []
-        for q, a in conversation_turns(obj["conversations"]):
-            opts = options_in_text(q) or []
-            try:
-                a = resolve_answer(a, opts) if opts else a
-            except ValueError:
-                opts = []  # a free-text answer to a question that lists choices: open-ended
-            qas.append((q, a, opts))
+        qas = llava_qas(obj["conversations"])
     else:
         question, _ = _text(obj, "question"), _text(obj, "answer")
         opts, answer = _options(obj)
         qas = [(question, resolve_answer(answer, opts) if opts else str(answer).strip(), opts)]
     meta = {k: v for k, v in obj.items() if k not in (_LLAVA_KEYS if llava else _PLAIN_KEYS)}
-    return row_id, image, qas, {**meta, "source": path}
+    return row_id(obj, path, line), image, qas, None, {**meta, "source": path}
 
 
 def _read(path: str, root: str | None, check_files: bool) -> tuple[list[ImageQARecord], list[Problem], int]:
-    rows, problems = read_rows(path)
-    n_rows = len(rows) + sum(p.line is not None for p in problems)
-    root = root if root is not None else os.path.dirname(os.path.abspath(path))
-    records, seen = [], {}
-    for line, obj in rows:
-        try:
-            row_id, image, qas, meta = _parse_row(obj, line, path, root)
-        except ValueError as e:
-            problems.append(Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None))
-            continue
-        if row_id in seen:
-            problems.append(Problem(path, line, f"duplicate id (first at line {seen[row_id]})", sample_id=row_id))
-            continue
-        seen[row_id] = line
-        if check_files and not os.path.isfile(image):
-            problems.append(Problem(path, line, "image file not found", sample_id=row_id, path=image))
-            continue
-        for t, (q, a, opts) in enumerate(qas, start=1):
-            rid, m = (f"{row_id}#{t}", {**meta, "turn": t}) if len(qas) > 1 else (row_id, dict(meta))
-            records.append(ImageQARecord(rid, image, q, a, opts, line, m))
-    problems.sort(key=lambda p: p.line if p.line is not None else 0)
-    return records, problems, n_rows
+    turns, problems, n_rows = read_qa_file(path, root, check_files, _parse_row, "image")
+    return [ImageQARecord(rid, image, q, a, opts, line, m) for line, rid, image, _, q, a, opts, m in turns], problems, n_rows
 
 
 def read_image_qa(path: str, root: str | None = None, check_files: bool = True) -> tuple[list[ImageQARecord], list[Problem]]:

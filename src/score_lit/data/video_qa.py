@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .common import FITS, Problem, Sample, SampleError, conversation_turns, fit_frames, options_in_text, read_rows, resolve_answer
+from .common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
 
 _LLAVA_KEYS = ("id", "video", "conversations", "start", "end")
 _MC_KEYS = ("id", "video", "question", "options", "answer", "start", "end")
@@ -115,18 +115,10 @@ def _seconds(obj: dict, key: str) -> float | None:
 
 def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], tuple, dict]:
     """One row -> (row id, video path, [(question, answer, options)], (start, end), meta). Raises ValueError."""
-    row_id = str(obj["id"]) if obj.get("id") is not None else f"{os.path.splitext(os.path.basename(path))[0]}:{line}"
     llava = "conversations" in obj
     video = _text(obj, "video")
     if llava:
-        qas = []
-        for q, a in conversation_turns(obj["conversations"]):
-            opts = options_in_text(q) or []
-            try:
-                a = resolve_answer(a, opts) if opts else a
-            except ValueError:
-                opts = []  # a free-text answer to a question that lists choices: open-ended
-            qas.append((q, a, opts))
+        qas = llava_qas(obj["conversations"])
     else:
         question, answer_text = _text(obj, "question"), _text(obj, "answer")
         opts, answer = _options(obj)
@@ -135,32 +127,12 @@ def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, li
     if start is not None and end is not None and start >= end:
         raise ValueError(f"start {start:g} s >= end {end:g} s: the clip window is empty")
     meta = {k: v for k, v in obj.items() if k not in (_LLAVA_KEYS if llava else _MC_KEYS)}
-    return row_id, os.path.abspath(os.path.join(root, video)), qas, (start, end), {**meta, "source": path}
+    return row_id(obj, path, line), os.path.abspath(os.path.join(root, video)), qas, (start, end), {**meta, "source": path}
 
 
 def _read(path: str, root: str | None, check_files: bool) -> tuple[list[VideoQARecord], list[Problem], int]:
-    path = str(path)
-    rows, problems = read_rows(path)
-    n_rows = len(rows) + sum(p.line is not None and not p.reason.startswith("malformed JSON list") for p in problems)
-    root = str(root) if root is not None else os.path.dirname(os.path.abspath(path))
-    records, seen = [], {}
-    for line, obj in rows:
-        try:
-            row_id, video, qas, (start, end), meta = _parse_row(obj, line, path, root)
-        except ValueError as e:
-            problems.append(Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None))
-            continue
-        if row_id in seen:
-            problems.append(Problem(path, line, f"duplicate id (first at line {seen[row_id]})", sample_id=row_id))
-            continue
-        seen[row_id] = line
-        if check_files and not os.path.isfile(video):
-            problems.append(Problem(path, line, "video file not found", sample_id=row_id, path=video))
-            continue
-        for t, (q, a, opts) in enumerate(qas, start=1):
-            rid, m = (f"{row_id}#{t}", {**meta, "turn": t}) if len(qas) > 1 else (row_id, dict(meta))
-            records.append(VideoQARecord(rid, video, q, a, opts, start, end, line, m))
-    problems.sort(key=lambda p: p.line if p.line is not None else 0)
+    turns, problems, n_rows = read_qa_file(path, root, check_files, _parse_row, "video")
+    records = [VideoQARecord(rid, video, q, a, opts, start, end, line, m) for line, rid, video, (start, end), q, a, opts, m in turns]
     return records, problems, n_rows
 
 
