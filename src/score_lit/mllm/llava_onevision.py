@@ -54,7 +54,7 @@ from torch import Tensor
 
 from score_lit.config import MLLMConfig
 from score_lit.mllm.preprocess import resize_frames
-from score_lit.mllm.qwen_vl import _DTYPES, PromptBatch, QwenVLAdapter, _rotate
+from score_lit.mllm.qwen_vl import _DTYPES, PromptBatch, QwenVLAdapter, _rotate, answer_scores, compact
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
@@ -188,12 +188,8 @@ class LlavaOnevisionAdapter:
         masks = masks.to(dev, torch.bool)
         video_keep = (kind == 1)[:, None] & masks.gather(2, vid_idx[:, None].expand(b, k, lf))
         keep = ((kind == 0) | (kind == 2))[:, None] | video_keep  # text and newline always, video per mask  [B, K, Lf]
-        order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)  # kept slots first, in order
-        length = int(keep.sum(-1).max())
-        order = order[..., :length]  # [B, K, L]
-        attn = keep.gather(-1, order)  # [B, K, L]
-        bi = torch.arange(b, device=dev)[:, None, None]
-        emb = full[bi, order].reshape(b * k, length, d)
+        emb, order, attn = compact(full, keep)
+        length = order.shape[-1]
         if self.cfg.position_ids == "compacted":
             pids = (attn.long().cumsum(-1) - 1).clamp(min=0) * attn
         else:  # original: the slot index in the full sequence (= its position id there)
@@ -204,23 +200,9 @@ class LlavaOnevisionAdapter:
         ).last_hidden_state.view(b, k, length, d)
 
         # Answer token a sits at compacted index n_pre + kept_k + 1 (newline) + answer_start + a; predicted at index - 1.
-        a_max = max(prompts.answer_len)
-        a_len = torch.tensor(prompts.answer_len, device=dev)
         n_pre = torch.tensor([len(p) for p in prompts.pre_ids], device=dev)
         first = n_pre[:, None] + masks.sum(-1) + torch.tensor(prompts.answer_start, device=dev)[:, None]  # +1 newline -1 predict
-        ar = torch.arange(a_max, device=dev)
-        valid = ar[None, :] < a_len[:, None]  # [B, A]
-        idx = (first[..., None] + ar).clamp(max=length - 1)  # [B, K, A]
-        logits = self.model.lm_head(hidden.gather(2, idx[..., None].expand(-1, -1, -1, d))).float()  # [B, K, A, vocab]
-        targets = torch.zeros((b, a_max), dtype=torch.long)
-        for i, (post, s, n) in enumerate(zip(prompts.post_ids, prompts.answer_start, prompts.answer_len)):
-            targets[i, :n] = torch.tensor(post[s : s + n], dtype=torch.long)
-        targets = targets.to(dev)[:, None, :, None].expand(-1, k, -1, -1)
-        nll = -F.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # [B, K, A]
-        ce = (nll * valid[:, None]).sum(-1) / a_len[:, None]
-        opt = prompts.option_ids.to(dev)  # [B, C]
-        option_logits = logits[:, :, 0].gather(-1, opt.clamp(min=0)[:, None].expand(-1, k, -1))
-        return LLMScores(ce=ce, option_logits=option_logits.masked_fill((opt < 0)[:, None], float("-inf")))
+        return answer_scores(self.model.lm_head, hidden, first, prompts)
 
     # ------------------------------------------------------ video attention
     def _prompt_sequence(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -221,37 +221,17 @@ class QwenVLAdapter:
 
         masks = masks.to(dev, torch.bool)
         keep = (kind == 0)[:, None] | ((kind == 1)[:, None] & masks.gather(2, vid_idx[:, None].expand(b, k, lf)))
-        order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)  # kept slots first, in order
-        length = int(keep.sum(-1).max())
-        order = order[..., :length]  # [B, K, L]
-        attn = keep.gather(-1, order)  # [B, K, L]
+        emb, order, attn = compact(full, keep)
+        length = order.shape[-1]
         bi = torch.arange(b, device=dev)[:, None, None]
-        emb = full[bi, order].reshape(b * k, length, d)
         pids = (pos.transpose(1, 2)[bi, order] * attn[..., None]).permute(3, 0, 1, 2).reshape(3, b * k, length)
         hidden = self.model.model.language_model(
             inputs_embeds=emb, attention_mask=attn.reshape(b * k, length).long(), position_ids=pids, use_cache=False
         ).last_hidden_state.view(b, k, length, d)
 
         # Answer rows: the token at compacted index n_pre + kept_k + answer_start + a is predicted at index - 1.
-        a_max = max(prompts.answer_len)
-        a_len = torch.tensor(prompts.answer_len, device=dev)
         first = torch.tensor(n_pre, device=dev)[:, None] + masks.sum(-1) + torch.tensor(prompts.answer_start, device=dev)[:, None] - 1
-        ar = torch.arange(a_max, device=dev)
-        valid = ar[None, :] < a_len[:, None]  # [B, A]
-        idx = (first[..., None] + ar).clamp(max=length - 1)  # [B, K, A]
-        states = hidden.gather(2, idx[..., None].expand(-1, -1, -1, d))
-        logits = self.model.lm_head(states).float()  # [B, K, A, vocab]
-        targets = torch.zeros((b, a_max), dtype=torch.long)
-        for i, (post, s, n) in enumerate(zip(prompts.post_ids, prompts.answer_start, prompts.answer_len)):
-            targets[i, :n] = torch.tensor(post[s : s + n], dtype=torch.long)
-        targets = targets.to(dev)[:, None, :, None].expand(-1, k, -1, -1)
-        nll = -F.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # [B, K, A]
-        ce = (nll * valid[:, None]).sum(-1) / a_len[:, None]
-        opt = prompts.option_ids.to(dev)  # [B, C]
-        first_logits = logits[:, :, 0]  # [B, K, vocab]
-        option_logits = first_logits.gather(-1, opt.clamp(min=0)[:, None].expand(-1, k, -1))
-        option_logits = option_logits.masked_fill((opt < 0)[:, None], float("-inf"))
-        return LLMScores(ce=ce, option_logits=option_logits)
+        return answer_scores(self.model.lm_head, hidden, first, prompts)
 
 
     # ------------------------------------------------------ video attention
@@ -334,6 +314,41 @@ class QwenVLAdapter:
         probs = logits.masked_fill(~causal[:, None], float("-inf")).softmax(-1).mean(1)  # [B, L]
         cols = start[:, None] + torch.arange(visual.num_tokens, device=emb.device)
         return probs.gather(1, cols)
+
+
+def compact(full: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The B*K rows of one padded batch, no loop over K: full [B, Lf, D] sequences and keep [B, K, Lf] bool ->
+    (emb [B*K, L, D], order [B, K, L] the full-sequence index of each compacted slot, attn [B, K, L] bool), L the
+    longest kept row. A stable argsort of ~keep puts kept slots first, in their original order; padding after."""
+    b, k, _ = keep.shape
+    length = int(keep.sum(-1).max())
+    order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)[..., :length]  # [B, K, L]
+    attn = keep.gather(-1, order)  # [B, K, L]
+    bi = torch.arange(b, device=full.device)[:, None, None]
+    return full[bi, order].reshape(b * k, length, full.shape[-1]), order, attn
+
+
+def answer_scores(lm_head, hidden: Tensor, first: Tensor, prompts: PromptBatch) -> LLMScores:
+    """hidden [B, K, L, D] LLM states of the compacted rows, first [B, K] the index that predicts each row's first
+    answer token -> CE over the answer tokens [B, K] (lm_head on [B, K, A] states only) and the options'
+    first-token logits [B, K, C] (-inf where a row has fewer options)."""
+    b, k, length, d = hidden.shape
+    dev = hidden.device
+    a_max = max(prompts.answer_len)
+    a_len = torch.tensor(prompts.answer_len, device=dev)
+    ar = torch.arange(a_max, device=dev)
+    valid = ar[None, :] < a_len[:, None]  # [B, A]
+    idx = (first[..., None] + ar).clamp(max=length - 1)  # [B, K, A]
+    logits = lm_head(hidden.gather(2, idx[..., None].expand(-1, -1, -1, d))).float()  # [B, K, A, vocab]
+    targets = torch.zeros((b, a_max), dtype=torch.long)
+    for i, (post, s, n) in enumerate(zip(prompts.post_ids, prompts.answer_start, prompts.answer_len)):
+        targets[i, :n] = torch.tensor(post[s : s + n], dtype=torch.long)
+    targets = targets.to(dev)[:, None, :, None].expand(-1, k, -1, -1)
+    nll = -F.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # [B, K, A]
+    ce = (nll * valid[:, None]).sum(-1) / a_len[:, None]
+    opt = prompts.option_ids.to(dev)  # [B, C]
+    option_logits = logits[:, :, 0].gather(-1, opt.clamp(min=0)[:, None].expand(-1, k, -1))
+    return LLMScores(ce=ce, option_logits=option_logits.masked_fill((opt < 0)[:, None], float("-inf")))
 
 
 class Qwen25VLAdapter(QwenVLAdapter):
