@@ -76,3 +76,11 @@ def test_quick_run_is_deterministic(quick_dir, tmp_path, capsys):
     assert str(tmp_path / "b") in capsys.readouterr().out
     a, b = load_file(quick_dir / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):
+    assert quick_config().text_layers == 1
+    assert cmd_toy_mllm(["--quick", "--text-layers", "3", "--out", str(tmp_path / "deep")]) == 0
+    cfg = json.loads((tmp_path / "deep" / "config.json").read_text())
+    assert cfg["text_config"]["num_hidden_layers"] == 3
+    assert json.loads((quick_dir / "config.json").read_text())["text_config"]["num_hidden_layers"] == 1
