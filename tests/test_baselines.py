@@ -292,3 +292,25 @@ def test_score_loads_a_saved_policy_and_checks_the_width(tmp_path):
         ScoreCompressor(policy_path=path, mllm=other)
     with pytest.raises(ValueError, match="needs a policy"):
         ScoreCompressor()
+
+
+# ---- selection FLOPs (score_lit.flops) --------------------------------------------------------------
+
+
+def test_selection_flops_of_every_method_by_hand():
+    # T = 4 units of N = 4 tokens, D = 3 (V = 16), r = 0.25 (k = 4); the text length and LLM do not matter here.
+    got = {c.name: c.selection_flops((4, 4, 3), 0.25, 30, None) for c in _all()}
+    assert got == {
+        "uniform": 0, "random": 0,
+        "pool": 16 * 3,  # window sums and means: V D
+        "surprise": 3 * 16 * 3,  # residuals V D ("next": unit 0 against unit 1) + norms 2 V D
+        # k_d = round(0.85 * 4) = 3, k_c = 1, M = 13: norms 2*16*3 = 96, normalise + merge 2*13*3 = 78,
+        # cosine of 12 members to 1 centre 2*3*12 = 72
+        "visionzip": 96 + 78 + 72,
+        "dycoke": 6 * 16 * 3,  # normalise 3 V D, cosine 2 V D, merge V D
+        # hidden 4: dX 3*4*3 = 36, LNs 10*16*3 = 480, MLP 16 * (4*3*4 + 4*4 + 1) = 16 * 65 = 1040
+        "score": 36 + 480 + 1040,
+    }  # fmt: skip
+    assert SurpriseTopK("zero").selection_flops((4, 4, 3), 0.25, 30) == 3 * 4 * 3 + 2 * 3 * 12  # unit 0 unscored
+    with pytest.raises(NotImplementedError, match="Linear"):
+        ScoreCompressor(torch.nn.Linear(6, 1)).selection_flops((4, 4, 3), 0.25, 30)

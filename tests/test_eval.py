@@ -1,5 +1,6 @@
-"""The retention sweep end to end on the tiny model: CSV columns and arithmetic, flags, the MLflow
-parent / child runs, the files, the CSV path printed last; and the viz command's pictures."""
+"""The retention sweep end to end on the tiny model: CSV columns and arithmetic, flags, the FLOPs columns
+(FastV above vanilla on the 2-layer LLM, SCORE far below at 10%), the MLflow parent / child runs, the files,
+the CSV path printed last; and the viz command's pictures."""
 
 import csv
 
@@ -10,9 +11,10 @@ from PIL import Image
 
 from score_lit.checkpoint import save_policy
 from score_lit.cli import main
-from score_lit.config import PolicyConfig
+from score_lit.config import PolicyConfig, load_config
 from score_lit.data.export import export_split
-from score_lit.eval import Tally, _by_family, _rows
+from score_lit.eval import Tally, _by_family, _rows, compute_table, sweep
+from score_lit.flops import TERA, policy_flops, prefill_flops
 from score_lit.policy import build_policy
 
 
@@ -41,12 +43,29 @@ def test_family_average_and_share_of_vanilla_by_hand():
     assert rows[("x", "all")]["over_budget"] == 1  # kept 3 on average against a budget of ceil(0.2 * 10) = 2
     assert rows[("x", "all")]["prefill_ms"] == 10.0 and rows[("x", "all")]["select_ms"] == 1.0  # per question
     assert rows[("vanilla", "b")]["pct_of_vanilla"] != rows[("vanilla", "b")]["pct_of_vanilla"]  # 0 / 0: nan, not a number
+    assert rows[("x", "all")]["prefill_tflops"] != rows[("x", "all")]["prefill_tflops"]  # no FLOPs recorded: nan
+
+
+def test_flops_columns_by_hand():
+    family = {"a1": "a", "a2": "a", "b1": "b"}
+    van = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 10, "a2": 10, "b1": 10},
+                flops={"a1": 100e12, "a2": 100e12, "b1": 200e12}, select_flops={"a1": 0, "a2": 0, "b1": 0})  # fmt: skip
+    meth = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 2, "a2": 2, "b1": 2},
+                 flops={"a1": 10e12, "a2": 30e12, "b1": 50e12}, select_flops={"a1": 1e12, "a2": 1e12, "b1": 4e12})  # fmt: skip
+    rows = {(r["method"], r["family"]): r for r in _rows(None, "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    assert rows[("x", "a")]["prefill_tflops"] == 20.0 and rows[("x", "a")]["flops_pct_of_vanilla"] == 20.0  # 20 / 100
+    assert rows[("x", "b")]["prefill_tflops"] == 50.0 and rows[("x", "b")]["flops_pct_of_vanilla"] == 25.0  # 50 / 200
+    assert rows[("x", "all")]["prefill_tflops"] == 30.0 and rows[("x", "all")]["select_tflops"] == 2.0  # over questions
+    assert rows[("x", "all")]["flops_pct_of_vanilla"] == round(100 * 30 / (400 / 3), 2) == 22.5
+    assert rows[("vanilla", "all")]["flops_pct_of_vanilla"] == 100.0 and rows[("vanilla", "all")]["select_tflops"] == 0.0
+    table = compute_table(list(rows.values()))
+    assert "| method (TFLOPs) | 20% |" in table and "| vanilla | 133 (100%) |" in table and "| x | 30 (22%) |" in table
 
 
 def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     d, policy = bench
     args = [
-        "mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random]",
+        "mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random,fastv]",
         "eval.ratios=[1.0,0.25,0.05]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", f"eval.out_dir={tmp_path / 'out'}",
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "eval.viz_samples=2", "eval.viz_ratio=0.25",
     ]  # fmt: skip
@@ -55,9 +74,10 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     csv_path = tmp_path / "out" / "results.csv"
     assert out[-1] == str(csv_path)
     rows = list(csv.DictReader(open(csv_path)))
-    for col in ("benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean", "prefill_ms"):
+    for col in ("benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean", "prefill_ms",
+                "prefill_tflops", "select_tflops", "flops_pct_of_vanilla"):  # fmt: skip
         assert col in rows[0]
-    assert len(rows) == 3 * (1 + 4 * 3)  # families flash, stitched, all x (vanilla + 4 methods x 3 ratios)
+    assert len(rows) == 3 * (1 + 5 * 3)  # families flash, stitched, all x (vanilla + 5 methods x 3 ratios)
     by = {(r["method"], r["retention_ratio"], r["family"]): r for r in rows}
     n_tokens = int(float(by[("vanilla", "1.0", "all")]["kept_tokens_mean"]))
     assert n_tokens == 2 * 2 * 2  # 4 frames -> 2 temporal units of 2x2 merged tokens (tiny model: patch 8, merge 2) at 32x32
@@ -69,9 +89,16 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
         if van > 0:
             assert abs(float(row["pct_of_vanilla"]) - 100 * float(row["accuracy"]) / van) < 0.01
         assert row["n"] == ("6" if fam == "all" else "3")
-    for m in ("score", "uniform", "surprise", "random"):  # every method keeps everything at ratio 1.0
+    for m in ("score", "uniform", "surprise", "random", "fastv"):  # every method keeps everything at ratio 1.0
         assert by[(m, "1.0", "all")]["accuracy"] == by[("vanilla", "1.0", "all")]["accuracy"]
-    assert "| score |" in (tmp_path / "out" / "results.md").read_text()
+    for r in ("1.0", "0.25", "0.05"):  # the tiny LLM has 2 layers, FastV's K = 2: every layer sees every token
+        assert float(by[("fastv", r, "all")]["flops_pct_of_vanilla"]) > 100
+        assert float(by[("fastv", r, "all")]["prefill_tflops"]) > float(by[("vanilla", "1.0", "all")]["prefill_tflops"])
+        assert float(by[("random", r, "all")]["select_tflops"]) == 0
+    assert float(by[("score", "0.05", "all")]["flops_pct_of_vanilla"]) < 100
+    assert float(by[("vanilla", "1.0", "all")]["flops_pct_of_vanilla"]) == 100
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| score |" in md and "| method (MFLOPs) |" in md
     assert Image.open(tmp_path / "out" / "accuracy_vs_retention.png").size[0] > 800
     assert len(list((tmp_path / "out").glob("kept_tokens_*.png"))) == 2
 
@@ -79,14 +106,40 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
     parent = [r for r in runs if r.data.tags.get("kind") == "eval-sweep"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parent) == 1 and len(children) == 1 + 4 * 3
+    assert len(parent) == 1 and len(children) == 1 + 5 * 3
     assert all(c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for c in children)
     child = next(c for c in children if c.data.params["method"] == "score" and c.data.params["retention_ratio"] == "0.25")
     assert child.data.tags["benchmark"] == "toy" and child.data.tags["retention_ratio"] == "0.25"
     assert child.data.metrics["accuracy"] == float(by[("score", "0.25", "all")]["accuracy"])
     assert "accuracy_flash" in child.data.metrics
+    assert child.data.metrics["prefill_tflops"] == float(by[("score", "0.25", "all")]["prefill_tflops"])
+    assert "select_tflops" in child.data.metrics and "flops_pct_of_vanilla" in child.data.metrics
     arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
     assert {"results.csv", "results.md", "accuracy_vs_retention.png", "kept_tokens_0.png"} <= arts
+
+
+def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
+    # 4 frames at 128 px: 2 units of 8x8 = 128 visual tokens, so the video outweighs the prompt's text.
+    d, policy = bench
+    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
+                                           "eval.methods=[score,fastv]", "eval.ratios=[0.1]", "eval.frames=4",
+                                           "eval.size=128", "eval.batch_size=6"])  # fmt: skip
+    res = sweep(cfg, progress=False)
+    assert res["n_tokens"] == 128
+    by = {(r["method"], r["family"]): r for r in res["rows"]}
+    van, score, fastv = by[("vanilla", "all")], by[("score", "all")], by[("fastv", "all")]
+    assert score["kept_tokens_mean"] == 13 and van["flops_pct_of_vanilla"] == 100  # ceil(0.1 * 128)
+    assert score["flops_pct_of_vanilla"] < 50 and fastv["flops_pct_of_vanilla"] > 100
+    # exact: SCORE's selection is the state + MLP (hidden 16) over all 128 tokens of width 64, the same for every question
+    sel = policy_flops(2, 64, 64, 16)
+    assert score["select_tflops"] * TERA == pytest.approx(sel, rel=1e-12)
+    # per question: vanilla = prefill(L_text + 128), score = prefill(L_text + 13) + its selection, the same L_text
+    from score_lit.mllm import build_mllm
+
+    text_cfg = build_mllm(cfg.mllm).model.config.text_config
+    for qid, f in res["vanilla"].flops.items():
+        text = next(n for n in range(1, 1000) if prefill_flops(text_cfg, n + 128) == f)
+        assert res["tallies"][("score", 0.1)].flops[qid] == prefill_flops(text_cfg, text + 13) + sel
 
 
 def test_viz_draws_a_grid_and_a_gif_per_method(tmp_path, bench, capsys):

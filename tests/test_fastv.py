@@ -132,3 +132,23 @@ def test_score_unchanged_by_video_attention(pair, batch):
     adapter.video_attention(visual, prompts, 2)
     after = adapter.score(visual, prompts, masks)
     assert torch.equal(before.ce, after.ce) and torch.equal(before.option_logits, after.option_logits)
+
+
+def test_fastv_selection_flops_in_deployment():
+    # (e) FastV's FLOPs: its first K layers over every token + the ranking (score_lit.flops). On a 2-layer LLM at
+    # the paper's K = 2 no layer sees the pruned sequence: more than vanilla at every ratio, by the ranking.
+    from types import SimpleNamespace
+
+    from score_lit.flops import fastv_rank_flops, prefill_flops, question_flops
+
+    text = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, intermediate_size=16,
+                           num_hidden_layers=2, vocab_size=32)  # fmt: skip
+    mllm = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(text_config=text)))
+    with pytest.warns(UserWarning, match="ranking by layer 1"):
+        fastv = FastV(mllm, layer=2)
+    # T = 2, N = 4 (V = 8), 4 text tokens, r = 0.25 (k = 2): 2 (layer(12) - layer(6)) + rank(12) = 18560 (test_flops)
+    assert fastv.selection_flops((2, 4, 8), 0.25, 4) == 18560 == fastv.selection_flops((2, 4, 8), 0.25, 4, text)
+    vanilla = prefill_flops(text, 12)
+    for ratio in (0.1, 0.25, 0.5, 1.0):
+        k = keep_count(ratio, 8)
+        assert question_flops(text, 4, k, fastv.selection_flops((2, 4, 8), ratio, 4)) == vanilla + fastv_rank_flops(text, 12)

@@ -20,16 +20,9 @@ Not timed: model build, tokenizing the fixed question (once). Warm-up runs first
 interleave the ratios (r1, r2, ..., r1, r2, ...) so slow drift hits every ratio alike. Per stage:
 median, quartiles, min, max.
 
-FLOP-ideal prefill (`prefill_flops`): a decoder layer over L tokens of width d, query width
-d_q = heads * head_dim, key/value width d_kv = kv_heads * head_dim (GQA), SwiGLU width d_ff:
-
-    linear(L)    = 2 L (d d_q + 2 d d_kv + d_q d + 3 d d_ff)       q, k, v, o projections; gate, up, down
-    attention(L) = 2 d_q L (L + 1)                                  QK^T and AV, 2 FLOPs per multiply-add,
-                                                                    causal: query i sees i + 1 keys (sum L(L+1)/2)
-    prefill_flops(L) = layers (linear(L) + attention(L)) + 2 d vocab    lm_head on the last position only
-
-Norms, RoPE, softmax, residual adds and the embedding lookup (O(L d)) are left out. With V visual
-tokens and L_text text tokens, ideal_speedup(r) = prefill_flops(L_text + V) / prefill_flops(L_text + k),
+FLOP-ideal prefill: `prefill_flops` of score_lit.flops (its docstring has the formula: linear layers with
+GQA and SwiGLU, causal attention, lm_head on the last position). With V visual tokens and L_text text
+tokens, ideal_speedup(r) = prefill_flops(L_text + V) / prefill_flops(L_text + k),
 k = ceil(r V) (config.keep_count). share_of_ideal = measured prefill speedup / ideal speedup;
 policy_share = policy time / e2e time. Targets (the paper's claims): share_of_ideal >= 0.9 at r = 0.1,
 policy_share < 0.01.
@@ -51,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from score_lit.config import ConfigError, MLLMConfig, _check_ratio, keep_count, load_config
+from score_lit.flops import prefill_flops
 
 QUESTION = (
     "What happens in this video? Which objects move, what color are they, and what changes between the first "
@@ -127,18 +121,6 @@ def load_bench_config(files: list[str] = (), overrides: list[str] = ()) -> Bench
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
-
-
-def prefill_flops(cfg_text: Any, seq_len: int) -> int:
-    """FLOPs of one prefill over `seq_len` tokens to the first output token (module docstring). `cfg_text` has
-    hidden_size, num_attention_heads, num_key_value_heads, intermediate_size, num_hidden_layers, vocab_size
-    (head_dim optional: d // heads)."""
-    d, heads = int(cfg_text.hidden_size), int(cfg_text.num_attention_heads)
-    head_dim = int(getattr(cfg_text, "head_dim", None) or d // heads)
-    d_q, d_kv, d_ff, n = heads * head_dim, int(cfg_text.num_key_value_heads) * head_dim, int(cfg_text.intermediate_size), seq_len
-    linear = 2 * n * (d * d_q + 2 * d * d_kv + d_q * d + 3 * d * d_ff)
-    attention = 2 * d_q * n * (n + 1)
-    return int(cfg_text.num_hidden_layers) * (linear + attention) + 2 * d * int(cfg_text.vocab_size)
 
 
 def ideal_speedup(cfg_text: Any, text_tokens: int, visual_tokens: int, ratio: float) -> float:

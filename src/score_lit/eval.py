@@ -13,7 +13,17 @@ followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
                    below one frame's worth);
   prefill_ms       wall time of the LLM call (text + kept tokens, through the answer-predicting
                    position) per question, batch of eval.batch_size; select_ms the method's own time
-                   (FastV's partial forward for its ranking is here, not in prefill_ms).
+                   (FastV's partial forward for its ranking is here, not in prefill_ms);
+  prefill_tflops   compute per question (mean), TFLOPs: the LLM prefill over the prompt's text (before the
+                   video, and after it up to the answer) + the kept visual tokens, lm_head on the last
+                   position (score_lit.flops.prefill_flops), plus select_tflops, what the method's selection
+                   costs beyond that (compressor.selection_flops: the policy's state + MLP over all T*N tokens,
+                   merging's similarities, FastV's first K layers over every token + its ranking, as FastV
+                   runs in deployment; formulas and what the sweep itself executes in score_lit.flops). The
+                   vision encoder is left out (the same for every method). flops_pct_of_vanilla = prefill_tflops
+                   / vanilla's on the same questions x 100; a method whose selection has no formula gets NaN.
+                   flops.matched_compute(rows) picks, per method, the best accuracy at no more compute than
+                   SCORE's.
 Outputs in eval.out_dir: results.csv (one row per benchmark, family, method, ratio), results.md, and
 accuracy_vs_retention.png (one line per method); kept-token pictures of a few questions. MLflow: one
 parent run per sweep (CSV, table, plot and pictures as its artifacts) and one child run per (method,
@@ -29,7 +39,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -37,10 +47,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import Config, keep_count, retention_label
 from .data.common import Problem, Sample, SampleError
+from .flops import TERA
 
 log = logging.getLogger("score_lit.eval")
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean",
-          "budget_tokens", "over_budget", "prefill_ms", "select_ms", "n"]  # fmt: skip
+          "budget_tokens", "over_budget", "prefill_ms", "select_ms", "prefill_tflops", "select_tflops",
+          "flops_pct_of_vanilla", "n"]  # fmt: skip
 
 
 class EvalDataset(Dataset):
@@ -75,6 +87,8 @@ class Tally:
     kept: dict  # id -> int
     prefill_s: float = 0.0
     select_s: float = 0.0
+    flops: dict = field(default_factory=dict)  # id -> prefill FLOPs incl. the selection (score_lit.flops)
+    select_flops: dict = field(default_factory=dict)  # id -> the selection's part of them
 
     @classmethod
     def new(cls) -> "Tally":
@@ -99,6 +113,7 @@ def sweep(cfg: Config, progress=True) -> dict:
     from .data.benchmarks import load_benchmark
     from .data.video_qa import VideoQADataset
     from .features import FeatureCache, encode, model_key
+    from .flops import prefill_flops, question_flops
     from .mllm import build_mllm
 
     e = cfg.eval
@@ -116,6 +131,8 @@ def sweep(cfg: Config, progress=True) -> dict:
         m: build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
         for m in e.methods
     }  # fmt: skip
+    text_cfg = mllm.model.config.text_config  # the LLM's sizes, for the FLOPs columns
+    no_flops: set = set()  # methods without a selection FLOPs formula (warned once)
     ds = EvalDataset(VideoQADataset(bench.records, e.frames, e.size, e.fit, e.sample_fps), e.benchmark)
     loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=collate_eval, num_workers=e.num_workers)
     vanilla, tallies = Tally.new(), {(m, r): Tally.new() for m in e.methods for r in e.ratios}
@@ -136,13 +153,17 @@ def sweep(cfg: Config, progress=True) -> dict:
             prompts = mllm.tokenize(batch)
             ans = batch.answer_index.to(dev)
             full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
+            text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
             scores, dt = _timed(lambda: mllm.score(visual, prompts, full), dev)
-            _record(vanilla, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, full[:, 0], dt)
+            flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
+            _record(vanilla, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, full[:, 0], dt, 0.0, flops, [0] * len(text))
             for (m, r), tally in tallies.items():
                 sel, ds_ = _timed(lambda: comps[m].select(visual, r, prompts), dev)
                 vis, masks = apply_selection(visual, sel)
                 scores, dt = _timed(lambda: mllm.score(vis, prompts, masks.to(dev)), dev)
-                _record(tally, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, sel.keep, dt, ds_)
+                sf = [_selection_flops(comps[m], shape, r, n, text_cfg, no_flops) for n in text]
+                flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, sel.keep.sum(-1).tolist(), sf)]
+                _record(tally, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, sel.keep, dt, ds_, flops, sf)
                 if abs(r - e.viz_ratio) < 1e-9:
                     for j, qid in enumerate(batch.ids):
                         if qid in viz_ids:
@@ -153,15 +174,40 @@ def sweep(cfg: Config, progress=True) -> dict:
                 bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}", score=f"{_mean(t.correct):.3f}@{e.ratios[-1]}")
             else:
                 bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}")
+    if not vanilla.correct:
+        from .config import DataError
+
+        raise DataError(f"benchmark {e.benchmark!r}: every video was left out (see the problems above)")
     n_tokens = visual.num_tokens
     rows = _rows(e, bench.name, family, vanilla, tallies, n_tokens)
     return {"rows": rows, "vanilla": vanilla, "tallies": tallies, "problems": problems, "viz": viz, "benchmark": bench,
             "n_tokens": n_tokens, "grid": visual.grid}  # fmt: skip
 
 
-def _record(t: Tally, ids, correct, keep, prefill_s, select_s=0.0) -> None:
+def prompt_text_tokens(prompts, mllm) -> list[int]:
+    """Per question, the text tokens of its prompt up to the answer: len(pre_ids) + answer_start, plus the
+    adapter's `video_suffix_tokens` (tokens it always adds beside the video that no method selects, e.g.
+    LLaVA-OneVision's image_newline; 0 when the adapter does not say)."""
+    extra = int(getattr(mllm, "video_suffix_tokens", 0))
+    return [len(p) + s + extra for p, s in zip(prompts.pre_ids, prompts.answer_start)]
+
+
+def _selection_flops(comp, shape, ratio: float, text: int, text_cfg, warned: set) -> float:
+    """comp.selection_flops(...), or NaN for a compressor without a formula (warned once per method: `warned`)."""
+    try:
+        return comp.selection_flops(shape, ratio, text, text_cfg)
+    except (AttributeError, NotImplementedError) as err:
+        if comp.name not in warned:
+            warned.add(comp.name)
+            log.warning("%s: no selection FLOPs (%s); its FLOPs columns are NaN", comp.name, err)
+        return float("nan")
+
+
+def _record(t: Tally, ids, correct, keep, prefill_s, select_s=0.0, flops=None, select_flops=None) -> None:
     for i, c, k in zip(ids, correct.tolist(), keep.sum(-1).tolist()):
         t.correct[i], t.kept[i] = bool(c), int(k)
+    for i, f, s in zip(ids, flops or [], select_flops or []):
+        t.flops[i], t.select_flops[i] = f, s
     t.prefill_s += prefill_s
     t.select_s += select_s
 
@@ -179,6 +225,12 @@ def _by_family(correct: dict, family: dict) -> dict:
     return accs
 
 
+def _family_mean(d: dict, family: dict, fam: str) -> float:
+    """Mean of d's values over the questions of family `fam` (all: every question); NaN if none."""
+    xs = [v for i, v in d.items() if fam == "all" or family[i] == fam]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
 def _rows(e, bench_name: str, family: dict, vanilla: Tally, tallies: dict, n_tokens: int) -> list[dict]:
     rows = []
     van = _by_family(vanilla.correct, family)
@@ -188,11 +240,14 @@ def _rows(e, bench_name: str, family: dict, vanilla: Tally, tallies: dict, n_tok
         kept = sum(t.kept.values()) / max(len(t.kept), 1)
         budget = keep_count(ratio, n_tokens)
         for fam, acc in accs.items():
+            flops, van_flops = _family_mean(t.flops, family, fam), _family_mean(vanilla.flops, family, fam)
             rows.append({
                 "benchmark": bench_name, "family": fam, "method": method, "retention_ratio": ratio,
                 "accuracy": round(acc, 4), "pct_of_vanilla": round(100 * acc / van[fam], 2) if van[fam] > 0 else float("nan"),
                 "kept_tokens_mean": round(kept, 2), "budget_tokens": budget, "over_budget": int(kept > budget + 1e-9),
                 "prefill_ms": round(1000 * t.prefill_s / max(n, 1), 3), "select_ms": round(1000 * t.select_s / max(n, 1), 3),
+                "prefill_tflops": flops / TERA, "select_tflops": _family_mean(t.select_flops, family, fam) / TERA,
+                "flops_pct_of_vanilla": round(100 * flops / van_flops, 2) if van_flops > 0 else float("nan"),
                 "n": sum(1 for i in t.correct if fam == "all" or family[i] == fam),
             })  # fmt: skip
 
@@ -227,6 +282,43 @@ def markdown_table(rows: list[dict], family: str = "all") -> str:
         for q in ratios:
             r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
             cells.append("" if r is None else f"{100 * r['accuracy']:.1f} ({r['pct_of_vanilla']:.0f}%){'*' if r['over_budget'] else ''}")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_UNITS = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0))
+
+
+def flops_unit(value: float) -> tuple[str, float]:
+    """The largest of T, G, M, k (or none) in which `value` FLOPs is at least 1: ("T", 1e12) for a 7B model."""
+    return next(((p, u) for p, u in _UNITS if value >= u), _UNITS[-1])
+
+
+def _pct(x: float) -> str:
+    """A share in whole percent, with decimals where rounding would show 100 for a value that is not (FastV's
+    small excess over vanilla on a 2-layer LLM must stay visible)."""
+    for digits in (0, 1, 2):
+        s = f"{x:.{digits}f}"
+        if x == 100 or float(s) != 100:
+            return s
+    return s
+
+
+def compute_table(rows: list[dict], family: str = "all") -> str:
+    """Prefill FLOPs per question (selection included) and their share of vanilla's, per method (rows) and
+    ratio (columns), for one family; one unit for the table, the one that fits vanilla (flops_unit)."""
+    ratios = sorted({r["retention_ratio"] for r in rows if r["method"] != "vanilla"}, reverse=True)
+    sel = [r for r in rows if r["family"] == family]
+    van = next(r for r in sel if r["method"] == "vanilla")
+    prefix, unit = flops_unit(TERA * van["prefill_tflops"])
+    fmt = lambda r: f"{TERA * r['prefill_tflops'] / unit:.3g} ({_pct(r['flops_pct_of_vanilla'])}%)"  # noqa: E731
+    head = f"| method ({prefix}FLOPs) | " + " | ".join(f"{int(round(100 * q))}%" for q in ratios) + " |"
+    lines = [head, "|---" * (len(ratios) + 1) + "|", "| vanilla | " + " | ".join(fmt(van) for _ in ratios) + " |"]
+    for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
+        cells = []
+        for q in ratios:
+            r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
+            cells.append("" if r is None else fmt(r))
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -272,7 +364,10 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     rows = res["rows"]
     csv_path = write_csv(rows, out / "results.csv")
     title = f"{e.benchmark}: accuracy vs retention ({len(res['vanilla'].correct)} questions, {res['n_tokens']} visual tokens)"
-    md = f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n" + markdown_table(rows) + "\n"
+    md = (f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n" + markdown_table(rows)
+          + "\n\nPrefill compute per question (share of vanilla's): the LLM over text + kept tokens plus what the "
+          "method's selection costs (FastV: its first K layers over every token and its ranking); vision encoder "
+          "not included (score_lit.flops).\n\n" + compute_table(rows) + "\n")  # fmt: skip
     (out / "results.md").write_text(md)
     plot = plot_accuracy(rows, out / "accuracy_vs_retention.png", title)
     pictures = _pictures(cfg, res, out)
@@ -290,6 +385,8 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
             with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True, tags=ctags):
                 mlflow.log_params(ctags)
                 metrics = {k: float(r[k]) for k in ("accuracy", "pct_of_vanilla", "kept_tokens_mean", "over_budget", "prefill_ms", "select_ms")}
+                flops = {k: float(r[k]) for k in ("prefill_tflops", "select_tflops", "flops_pct_of_vanilla")}
+                metrics.update({k: v for k, v in flops.items() if v == v})  # a method without a FLOPs formula: left out
                 for fr in rows:
                     if fr["method"] == r["method"] and fr["retention_ratio"] == r["retention_ratio"] and fr["family"] != "all":
                         metrics[f"accuracy_{fr['family']}"] = float(fr["accuracy"])

@@ -9,7 +9,9 @@ Every compressor gets the frozen projector output (`VisualTokens`: tokens [B, T,
 per temporal unit, grid (T, H', W')) and a retention ratio r, and keeps about k = ceil(r * T * N) tokens
 (score_lit.config.keep_count). A method whose structure cannot meet the budget exactly (e.g. whole
 frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
-the LLM (fastv) also get the tokenized prompts. `import score_lit.baselines` imports no method module.
+the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
+method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.flops).
+`import score_lit.baselines` imports no method module.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class Compressor(Protocol):
 
     def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
         """keep [B, T*N] bool (+ merged token values [B, T*N, D] for merging methods)."""
+        ...
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """FLOPs of one question's selection beyond a prefill of its text + kept tokens: shape = (T, N, D),
+        text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.flops). The
+        sweep reports NaN FLOPs for a compressor without it."""
         ...
 
 

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from score_lit.baselines.simple import stable_topk_mask
 from score_lit.config import keep_count
+from score_lit.flops import dycoke_flops
 from score_lit.types import Selection, VisualTokens
 
 
@@ -93,3 +94,8 @@ class DyCoke:
         tier[:, 0] = 6.0
         keep = stable_topk_mask((tier + 1.0 - c).reshape(b, t * n), keep_count(ratio, t * n))
         return Selection(keep=keep, tokens=merge_into_earlier(x, keep.reshape(b, t, n)).reshape(b, t * n, -1))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """Normalise, cosine to the reference, merge: at most 6 V D (score_lit.flops.dycoke_flops). shape = (T, N, D)."""
+        t, n, d = shape
+        return dycoke_flops(t, n, d)

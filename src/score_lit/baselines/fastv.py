@@ -18,6 +18,11 @@ How this differs from the paper's FastV:
   on top of the pruned prefill. The sweep's prefill time covers only `mllm.score`; the selection time
   (this partial forward) is counted only if the sweep times `select` as well -- read the timing column
   before comparing FastV's speed with the other methods.
+- FLOPs (`selection_flops`, score_lit.flops.fastv_flops). The sweep's FLOPs column counts what the
+  paper's FastV costs in deployment: layers < K over all tokens, layers >= K over the kept ones, plus the
+  ranking; its selection cost is K (layer(L_text + V) - layer(L_text + k)) + rank(L_text + V). With
+  K >= num_layers (the 2-layer toy) every layer sees every token: more than vanilla at any ratio. What
+  this class plus the sweep execute differs (score_lit.flops docstring says by how much).
 - Budget. The paper's R is the share of tokens DROPPED at layer K; here `ratio` is the share KEPT
   (r = 1 - R), the sweep's common knob. The default K=2 follows the paper.
 - Which query row ranks. The paper describes the attention a token receives on average; its released
@@ -35,6 +40,7 @@ from typing import Any
 import torch
 
 from score_lit.config import keep_count
+from score_lit.flops import fastv_flops
 from score_lit.types import Selection, VisualTokens
 
 
@@ -66,3 +72,11 @@ class FastV:
         top = scores.topk(k, dim=-1).indices
         keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
         return Selection(keep=keep.to(visual.tokens.device))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """Deployment cost beyond a prefill of the kept tokens (module docstring): K (layer(L_text + V) -
+        layer(L_text + k)) + rank(L_text + V), K = min(self.layer, layers). shape = (T, N, D); `llm` is the
+        LLM's text config (default: this adapter's)."""
+        t, n, _ = shape
+        llm = llm if llm is not None else self.mllm.model.config.text_config
+        return fastv_flops(llm, text_tokens, t * n, keep_count(ratio, t * n), self.layer)

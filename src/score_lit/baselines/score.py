@@ -9,6 +9,9 @@ The policy is loaded with score_lit.checkpoint.load_policy when only a path is g
 the checkpoint's model width is checked against mllm.identity() (a policy trained for another model
 family fails with load_policy's message). The policy runs on the tokens' device in its own dtype
 (float32 from training): the state is float32 and is cast to the policy, not the policy to bf16.
+
+Selection FLOPs (score_lit.flops.policy_flops): the state (dX, two layer norms) and the MLP over every
+one of the T N tokens, whatever the ratio: (T-1) N D + 10 V D + V (4 D h + 4 h + 1).
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import torch
 from torch import nn
 
 from score_lit.checkpoint import load_policy
-from score_lit.policy import topk_mask
+from score_lit.flops import policy_flops
+from score_lit.policy import MLPPolicy, topk_mask
 from score_lit.state import surprise_state
 from score_lit.types import Selection, VisualTokens
 
@@ -66,3 +70,11 @@ class ScoreCompressor:
     def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
         keep = topk_mask(self.logits(visual), ratio, visual.grid, per_frame=self.selection == "per_frame")
         return Selection(keep=keep)
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """State + MLP over all T N tokens (module docstring). shape = (T, N, D). Only the `mlp` policy has a
+        formula; another registered policy raises NotImplementedError (add its count to score_lit.flops)."""
+        if not isinstance(self.policy, MLPPolicy):
+            raise NotImplementedError(f"selection_flops: no FLOP formula for policy {type(self.policy).__name__}")
+        t, n, d = shape
+        return policy_flops(t, n, d, self.policy.net[0].out_features)

@@ -18,6 +18,9 @@ every content-aware method must clear at the same retention ratio r, budget k = 
   The count is then T * ceil(H'/s) * ceil(W'/s) <= k, usually below k (the grid is coarse).
 - `RandomTokens(seed)`: k tokens uniformly at random per sample, from a torch.Generator seeded with
   `seed` at every call (the same call gives the same mask; samples of a batch differ).
+
+Selection FLOPs (score_lit.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
+every token into its window sum and divides each sum once, V D.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import torch
 from torch import Tensor
 
 from score_lit.config import keep_count
+from score_lit.flops import pool_flops
 from score_lit.types import Selection, VisualTokens
 
 
@@ -58,6 +62,10 @@ class UniformFrames:
         keep = torch.zeros(b, t, n, dtype=torch.bool, device=visual.tokens.device)
         keep[:, self.units(t, keep_count(ratio, t * n), n)] = True
         return Selection(keep=keep.reshape(b, t * n))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """0: whole units by index, no arithmetic on the tokens. shape = (T, N, D)."""
+        return 0
 
 
 class SpatialPool:
@@ -95,6 +103,11 @@ class SpatialPool:
         keep[:, :, slot] = True
         return Selection(keep=keep.reshape(b, t * n), tokens=out.reshape(b, t * n, d))
 
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """V D: window sums and means (score_lit.flops.pool_flops). shape = (T, N, D)."""
+        t, n, d = shape
+        return pool_flops(t * n, d)
+
 
 class RandomTokens:
     """k uniformly random tokens per sample; reproducible: a fresh torch.Generator(seed) at every call."""
@@ -112,3 +125,7 @@ class RandomTokens:
         u = torch.rand(b, t * n, generator=g)  # on the CPU: the same mask on every device
         keep = stable_topk_mask(u, keep_count(ratio, t * n))
         return Selection(keep=keep.to(visual.tokens.device))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """0: random numbers and a top-k, no arithmetic on the tokens. shape = (T, N, D)."""
+        return 0

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from score_lit.baselines.simple import stable_topk_mask
 from score_lit.config import keep_count
+from score_lit.flops import surprise_flops
 from score_lit.state import surprise_norm
 from score_lit.types import Selection, VisualTokens
 
@@ -63,3 +64,8 @@ class SurpriseTopK:
         b, t, n, _ = visual.tokens.shape
         scores = surprise_scores(visual.tokens, self.first_unit).reshape(b, t * n)
         return Selection(keep=stable_topk_mask(scores, keep_count(ratio, t * n)))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """Residuals and their norms, about 3 V D (score_lit.flops.surprise_flops). shape = (T, N, D)."""
+        t, n, d = shape
+        return surprise_flops(t, n, d, self.first_unit)

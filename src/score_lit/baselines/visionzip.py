@@ -33,6 +33,7 @@ from torch import Tensor
 
 from score_lit.baselines.simple import stable_topk_mask
 from score_lit.config import keep_count
+from score_lit.flops import visionzip_flops
 from score_lit.types import Selection, VisualTokens
 
 
@@ -77,3 +78,8 @@ class VisionZip:
         k = keep_count(ratio, x.shape[1])
         keeps, outs = zip(*(visionzip_one(x[i], k, self.dominant_share) for i in range(x.shape[0])))
         return Selection(keep=torch.stack(keeps), tokens=torch.stack(outs))
+
+    def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
+        """Norms, cosine of the remaining tokens to the centres, group means (score_lit.flops.visionzip_flops)."""
+        t, n, d = shape
+        return visionzip_flops(t * n, keep_count(ratio, t * n), d, self.dominant_share)
