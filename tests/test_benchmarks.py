@@ -170,7 +170,7 @@ def test_toy_reader_on_an_export(tmp_path):
 def test_unknown_name_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="unknown benchmark 'vmme'.*egoschema.*videomme"):
         load_benchmark("vmme", tmp_path)
-    assert set(BENCHMARKS) == {"toy", "videomme", "mvbench", "mlvu", "longvideobench", "egoschema", "nextqa"}
+    assert set(BENCHMARKS) == {"toy", "evidence", "videomme", "mvbench", "mlvu", "longvideobench", "egoschema", "nextqa"}
     for name in BENCHMARKS:
         with pytest.raises(FileNotFoundError):
             load_benchmark(name, tmp_path / "empty")

@@ -15,7 +15,8 @@ from score_lit.config import MLLMConfig
 from score_lit.data.synthetic import SOURCES, stitched
 from score_lit.mllm import build_mllm
 from score_lit.toy_cli import cmd_toy_mllm
-from score_lit.toy_mllm import NONE, ToyConfig, dense_labels, quick_config, train_toy_mllm
+from score_lit.data import SOURCES as ALL_FAMILIES
+from score_lit.toy_mllm import COLOUR_CLASSES, NONE, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
 
 
 def test_dense_labels_by_hand():
@@ -46,6 +47,31 @@ def test_dense_labels_on_a_real_sample():
         assert set(n.tolist()) == {s.evidence["cell"][0] * 4 + s.evidence["cell"][1]}, name
 
 
+def test_object_labels_by_hand():
+    # A 32-px digit "4" at cell (2, 4) of a 6x6 grid (96 px) on frames [4, 10) = units 2, 3, 4: tokens
+    # 2*6+4=16, 17, 22, 23 of those units; a second one, "1" at (0, 0), on frame 31 only (unit 15).
+    ev = {"objects": [{"label": "4", "colour": "red", "frames": [4, 10], "cell": [2, 4], "px": 32},
+                      {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32}]}  # fmt: skip
+    lab = dense_labels(ev, "left", frames=32, size=96)
+    expected = torch.full((16, 36), NONE)
+    for t in (2, 3, 4):
+        expected[t, [16, 17, 22, 23]] = 4
+    expected[15, [0, 1, 6, 7]] = 1
+    assert torch.equal(lab, expected)
+    col = colour_labels(ev, frames=32, size=96)
+    assert col[3, 16] == COLOUR_CLASSES.index("red") and col[15, 0] == COLOUR_CLASSES.index("white")
+    assert int((col > 0).sum()) == 16
+
+
+def test_step_groups_by_hand():
+    cfg = ToyConfig(evidence_every=3)
+    assert cfg.groups() == [["stitched", "flash", "distracted"], ["colour", "order", "move"]]
+    # steps 0, 1, 2 evidence (its 0th, 1st, 2nd), 3 first families (its 0th), 4 evidence (its 3rd), 7 first (its 1st)
+    assert [cfg.step_group(s) for s in range(8)] == [(1, 0), (1, 1), (1, 2), (0, 0), (1, 3), (1, 4), (1, 5), (0, 1)]
+    assert cfg.shape("colour") == (32, 96) and cfg.shape("flash") == (16, 64)
+    assert ToyConfig(families=("flash",)).step_group(5) == (0, 5)
+
+
 def test_config_errors():
     with pytest.raises(ValueError, match="unknown toy families"):
         ToyConfig(families=("nope",))
@@ -67,7 +93,10 @@ def test_quick_run_loads_and_reports(quick_dir):
     assert adapter.hidden_size == quick_config().text_width and adapter.identity()["path"] == str(quick_dir)
     report = json.loads((quick_dir / "accuracy.json").read_text())
     assert {"families", "overall", "n_per_family", "seed", "train_seconds"} <= set(report)
-    assert set(report["families"]) == set(SOURCES) and report["seed"] == 3
+    assert set(report["families"]) == set(ALL_FAMILIES) and report["seed"] == 3
+    assert set(report["families_long"]) == {"colour", "order", "move"}
+    history = json.loads((quick_dir / "history.json").read_text())
+    assert [h["stage"] for h in history] == ["vision"] * 3 + ["joint"] * 3 and "acc/colour" in history[-2]
     assert all(0.0 <= a <= 1.0 for a in [*report["families"].values(), report["overall"]])
 
 

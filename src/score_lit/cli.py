@@ -67,14 +67,18 @@ def cmd_export_split(args: list[str]) -> int:
     p.add_argument("--out", default="artifacts/toy-bench")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--n", type=int, default=200, help="samples per family")
-    p.add_argument("--families", default="flash,stitched,distracted")
+    p.add_argument("--benchmark", default="toy", choices=["toy", "evidence"],
+                   help="toy: the first families (flash, stitched, distracted); evidence: score_lit.data.evidence's")
+    p.add_argument("--setting", default=None, help="evidence only: default (32 frames of 96 px) or long (64 of 128)")
+    p.add_argument("--families", default="", help="comma-separated families (default: all of the benchmark's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--frames", type=int, default=None, help="frames per video (default: the benchmark's setting)")
+    p.add_argument("--size", type=int, default=None, help="frame side in px (default: the benchmark's setting)")
     ns = p.parse_args(args)
     from .data.export import export_split
 
-    print(export_split(ns.out, ns.split, ns.n, ns.families.split(","), ns.seed, ns.frames, ns.size))
+    families = [f for f in ns.families.split(",") if f] or None
+    print(export_split(ns.out, ns.split, ns.n, families, ns.seed, ns.frames, ns.size, benchmark=ns.benchmark, setting=ns.setting))
     return 0
 
 

@@ -199,7 +199,7 @@ class DataConfig:
             )
         if not (0.0 <= self.max_bad_fraction < 1.0):
             raise ConfigError(f"data.max_bad_fraction={self.max_bad_fraction} must lie in [0, 1), e.g. 0.05")
-        from .data.synthetic import SOURCES as FAMILIES
+        from .data import SOURCES as FAMILIES
 
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:

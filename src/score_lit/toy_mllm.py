@@ -41,7 +41,7 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,16 @@ from torch import Tensor, nn
 
 from score_lit.config import MLLMConfig
 from score_lit.curriculum import collate
-from score_lit.data.synthetic import DIGIT_PX, SOURCES, Sample
+from score_lit.data import SOURCES
+from score_lit.data.evidence import COLOURS, SETTINGS
+from score_lit.data.evidence import FAMILIES as EVIDENCE_FAMILIES
+from score_lit.data.synthetic import DIGIT_PX, Sample
 from score_lit.mllm.positions import temporal_units
 from score_lit.mllm.tiny import save_hf_dir
 from score_lit.types import VideoBatch
 
 NONE = 10  # dense label of a merged token that shows no answer digit (digits are 0..9)
+COLOUR_CLASSES = ("none", "white", *COLOURS)  # colour labels of the dense colour head
 
 
 @dataclass
@@ -68,9 +72,21 @@ class ToyConfig:
     families: tuple[str, ...] = ()
     # Model family (adapter registry name); qwen2_5_vl is the real class the project targets first.
     family: str = "qwen2_5_vl"
-    # Video shape of the generators (16 frames = 8 temporal units; 64 px = 4x4 merged tokens of 16 px).
+    # Video shape of the first toy families (16 frames = 8 temporal units; 64 px = 4x4 merged tokens of 16 px).
     frames: int = 16
     size: int = 64
+    # Video shape of the evidence families (score_lit.data.evidence, their default setting: 32 frames of
+    # 96 px = 16 units x 6x6 = 576 tokens). A step's batch holds one shape: `evidence_every` of every 4
+    # steps draw from the evidence families, the others from the first ones.
+    evidence_frames: int = 32
+    evidence_size: int = 96
+    evidence_every: int = 3
+    # Cost control for the long evidence videos (the vision tower's attention runs per temporal unit, so
+    # both are exact for what a unit's tokens see): the vision stage trains on `vision_units` random units
+    # of each evidence video; in the joint stage the evidence steps run the vision tower without gradients
+    # (it learns from the first families' steps and the dense loss) and train the LLM on the full video.
+    vision_units: int = 4
+    evidence_batch_size: int = 8  # samples per evidence step (4.5x the tokens of a first-family sample)
     seed: int = 0
     # Samples per optimizer step (mixed over the families).
     batch_size: int = 16
@@ -80,7 +96,7 @@ class ToyConfig:
     dense_target: float = 0.95
     vision_stage_lr: float = 1e-3
     # Stage 2 (whole model): answer CE + dense_weight x dense CE; cosine decay after a short warmup.
-    joint_steps: int = 700
+    joint_steps: int = 1200
     llm_lr: float = 2e-3
     vision_lr: float = 3e-4
     dense_weight: float = 0.3
@@ -89,7 +105,7 @@ class ToyConfig:
     grad_clip: float = 1.0
     # Model widths. Text head_dim = text_width / text_heads; the M-RoPE sections follow from it.
     text_width: int = 128
-    text_layers: int = 2
+    text_layers: int = 4
     text_heads: int = 8
     text_kv_heads: int = 4
     text_mlp: int = 256
@@ -119,6 +135,24 @@ class ToyConfig:
     def family_names(self) -> list[str]:
         return list(self.families or SOURCES)
 
+    def shape(self, family: str) -> tuple[int, int]:
+        """(frames, size) a family is generated at."""
+        return (self.evidence_frames, self.evidence_size) if family in EVIDENCE_FAMILIES else (self.frames, self.size)
+
+    def groups(self) -> list[list[str]]:
+        """The families, grouped by shape (one group per step; see evidence_every)."""
+        names = self.family_names()
+        return [g for g in ([f for f in names if f not in EVIDENCE_FAMILIES], [f for f in names if f in EVIDENCE_FAMILIES]) if g]
+
+    def step_group(self, step: int) -> tuple[int, int]:
+        """(group index, how many earlier steps drew from that group) of optimizer step `step`."""
+        groups = self.groups()
+        if len(groups) == 1:
+            return 0, step
+        ev = step % 4 < self.evidence_every  # evidence group at these steps
+        n_ev = (step // 4) * self.evidence_every + min(step % 4, self.evidence_every)
+        return (1, n_ev) if ev else (0, step - n_ev)
+
 
 def quick_config(**overrides) -> ToyConfig:
     """A seconds-long run with tiny widths (tests, `toy-mllm --quick`): proves the pipeline, not accuracy."""
@@ -126,26 +160,44 @@ def quick_config(**overrides) -> ToyConfig:
         batch_size=4, vision_steps=3, joint_steps=3, warmup_steps=1, text_width=32, text_layers=1, text_heads=2,
         text_kv_heads=1, text_mlp=64, vision_width=16, vision_depth=2, vision_heads=1, vision_mlp=32,
         eval_per_family=4, eval_batch_size=4, log_every=1, dense_target=2.0,  # never stop stage 1 early
+        evidence_batch_size=1, vision_units=1,
     )  # fmt: skip
     kw.update(overrides)
     return ToyConfig(**kw)
 
 
 # ------------------------------------------------------------------------------------------ labels
-def dense_labels(evidence: dict, answer: int, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
-    """[T, N] long: `answer` at the merged tokens showing it, NONE elsewhere.
+def dense_labels(evidence: dict, answer, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
+    """[T, N] long: the digit at the merged tokens showing it, NONE elsewhere.
 
     Temporal unit t covers frames [t*tps, (t+1)*tps) (the processor pads F by repeating the last frame);
-    it shows the digit if that range overlaps evidence["frames"] = [f0, f1). Token n = row * (size/16) + col
-    of evidence["cell"] (one 16 px digit cell = one merged token; the caller keeps frames unresized).
+    it shows an object if that range overlaps the object's frames [f0, f1). An object is a digit of `px`
+    pixels (16 or 32) whose top-left 16-px cell is `cell`; it covers (px/16)^2 merged tokens, token
+    n = row * (size/16) + col (the caller keeps frames unresized). Evidence of the first toy families is
+    one 16-px object {"frames", "cell"} showing `answer`; the evidence families (score_lit.data.evidence)
+    list theirs under "objects", each with its own "label".
     """
-    t_units, side = temporal_units(frames, temporal_patch_size), size // DIGIT_PX
-    f0, f1 = (int(v) for v in evidence["frames"])
-    row, col = (int(v) for v in evidence["cell"])
-    labels = torch.full((t_units, side * side), NONE, dtype=torch.long)
-    for t in range(t_units):
-        if t * temporal_patch_size < f1 and (t + 1) * temporal_patch_size > f0:
-            labels[t, row * side + col] = answer
+    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o: int(o["label"]), answer)
+
+
+def colour_labels(evidence: dict, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
+    """[T, N] long: the colour class of the digit at each merged token (COLOUR_CLASSES), 0 where none."""
+    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o: COLOUR_CLASSES.index(o.get("colour", "white")), 0, none=0)
+
+
+def _object_labels(evidence, frames, size, tps, value, answer, none=NONE) -> Tensor:
+    t_units, side = temporal_units(frames, tps), size // DIGIT_PX
+    objects = evidence.get("objects") or [{"label": answer, "frames": evidence["frames"], "cell": evidence["cell"], "px": DIGIT_PX}]
+    labels = torch.full((t_units, side * side), none, dtype=torch.long)
+    for o in objects:
+        f0, f1 = (int(v) for v in o["frames"])
+        row, col = (int(v) for v in o["cell"])
+        span = int(o.get("px", DIGIT_PX)) // DIGIT_PX
+        for t in range(t_units):
+            if t * tps < f1 and (t + 1) * tps > f0:
+                for i in range(span):
+                    for j in range(span):
+                        labels[t, (row + i) * side + col + j] = value(o)
     return labels
 
 
@@ -156,16 +208,25 @@ def make_samples(cfg: ToyConfig, split: str, start: int, count: int, families: l
     out = []
     for j in range(start, start + count):
         name = fams[j % len(fams)]
-        out.append(SOURCES[name](cfg.seed, split, j // len(fams), frames=cfg.frames, size=cfg.size))
+        frames, size = cfg.shape(name)
+        out.append(SOURCES[name](cfg.seed, split, j // len(fams), frames=frames, size=size))
     return out
 
 
-def make_batch(samples: list[Sample], cfg: ToyConfig, temporal_patch_size: int) -> tuple[VideoBatch, Tensor]:
-    """(VideoBatch, dense labels [B, T, N])."""
-    labels = torch.stack(
-        [dense_labels(s.evidence, int(s.answer), cfg.frames, cfg.size, temporal_patch_size) for s in samples]
-    )
-    return collate(samples), labels
+def make_batch(samples: list[Sample], cfg: ToyConfig, temporal_patch_size: int, units: Tensor | None = None):
+    """(VideoBatch, dense digit labels [B, T, N], dense colour labels [B, T, N]); the samples share one shape.
+
+    units [B, U] long (optional): keep only these temporal units of each video (frames and labels), for
+    the vision stage; the batch then holds videos of U units."""
+    f, size = samples[0].frames.shape[0], samples[0].frames.shape[1]
+    labels = torch.stack([dense_labels(s.evidence, s.answer, f, size, temporal_patch_size) for s in samples])
+    colours = torch.stack([colour_labels(s.evidence, f, size, temporal_patch_size) for s in samples])
+    if units is not None:
+        tps = temporal_patch_size
+        samples = [replace(s, frames=np.concatenate([s.frames[tps * u : tps * u + tps] for u in us.tolist()]))
+                   for s, us in zip(samples, units)]  # fmt: skip
+        labels, colours = labels.gather(1, units[..., None].expand(-1, -1, labels.shape[2])), colours.gather(1, units[..., None].expand(-1, -1, colours.shape[2]))
+    return collate(samples), labels, colours
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -209,45 +270,72 @@ def model_sizes(model) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------------------- training
-def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, answers: bool) -> dict[str, Tensor]:
-    """Dense loss (+ answer CE) through the adapter's own encode / score bodies, with gradients."""
+def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colours: Tensor, answers: bool, vision_grad: bool = True) -> dict[str, Tensor]:
+    """Dense losses (+ answer CE) through the adapter's own encode / score bodies, with gradients.
+
+    head(tokens) -> [B, T, N, 11 + len(COLOUR_CLASSES)]: the digit at each merged token (or NONE), and the
+    colour of that digit (read only at digit tokens)."""
     from score_lit.mllm.qwen_vl import QwenVLAdapter
 
-    visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows
-    logits = head(visual.tokens)  # [B, T, N, 11]
+    with torch.set_grad_enabled(vision_grad):
+        visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows if vision_grad
+    logits = head(visual.tokens)  # [B, T, N, 11 + C]
+    digit_logits, colour_logits = logits[..., : NONE + 1], logits[..., NONE + 1 :]
     digit = labels != NONE
-    nll = F.cross_entropy(logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
-    dense = nll[digit].mean() + nll[~digit].mean()  # class-balanced: digit tokens are ~3% of the grid
-    out = {"dense": dense, "digit_acc": (logits.argmax(-1)[digit] == labels[digit]).float().mean()}
+    nll = F.cross_entropy(digit_logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
+    dense = nll[digit].mean() + nll[~digit].mean()  # class-balanced: digit tokens are a few % of the grid
+    dense = dense + F.cross_entropy(colour_logits[digit], colours[digit])
+    out = {"dense": dense, "digit_acc": (digit_logits.argmax(-1)[digit] == labels[digit]).float().mean()}
     if answers:
         prompts = adapter.tokenize(batch)
         masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)
         scores = QwenVLAdapter.score.__wrapped__(adapter, visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
         out["ce"] = scores.ce[:, 0].mean()
-        out["answer_acc"] = (scores.option_logits[:, 0].argmax(-1) == batch.answer_index).float().mean()
+        out["correct"] = scores.option_logits[:, 0].argmax(-1) == batch.answer_index  # [B] bool
+        out["answer_acc"] = out["correct"].float().mean()
     return out
 
 
-def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, stream_start, t0, stop=None) -> int:
-    """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken."""
+def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None) -> int:
+    """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken.
+
+    Global step g = step_offset + step draws its batch from group cfg.step_group(g) (one video shape per
+    batch), the next cfg.batch_size samples of that group's deterministic stream."""
     tps = adapter.temporal_patch_size
+    groups = cfg.groups()
     window: dict[str, list[float]] = {}
     for step in range(steps):
-        batch, labels = make_batch(make_samples(cfg, "train", stream_start + step * cfg.batch_size, cfg.batch_size), cfg, tps)
-        out = _forward(adapter, head, batch, labels, answers)
-        loss = out["dense"] * (cfg.dense_weight if answers else 1.0) + (out["ce"] if answers else 0.0)
+        g, n_prev = cfg.step_group(step_offset + step)
+        bs = cfg.evidence_batch_size if groups[g][0] in EVIDENCE_FAMILIES else cfg.batch_size
+        samples = make_samples(cfg, "train", n_prev * bs, bs, families=groups[g])
+        evidence = groups[g][0] in EVIDENCE_FAMILIES
+        units = None
+        if evidence and not answers:  # vision stage: a few random units of each long video
+            t_units = temporal_units(samples[0].frames.shape[0], tps)
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step_offset + step)
+            units = torch.rand(len(samples), t_units, generator=gen).argsort(-1)[:, : cfg.vision_units].sort(-1).values
+        batch, labels, colours = make_batch(samples, cfg, tps, units)
+        out = _forward(adapter, head, batch, labels, colours, answers, vision_grad=not (answers and evidence))
+        dense = out["dense"] if not (answers and evidence) else 0.0  # no vision gradient at evidence joint steps
+        loss = dense * (cfg.dense_weight if answers else 1.0) + (out["ce"] if answers else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_([p for g_ in opt.param_groups for p in g_["params"]], cfg.grad_clip)
         opt.step()
         if sched is not None:
             sched.step()
         for k, v in {**out, "loss": loss}.items():
-            window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
+            if k == "correct":
+                for s_, c in zip(samples, v.tolist()):
+                    window.setdefault(f"acc/{s_.id.split('/')[0]}", []).append(float(c))
+            else:
+                window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
             shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "answer_acc") if k in means)
-            print(f"[toy-mllm] {name} step {step + 1}/{steps} {shown} ({time.time() - t0:.0f}s)", flush=True)
+            fams = " ".join(f"{k[4:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("acc/"))
+            print(f"[toy-mllm] {name} step {step + 1}/{steps} {shown} {fams} ({time.time() - t0:.0f}s)", flush=True)
+            history.append({"stage": name, "step": step + 1, "seconds": round(time.time() - t0, 1), **means})
             window = {}
             if stop is not None and stop(means):
                 print(f"[toy-mllm] {name}: target reached at step {step + 1}", flush=True)
@@ -268,12 +356,13 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
         save_hf_dir(model, tokenizer, Path(tmp))
         adapter = build_mllm(MLLMConfig(family=cfg.family, path=tmp))
     model = adapter.model.requires_grad_(True).train()
-    head = nn.Linear(adapter.hidden_size, NONE + 1)
+    head = nn.Linear(adapter.hidden_size, NONE + 1 + len(COLOUR_CLASSES))
+    history: list[dict] = []  # the learning curves (progress lines), saved as history.json beside the model
 
     # Stage 1: vision tower + merger + dense head.
     vis_params = list(model.model.visual.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(vis_params, lr=cfg.vision_stage_lr, weight_decay=cfg.weight_decay)
-    n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0,
+    n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0, history,
                     stop=lambda m: m["digit_acc"] >= cfg.dense_target)  # fmt: skip
 
     # Stage 2: the whole model on the answers + dense_weight x dense loss.
@@ -291,7 +380,7 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1 * cfg.batch_size, t0)
+    _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history)
     train_seconds = time.time() - t0
 
     out = Path(cfg.out)
@@ -299,12 +388,18 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
     save_hf_dir(model.eval().requires_grad_(False), tokenizer, out)
     print(f"[toy-mllm] saved to {out} after {train_seconds:.0f}s of training; evaluating on 'test'", flush=True)
     acc = evaluate(out, cfg)
+    ev_names = [f for f in cfg.family_names() if f in EVIDENCE_FAMILIES]
+    long_cfg = replace(cfg, evidence_frames=SETTINGS["long"]["frames"], evidence_size=SETTINGS["long"]["size"],
+                       families=tuple(ev_names), eval_per_family=cfg.eval_per_family // 2, eval_batch_size=5)  # fmt: skip
+    acc_long = evaluate(out, long_cfg) if ev_names else {}
     report = {
         "families": acc, "overall": float(np.mean(list(acc.values()))), "n_per_family": cfg.eval_per_family,
+        "families_long": acc_long, "long_setting": SETTINGS["long"], "n_per_family_long": cfg.eval_per_family // 2,
         "seed": cfg.seed, "train_seconds": round(train_seconds, 1), "vision_stage_steps": n1,
         "joint_steps": cfg.joint_steps, "parameters": sizes, "config": asdict(cfg),
     }  # fmt: skip
     (out / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "history.json").write_text(json.dumps(history) + "\n")
     return out
 
 

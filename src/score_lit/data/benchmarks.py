@@ -13,6 +13,7 @@ no random fallback as in LongVideoBench's parser). `meta["family"]` is the categ
 
 | name           | lmms-eval task          | metric (as lmms-eval prints it) | family            |
 | toy            | -                       | accuracy                        | the row's family  |
+| evidence       | -                       | accuracy                        | the row's family  |
 | videomme       | videomme                | videomme_perception_score       | duration          |
 | mvbench        | mvbench_<task> (group)  | mvbench_accuracy                | task name         |
 | mlvu           | mlvu_dev                | mlvu_percetion_score (sic)      | question_type     |
@@ -65,6 +66,25 @@ def load_toy(root: str, limit: int | None = None, split: str | None = None) -> B
     return Benchmark("toy", records, problems, "accuracy", TOY_PROMPT)
 
 
+def load_evidence(root: str, limit: int | None = None, split: str | None = None) -> Benchmark:
+    """The evidence benchmark (score_lit.data.evidence), as exported by `export-split --benchmark evidence`:
+    read like `toy`; its manifest's family version and setting name the benchmark in every result row
+    ("evidence-v1", "evidence-v1-long"), so numbers of two versions are never mixed up."""
+    import json
+
+    folder = root if os.path.isdir(root) else os.path.dirname(root)
+    man_path = os.path.join(folder, "manifest.json")
+    if not os.path.isfile(man_path):
+        raise FileNotFoundError(f"evidence benchmark: no {man_path} (write it with `python -m score_lit export-split --benchmark evidence --out DIR`)")
+    man = json.loads(open(man_path).read())
+    if man.get("benchmark") != "evidence":
+        raise FileNotFoundError(f"{man_path} is not an evidence-benchmark export (benchmark={man.get('benchmark', 'toy')!r}); use eval.benchmark=toy")
+    b = load_toy(root, limit, split)
+    suffix = "" if man.get("setting") in ("default", None) else f"-{man['setting']}"
+    b.name = f"evidence-v{man['version']}{suffix}"
+    return b
+
+
 # ------------------------------------------------------------------------------------------------
 # Video-MME
 
@@ -108,6 +128,7 @@ def load_videomme(root: str, limit: int | None = None, split: str | None = None)
 
 BENCHMARKS: dict[str, Callable[..., Benchmark]] = {
     "toy": load_toy,
+    "evidence": load_evidence,
     "videomme": load_videomme,
     "mvbench": load_mvbench,
     "mlvu": load_mlvu,

@@ -1,10 +1,12 @@
 """Write a generated split to disk once, as a dataset like any other: mp4 files plus a JSONL.
 
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
+    python -m score_lit export-split --benchmark evidence --setting default --out artifacts/evidence-bench
+    python -m score_lit export-split --benchmark evidence --setting long --out artifacts/evidence-bench-long --n 100
 
     <out>/videos/<family>_<index>.mp4   H.264 High 4:4:4, qp 0 (lossless in YUV; RGB round trip within 2 grey levels)
     <out>/<split>.jsonl                 {"id", "video" (relative), "question", "options", "answer", "family", "evidence", "fps"}
-    <out>/manifest.json                 what was generated (families, n, seed, frames, size, fps)
+    <out>/manifest.json                 what was generated (benchmark, version, setting, families, n, seed, frames, size, fps)
 
 The folder is built under a temporary name and renamed into place, so a killed export leaves nothing
 half-written; an existing export with the same manifest is kept as it is (written once).
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .synthetic import SOURCES
+from . import SOURCES, evidence
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -45,12 +47,40 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
 def export_split(
     out: str | Path, split: str = "test", n: int = 200, families: list[str] | None = None, seed: int = 0,
-    frames: int = 16, size: int = 64, fps: float = 2.0,
+    frames: int | None = None, size: int | None = None, fps: float = 2.0, benchmark: str = "toy", setting: str | None = None,
 ) -> Path:  # fmt: skip
-    """Generate n samples per family of `split` and write them under `out`. Returns the JSONL path."""
+    """Generate n samples per family of `split` and write them under `out`. Returns the JSONL path.
+
+    benchmark "toy": the first families (default stitched, flash, distracted) at frames x size.
+    benchmark "evidence": score_lit.data.evidence's families at a named setting ("default": 32 frames of
+    96 px, "long": 64 of 128), unless frames / size are given; the manifest records the family version.
+    Parameters that cannot hold a family stop here, before anything is written (one line naming it)."""
     out = Path(out)
-    families = families or sorted(SOURCES)
-    manifest = {"split": split, "n": n, "families": families, "seed": seed, "frames": frames, "size": size, "fps": fps}
+    manifest: dict = {"benchmark": benchmark, "split": split}
+    if benchmark == "evidence":
+        if setting is not None and setting not in evidence.SETTINGS:
+            raise evidence.FamilyParamError(f"--setting {setting!r}: use one of {sorted(evidence.SETTINGS)}")
+        shape = evidence.SETTINGS[setting or "default"]
+        named = (frames is None or frames == shape["frames"]) and (size is None or size == shape["size"])
+        frames, size = shape["frames"] if frames is None else frames, shape["size"] if size is None else size
+        families = families or list(evidence.FAMILIES)
+        manifest.update(version=evidence.VERSION, setting=(setting or "default") if named else "custom")
+    elif benchmark == "toy":
+        frames, size = frames or 16, size or 64
+        families = families or ["flash", "stitched", "distracted"]
+    else:
+        raise evidence.FamilyParamError(f"--benchmark {benchmark!r}: use toy or evidence")
+    unknown = [f for f in families if f not in SOURCES]
+    if unknown:
+        raise evidence.FamilyParamError(f"--families: unknown {unknown}; available: {sorted(SOURCES)}")
+    if n <= 0:
+        raise evidence.FamilyParamError(f"--n {n}: the number of samples per family must be positive")
+    for fam in families:
+        if fam in evidence.FAMILIES:
+            evidence.check_params(fam, frames, size)
+    manifest.update(n=n, families=families, seed=seed, frames=frames, size=size, fps=fps)
+    if benchmark == "toy":  # the first toy's manifests (written before the evidence benchmark) stay valid
+        manifest = {k: v for k, v in manifest.items() if k != "benchmark"}
     jsonl = out / f"{split}.jsonl"
     if jsonl.is_file() and (out / "manifest.json").is_file():
         if json.loads((out / "manifest.json").read_text()) == manifest:
