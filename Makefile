@@ -5,6 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
+LOCK := requirements/lock-venv.txt
+LMMS_LOCK := requirements/lock-lmms.txt
+LMMS_VENV := .venv-lmms
+LMMS_STAMP := $(LMMS_VENV)/.installed-stamp
 MLFLOW_PORT ?= 5000
 TOY := artifacts/toy-mllm/accuracy.json
 TOYBENCH := artifacts/toy-bench/test.jsonl
@@ -12,21 +16,28 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
+.PHONY: help venv lock test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Every install is constrained by its lock (exact versions of every package, transitive ones included).
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $@
 
-venv: $(STAMP) ## create .venv with the pinned dependencies (about 3 min the first time; no-op after)
+venv: $(STAMP) ## create .venv with the locked dependencies (about 3 min the first time; no-op after)
 
-test: $(STAMP) ## run the test suite (CPU, no network, under 5 min)
-	$(PY) -m pytest -q $(ARGS)
+lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current .venv and .venv-lmms (pip freeze; after a pin change + green tests)
+	bash tools/freeze_lock.sh $(VENV) $(LOCK)
+	bash tools/freeze_lock.sh $(LMMS_VENV) $(LMMS_LOCK)
+	@touch $(STAMP) $(LMMS_STAMP)  # the venvs are what the new locks say: no rebuild
+
+# REQUIRE_LMMS=1: the lmms-eval tests fail instead of skipping when .venv-lmms or the toy bench is missing.
+test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) ## run the test suite, lmms-eval's CLI included (builds .venv-lmms first, ~2 min; suite ~5 min)
+	REQUIRE_LMMS=1 $(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
@@ -40,15 +51,12 @@ test-slurm: $(STAMP) ## start a one-node SLURM cluster on localhost; submit, USR
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
 	$(PY) -m pytest -q -m distributed $(ARGS)
 
-LMMS_VENV := .venv-lmms
-LMMS_STAMP := $(LMMS_VENV)/.installed-stamp
-
-$(LMMS_STAMP): pyproject.toml tools/lmms/setup_venv.sh
-	bash tools/lmms/setup_venv.sh $(LMMS_VENV)
+$(LMMS_STAMP): pyproject.toml $(LMMS_LOCK) tools/lmms/setup_venv.sh
+	bash tools/lmms/setup_venv.sh $(LMMS_VENV) $(LMMS_LOCK)
 	@touch $@
 
-test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's CLI with --model score_qwen2_5_vl on the toy model == score_lit eval (creates .venv-lmms first, ~2 min)
-	$(PY) -m pytest -q tests/test_lmms.py $(ARGS)
+test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's CLI == score_lit eval, also on the trained toy model (trains it first if missing) + the lock checks
+	REQUIRE_LMMS=1 $(PY) -m pytest -q tests/test_lmms.py tests/test_lmms_llava.py tests/test_locks.py $(ARGS)
 
 $(TOY): | $(STAMP)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm

@@ -5,7 +5,8 @@
   full sequence's position ids (position_ids=original), or the stock forward on the pruned inputs_embeds with its
   default positions (position_ids=compacted). The stock processor path cannot run here (LlavaOnevisionVideoProcessor
   needs torchvision), so the <video> placeholders and pixel_values_videos are built without it.
-* lmms-eval (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh, skipped without it): the registry
+* lmms-eval (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh; skipped without it, except under
+  `make test`, which builds it and sets REQUIRE_LMMS=1): the registry
   resolves `score_llava_onevision`; the real CLI on a tiny random checkpoint + random policy gives the same
   number of correct answers as `python -m score_lit eval` on the same questions and retention ratio.
 """
@@ -97,9 +98,13 @@ def test_hooks_generate_equals_masked_full_sequence(position_ids):
 # ------------------------------------------------------------------------------------------------ lmms-eval
 
 
-def _need_lmms():
-    if not (LMMS_VENV / "bin/lmms-eval").is_file():
-        pytest.skip("no .venv-lmms/bin/lmms-eval: `make test-lmms` (or tools/lmms/setup_venv.sh) creates it")
+def _need_lmms(*paths: Path):
+    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after
+    building both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
+    missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
+    if missing:
+        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
+        pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
 
 
 def _env(tmp_path: Path) -> dict:
@@ -133,9 +138,7 @@ def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
     ratio. With random weights the accuracy is near chance: the point is that the two paths count the SAME number of
     correct answers (same frames, same selection, same scoring), not the accuracy itself. The stock llava_hf wrapper
     loads with dtype=auto, i.e. the checkpoint's float32, so score_lit eval runs with mllm.dtype=float32."""
-    _need_lmms()
-    if not BENCH.is_file():
-        pytest.skip(f"missing {BENCH.relative_to(ROOT)}: make eval's export builds it")
+    _need_lmms(BENCH)
     from score_lit.checkpoint import save_policy
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
@@ -157,6 +160,7 @@ def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
     out = tmp_path / "score_lit"
     sl_cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", "mllm.family=llava_onevision",
               f"mllm.path={ckpt}", f"eval.policy={pol}", "eval.methods=[score]", f"eval.ratios=[{RATIO}]",
+              "eval.benchmark=toy", f"eval.root={BENCH.parent.relative_to(ROOT)}", "eval.frames=16", "eval.size=64",
               f"eval.limit={N_QUESTIONS}", "eval.batch_size=1", "mllm.dtype=float32", "eval.viz_samples=0",
               f"eval.out_dir={out}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
     # Both runs at once (two processes, ~20 s saved on 2 cores).
