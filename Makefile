@@ -36,7 +36,7 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 	@touch $(STAMP) $(LMMS_STAMP)  # the venvs are what the new locks say: no rebuild
 
 # REQUIRE_LMMS=1: the lmms-eval tests fail instead of skipping when .venv-lmms or the toy bench is missing.
-test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) ## run the test suite, lmms-eval's CLI included (builds .venv-lmms first, ~2 min; suite ~5 min)
+test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) ## run the test suite, lmms-eval's CLI included (builds .venv, .venv-lmms and the toy bench first if missing)
 	REQUIRE_LMMS=1 $(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow

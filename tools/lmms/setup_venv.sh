@@ -8,7 +8,7 @@
 # pip resolves transitive versions anew, e.g. filelock 4.3.1, which has no `filelock._api` that lmms-eval 0.7.3's
 # evaluator imports. The checks at the end fail the build on such a break instead of leaving it to the first eval.
 # Separate from .venv on purpose: lmms-eval --no-deps leaves `pip check` reporting its unmet declarations, and .venv
-# stays `pip check` clean. Measured here (2 cores): 84 s with a warm pip cache (about 2.5 min cold), 2.2 GB.
+# stays `pip check` clean. Measured here (2 cores, warm pip cache): 84 s on an idle machine, 146 s beside a training run; 2.2 GB.
 set -euo pipefail
 VENV=${1:-.venv-lmms}
 LOCK=${2:-requirements/lock-lmms.txt}
