@@ -78,7 +78,7 @@ def test_wrong_type_is_named():
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
         ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),
         ("stage1.data.size=50", r"multiple of 16"),
-        ("stage1.data.families=[stiched]", r"unknown \['stiched'\]; available: \['distracted', 'flash', 'stitched'\]"),
+        ("stage1.data.families=[stiched]", r"unknown \['stiched'\]; available: \['colour', 'distracted', 'flash', 'move', 'order', 'stitched'\]"),
         ("stage2.data.source=video_qa", r"needs data.path="),
         ("stage2.data.source=videos", r"data.source='videos': use one of"),
         ("stage1.data.path=/nope.jsonl", r"data.path='/nope.jsonl' does not exist"),

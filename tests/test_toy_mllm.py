@@ -16,7 +16,7 @@ from score_lit.data.synthetic import SOURCES, stitched
 from score_lit.mllm import build_mllm
 from score_lit.toy_cli import cmd_toy_mllm
 from score_lit.data import SOURCES as ALL_FAMILIES
-from score_lit.toy_mllm import COLOUR_CLASSES, NONE, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
+from score_lit.toy_mllm import COLOUR_CLASSES, NONE, QUADRANT, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
 
 
 def test_dense_labels_by_hand():
@@ -52,15 +52,16 @@ def test_object_labels_by_hand():
     # 2*6+4=16, 17, 22, 23 of those units; a second one, "1" at (0, 0), on frame 31 only (unit 15).
     ev = {"objects": [{"label": "4", "colour": "red", "frames": [4, 10], "cell": [2, 4], "px": 32},
                       {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32}]}  # fmt: skip
+    # each token is labelled with its quadrant of the digit: QUADRANT + 4 * digit + (0 TL, 1 TR, 2 BL, 3 BR)
     lab = dense_labels(ev, "left", frames=32, size=96)
     expected = torch.full((16, 36), NONE)
     for t in (2, 3, 4):
-        expected[t, [16, 17, 22, 23]] = 4
-    expected[15, [0, 1, 6, 7]] = 1
+        expected[t, [16, 17, 22, 23]] = torch.tensor([27, 28, 29, 30])  # 11 + 16 + q
+    expected[15, [0, 1, 6, 7]] = torch.tensor([15, 16, 17, 18])  # 11 + 4 + q
     assert torch.equal(lab, expected)
     col = colour_labels(ev, frames=32, size=96)
     assert col[3, 16] == COLOUR_CLASSES.index("red") and col[15, 0] == COLOUR_CLASSES.index("white")
-    assert int((col > 0).sum()) == 16
+    assert int((col > 0).sum()) == 16 and QUADRANT == 11
 
 
 def test_step_groups_by_hand():

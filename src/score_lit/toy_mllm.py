@@ -60,6 +60,11 @@ from score_lit.mllm.tiny import save_hf_dir
 from score_lit.types import VideoBatch
 
 NONE = 10  # dense label of a merged token that shows no answer digit (digits are 0..9)
+# A 32-px digit covers 2x2 merged tokens; each shows one quadrant q (0 top-left, 1 top-right, 2 bottom-left,
+# 3 bottom-right) and is labelled QUADRANT + 4 * digit + q: the tokens carry what they show, and reading the
+# digit takes its tokens together (a partial view loses the answer, as the evidence benchmark intends).
+QUADRANT = NONE + 1
+DENSE_CLASSES = QUADRANT + 40
 COLOUR_CLASSES = ("none", "white", *COLOURS)  # colour labels of the dense colour head
 
 
@@ -92,11 +97,11 @@ class ToyConfig:
     batch_size: int = 16
     # Stage 1 (vision + merger + dense head): at most this many steps, earlier once the digit-token
     # accuracy over the last `log_every` steps reaches dense_target.
-    vision_steps: int = 400
-    dense_target: float = 0.95
+    vision_steps: int = 800
+    dense_target: float = 0.9
     vision_stage_lr: float = 1e-3
     # Stage 2 (whole model): answer CE + dense_weight x dense CE; cosine decay after a short warmup.
-    joint_steps: int = 1200
+    joint_steps: int = 900
     llm_lr: float = 2e-3
     vision_lr: float = 3e-4
     dense_weight: float = 0.3
@@ -174,15 +179,16 @@ def dense_labels(evidence: dict, answer, frames: int, size: int, temporal_patch_
     it shows an object if that range overlaps the object's frames [f0, f1). An object is a digit of `px`
     pixels (16 or 32) whose top-left 16-px cell is `cell`; it covers (px/16)^2 merged tokens, token
     n = row * (size/16) + col (the caller keeps frames unresized). Evidence of the first toy families is
-    one 16-px object {"frames", "cell"} showing `answer`; the evidence families (score_lit.data.evidence)
-    list theirs under "objects", each with its own "label".
+    one 16-px object {"frames", "cell"} showing `answer` (label = the digit); the evidence families
+    (score_lit.data.evidence) list theirs under "objects", each with its own "label", 32 px: their tokens
+    are labelled QUADRANT + 4 * digit + quadrant.
     """
-    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o: int(o["label"]), answer)
+    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o, q: int(o["label"]) if q is None else QUADRANT + 4 * int(o["label"]) + q, answer)
 
 
 def colour_labels(evidence: dict, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
     """[T, N] long: the colour class of the digit at each merged token (COLOUR_CLASSES), 0 where none."""
-    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o: COLOUR_CLASSES.index(o.get("colour", "white")), 0, none=0)
+    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o, q: COLOUR_CLASSES.index(o.get("colour", "white")), 0, none=0)
 
 
 def _object_labels(evidence, frames, size, tps, value, answer, none=NONE) -> Tensor:
@@ -197,7 +203,7 @@ def _object_labels(evidence, frames, size, tps, value, answer, none=NONE) -> Ten
             if t * tps < f1 and (t + 1) * tps > f0:
                 for i in range(span):
                     for j in range(span):
-                        labels[t, (row + i) * side + col + j] = value(o)
+                        labels[t, (row + i) * side + col + j] = value(o, None if span == 1 else i * span + j)
     return labels
 
 
@@ -273,14 +279,14 @@ def model_sizes(model) -> dict[str, int]:
 def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colours: Tensor, answers: bool, vision_grad: bool = True) -> dict[str, Tensor]:
     """Dense losses (+ answer CE) through the adapter's own encode / score bodies, with gradients.
 
-    head(tokens) -> [B, T, N, 11 + len(COLOUR_CLASSES)]: the digit at each merged token (or NONE), and the
+    head(tokens) -> [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]: the digit (or digit quadrant) at each merged token (or NONE), and the
     colour of that digit (read only at digit tokens)."""
     from score_lit.mllm.qwen_vl import QwenVLAdapter
 
     with torch.set_grad_enabled(vision_grad):
         visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows if vision_grad
     logits = head(visual.tokens)  # [B, T, N, 11 + C]
-    digit_logits, colour_logits = logits[..., : NONE + 1], logits[..., NONE + 1 :]
+    digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
     nll = F.cross_entropy(digit_logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
     dense = nll[digit].mean() + nll[~digit].mean()  # class-balanced: digit tokens are a few % of the grid
@@ -316,6 +322,8 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
             units = torch.rand(len(samples), t_units, generator=gen).argsort(-1)[:, : cfg.vision_units].sort(-1).values
         batch, labels, colours = make_batch(samples, cfg, tps, units)
         out = _forward(adapter, head, batch, labels, colours, answers, vision_grad=not (answers and evidence))
+        if evidence:
+            out["digit_acc_ev"] = out["digit_acc"]  # the evidence families' share, shown apart
         dense = out["dense"] if not (answers and evidence) else 0.0  # no vision gradient at evidence joint steps
         loss = dense * (cfg.dense_weight if answers else 1.0) + (out["ce"] if answers else 0.0)
         opt.zero_grad(set_to_none=True)
@@ -332,7 +340,7 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
                 window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
-            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "answer_acc") if k in means)
+            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "digit_acc_ev", "answer_acc") if k in means)
             fams = " ".join(f"{k[4:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("acc/"))
             print(f"[toy-mllm] {name} step {step + 1}/{steps} {shown} {fams} ({time.time() - t0:.0f}s)", flush=True)
             history.append({"stage": name, "step": step + 1, "seconds": round(time.time() - t0, 1), **means})
@@ -356,7 +364,7 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
         save_hf_dir(model, tokenizer, Path(tmp))
         adapter = build_mllm(MLLMConfig(family=cfg.family, path=tmp))
     model = adapter.model.requires_grad_(True).train()
-    head = nn.Linear(adapter.hidden_size, NONE + 1 + len(COLOUR_CLASSES))
+    head = nn.Linear(adapter.hidden_size, DENSE_CLASSES + len(COLOUR_CLASSES))
     history: list[dict] = []  # the learning curves (progress lines), saved as history.json beside the model
 
     # Stage 1: vision tower + merger + dense head.
@@ -424,4 +432,4 @@ def evaluate(path: str | Path, cfg: ToyConfig) -> dict[str, float]:
     return acc
 
 
-__all__ = ["ToyConfig", "quick_config", "dense_labels", "build_toy_model", "model_sizes", "train_toy_mllm", "evaluate", "NONE"]
+__all__ = ["ToyConfig", "quick_config", "dense_labels", "build_toy_model", "model_sizes", "train_toy_mllm", "evaluate", "NONE", "QUADRANT"]
