@@ -28,7 +28,7 @@ def test_shipped_configs_load():
     for f in files:
         if f.name.startswith("bench_"):
             load_bench_config([f])
-        elif f.name == "eval.yaml":
+        elif f.name.startswith("eval"):
             load_config([f], ["eval.methods=[uniform]"])  # method score needs runs/stage2/policy.pt, made by training
         else:
             load_config([f], ["init_policy=null"])  # stage 2's init_policy exists only after stage 1 ran

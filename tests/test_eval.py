@@ -65,7 +65,7 @@ def test_flops_columns_by_hand():
 def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     d, policy = bench
     args = [
-        "mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random,fastv]",
+        "mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random,fastv]",
         "eval.ratios=[1.0,0.25,0.05]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", f"eval.out_dir={tmp_path / 'out'}",
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "eval.viz_samples=2", "eval.viz_ratio=0.25",
     ]  # fmt: skip
@@ -121,7 +121,7 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
 def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
     # 4 frames at 128 px: 2 units of 8x8 = 128 visual tokens, so the video outweighs the prompt's text.
     d, policy = bench
-    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
+    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
                                            "eval.methods=[score,fastv]", "eval.ratios=[0.1]", "eval.frames=4",
                                            "eval.size=128", "eval.batch_size=6"])  # fmt: skip
     res = sweep(cfg, progress=False)

@@ -65,7 +65,9 @@ def test_object_labels_by_hand():
 
 
 def test_step_groups_by_hand():
-    cfg = ToyConfig(evidence_every=3)
+    from score_lit.toy_mllm import PRESETS
+
+    cfg = ToyConfig(**{**PRESETS["evidence"], "evidence_every": 3})
     assert cfg.groups() == [["stitched", "flash", "distracted"], ["colour", "order", "move"]]
     # steps 0, 1, 2 evidence (its 0th, 1st, 2nd), 3 first families (its 0th), 4 evidence (its 3rd), 7 first (its 1st)
     assert [cfg.step_group(s) for s in range(8)] == [(1, 0), (1, 1), (1, 2), (0, 0), (1, 3), (1, 4), (1, 5), (0, 1)]
@@ -98,6 +100,7 @@ def test_quick_run_loads_and_reports(quick_dir):
     assert set(report["families_long"]) == {"colour", "order", "move"}
     history = json.loads((quick_dir / "history.json").read_text())
     assert [h["stage"] for h in history] == ["vision"] * 3 + ["joint"] * 3 and "acc/colour" in history[-2]
+    assert (quick_dir / "learning_curves.png").stat().st_size > 10_000
     assert all(0.0 <= a <= 1.0 for a in [*report["families"].values(), report["overall"]])
 
 
@@ -114,3 +117,15 @@ def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):
     cfg = json.loads((tmp_path / "deep" / "config.json").read_text())
     assert cfg["text_config"]["num_hidden_layers"] == 3
     assert json.loads((quick_dir / "config.json").read_text())["text_config"]["num_hidden_layers"] == 1
+
+
+def test_presets_and_a_bad_preset_is_one_line(capsys):
+    from score_lit.cli import main
+    from score_lit.toy_mllm import FIRST_TOY, PRESETS
+
+    assert ToyConfig().family_names() == list(FIRST_TOY)
+    ev = ToyConfig(**PRESETS["evidence"])
+    assert ev.family_names() == [*FIRST_TOY, "colour", "order", "move"] and ev.freeze_vision_in_joint
+    assert main(["toy-mllm", "--preset", "nope", "--out", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--preset 'nope'" in err[0]

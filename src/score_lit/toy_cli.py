@@ -1,4 +1,4 @@
-"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--families a,b] [--text-layers L] [--quick]`: train the toy MLLM.
+"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence] [--families a,b] [--text-layers L] [--quick]`: train the toy MLLM.
 
 Trains score_lit.toy_mllm's frozen toy Qwen2.5-VL (minutes on 2 CPU cores), saves it as a Hugging Face
 directory usable as `mllm.path=DIR`, evaluates it on the held-out test split with all visual tokens and
@@ -18,7 +18,9 @@ def cmd_toy_mllm(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="score_lit toy-mllm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=ToyConfig.out, help=f"output directory (default: {ToyConfig.out})")
     p.add_argument("--seed", type=int, default=ToyConfig.seed)
-    p.add_argument("--families", default="", help="comma-separated synthetic families (default: all registered)")
+    p.add_argument("--families", default="", help="comma-separated synthetic families (default: the preset's)")
+    p.add_argument("--preset", default=None, help="a named recipe of score_lit.toy_mllm.PRESETS: first (the first toy's "
+                   "families) or evidence (also the evidence benchmark's); default: toy_mllm.DEFAULT_PRESET")
     p.add_argument("--quick", action="store_true", help="seconds-long run at tiny widths (tests)")
     p.add_argument("--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})")
     ns = p.parse_args(args)
@@ -26,12 +28,20 @@ def cmd_toy_mllm(args: list[str]) -> int:
 
     from transformers.utils import logging as hf_logging
 
-    from .toy_mllm import quick_config, train_toy_mllm
+    from .config import ConfigError
+    from .toy_mllm import DEFAULT_PRESET, PRESETS, quick_config, train_toy_mllm
 
     hf_logging.disable_progress_bar()  # the weight-loading bars would drown the progress lines
     make = quick_config if ns.quick else ToyConfig
-    extra = {} if ns.text_layers is None else {"text_layers": ns.text_layers}
-    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, families=families, **extra))
+    preset = ns.preset or DEFAULT_PRESET
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r}: use one of {sorted(PRESETS)}")
+    extra = {} if ns.quick else dict(PRESETS[preset])
+    if families:
+        extra["families"] = families
+    if ns.text_layers is not None:
+        extra["text_layers"] = ns.text_layers
+    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, **extra))
     report = json.loads((out / "accuracy.json").read_text())
     print(out)
     for name, acc in report["families"].items():
