@@ -12,11 +12,15 @@ LMMS_STAMP := $(LMMS_VENV)/.installed-stamp
 MLFLOW_PORT ?= 5000
 TOY := artifacts/toy-mllm/accuracy.json
 TOYBENCH := artifacts/toy-bench/test.jsonl
+EVTOY := artifacts/toy-mllm-evidence/accuracy.json
+EVBENCH := artifacts/evidence-bench/test.jsonl
+EVBENCH_LONG := artifacts/evidence-bench-long/test.jsonl
+EVPOLICY := runs/stage2-evidence/policy.pt
 POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean
+.PHONY: help venv lock test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -87,6 +91,35 @@ eval: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## retention sweep: every method 
 
 viz: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
 	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/toy-bench/videos/distracted_00000.mp4) $(ARGS)
+
+# The evidence benchmark (score_lit.data.evidence, version 1): export, its toy model, the SCORE recipe, sweeps.
+$(EVBENCH): | $(STAMP)
+	$(PY) -m score_lit export-split --benchmark evidence --setting default --out artifacts/evidence-bench --n 200
+
+$(EVBENCH_LONG): | $(STAMP)
+	$(PY) -m score_lit export-split --benchmark evidence --setting long --out artifacts/evidence-bench-long --n 50
+
+export-evidence: $(EVBENCH) $(EVBENCH_LONG) ## write the evidence benchmark's test split (200/family at 576 tokens; long: 50/family at 2,048)
+
+$(EVTOY): | $(STAMP)
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence
+
+toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (about 40 min on 2 cores)
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence
+
+train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
+	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence
+	$(PY) -m score_lit train conf/stage2_evidence.yaml
+
+$(EVPOLICY): | $(EVTOY)
+	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence
+	$(PY) -m score_lit train conf/stage2_evidence.yaml
+
+eval-evidence: $(STAMP) $(EVTOY) $(EVBENCH) | $(EVPOLICY) ## retention sweep on the evidence benchmark (576 tokens), FLOPs columns included
+	$(PY) -m score_lit eval conf/eval_evidence.yaml $(ARGS)
+
+eval-evidence-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(EVPOLICY) ## the same on its long setting (2,048 tokens)
+	$(PY) -m score_lit eval conf/eval_evidence_long.yaml $(ARGS)
 
 BENCH ?= conf/bench_cpu.yaml
 bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU ~40 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
