@@ -73,6 +73,11 @@ def test_step_groups_by_hand():
     assert [cfg.step_group(s) for s in range(8)] == [(1, 0), (1, 1), (1, 2), (0, 0), (1, 3), (1, 4), (1, 5), (0, 1)]
     assert cfg.shape("colour") == (32, 96) and cfg.shape("flash") == (16, 64)
     assert ToyConfig(families=("flash",)).step_group(5) == (0, 5)
+    # joint stage after n1 = 5 vision steps (global 0-4 used group 0 once: step 3), first_only_steps = 2:
+    # joint steps 0, 1 -> group 0, its 1st and 2nd; then the mix resumes at global 5 = evidence's 4th ...
+    two = ToyConfig(**{**PRESETS["evidence"], "evidence_every": 3, "first_only_steps": 2})
+    # ... and global 7, group 0's index 1 in the mix, becomes 1 + 2 = 3 (skipping the two first-only draws)
+    assert [two.joint_group(5, s) for s in range(5)] == [(0, 1), (0, 2), (1, 4), (1, 5), (0, 3)]
 
 
 def test_config_errors():
