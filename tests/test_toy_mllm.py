@@ -134,3 +134,33 @@ def test_presets_and_a_bad_preset_is_one_line(capsys):
     assert main(["toy-mllm", "--preset", "nope", "--out", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--preset 'nope'" in err[0]
+
+
+def test_unit_subsampling_and_the_colour_curriculum():
+    from score_lit.toy_mllm import PRESETS, make_batch, make_samples
+
+    cfg = ToyConfig(**PRESETS["evidence"])
+    samples = make_samples(cfg, "train", 0, 3, families=["colour", "order", "move"])
+    units = torch.tensor([[0, 5], [3, 15], [7, 8]])
+    batch, labels, _ = make_batch(samples, cfg, 2, units)
+    _, full, _ = make_batch(samples, cfg, 2)
+    assert tuple(batch.frames.shape[:2]) == (3, 4) and labels.shape == (3, 2, 36)
+    for b, us in enumerate(units.tolist()):
+        for k, u in enumerate(us):  # unit u's two frames and its labels, in order
+            assert torch.equal(batch.frames[b, 2 * k : 2 * k + 2], torch.from_numpy(samples[b].frames[2 * u : 2 * u + 2]).permute(0, 3, 1, 2))
+            assert torch.equal(labels[b, k], full[b, u])
+    easy = make_samples(cfg, "train", 0, 1, families=["colour"], easy=True)[0]
+    assert len(easy.evidence["objects"]) == cfg.easy_colour_objects == 2
+    assert len(make_samples(cfg, "train", 0, 1, families=["colour"])[0].evidence["objects"]) == 4
+
+
+def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from score_lit.toy_mllm import build_toy_model
+
+    cfg = quick_config(out=str(tmp_path / "f"), vision_steps=0, freeze_vision_in_joint=True, families=("flash",))
+    fresh, _ = build_toy_model(cfg)
+    trained = Qwen2_5_VLForConditionalGeneration.from_pretrained(train_toy_mllm(cfg))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.model.visual.parameters(), trained.model.visual.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.model.language_model.parameters(), trained.model.language_model.parameters()))

@@ -322,7 +322,7 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
 
     with torch.set_grad_enabled(vision_grad):
         visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows if vision_grad
-    logits = head(visual.tokens)  # [B, T, N, 11 + C]
+    logits = head(visual.tokens)  # [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]
     digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
     nll = F.cross_entropy(digit_logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
@@ -342,17 +342,18 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
 def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None) -> int:
     """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken.
 
-    Global step g = step_offset + step draws its batch from group cfg.step_group(g) (one video shape per
-    batch), the next cfg.batch_size samples of that group's deterministic stream."""
+    Vision stage: global step step_offset + step draws from group cfg.step_group(...); joint stage (step_offset
+    = the vision steps taken): from cfg.joint_group(step_offset, step). One video shape per batch: the next
+    cfg.batch_size (evidence group: cfg.evidence_batch_size) samples of that group's deterministic stream."""
     tps = adapter.temporal_patch_size
     groups = cfg.groups()
     window: dict[str, list[float]] = {}
     for step in range(steps):
         g, n_prev = cfg.joint_group(step_offset, step) if answers else cfg.step_group(step_offset + step)
-        bs = cfg.evidence_batch_size if groups[g][0] in EVIDENCE_FAMILIES else cfg.batch_size
+        evidence = groups[g][0] in EVIDENCE_FAMILIES
+        bs = cfg.evidence_batch_size if evidence else cfg.batch_size
         easy = answers and step < cfg.easy_fraction * steps
         samples = make_samples(cfg, "train", n_prev * bs, bs, families=groups[g], easy=easy)
-        evidence = groups[g][0] in EVIDENCE_FAMILIES
         units = None
         if evidence and not answers:  # vision stage: a few random units of each long video
             t_units = temporal_units(samples[0].frames.shape[0], tps)

@@ -71,12 +71,13 @@ def load_evidence(root: str, limit: int | None = None, split: str | None = None)
     read like `toy`; its manifest's family version and setting name the benchmark in every result row
     ("evidence-v1", "evidence-v1-long"), so numbers of two versions are never mixed up."""
     import json
+    from pathlib import Path
 
     folder = root if os.path.isdir(root) else os.path.dirname(root)
     man_path = os.path.join(folder, "manifest.json")
     if not os.path.isfile(man_path):
         raise FileNotFoundError(f"evidence benchmark: no {man_path} (write it with `python -m score_lit export-split --benchmark evidence --out DIR`)")
-    man = json.loads(open(man_path).read())
+    man = json.loads(Path(man_path).read_text())
     if man.get("benchmark") != "evidence":
         raise FileNotFoundError(f"{man_path} is not an evidence-benchmark export (benchmark={man.get('benchmark', 'toy')!r}); use eval.benchmark=toy")
     b = load_toy(root, limit, split)

@@ -2,7 +2,7 @@
 
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
     python -m score_lit export-split --benchmark evidence --setting default --out artifacts/evidence-bench
-    python -m score_lit export-split --benchmark evidence --setting long --out artifacts/evidence-bench-long --n 100
+    python -m score_lit export-split --benchmark evidence --setting long --out artifacts/evidence-bench-long --n 50
 
     <out>/videos/<family>_<index>.mp4   H.264 High 4:4:4, qp 0 (lossless in YUV; RGB round trip within 2 grey levels)
     <out>/<split>.jsonl                 {"id", "video" (relative), "question", "options", "answer", "family", "evidence", "fps"}

@@ -138,9 +138,3 @@ def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 
 
 
 SOURCES: dict[str, Callable[..., Sample]] = {"stitched": stitched, "flash": flash, "distracted": distracted}
-
-
-def build_source(name: str) -> Callable[..., Sample]:
-    if name not in SOURCES:
-        raise ValueError(f"unknown data.source={name!r}; registered: {sorted(SOURCES)}")
-    return SOURCES[name]
