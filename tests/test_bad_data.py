@@ -112,3 +112,20 @@ def test_bad_samples_found_while_training_stop_the_run_past_the_fraction(tmp_pat
     f, _ = planted  # 3 of 13 rows bad at read time (23%), 4 more only when decoded (54% in all)
     with pytest.raises(DataError, match=r"train.jsonl: [4-7] of 13 samples are bad \(more than data.max_bad_fraction=0.3\)"):
         fit(load_config([], overrides(tmp_path, f, ["stage2.data.max_bad_fraction=0.3"])))
+
+
+def test_a_byte_order_mark_keeps_the_first_row_and_an_empty_file_is_an_error(tmp_path, planted, capsys):
+    f, _ = planted
+    good = [ln for ln in f.read_text().splitlines() if '"bad/' not in ln and "x.mp4" not in ln]
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + "".join(ln + "\n" for ln in good).encode())  # as Windows editors save it
+    assert main(["data-check", str(bom), "--frames", "4", "--size", "32"]) == 0
+    assert capsys.readouterr().out.strip().endswith(": 6 rows (video_qa), no problems")  # not 5 rows + 1 malformed
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["data-check", str(empty)]) == 1  # data-check and training agree: an empty file is an error
+    assert "the file is empty" in capsys.readouterr().out
+    with pytest.raises(DataError, match=r"empty.jsonl: the file is empty: an annotation file needs at least one row"):
+        fit(load_config([], overrides(tmp_path, empty)))
+    assert not (tmp_path / "runs").exists()

@@ -87,3 +87,11 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
     (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
     assert res["visual_tokens"] == 4 * 3 * 3  # 4 frames x (5x5 patches pooled 2x2 -> 3x3): one frame is one unit
     assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}
+
+
+def test_a_plain_bench_run_never_overwrites_the_committed_reference():
+    from pathlib import Path
+
+    from score_lit.bench import output_path
+
+    assert output_path(BenchConfig(), {"device": "cpu"}) == Path("runs/bench/bench_cpu_small.json")

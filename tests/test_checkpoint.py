@@ -52,3 +52,17 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         save_policy(path, _policy(1), PolicyConfig(hidden=8), IDENT, {"unpicklable": lambda: 0})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["policy.pt"]  # no temporary left behind
+
+
+def test_policy_files_get_the_usual_permissions(tmp_path):
+    """Written through a private temporary file (mkstemp: 0600), the policy still ends up readable like any file."""
+    import os
+
+    from score_lit.checkpoint import atomic_torch_save
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_torch_save({"x": 1}, tmp_path / "policy.pt")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -115,6 +115,34 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
         assert not out.exists()
 
 
+def test_more_bad_input_is_one_line(tmp_path):
+    """eval, viz, plot-run and YAML syntax: one line naming what the user typed (run at once: each is a process)."""
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("rl:\n  group_size: 4\n   bad: [1\n")
+    cases = {
+        ("eval", "conf/eval.yaml", "eval.ratios=[]"): "eval.ratios=[] sweeps nothing",
+        ("eval", "conf/eval.yaml", "eval.ratios=0.1"): "config key 'eval.ratios' is a list: write eval.ratios=[0.1]",
+        ("viz", __file__, "--ratio", "2"): "--ratio=2.0 is outside (0, 1]",
+        ("viz", __file__, "--method", "fastvv"): "--method=['fastvv']: unknown ['fastvv']",
+        ("plot-run", "nope", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"): "no MLflow store at sqlite:///",
+        ("train", str(bad_yaml)): "is not readable YAML at line 3, column 7: mapping values are not allowed",
+    }
+    procs = {args: subprocess.Popen([sys.executable, "-m", "score_lit", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for args in cases}  # fmt: skip
+    for args, expected in cases.items():
+        _, err = procs[args].communicate(timeout=180)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert procs[args].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (args, err)
+        assert expected in lines[0], (args, lines[0])
+
+
+def test_yaml_errors_name_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rl:\n  group_size: [4\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml' is not readable YAML at line \d+, column \d+: "):
+        load_config([bad])
+
+
 def test_show_config_prints_the_resolved_values():
     p = subprocess.run(
         [sys.executable, "-m", "score_lit", "show-config", "conf/stage1.yaml", "rl.group_size=3", "init_policy=null"],

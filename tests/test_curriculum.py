@@ -8,7 +8,7 @@ from lightning.pytorch.callbacks import Callback
 
 from score_lit.checkpoint import load_policy
 from score_lit.config import load_config
-from score_lit.curriculum import CurriculumSampler, PhaseSpan
+from score_lit.curriculum import CurriculumSampler, PhaseSpan, plan_differences
 from score_lit.data.common import DataError
 from score_lit.train import fit
 
@@ -83,8 +83,20 @@ def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
 
 def test_resuming_with_another_plan_is_refused(tmp_path):
     fit(load_config([], tiny(tmp_path, 2, 1, "plan")))
-    with pytest.raises(DataError, match="another curriculum plan"):
+    with pytest.raises(DataError, match=r"another curriculum plan than this config's: stage1.steps \(2 -> 1\)\. Resume"):
         fit(load_config([], tiny(tmp_path, 1, 3, "plan") + ["resume=auto"]))
+
+
+def test_plan_differences_name_the_keys():
+    old = [["stage1", 10, 4, 100], ["stage2", 5, 4, 200], 0, 1]
+    assert plan_differences(old, old) == []
+    assert plan_differences(old, [["stage1", 10, 4, 100], ["stage2", 9, 4, 200], 0, 1]) == []  # the last phase grows
+    new = [["stage1", 10, 8, 100], ["stage2", 3, 4, 200], 1, 2]
+    assert plan_differences(old, new) == [
+        "stage1.data.batch_size (4 -> 8)", "stage2.steps (5 -> 3)", "seed (0 -> 1)",
+        "world size (trainer.devices x trainer.num_nodes) (1 -> 2)",
+    ]
+    assert plan_differences(old, [["stage2", 5, 4, 200], 0, 1]) == ["phases (['stage1', 'stage2'] -> ['stage2'])"]
 
 
 def _images(d):

@@ -82,6 +82,10 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     out = tmp_path / "again.png"
     assert main(["plot-run", res.run_id, "--tracking-uri", res.tracking_uri, "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
+    by_name = tmp_path / "by-name.png"  # the run's name (runs/<name>) finds the same run
+    assert main(["plot-run", cfg.name, "--tracking-uri", res.tracking_uri, "--out", str(by_name)]) == 0
+    assert by_name.read_bytes() == out.read_bytes()
+    assert main(["plot-run", "no-such-run", "--tracking-uri", res.tracking_uri, "--out", str(by_name)]) == 2
 
 
 def test_resume_auto_continues_from_last_checkpoint(tmp_path):

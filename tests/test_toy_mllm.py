@@ -7,6 +7,7 @@ seed gives bit-identical weights (once through the function, once through the CL
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -164,3 +165,21 @@ def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
     trained = Qwen2_5_VLForConditionalGeneration.from_pretrained(train_toy_mllm(cfg))
     assert all(torch.equal(a, b) for a, b in zip(fresh.model.visual.parameters(), trained.model.visual.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(fresh.model.language_model.parameters(), trained.model.language_model.parameters()))
+
+
+def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic():
+    from score_lit.toy_mllm import QUADRANT, ToyConfig, dense_labels, grid_samples
+
+    cfg = ToyConfig(evidence_size=96)
+    a, b = grid_samples(cfg, 5, 3), grid_samples(cfg, 5, 3)
+    for s, t in zip(a, b):
+        assert np.array_equal(s.frames, t.frames) and s.evidence == t.evidence
+        assert s.frames.shape == (2, 96, 96, 3) and 1 <= len(s.evidence["objects"]) <= 9
+        labels = dense_labels(s.evidence, s.answer, 2, 96)  # [1 unit, 36 tokens]
+        for o in s.evidence["objects"]:
+            r, c = o["cell"]
+            assert r % 2 == 0 and c % 2 == 0  # on the 2x2 block grid
+            got = [int(labels[0, (r + i) * 6 + c + j]) for i in (0, 1) for j in (0, 1)]
+            assert got == [QUADRANT + 4 * int(o["label"]) + q for q in range(4)]
+        assert int((labels != 10).sum()) == 4 * len(s.evidence["objects"])
+    assert not np.array_equal(a[0].frames, a[1].frames)

@@ -78,7 +78,7 @@ STAGES = ("decode", "vision", "policy", "prefill", "e2e")
 class BenchConfig:
     """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run)."""
 
-    name: str = "bench_cpu_small"  # output file benchmarks/<name>.json (GPU: + frame counts and device)
+    name: str = "bench_cpu_small"  # output file <out_dir>/<name>.json (GPU: + frame counts and device)
     # Adapter family: of `path`, or of the random-weight model. arch models are Qwen2.5-VL; with
     # family=llava_onevision and no path, the tiny random LLaVA-OneVision (the only built-in LLaVA arch).
     family: str = "qwen2_5_vl"
@@ -98,7 +98,9 @@ class BenchConfig:
     policy_hidden: int = 256  # MLPPolicy width (PolicyConfig default); its cost does not depend on its weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
     seed: int = 0
-    out_dir: str = "benchmarks"
+    # runs/bench: a user's run never overwrites the committed reference numbers in benchmarks/ (those were
+    # written with out_dir=benchmarks).
+    out_dir: str = "runs/bench"
 
     def __post_init__(self) -> None:
         if self.path is None and self.arch not in ARCHS:
@@ -338,7 +340,7 @@ def environment(dev, dtype: str, attn: str) -> dict:
 
 
 def output_path(cfg: BenchConfig, env: dict) -> Path:
-    """benchmarks/<name>.json on CPU; on GPU <name>_<frames>f_<device>.json (e.g. ..._32-64-128f_nvidia-h100-80gb-hbm3)."""
+    """<out_dir>/<name>.json on CPU; on GPU <name>_<frames>f_<device>.json (e.g. ..._32-64-128f_nvidia-h100-80gb-hbm3)."""
     if not env["device"].startswith("cuda"):
         return Path(cfg.out_dir) / f"{cfg.name}.json"
     slug = re.sub(r"[^a-z0-9]+", "-", env["device_name"].lower()).strip("-")

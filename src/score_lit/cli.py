@@ -51,14 +51,15 @@ def cmd_show_config(args: list[str]) -> int:
 
 def cmd_plot_run(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="score_lit plot-run", description="plot a run's training curves from MLflow")
-    p.add_argument("run_id")
+    p.add_argument("run_id", metavar="RUN", help="an MLflow run id, or a run name (runs/<name>; the newest run of that name)")
     p.add_argument("--tracking-uri", default=None, help="default: the project's sqlite:///.../mlflow.db")
     p.add_argument("--out", default="curves.png")
     ns = p.parse_args(args)
     from .config import Config
-    from .viz import plot_training_curves
+    from .viz import find_run, plot_training_curves
 
-    print(plot_training_curves(ns.tracking_uri or Config().tracking_uri, ns.run_id, ns.out))
+    uri = ns.tracking_uri or Config().tracking_uri
+    print(plot_training_curves(uri, find_run(uri, ns.run_id), ns.out))
     return 0
 
 
@@ -86,7 +87,9 @@ def _kind(path: str) -> str:
     """image_qa or video_qa, from the first readable row (a 'video' field or an 'image' field)."""
     from .data.common import read_rows
 
-    rows, _ = read_rows(path)
+    rows, problems = read_rows(path)
+    if not rows and problems:
+        return "video_qa"  # an unreadable or empty file: the checker reports its problem (exit 1)
     for _, row in rows:
         if "video" in row:
             return "video_qa"
@@ -163,7 +166,10 @@ def cmd_viz(args: list[str]) -> int:
     if not Path(ns.video).is_file():
         raise ConfigError(f"video {ns.video!r} does not exist: give a video file (mp4, mkv, webm, ...)")
     methods = ns.method.split(",")
-    cfg = _eval_config(ns.config + [f"eval.methods=[{ns.method}]", f"eval.viz_ratio={ns.ratio}"])
+    try:
+        cfg = _eval_config(ns.config + [f"eval.methods=[{ns.method}]", f"eval.viz_ratio={ns.ratio}"])
+    except ConfigError as e:  # name the flags the user typed, not the config keys they became
+        raise ConfigError(str(e).replace("eval.viz_ratio", "--ratio").replace("eval.methods", "--method")) from None
     from .data.common import SampleError
     from .eval import visualize_video
 

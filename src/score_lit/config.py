@@ -33,6 +33,20 @@ def _check_ratio(name: str, r: float) -> None:
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
 
 
+def _check_registered(key: str, value: str, module: str, attr: str) -> None:
+    """One line if `value` is not a registered name of score_lit.<module>.<attr> (imported late: those
+    modules import this one). Registries extended by a user's own `register_*` call before the config is
+    built are honoured."""
+    import difflib
+    import importlib
+
+    names = getattr(importlib.import_module(f"score_lit.{module}"), attr)
+    if value not in names:
+        near = difflib.get_close_matches(str(value), list(names), n=1)
+        hint = f" (did you mean {key}={near[0]}?)" if near else ""
+        raise ConfigError(f"{key}={value!r} is not registered{hint}; use one of {sorted(names)}")
+
+
 @dataclass
 class MLLMConfig:
     """The frozen multimodal LLM (never trained, never checkpointed)."""
@@ -70,6 +84,7 @@ class MLLMConfig:
     position_ids: str = "original"
 
     def __post_init__(self) -> None:
+        _check_registered("mllm.family", self.family, "mllm", "REGISTRY")
         if self.position_ids not in ("original", "compacted"):
             raise ConfigError(f"mllm.position_ids={self.position_ids!r}: use 'original' or 'compacted'")
         if self.position_ids == "compacted" and self.family in ("qwen2_5_vl", "qwen2_vl"):
@@ -94,6 +109,8 @@ class PolicyConfig:
     selection: str = "global"
 
     def __post_init__(self) -> None:
+        _check_registered("policy.name", self.name, "policy", "POLICIES")
+        _check_registered("policy.activation", self.activation, "policy", "_ACTIVATIONS")
         if not (0.0 < self.init_keep_prob < 1.0):
             raise ConfigError(f"policy.init_keep_prob={self.init_keep_prob} must lie strictly between 0 and 1")
         if self.selection not in ("global", "per_frame"):
@@ -121,6 +138,7 @@ class RLConfig:
     entropy_coef: float = 0.0
 
     def __post_init__(self) -> None:
+        _check_registered("rl.estimator", self.estimator, "advantage", "ESTIMATORS")
         if self.group_size < 1:
             raise ConfigError(
                 f"rl.group_size={self.group_size}: K must be at least 1 (2 or more for a group advantage), e.g. rl.group_size=8"
@@ -318,6 +336,8 @@ class EvalConfig:
     viz_ratio: float = 0.1
 
     def __post_init__(self) -> None:
+        if not self.ratios:
+            raise ConfigError("eval.ratios=[] sweeps nothing: give at least one retention ratio, e.g. eval.ratios=[1.0,0.1]")
         for r in self.ratios:
             _check_ratio("eval.ratios", r)
         _check_ratio("eval.viz_ratio", self.viz_ratio)
@@ -347,6 +367,9 @@ class Config:
     init_policy: str | None = None
     # Continue a run: a Lightning .ckpt path, or "auto" for runs/<name>/checkpoints/last.ckpt if present.
     resume: str | None = None
+    # A new run whose runs/<name>/ already holds a run refuses to start; overwrite=true moves the old folder
+    # aside to runs/<name>.old-<time> first (nothing is deleted). Not with resume.
+    overwrite: bool = False
     mllm: MLLMConfig = field(default_factory=MLLMConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -369,6 +392,8 @@ class Config:
                 f"(runs/<name>/policy.pt) or leave init_policy unset"
             )
 
+        if self.overwrite and self.resume is not None:
+            raise ConfigError(f"overwrite=true and resume={self.resume} contradict: resume continues the run, overwrite moves it aside; pass one")
         if self.resume not in (None, "auto") and not Path(self.resume).exists():  # a file, or DeepSpeed's folder
             raise ConfigError(
                 f"resume={self.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"
@@ -443,6 +468,9 @@ def _explain(err: Exception, source: str, schema: type = None) -> ConfigError:
     key = getattr(err, "full_key", None) or ""
     if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
         return ConfigError(f"unknown config key '{key}' in {source}{_closest(key, schema)}")
+    if isinstance(err, ValidationError) and "is not a ListConfig" in str(err):
+        value = source.split("=", 1)[1].rstrip("'") if source.startswith("override ") and "=" in source else "..."
+        return ConfigError(f"config key '{key}' is a list: write {key}=[{value}] (several: {key}=[1.0,0.1])")
     if isinstance(err, ValidationError):
         msg = str(err).splitlines()[0]
         return ConfigError(f"wrong type for config key '{key}' in {source}: {msg}")
@@ -464,7 +492,10 @@ def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = (), 
         try:
             layer = OmegaConf.load(path)
         except Exception as e:  # yaml.YAMLError, UnicodeDecodeError, ...
-            raise ConfigError(f"config file {str(f)!r} is not readable YAML: {str(e).splitlines()[0]}") from None
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {str(f)!r} is not readable YAML{where}: {what}") from None
         if layer is None:
             continue
         try:

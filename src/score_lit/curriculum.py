@@ -111,6 +111,9 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         rows[os.path.abspath(cfg.val_path)] = (n_rows(val, val_problems), cfg.max_bad_fraction)
     else:
         train, val = _holdout(records, cfg.val_samples, cfg.seed)
+    for p in problems:  # the whole file is unusable (unreadable, empty, not a JSON list): say that, not a share
+        if p.line is None and p.path is None and p.sample_id is None and os.path.abspath(p.source) in rows:
+            raise DataError(f"{p.source}: {p.reason}")
     for source, (n, _) in rows.items():
         bad = sum(os.path.abspath(p.source) == source for p in problems)
         if n == 0 or bad > cfg.max_bad_fraction * n:
@@ -265,16 +268,31 @@ class CurriculumSampler:
         return [[s.name, s.steps, s.batch_size, s.length] for s in self.spans] + [self.seed, self.world]
 
 
+def plan_differences(old: list, new: list) -> list[str]:
+    """What differs between two plans (CurriculumSampler.signature), as "key (old -> new)" in config words.
+    The last phase's steps may grow (training a run for longer is a resume) and are not a difference."""
+    out: list[str] = []
+    spans_old, spans_new = old[:-2], new[:-2]
+    if [s[0] for s in spans_old] != [s[0] for s in spans_new]:
+        out.append(f"phases ({[s[0] for s in spans_old]} -> {[s[0] for s in spans_new]})")
+    else:
+        for i, (a, b) in enumerate(zip(spans_old, spans_new)):
+            for j, key in ((1, "steps"), (2, "data.batch_size"), (3, "dataset size")):
+                if a[j] != b[j] and not (key == "steps" and i == len(spans_new) - 1 and b[j] > a[j]):
+                    out.append(f"{a[0]}.{key} ({a[j]} -> {b[j]})")
+    for (x, y), key in zip(zip(old[-2:], new[-2:]), ("seed", "world size (trainer.devices x trainer.num_nodes)")):
+        if x != y:
+            out.append(f"{key} ({x} -> {y})")
+    return out
+
+
 def check_plan(old: list, new: list) -> None:
     """A checkpoint's plan against this config's. Batches up to the checkpoint are the same iff every phase
     but the last is unchanged (the last may be lengthened: training a run for longer is a resume)."""
-    same = len(old) == len(new) and all(
-        (a[:1] + a[2:] if i == len(new) - 3 else a) == (b[:1] + b[2:] if i == len(new) - 3 else b)
-        for i, (a, b) in enumerate(zip(old, new))
-    )  # fmt: skip
-    if not same:
+    diff = plan_differences(old, new) if len(old) >= 2 and len(new) >= 2 else [f"plan ({old} -> {new})"]
+    if diff:
         raise DataError(
-            f"the checkpoint was trained on another curriculum plan ({old}) than this config's ({new}): resume with "
+            f"the checkpoint was trained on another curriculum plan than this config's: {'; '.join(diff)}. Resume with "
             f"the config it was trained with (only the last phase's steps may grow), or start a new run name"
         )
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import warnings
@@ -18,6 +19,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from .checkpoint import load_policy, save_policy
 from .config import Config, ConfigError, flatten, to_dict
@@ -25,6 +27,7 @@ from .curriculum import DataMonitor, build_datamodule, check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
+from .rundir import claim_run_dir, move_aside, release_all
 from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, log_params_once, previous_run_id, resolve_resume
 from .strategies import build_strategy
 from .viz import plot_training_curves
@@ -70,6 +73,28 @@ def _rank_world(cfg: Config) -> tuple[int, int]:
 # Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
 warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
+# Not the user's business: the hint to prepend srun (a SLURM install on a workstation is not a SLURM job), and
+# that resuming writes into a checkpoint folder that holds the run's own earlier checkpoints.
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning vs torch 2.10
+
+
+class _DropLines(logging.Filter):
+    """Drops log records whose message starts with one of `starts` (advertisements, not information)."""
+
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropLines("💡 Tip: For seamless cloud logging"))
+logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(_DropLines("Experiment with name"))
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
 
 
 def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
@@ -91,26 +116,24 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     if meta.get("plan") is not None:
         check_plan(meta["plan"], datamodule.sampler(*_rank_world(cfg)).signature())  # before anything is overwritten
 
+    rank0 = rank_zero_only.rank == 0
+    try:
+        taken = claim_run_dir(cfg) if rank0 else False  # the lock, and no other run in the folder (rundir.py)
+        return _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken)
+    finally:
+        release_all()
+
+
+def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> FitResult:
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-    logger = None
-    if rank_zero_only.rank == 0:  # only rank 0 opens the store (ranks racing to create a fresh sqlite schema fail)
-        logger = MLFlowLogger(
-            experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
-            tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
-            synchronous=not cfg.tracking.async_logging,
-            run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
-        )  # fmt: skip
-        log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
-    run_id = logger.run_id if logger is not None else None
     ckpt_dir = run_dir / "checkpoints"
     policy_path = run_dir / "policy.pt"
+    tracking = TrackingIdentity(cfg, None, cfg.tracking.experiment)  # the MLflow run id is set once it exists
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
         PolicyExport(policy_path, cfg),
         DataMonitor(),
-        TrackingIdentity(cfg, run_id, cfg.tracking.experiment),
+        tracking,
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
         *callbacks,
     ]
@@ -122,13 +145,35 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
 
         plugins.append(SLURMEnvironment(auto_requeue=False))  # Lightning's saves inside the handler: can hang DDP
         callbacks.append(requeue_on_signal(signal.SIGUSR1))
-    trainer = L.Trainer(
-        max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
-        precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=logger if logger is not None else False, callbacks=callbacks,
-        default_root_dir=str(run_dir), enable_model_summary=False,
-        use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
-    )  # fmt: skip
+    # The Trainer is built (its arguments checked) before anything is written; its logger is attached below.
+    try:
+        trainer = L.Trainer(
+            max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
+            precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
+            check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=callbacks,
+            default_root_dir=str(run_dir), enable_model_summary=False,
+            use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
+        )  # fmt: skip
+    except (MisconfigurationException, ValueError, RuntimeError) as e:
+        raise ConfigError(f"the Trainer refuses these trainer.* settings: {str(e).strip().splitlines()[0]}") from None
+
+    if taken:
+        moved = move_aside(run_dir)
+        print(f"overwrite=true: the run that was in {run_dir} is now in {moved}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = None
+    if rank0:  # only rank 0 writes the config and opens the store (ranks racing to create a fresh sqlite schema fail)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        logger = MLFlowLogger(
+            experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
+            tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
+            synchronous=not cfg.tracking.async_logging,
+            run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
+        )  # fmt: skip
+        log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
+        trainer.loggers = [logger]
+    run_id = logger.run_id if logger is not None else None
+    tracking.info["run_id"] = run_id
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if cfg.tracking.async_logging:
         import mlflow

@@ -20,6 +20,29 @@ def metric_history(tracking_uri: str, run_id: str, key: str) -> tuple[list[int],
     return [m.step for m in hist], [m.value for m in hist]
 
 
+def find_run(tracking_uri: str, run: str) -> str:
+    """The id of `run`: an MLflow run id, or a run name (the newest run of that name in any experiment).
+    ConfigError (one line) when neither exists in the store."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from .config import ConfigError
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+        raise ConfigError(f"no MLflow store at {tracking_uri}: train a run first, or pass --tracking-uri of the store that holds {run!r}")
+    client = MlflowClient(tracking_uri)
+    try:
+        return client.get_run(run).info.run_id
+    except MlflowException:
+        pass
+    exps = [e.experiment_id for e in client.search_experiments()]
+    escaped = run.replace("'", "\\'")
+    found = client.search_runs(exps, f"attributes.run_name = '{escaped}'", order_by=["attributes.start_time DESC"], max_results=1) if exps else []
+    if not found:
+        raise ConfigError(f"no MLflow run with id or name {run!r} in {tracking_uri}: give a run id or name that `make mlflow-ui` lists (or --tracking-uri)")
+    return found[0].info.run_id
+
+
 def plot_training_curves(tracking_uri: str, run_id: str, out: str | Path, title: str = "") -> Path:
     """One panel per curve, raw values plus a running mean; validation accuracies on the last panel."""
     import matplotlib

@@ -154,9 +154,11 @@ def read_rows(path: str) -> tuple[list[tuple[int, dict]], list[Problem]]:
     import json
 
     try:
-        text = open(path, encoding="utf-8").read()
+        text = open(path, encoding="utf-8-sig").read()  # -sig: a byte-order mark is not part of the first row
     except (OSError, UnicodeDecodeError) as e:
         return [], [Problem(path, None, f"cannot read the annotation file: {e}")]
+    if not text.strip():
+        return [], [Problem(path, None, "the file is empty: an annotation file needs at least one row")]
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)

@@ -1,0 +1,70 @@
+"""A run folder belongs to one run (score_lit.rundir): a reused name refuses, overwrite=true moves the old run
+aside, a second concurrent training with the same name refuses, and a failed start writes nothing."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from score_lit.config import ConfigError, load_config
+from score_lit.rundir import lock_path
+from score_lit.train import fit
+from test_smoke_fit import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runs(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_reused_name_refuses_and_overwrite_moves_the_old_run_aside(tmp_path):
+    args = tiny_overrides(tmp_path, steps=2) + ["name=r"]
+    first = fit(load_config([], args))
+    run_dir = first.run_dir
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert {"config.json", "policy.pt", "tracking.json"} <= set(before)
+
+    with pytest.raises(ConfigError, match=r"already holds a run \(checkpoints, config.json, .*resume=auto.*overwrite=true"):
+        fit(load_config([], args + ["rl.group_size=2"]))
+    # a start that fails on the Trainer's arguments (no GPU here) writes nothing either, even with resume=auto
+    with pytest.raises(ConfigError, match="the Trainer refuses these trainer.\* settings"):
+        fit(load_config([], args + ["resume=auto", "trainer.accelerator=cuda"]))
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert len(_runs(tmp_path)) == 1  # no MLflow run was opened by the refused starts
+
+    second = fit(load_config([], args + ["overwrite=true"]))
+    aside = [p for p in run_dir.parent.iterdir() if p.name.startswith("r.old-")]
+    assert len(aside) == 1 and (aside[0] / "policy.pt").read_bytes() == before["policy.pt"]  # moved, not deleted
+    assert second.run_dir == run_dir and (run_dir / "policy.pt").is_file() and second.run_id != first.run_id
+    assert len(_runs(tmp_path)) == 2
+
+
+def test_overwrite_and_resume_together_are_refused():
+    with pytest.raises(ConfigError, match="overwrite=true and resume=auto contradict"):
+        load_config([], ["overwrite=true", "resume=auto"])
+
+
+def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
+    args = [sys.executable, "-m", "score_lit", "train", *tiny_overrides(tmp_path, steps=400), "name=same"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = lock_path(tmp_path / "runs" / "same")
+        deadline = time.time() + 120
+        while not (lock.is_file() and lock.read_text().strip() == str(first.pid)):  # the first run holds the name
+            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else "timeout"
+            time.sleep(0.2)
+        second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None  # still training while the second was refused
+    finally:
+        first.kill()
+        first.wait()
+    lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
+    assert second.returncode == 2 and len(lines) == 1, second.stderr
+    assert f"another training (pid {first.pid}) is running as name=same" in lines[0]
