@@ -103,8 +103,11 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     assert len(list((tmp_path / "out").glob("kept_tokens_*.png"))) == 2
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("score_lit-eval").experiment_id])  # sweeps apart from training
     parent = [r for r in runs if r.data.tags.get("kind") == "eval-sweep"]
+    assert parent[0].info.status == "FINISHED" and parent[0].info.run_name == "eval-toy out"
+    assert parent[0].data.metrics["accuracy/score_r0.25"] == float(by[("score", "0.25", "all")]["accuracy"])  # summary
+    assert parent[0].data.metrics["questions_done"] == 6
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parent) == 1 and len(children) == 1 + 5 * 3
     assert all(c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for c in children)
@@ -164,3 +167,63 @@ def test_viz_draws_a_grid_and_a_gif_per_method(tmp_path, bench, capsys):
     shown = torch.tensor(list(gif.convert("RGB").resize((32, 32), Image.NEAREST).getdata()), dtype=torch.float32)
     assert shown.mean() < 0.8 * torch.from_numpy(frames[0]).float().mean()
     assert main(["viz", str(tmp_path / "nope.mp4")]) == 2
+
+
+TIMING = ("prefill_ms", "select_ms")
+
+
+def _csv(path):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(open(path))]
+
+
+def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
+    """Ctrl-C (a real SIGINT) in the middle of a sweep keeps what was measured (a partial CSV, a KILLED parent run
+    with its metrics so far); eval.resume=true goes on from there to the CSV of an uninterrupted sweep."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from score_lit.eval import run_eval
+
+    export_split(tmp_path / "bench", split="test", n=8, families=["flash", "stitched"], frames=4, size=64)
+    args = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={tmp_path / 'bench'}", "eval.methods=[uniform,fastv]",
+            "eval.ratios=[0.5,0.1]", "eval.frames=4", "eval.size=64", "eval.batch_size=1", "eval.viz_samples=1", "eval.viz_ratio=0.5",
+            f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    ref = run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={tmp_path / 'ref'}"]), progress=False)
+
+    out = tmp_path / "cut"
+    cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", *args, f"eval.out_dir={out}"]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "questions.jsonl").is_file() and len((out / "questions.jsonl").read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted after" in err and "eval.resume=true" in err
+    partial = _csv(out / "results.partial.csv")
+    assert not (out / "results.csv").exists()
+    n_partial = int(next(r for r in partial if r["method"] == "vanilla" and r["family"] == "all")["n"])
+    assert 2 <= n_partial < 16  # the batch Ctrl-C cut (possibly while it was being recorded) is left out
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent_id = json.loads((out / "sweep.json").read_text())["parent_run_id"]
+    killed = client.get_run(parent_id)
+    assert killed.info.status == "KILLED" and "accuracy/uniform_r0.10" in killed.data.metrics
+
+    with pytest.raises(Exception, match="is a sweep of other settings: eval.ratios"):  # resume checks the settings
+        run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}", "eval.resume=true", "eval.ratios=[0.1]"]), progress=False)
+    again = subprocess.run(cmd + ["eval.resume=true"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _csv(out / "results.csv") == _csv(ref)  # the same numbers as the uninterrupted sweep
+    assert not (out / "results.partial.csv").exists()
+    assert len((out / "questions.jsonl").read_text().splitlines()) == 16  # every question once
+    done = client.get_run(parent_id)
+    assert done.info.status == "FINISHED" and done.data.metrics["questions_done"] == 16
+    assert len(list(out.glob("kept_tokens_*.png"))) == 1
+    with pytest.raises(Exception, match="already holds results: resume its sweep with eval.resume=true"):
+        run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}"]), progress=False)

@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as e:
         print(f"score_lit: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the command said what it kept; no traceback
+        return 130
 
 
 if __name__ == "__main__":

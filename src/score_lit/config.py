@@ -331,7 +331,15 @@ class EvalConfig:
     batch_size: int = 8
     num_workers: int = 0
     cache_dir: str | None = None  # the feature cache (data.cache_dir): repeated sweeps skip decoding and the vision tower
-    out_dir: str = "runs/eval"  # results.csv, results.md, accuracy_vs_retention.png, kept-token pictures
+    # results.csv, results.md, accuracy_vs_retention.png, kept-token pictures, questions.jsonl (per question, as
+    # they come) and sweep.json. None: a new runs/eval/<benchmark>-<time> for every sweep (never overwritten).
+    out_dir: str | None = None
+    # Continue an interrupted sweep (Ctrl-C, a kill, a preempted job) where it stopped: the sweep in eval.out_dir,
+    # or with eval.out_dir unset the newest unfinished one under runs/eval/. Its settings must be the same.
+    resume: bool = False
+    # MLflow experiment of the sweeps (parent run + one child per method and ratio); None: <tracking.experiment>-eval,
+    # so that a sweep's dozens of runs do not bury the training runs.
+    experiment: str | None = None
     viz_samples: int = 3  # kept-token pictures logged per run (one per sample, every method, at viz_ratio)
     viz_ratio: float = 0.1
 
