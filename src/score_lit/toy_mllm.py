@@ -364,9 +364,11 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
     nll = F.cross_entropy(digit_logits.flatten(0, 2), labels.flatten(), reduction="none").view_as(labels)
-    dense = nll[~digit].mean()  # class-balanced: digit tokens are a few % of the grid
-    if digit.any():  # a batch of a few sampled units may show no digit at all
-        dense = dense + nll[digit].mean() + F.cross_entropy(colour_logits[digit], colours[digit])
+    if digit.any():
+        dense = nll[digit].mean() + nll[~digit].mean()  # class-balanced: digit tokens are a few % of the grid
+        dense = dense + F.cross_entropy(colour_logits[digit], colours[digit])
+    else:  # a batch of a few sampled units may show no digit at all
+        dense = nll[~digit].mean()
     out = {"dense": dense, "digit_acc": (digit_logits.argmax(-1)[digit] == labels[digit]).float().mean() if digit.any() else torch.tensor(0.0)}
     if answers:
         prompts = adapter.tokenize(batch)
