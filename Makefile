@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $@
 
-venv: $(STAMP) ## create .venv with the locked dependencies (about 3 min the first time; no-op after)
+venv: $(STAMP) ## create .venv with the locked dependencies (about 2-3 min the first time; no-op after)
 
 lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current .venv and .venv-lmms (pip freeze; after a pin change + green tests)
 	bash tools/freeze_lock.sh $(VENV) $(LOCK)
@@ -65,10 +65,10 @@ test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's
 $(TOY): | $(STAMP)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
 
-toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 5 min on 2 cores)
+toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 4 min on 2 idle cores)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
 
-train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, a few minutes); ARGS='key=value ...'
+train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, 39 s once the toy model exists); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
 
 train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
@@ -122,7 +122,7 @@ eval-evidence-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(EVPOLICY) ## the same 
 	$(PY) -m score_lit eval conf/eval_evidence_long.yaml $(ARGS)
 
 BENCH ?= conf/bench_cpu.yaml
-bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU ~40 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
+bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
 	$(PY) -m score_lit bench $(BENCH) $(ARGS)
 
 data-check: $(STAMP) ## list every problem of a dataset file: make data-check FILE=data.jsonl [ARGS='--frames 32']

@@ -4,7 +4,7 @@ Each takes the group's rewards and returns per-rollout advantages [B, K] plus di
 Groups are the K rollouts of one sample (axis -1); nothing crosses samples or devices.
 z(v) = (v - mean_K v) / (std_K v + eps), with the population std (correction 0).
 
-split (default; METHOD.md step 5, the paper's split-advantage estimator):
+split (default; docs/METHOD.md step 5, the paper's split-advantage estimator):
     A_k = z(f)_k + lambda * g_k * z(s)_k,      g_k = 1[dCE_k <= tau]
     Sparsity counts only in rollouts that kept the answer's likelihood.
 grpo (the figure's product form, one combined reward, z-scored):

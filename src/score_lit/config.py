@@ -229,7 +229,7 @@ PHASES = ("stage1", "stage2")
 
 @dataclass
 class PhaseConfig:
-    """One phase of the curriculum (METHOD.md "Curriculum"): how many optimizer steps, on which data."""
+    """One phase of the curriculum (docs/METHOD.md "Curriculum"): how many optimizer steps, on which data."""
 
     steps: int = 300
     data: DataConfig = field(default_factory=DataConfig)

@@ -1,6 +1,6 @@
 """The curriculum: its phases, their datasets, and one data order that survives a restart.
 
-A run trains `cfg.phases` in order (METHOD.md "Curriculum"): stage1 (static pseudo-videos: generated
+A run trains `cfg.phases` in order (docs/METHOD.md "Curriculum"): stage1 (static pseudo-videos: generated
 `stitched` videos or an image-QA file turned into pseudo-videos) for `stage1.steps` optimizer steps,
 then stage2 (dynamic videos: generated, or a video-QA file decoded with decord) for `stage2.steps`.
 

@@ -1,6 +1,6 @@
 """Prefill FLOPs of one video question per method: the LLM over text + kept visual tokens, plus what the
 method's selection costs. Pure functions of shapes and config numbers (no torch), so that methods are
-compared at equal compute (../../shared/METHOD.md "What the paper reports", as HoliTom and FastVID report).
+compared at equal compute (../docs/METHOD.md "What the paper reports", as HoliTom and FastVID report).
 
 Convention: a multiply-add is 2 FLOPs; an elementwise add, subtract, multiply, divide, square root or
 activation is 1 FLOP per element; comparisons, sorting, top-k, gathers and random numbers are 0. The

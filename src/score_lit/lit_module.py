@@ -1,6 +1,6 @@
 """The LightningModule: wires the phases of a SCORE step and logs them; the math lives elsewhere.
 
-training_step reads as the named, timed phases of ../shared/METHOD.md:
+training_step reads as the named, timed phases of docs/METHOD.md:
     encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
     rollout  state -> policy logits -> K Bernoulli masks -> one batched frozen-LLM pass -> CE per rollout
     reward   fidelity and sparsity rewards -> advantage estimator (by name)

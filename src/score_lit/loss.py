@@ -4,7 +4,7 @@
     log pi(m | h) = m log p + (1 - m) log(1 - p)
 
 averaged over the B samples of the batch. The advantages are constants (no grad). Optional entropy
-bonus: L - entropy_coef * mean H(p). No KL term: SCORE has no reference policy (METHOD.md).
+bonus: L - entropy_coef * mean H(p). No KL term: SCORE has no reference policy (docs/METHOD.md).
 """
 
 from __future__ import annotations

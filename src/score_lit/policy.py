@@ -4,7 +4,7 @@ Paper: "Policy Model (MLP)" followed by a sigmoid, applied to every token's stat
 independently. Training samples Bernoulli masks from p; inference keeps the top-k tokens by p with
 k = ceil(r * T * N), globally over the video (default) or per temporal unit (`per_frame`).
 
-Choices the paper leaves open (METHOD.md): hidden 256, GELU, output bias initialised to
+Choices the paper leaves open (docs/METHOD.md): hidden 256, GELU, output bias initialised to
 logit(init_keep_prob) so that the first rollouts keep about half the tokens.
 """
 

@@ -1,6 +1,6 @@
 """Rollouts: K keep masks per sample -> one batched pass of the frozen MLLM -> CE per rollout.
 
-METHOD.md steps 1-3. The LLM is frozen, so CE_base (all visual tokens) of a sample never changes:
+docs/METHOD.md steps 1-3. The LLM is frozen, so CE_base (all visual tokens) of a sample never changes:
 it is cached by sample id and computed only for samples the cache has not seen, as one more row of
 the same padded batch as the rollouts (so a step makes exactly one LLM call).
 Everything here runs without grad; the policy's graph lives only in its logits.

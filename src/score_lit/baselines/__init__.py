@@ -1,5 +1,5 @@
 """Token compressors behind one interface, registered lazily by name: the trained SCORE policy and the
-training-free baselines it is compared against (../../shared/METHOD.md "What the paper reports").
+training-free baselines it is compared against (../docs/METHOD.md "What the paper reports").
 
     from score_lit.baselines import build_compressor
     comp = build_compressor("surprise", mllm=mllm)                 # or "score", policy=..., selection=...

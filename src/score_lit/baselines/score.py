@@ -1,4 +1,4 @@
-"""The trained SCORE policy as a compressor (../../../shared/METHOD.md "Inference").
+"""The trained SCORE policy as a compressor (../../docs/METHOD.md "Inference").
 
     h = [LN(x); LN(dx)]   (score_lit.state.surprise_state)
     logits = policy(h)    [B, T*N]

@@ -8,12 +8,12 @@ and keep the k = ceil(r * T * N) highest, globally over the video (units that ch
 budget), ties to the earlier token (a static video keeps its earliest tokens first). These are the
 features the policy sees (score_lit.state.temporal_residual), with no learning on top.
 
-The first unit has no predecessor and needs a rule (../../../shared/METHOD.md "State"); `first_unit`:
+The first unit has no predecessor and needs a rule (../../docs/METHOD.md "State"); `first_unit`:
 - "next" (default): s_{0,i} = ||x_{0,i} - x_{1,i}||, its change TO unit 1. A first unit that differs
   from what follows is kept like any cut; a static one is never favoured over real changes.
 - "self": s_{0,i} = ||x_{0,i}||, the figure's dX_1 = X_1. The norm of a feature dwarfs most residuals,
   so unit 0 outranks every change and eats a small budget: a prototype of this project measured 0.17
-  accuracy at 10% retention on `flash` with this rule (METHOD.md), which is why it is not the default.
+  accuracy at 10% retention on `flash` with this rule (docs/METHOD.md), which is why it is not the default.
 - "zero": unit 0 ranks after every other token (score -1 < any norm): kept only when the budget
   covers all later units, or ties at the end of the ranking.
 With a single unit (T = 1) "next" has nothing to compare with and falls back to "self".

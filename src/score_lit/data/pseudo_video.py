@@ -1,4 +1,4 @@
-"""Stage 1 of the curriculum on real data: static pseudo-videos built from image QA (METHOD.md "Curriculum").
+"""Stage 1 of the curriculum on real data: static pseudo-videos built from image QA (docs/METHOD.md "Curriculum").
 
 A pseudo-video for record i shows the question's image and `distractors` other images of the same
 annotation file, each held still for a run of identical frames, with hard cuts between them. "A static

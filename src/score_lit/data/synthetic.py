@@ -8,7 +8,7 @@ answer; the answer is always the digit's own token):
 first frame), while other cells cut to unrelated texture at every unit, carrying no digit;
 "which digit appeared ?". The largest change is the wrong thing to keep: a selector must also read
 content (the x half of the state).
-`stitched` (stage 1 of the curriculum, METHOD.md "Curriculum"): several still scenes, each held for
+`stitched` (stage 1 of the curriculum, docs/METHOD.md "Curriculum"): several still scenes, each held for
 a run of identical frames, hard cuts between them; exactly one run shows a handwritten digit pasted
 on one merged-token cell; "which digit was shown ?" -> the digit. A static run is redundant, the cut
 that brings the digit is news: this is what stage 1 teaches.

@@ -1,6 +1,6 @@
 """The frozen video-MLLM adapter protocol: everything the RL loop asks of a multimodal LLM.
 
-A training step touches the frozen model twice (../../shared/METHOD.md, "Training step"):
+A training step touches the frozen model twice (../docs/METHOD.md, "Training step"):
 
     encode(batch)            -> VisualTokens      vision tower + projector, once per batch
     tokenize(batch)          -> PromptBatch        text around the video, answer span, option ids
