@@ -183,3 +183,21 @@ def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic(
             assert got == [QUADRANT + 4 * int(o["label"]) + q for q in range(4)]
         assert int((labels != 10).sum()) == 4 * len(s.evidence["objects"])
     assert not np.array_equal(a[0].frames, a[1].frames)
+
+
+def test_the_committed_toy_is_what_make_toy_mllm_trains():
+    """models/toy-mllm (copied to artifacts/toy-mllm by the Makefile) was written by `make toy-mllm`: its recorded
+    config is the first preset's, field for field, and it loads through the adapter."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from score_lit.toy_mllm import DEFAULT_PRESET, PRESETS
+
+    d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm"
+    report = json.loads((d / "accuracy.json").read_text())
+    want = asdict(ToyConfig(**PRESETS[DEFAULT_PRESET]))
+    got = report["config"]
+    assert {k: v for k, v in got.items() if k != "out"} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
+    assert report["overall"] >= 0.9 and set(report["families"]) == {"stitched", "flash", "distracted"}
+    adapter = build_mllm(MLLMConfig(path=str(d)))
+    assert adapter.model.config.text_config.num_hidden_layers == ToyConfig().text_layers

@@ -28,11 +28,12 @@ def main() -> int:
     p.add_argument("--db", default=str(ROOT / "mlflow.db"))
     p.add_argument("--out", default=str(ROOT / "docs" / "mlflow_compare_toy.png"))
     p.add_argument("--port", type=int, default=5055)
+    p.add_argument("--experiment", default="score_lit-eval", help="where eval sweeps are logged (<tracking.experiment>-eval)")
     ns = p.parse_args()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{ns.db}")
-    exp = client.get_experiment_by_name("score_lit")
+    exp = client.get_experiment_by_name(ns.experiment)
     parent = client.search_runs([exp.experiment_id], "tags.kind = 'eval-sweep'", order_by=["attributes.start_time DESC"])[0]
     kids = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     want_m, want_r = ns.methods.split(","), ns.ratios.split(",")
