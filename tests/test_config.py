@@ -73,7 +73,13 @@ def test_wrong_type_is_named():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("rl.group_size=0", r"rl.group_size=0: K must be at least 1"),
+        ("rl.group_size=0", r"rl.group_size=0: every estimator compares"),
+        ("rl.group_size=1", r"rl.group_size=1: .*K < 2 every advantage is 0 and nothing trains"),
+        ("trainer.strategy=dpp", r"trainer.strategy=.dpp. is not valid \(did you mean trainer.strategy=ddp\?\)"),
+        ("trainer.accelerator=cpuu", r"did you mean trainer.accelerator=cpu\?"),
+        ("mllm.dtype=bf16", r"did you mean mllm.dtype=bfloat16\?"),
+        ("rl.estimator=splt", r"did you mean rl.estimator=split\?"),
+        ("policy.name=transformer", r"policy.name=.transformer. is not registered"),
         ("val.ratios=[0.1,1.5]", r"val.ratios=1.5 is outside \(0, 1\]"),
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
         ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),

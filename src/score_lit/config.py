@@ -33,6 +33,16 @@ def _check_ratio(name: str, r: float) -> None:
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
 
 
+def _check_choice(key: str, value, choices) -> None:
+    """One line with the closest valid value if `value` is not one of `choices` (a torch-free list)."""
+    import difflib
+
+    if value not in choices:
+        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f" (did you mean {key}={near[0]}?)" if near else ""
+        raise ConfigError(f"{key}={value!r} is not valid{hint}; use one of {list(choices)}")
+
+
 def _check_registered(key: str, value: str, module: str, attr: str) -> None:
     """One line if `value` is not a registered name of score_lit.<module>.<attr> (imported late: those
     modules import this one). Registries extended by a user's own `register_*` call before the config is
@@ -85,6 +95,7 @@ class MLLMConfig:
 
     def __post_init__(self) -> None:
         _check_registered("mllm.family", self.family, "mllm", "REGISTRY")
+        _check_choice("mllm.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         if self.position_ids not in ("original", "compacted"):
             raise ConfigError(f"mllm.position_ids={self.position_ids!r}: use 'original' or 'compacted'")
         if self.position_ids == "compacted" and self.family in ("qwen2_5_vl", "qwen2_vl"):
@@ -139,9 +150,10 @@ class RLConfig:
 
     def __post_init__(self) -> None:
         _check_registered("rl.estimator", self.estimator, "advantage", "ESTIMATORS")
-        if self.group_size < 1:
+        if self.group_size < 2:
             raise ConfigError(
-                f"rl.group_size={self.group_size}: K must be at least 1 (2 or more for a group advantage), e.g. rl.group_size=8"
+                f"rl.group_size={self.group_size}: every estimator compares a sample's K rollouts with each other, so with "
+                f"K < 2 every advantage is 0 and nothing trains; use rl.group_size >= 2, e.g. rl.group_size=8"
             )
         if self.gate_tau < 0:
             raise ConfigError(f"rl.gate_tau={self.gate_tau} must be >= 0 (nats of answer CE the gate tolerates)")
@@ -284,6 +296,8 @@ class TrainerConfig:
     zero3_persistence_threshold: int = 100_000
 
     def __post_init__(self) -> None:
+        _check_choice("trainer.accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "tpu", "auto"))
+        _check_choice("trainer.strategy", self.strategy, ("auto", "ddp", "deepspeed_zero2", "deepspeed_zero3"))
         if self.zero3_persistence_threshold < 0:
             raise ConfigError(f"trainer.zero3_persistence_threshold={self.zero3_persistence_threshold} must be >= 0, e.g. 100000")
 
