@@ -63,15 +63,15 @@ test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's
 	REQUIRE_LMMS=1 $(PY) -m pytest -q tests/test_lmms.py tests/test_lmms_llava.py tests/test_locks.py $(ARGS)
 
 # The trained toy is committed (models/toy-mllm, 2.5 MB): a fresh clone copies it in seconds, and every number
-# the README gives for it reproduces. `make toy-mllm` retrains it (about 4 min) into artifacts/toy-mllm.
+# the README gives for it reproduces. `make toy-mllm` retrains it (about 9 min) into artifacts/toy-mllm.
 $(TOY): | $(STAMP)
 	@if [ -f models/toy-mllm/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm && cp -r models/toy-mllm artifacts/toy-mllm && echo "artifacts/toy-mllm: copied from the committed models/toy-mllm"; \
 	else $(PY) -m score_lit toy-mllm --out artifacts/toy-mllm; fi
 
-toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 4 min on 2 idle cores)
+toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 9 min on 2 cores)
 	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
 
-train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, 39 s once the toy model exists); ARGS='key=value ...'
+train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, about 1.5 min); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
 
 train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
