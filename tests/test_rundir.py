@@ -1,7 +1,10 @@
 """A run folder belongs to one run (score_lit.rundir): a reused name refuses, overwrite=true moves the old run
-aside, a second concurrent training with the same name refuses, and a failed start writes nothing."""
+aside, a second concurrent training with the same name refuses, a failed start writes nothing, and Ctrl-C ends
+the MLflow run KILLED with the resume hint."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,9 +65,19 @@ def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
             time.sleep(0.2)
         second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert first.poll() is None  # still training while the second was refused
+        tracking = tmp_path / "runs" / "same" / "tracking.json"
+        while not tracking.is_file():  # written when fit starts
+            assert first.poll() is None and time.time() < deadline, "the first run never started fitting"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGINT)  # Ctrl-C: the MLflow run ends KILLED, with the resume hint
+        first_err = first.communicate(timeout=120)[1]
     finally:
-        first.kill()
-        first_err = first.communicate()[1]
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert "interrupted at step" in first_err and "resume=auto" in first_err, first_err[-2000:]
+    run_id = json.loads(tracking.read_text())["run_id"]
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id).info.status == "KILLED"
     # what is not the user's business stays out of a training's output (issue: srun hint, litlogger tip, deprecation)
     for noise in ("srun", "litlogger", "LeafSpec", "Creating initial MLflow database tables", "not found. Creating it"):
         assert noise not in first_err, (noise, first_err[-2000:])

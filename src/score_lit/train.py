@@ -44,6 +44,31 @@ class FitResult:
     final_metrics: dict
 
 
+class RunLogger(MLFlowLogger):
+    """MLFlowLogger whose run ends KILLED, not FAILED, when the training was interrupted by Ctrl-C:
+    Lightning finalizes every interrupted run as "failed"; `interrupted` is set by StopReport first."""
+
+    interrupted = False
+
+    def finalize(self, status: str = "success") -> None:
+        super().finalize("KILLED" if status == "failed" and self.interrupted else status)
+
+
+class StopReport(Callback):
+    """On Ctrl-C: mark the MLflow run KILLED (RunLogger) and say how to continue, in one line."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.interrupted = True
+            print(f"interrupted at step {trainer.global_step}: continue this run with the same command and resume=auto "
+                  f"(its last checkpoint is in {self.cfg.run_dir / 'checkpoints'})", file=sys.stderr, flush=True)  # fmt: skip
+
+
 class PolicyExport(Callback):
     """Writes runs/<name>/policy.pt (atomically) after every validation and at the end of training."""
 
@@ -134,6 +159,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         PolicyExport(policy_path, cfg),
         DataMonitor(),
         tracking,
+        StopReport(cfg),
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
         *callbacks,
     ]
@@ -164,7 +190,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     logger = None
     if rank0:  # only rank 0 writes the config and opens the store (ranks racing to create a fresh sqlite schema fail)
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
-        logger = MLFlowLogger(
+        logger = RunLogger(
             experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
             tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
             synchronous=not cfg.tracking.async_logging,
