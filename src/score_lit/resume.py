@@ -71,6 +71,23 @@ def previous_run_id(cfg: Config, meta: dict) -> str | None:
     return None  # another store (or none recorded): a new run, as for a fresh start
 
 
+def ensure_store(tracking_uri: str) -> None:
+    """Create a fresh sqlite MLflow store's tables once, under a file lock beside it: processes that open the
+    same new store at once (two trainings, the ranks of a job) otherwise race in its schema migrations
+    ("duplicate column name") and one of them dies. Other stores: nothing to do."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    db = Path(tracking_uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(f".{db.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
 def log_params_once(client, run_id: str, params: dict[str, Any]) -> None:
     """Log the config as params; on a resumed run, only keys it lacks, and changed values as tags."""
     have = client.get_run(run_id).data.params

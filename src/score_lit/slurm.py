@@ -346,11 +346,9 @@ def git_info(root: Path = PROJECT_ROOT) -> str:
 def prepare_tracking(cfg: Config) -> None:
     """Create a sqlite MLflow store's tables once, here: every rank's MLFlowLogger opens a client, and on a fresh
     file their schema migrations race ("duplicate column name: step") and kill a rank."""
-    if cfg.tracking_uri.startswith("sqlite:"):
-        from mlflow.tracking import MlflowClient
+    from .resume import ensure_store
 
-        Path(cfg.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        MlflowClient(cfg.tracking_uri).search_experiments(max_results=1)
+    ensure_store(cfg.tracking_uri)
 
 
 def requeue_on_signal(signum: int = signal.SIGUSR1):

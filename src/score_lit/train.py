@@ -28,7 +28,7 @@ from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
 from .rundir import claim_run_dir, move_aside, release_all
-from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, log_params_once, previous_run_id, resolve_resume
+from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
 from .strategies import build_strategy
 from .viz import plot_training_curves
 
@@ -190,6 +190,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     logger = None
     if rank0:  # only rank 0 writes the config and opens the store (ranks racing to create a fresh sqlite schema fail)
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        ensure_store(cfg.tracking_uri)  # a fresh sqlite store: its tables once, whoever else opens it now
         logger = RunLogger(
             experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
             tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
