@@ -167,7 +167,7 @@ def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, model):
     if model == "trained_toy":
         missing = [str(p.relative_to(ROOT)) for p in (TOY, POLICY) if not p.exists()]
         if missing:  # a skip even under REQUIRE_LMMS=1: `make test` does not train (the tiny_random case runs instead)
-            pytest.skip(f"missing {missing}: `make test-lmms` builds them (make toy-mllm, make train-stage2)")
+            pytest.skip(f"missing {missing}: `make test-lmms` makes them (copies the committed toy, trains stage 1 and 2)")
         _need_lmms(BENCH)
         ckpt, pol, n_questions = TOY.relative_to(ROOT), POLICY.relative_to(ROOT), N_QUESTIONS
     else:
