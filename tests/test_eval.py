@@ -204,7 +204,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode in (130, -signal.SIGINT), err  # the shell shows both as 130
     assert "Traceback" not in err and "interrupted after" in err and "eval.resume=true" in err
     partial = _csv(out / "results.partial.csv")
     assert not (out / "results.csv").exists()

@@ -237,6 +237,8 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
                 for i in current:
                     d.pop(i, None)
         viz = [v for v in viz if v["id"] not in current]
+        if not vanilla.correct:  # cut before any batch was recorded: nothing to report
+            raise
     res = _result(e, bench, family, vanilla, tallies, problems, viz, n_tokens, grid)
     return {**res, "interrupted": interrupted, "questions_total": len(bench.records)}
 
@@ -532,6 +534,11 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
 
         try:
             res = sweep(cfg, progress, done=done, on_batch=on_batch)
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            print(f"interrupted before any question was recorded; the same command with eval.resume=true (and "
+                  f"eval.out_dir={out}) starts it again there", file=sys.stderr)  # fmt: skip
+            raise
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
