@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from score_lit.config import Config, ConfigError, load_config
+from score_lit.config import Config, ConfigError, check_files, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,8 @@ def test_shipped_configs_load():
     for f in files:
         if f.name.startswith("bench_"):
             load_bench_config([f])
-        elif f.name.startswith("eval"):
-            load_config([f], ["eval.methods=[uniform]"])  # method score needs runs/stage2/policy.pt, made by training
-        else:
-            load_config([f], ["init_policy=null"])  # stage 2's init_policy exists only after stage 1 ran
+        else:  # as written, on a fresh clone too: the files a run reads (stage 2's init_policy, eval's policy) are
+            load_config([f])  # checked when it starts (check_files), not when its config loads
 
 
 def test_unknown_key_names_the_closest_valid_key():
@@ -82,12 +80,12 @@ def test_wrong_type_is_named():
         ("policy.name=transformer", r"policy.name=.transformer. is not registered"),
         ("val.ratios=[0.1,1.5]", r"val.ratios=1.5 is outside \(0, 1\]"),
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
-        ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist"),
+        ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist: .*make train-stage1"),
         ("stage1.data.size=50", r"multiple of 16"),
         ("stage1.data.families=[stiched]", r"unknown \['stiched'\]; available: \['colour', 'distracted', 'flash', 'move', 'order', 'stitched'\]"),
         ("stage2.data.source=video_qa", r"needs data.path="),
         ("stage2.data.source=videos", r"data.source='videos': use one of"),
-        ("stage1.data.path=/nope.jsonl", r"data.path='/nope.jsonl' does not exist"),
+        ("stage1.data.path=/nope.jsonl", r"stage1.data.path='/nope.jsonl' does not exist"),
         ("stage1.data.sample_fps=2", r"needs a positive rate and data.batch_size=1"),
         ("stage1.data.fit=zoom", r"use pad, stretch or crop"),
         ("stage1.steps=0", r"must be >= 1"),
@@ -97,7 +95,7 @@ def test_wrong_type_is_named():
 )
 def test_cross_field_checks(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config([], [override])
+        check_files(load_config([], [override]))  # file checks run at a command's start, the rest at load
 
 
 def test_missing_and_unreadable_files(tmp_path):

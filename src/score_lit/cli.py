@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, DataError, load_config, to_dict
+from .config import ConfigError, DataError, check_files, load_config, to_dict
 
 
 def _split(args: list[str]) -> tuple[list[str], list[str]]:
@@ -38,6 +38,7 @@ def _split(args: list[str]) -> tuple[list[str], list[str]]:
 
 def cmd_train(args: list[str]) -> int:
     cfg = load_config(*_split(args))  # validate before the heavy imports: bad input fails in a blink
+    check_files(cfg)
     from .train import fit, report
 
     report(fit(cfg))
@@ -146,6 +147,7 @@ def _eval_config(args: list[str]):
 
 def cmd_eval(args: list[str]) -> int:
     cfg = _eval_config(args)  # validated before the heavy imports
+    check_files(cfg)
     from .eval import run_eval
 
     print(run_eval(cfg))  # the CSV's path is the last line
@@ -170,6 +172,7 @@ def cmd_viz(args: list[str]) -> int:
         cfg = _eval_config(ns.config + [f"eval.methods=[{ns.method}]", f"eval.viz_ratio={ns.ratio}"])
     except ConfigError as e:  # name the flags the user typed, not the config keys they became
         raise ConfigError(str(e).replace("eval.viz_ratio", "--ratio").replace("eval.methods", "--method")) from None
+    check_files(cfg)
     from .data.common import SampleError
     from .eval import visualize_video
 

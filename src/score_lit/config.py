@@ -208,10 +208,6 @@ class DataConfig:
             raise ConfigError(f"data.source={self.source!r}: use one of {list(SOURCES)}")
         if self.source != "synthetic" and not self.path:
             raise ConfigError(f"data.source={self.source} needs data.path=<annotation file (JSONL or JSON)>")
-        for name in ("path", "val_path", "root"):
-            value = getattr(self, name)
-            if value and not Path(value).exists():
-                raise ConfigError(f"data.{name}={value!r} does not exist: give an existing {'folder' if name == 'root' else 'file'}")
         if self.frames < 2 or self.frames % 2:
             raise ConfigError(f"data.frames={self.frames} must be an even number >= 2 (2 frames per temporal unit)")
         if self.size % 16:
@@ -366,11 +362,8 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ConfigError(f"eval.methods={self.methods}: unknown {unknown}; available: {list(METHODS)}")
-        if "score" in self.methods and (self.policy is None or not Path(self.policy).is_file()):
-            raise ConfigError(
-                f"eval.policy={self.policy!r} does not exist: method 'score' needs a trained policy.pt "
-                f"(make train-stage1 && make train-stage2 writes runs/stage2/policy.pt), or drop 'score' from eval.methods"
-            )
+        if "score" in self.methods and self.policy is None:
+            raise ConfigError("eval.policy=null: method 'score' needs a trained policy.pt, or drop 'score' from eval.methods")
         if self.batch_size < 1 or self.frames < 2 or self.frames % 2:
             raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1 and eval.frames={self.frames} even and >= 2")
 
@@ -408,18 +401,8 @@ class Config:
         bad = [p for p in self.phases if p not in PHASES]
         if bad or not self.phases or len(set(self.phases)) != len(self.phases):
             raise ConfigError(f"phases={self.phases}: list each of {list(PHASES)} at most once, in order, e.g. phases=[stage1,stage2]")
-        if self.init_policy is not None and not Path(self.init_policy).is_file():
-            raise ConfigError(
-                f"init_policy={self.init_policy!r} does not exist: give the policy.pt of a finished run "
-                f"(runs/<name>/policy.pt) or leave init_policy unset"
-            )
-
         if self.overwrite and self.resume is not None:
             raise ConfigError(f"overwrite=true and resume={self.resume} contradict: resume continues the run, overwrite moves it aside; pass one")
-        if self.resume not in (None, "auto") and not Path(self.resume).exists():  # a file, or DeepSpeed's folder
-            raise ConfigError(
-                f"resume={self.resume!r} does not exist: pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"
-            )
 
     def phase(self, name: str) -> PhaseConfig:
         return getattr(self, name)
@@ -468,6 +451,29 @@ MOVED = {
     "phase": "phases (e.g. phases=[stage1,stage2])",
     "data": "stage1.data / stage2.data (each phase has its own data)",
 }
+
+
+def check_files(cfg: "Config") -> None:
+    """Every file the run reads, checked in one place at the start of train / eval / viz / submit (not when a
+    config loads: `show-config conf/stage2.yaml` works on a fresh clone). One line naming the key and the
+    command that makes the file."""
+    need: list[tuple[str, str | None, str]] = [
+        ("init_policy", cfg.init_policy, "give the policy.pt of a finished run (runs/<name>/policy.pt, e.g. make train-stage1 "
+                                         "writes runs/stage1/policy.pt) or init_policy=null"),
+    ]  # fmt: skip
+    if cfg.resume not in (None, "auto"):  # a file, or DeepSpeed's folder
+        need.append(("resume", cfg.resume, "pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"))
+    for p in cfg.phases:
+        d = cfg.phase(p).data
+        for key in ("path", "val_path", "root"):
+            need.append((f"{p}.data.{key}", getattr(d, key), f"give an existing {'folder' if key == 'root' else 'file'}"))
+    if cfg.eval is not None and "score" in cfg.eval.methods:
+        need.append(("eval.policy", cfg.eval.policy, "method 'score' needs a trained policy.pt (make train-stage1 && "
+                                                     "make train-stage2 writes runs/stage2/policy.pt), or drop 'score' "
+                                                     "from eval.methods"))  # fmt: skip
+    for key, value, hint in need:
+        if value is not None and not Path(value).exists():
+            raise ConfigError(f"{key}={value!r} does not exist: {hint}")
 
 
 def _closest(key: str, schema: type = None) -> str:

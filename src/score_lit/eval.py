@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import Config, keep_count, retention_label
+from .config import Config, check_files, keep_count, retention_label
 from .data.common import Problem, Sample, SampleError
 from .flops import TERA
 
@@ -139,6 +139,7 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
     from .flops import prefill_flops, question_flops
     from .mllm import build_mllm
 
+    check_files(cfg)
     e = cfg.eval
     bench = load_benchmark(e.benchmark, e.root, limit=e.limit, split=e.split)
     for p in bench.problems:
@@ -491,6 +492,7 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     accuracy/<method>_<ratio> of what was measured."""
     import mlflow
 
+    check_files(cfg)  # before the sweep's folder or its MLflow run exist
     e = cfg.eval
     out, resuming = resolve_out_dir(cfg)
     qpath, state_path = out / "questions.jsonl", out / "sweep.json"

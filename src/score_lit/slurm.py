@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .config import PROJECT_ROOT, Config, ConfigError, flatten, load_config, to_dict
+from .config import PROJECT_ROOT, Config, ConfigError, check_files, flatten, load_config, to_dict
 
 
 class SlurmError(ConfigError):
@@ -250,7 +250,9 @@ def resolve(ns: argparse.Namespace) -> Config:
         f"trainer.accelerator={'cpu' if cpu else 'gpu'}", f"out_dir={Path(cfg.out_dir).resolve()}",
         f"tracking.tracking_uri={cfg.tracking_uri}", "resume=auto",
     ]  # fmt: skip
-    return load_config(files, overrides + flags)
+    final = load_config(files, overrides + flags)
+    check_files(final)  # the job would fail at its start, after hours in the queue
+    return final
 
 
 def snapshot_yaml(cfg: Config) -> str:

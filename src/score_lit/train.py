@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from .checkpoint import load_policy, save_policy
-from .config import Config, ConfigError, flatten, to_dict
+from .config import Config, ConfigError, check_files, flatten, to_dict
 from .curriculum import DataMonitor, build_datamodule, check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
@@ -124,7 +124,8 @@ logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creatin
 
 def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder)."""
-    ckpt_path = resolve_resume(cfg)  # checked before anything is built or written
+    check_files(cfg)  # every file the run reads, before anything is built or written
+    ckpt_path = resolve_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     mllm = build_mllm(cfg.mllm)
     cache_dirs = {cfg.phase(p).data.cache_dir for p in cfg.phases} - {None}
