@@ -78,7 +78,7 @@ def test_every_method_returns_bool_masks_of_the_documented_size(ratio):
 
 def test_build_compressor_builds_every_registered_method(tmp_path):
     path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(hidden=4), IDENT)
-    kw = dict(mllm=FakeMLLM(), policy_path=path, selection="per_frame", seed=3, unused=1)
+    kw = dict(mllm=FakeMLLM(), policy_path=path, selection="per_frame", seed=3, layer=2)  # the shared context
     v = vt(torch.randn(1, 4, 4, 3))
     for name in sorted(set(REGISTRY) - {"fastv"}):
         comp = build_compressor(name, **kw)
@@ -86,6 +86,8 @@ def test_build_compressor_builds_every_registered_method(tmp_path):
         assert comp.select(v, 0.5).keep.shape == (1, 16)
     assert build_compressor("random", seed=3).seed == 3
     assert build_compressor("score", **kw).selection == "per_frame"
+    with pytest.raises(ValueError, match=r"build_compressor\('score'\): unknown argument\(s\) \['selction'\]"):
+        build_compressor("score", policy_path=path, selction="per_frame")  # a misspelling is not silently dropped
 
 
 # ---- uniform / pool / random ---------------------------------------------------------------------

@@ -57,9 +57,14 @@ def register(name: str, target: str) -> None:
     REGISTRY[name] = target
 
 
+# What a caller may pass to every method at once (eval passes all of them); a method takes the ones it needs.
+CONTEXT = ("mllm", "policy_path", "selection", "seed", "layer")
+
+
 def build_compressor(name: str, **kwargs: Any) -> Compressor:
     """The compressor registered as `name`, built with the keyword arguments its class takes (mllm=...,
-    policy=..., selection=..., seed=...); arguments a class does not take are ignored."""
+    policy_path=..., selection=..., seed=..., layer=...). The shared CONTEXT arguments a class does not take are
+    ignored; any other argument the class does not take (a misspelt `selction=`) is an error."""
     if name not in REGISTRY:
         raise ValueError(f"unknown method {name!r}; registered: {sorted(REGISTRY)}")
     import inspect
@@ -67,6 +72,10 @@ def build_compressor(name: str, **kwargs: Any) -> Compressor:
     module, attr = REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module), attr)
     params = inspect.signature(cls).parameters
+    unknown = sorted(k for k in kwargs if k not in params and k not in CONTEXT)
+    if unknown:
+        raise ValueError(f"build_compressor({name!r}): unknown argument(s) {unknown}; {name} takes {sorted(params)}, "
+                         f"and every method accepts {list(CONTEXT)}")  # fmt: skip
     return cls(**{k: v for k, v in kwargs.items() if k in params})
 
 
