@@ -31,7 +31,10 @@ def _umask() -> int:
     return mask
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> Path:
+    """torch.save to a temporary file in the same folder, (fsync,) then rename over `path`: a kill while writing
+    leaves the previous file intact and no half-written file under the real name. The one atomic writer of
+    policy.pt, Lightning checkpoints (resume.AtomicCheckpointIO) and feature-cache entries (fsync=False)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -39,7 +42,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is shared like any file
         os.replace(tmp, path)
     except BaseException:

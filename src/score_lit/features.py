@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -66,17 +65,10 @@ class FeatureCache:
         return entry
 
     def save(self, key: str, tokens: torch.Tensor, positions: torch.Tensor, grid: tuple[int, int, int]) -> None:
-        f = self._file(key)
-        f.parent.mkdir(parents=True, exist_ok=True)
+        from .checkpoint import atomic_torch_save
+
         entry = {"tokens": tokens.detach().cpu().clone(), "positions": positions.detach().cpu().clone(), "grid": tuple(grid)}
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=f.parent)
-        os.close(fd)
-        try:
-            torch.save(entry, tmp)
-            os.replace(tmp, f)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(entry, self._file(key), fsync=False)  # a lost entry is only a cache miss
 
 
 def encode(mllm, batch: VideoBatch, cache: FeatureCache | None = None) -> VisualTokens:

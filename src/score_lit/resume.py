@@ -104,18 +104,9 @@ def log_params_once(client, run_id: str, params: dict[str, Any]) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        from .checkpoint import atomic_torch_save
+
+        atomic_torch_save(checkpoint, path)
 
 
 class TrackingIdentity(Callback):
