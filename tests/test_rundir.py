@@ -84,3 +84,15 @@ def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
     lines = [ln for ln in second.stderr.splitlines() if ln.strip()]
     assert second.returncode == 2 and len(lines) == 1, second.stderr
     assert f"another training (pid {first.pid}) is running as name=same" in lines[0]
+
+
+def test_a_start_that_fails_after_its_mlflow_run_opened_ends_it_failed(tmp_path, monkeypatch):
+    """An error between opening the MLflow run and Lightning's fit (here: logging the params) leaves no RUNNING run."""
+
+    def broken(*a, **k):
+        raise RuntimeError("the tracking server went away")
+
+    monkeypatch.setattr("score_lit.train.log_params_once", broken)
+    with pytest.raises(RuntimeError, match="went away"):
+        fit(load_config([], tiny_overrides(tmp_path, steps=2) + ["name=broken"]))
+    assert [r.info.status for r in _runs(tmp_path)] == ["FAILED"]

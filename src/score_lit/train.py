@@ -198,11 +198,17 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
             synchronous=not cfg.tracking.async_logging,
             run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
         )  # fmt: skip
-        log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
-        trainer.loggers = [logger]
-    run_id = logger.run_id if logger is not None else None
-    tracking.info["run_id"] = run_id
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        if logger is not None:
+            log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
+            trainer.loggers = [logger]
+        run_id = logger.run_id if logger is not None else None
+        tracking.info["run_id"] = run_id
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException as e:  # Lightning ends the run inside fit; anything else must not leave it RUNNING
+        if logger is not None and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
+            logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
     if cfg.tracking.async_logging:
         import mlflow
 
