@@ -33,28 +33,24 @@ def _check_ratio(name: str, r: float) -> None:
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
 
 
-def _check_choice(key: str, value, choices) -> None:
+def _check_choice(key: str, value, choices, verdict: str = "is not valid") -> None:
     """One line with the closest valid value if `value` is not one of `choices` (a torch-free list)."""
     import difflib
 
     if value not in choices:
         near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f" (did you mean {key}={near[0]}?)" if near else ""
-        raise ConfigError(f"{key}={value!r} is not valid{hint}; use one of {list(choices)}")
+        raise ConfigError(f"{key}={value!r} {verdict}{hint}; use one of {list(choices)}")
 
 
 def _check_registered(key: str, value: str, module: str, attr: str) -> None:
-    """One line if `value` is not a registered name of score_lit.<module>.<attr> (imported late: those
-    modules import this one). Registries extended by a user's own `register_*` call before the config is
-    built are honoured."""
-    import difflib
+    """_check_choice against the registered names of score_lit.<module>.<attr> (imported late: those modules
+    import this one). Registries extended by a user's own `register_*` call before the config is built are
+    honoured."""
     import importlib
 
     names = getattr(importlib.import_module(f"score_lit.{module}"), attr)
-    if value not in names:
-        near = difflib.get_close_matches(str(value), list(names), n=1)
-        hint = f" (did you mean {key}={near[0]}?)" if near else ""
-        raise ConfigError(f"{key}={value!r} is not registered{hint}; use one of {sorted(names)}")
+    _check_choice(key, value, sorted(names), "is not registered")
 
 
 @dataclass

@@ -443,11 +443,9 @@ def resolve_out_dir(cfg: Config) -> tuple[Path, bool]:
 
     e = cfg.eval
     if e.out_dir is None and not e.resume:
-        out = Path("runs/eval") / f"{e.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"
-        n = 1
-        while out.exists():
-            out, n = out.with_name(f"{out.name.rsplit('~', 1)[0]}~{n}"), n + 1
-        return out, False
+        from .rundir import free_path
+
+        return free_path(Path("runs/eval") / f"{e.benchmark}-{time.strftime('%Y%m%d-%H%M%S')}"), False
     if e.out_dir is None:  # resume the newest unfinished sweep
         states = [p for p in Path("runs/eval").glob("*/sweep.json") if not json.loads(p.read_text()).get("finished")]
         if not states:

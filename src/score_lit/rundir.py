@@ -31,13 +31,17 @@ def run_files(run_dir: Path) -> list[str]:
     return sorted(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else []
 
 
-def aside_path(run_dir: Path) -> Path:
-    """runs/<name>.old-<YYYYmmdd-HHMMSS>[-n]: a free name for an overwritten run's folder."""
-    base = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+def free_path(base: Path) -> Path:
+    """base, or base-1, base-2, ...: the first that does not exist (a new folder never lands on an old one)."""
     out, n = base, 1
     while out.exists():
         out, n = base.with_name(f"{base.name}-{n}"), n + 1
     return out
+
+
+def aside_path(run_dir: Path) -> Path:
+    """runs/<name>.old-<YYYYmmdd-HHMMSS>[-n]: a free name for an overwritten run's folder."""
+    return free_path(run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def claim_run_dir(cfg: Config) -> bool:
