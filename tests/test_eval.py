@@ -227,3 +227,23 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     assert len(list(out.glob("kept_tokens_*.png"))) == 1
     with pytest.raises(Exception, match="already holds results: resume its sweep with eval.resume=true"):
         run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}"]), progress=False)
+
+
+def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    from score_lit.config import Config, ConfigError, EvalConfig
+    from score_lit.eval import resolve_out_dir, sweep_identity
+
+    monkeypatch.chdir(tmp_path)  # runs/eval/ is relative to where the command runs
+    new, again = Config(eval=EvalConfig(methods=["uniform"])), Config(eval=EvalConfig(methods=["uniform"], resume=True))
+    first, resuming = resolve_out_dir(new)
+    assert not resuming and first.parent == Path("runs/eval") and first.name.startswith("toy-")
+    first.mkdir(parents=True)
+    second, _ = resolve_out_dir(new)
+    assert second != first and not second.exists()  # never onto an earlier sweep, even within the same second
+    with pytest.raises(ConfigError, match="no unfinished sweep under runs/eval/"):
+        resolve_out_dir(again)
+    (first / "sweep.json").write_text(json.dumps({"identity": sweep_identity(again), "parent_run_id": "x", "finished": False}))
+    assert resolve_out_dir(again) == (first, True)  # eval.resume=true alone finds the newest unfinished sweep
