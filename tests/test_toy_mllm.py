@@ -6,6 +6,7 @@ seed gives bit-identical weights (once through the function, once through the CL
 """
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -63,6 +64,46 @@ def test_object_labels_by_hand():
     col = colour_labels(ev, frames=32, size=96)
     assert col[3, 16] == COLOUR_CLASSES.index("red") and col[15, 0] == COLOUR_CLASSES.index("white")
     assert int((col > 0).sum()) == 16 and QUADRANT == 11
+
+
+def test_asked_mask_by_hand():
+    from score_lit.toy_mllm import asked_mask
+
+    # Two 32-px objects as above; the question asks about the second only: its 4 tokens in unit 15.
+    ev = {"objects": [{"label": "4", "frames": [4, 10], "cell": [2, 4], "px": 32},
+                      {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32}], "asked": [1]}  # fmt: skip
+    m = asked_mask(ev, "1", frames=32, size=96)
+    assert m.dtype == torch.bool and m.shape == (16, 36)
+    assert m.nonzero().tolist() == [[15, 0], [15, 1], [15, 6], [15, 7]]
+    ev["asked"] = [0, 1]  # both: 3 units x 4 tokens + 4
+    assert int(asked_mask(ev, "1", frames=32, size=96).sum()) == 16
+    # a first-family sample: the one 16-px answer digit, frames [3, 6) = units 1, 2 at cell (1, 2) = token 6
+    m = asked_mask({"frames": (3, 6), "cell": (1, 2)}, 7, frames=16, size=64)
+    assert m.nonzero().tolist() == [[1, 6], [2, 6]]
+
+
+def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
+    # Five joint steps on colour alone with only the attention loss's gradient in the LLM (no answer CE
+    # weight would do it this fast): the asked digit's share of the last prompt token's video attention rises.
+    from score_lit.mllm.qwen_vl import Qwen25VLAdapter
+    from score_lit.toy_mllm import _forward, build_toy_model, make_batch, make_samples
+
+    cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
+    model, tok = build_toy_model(cfg)
+    adapter = Qwen25VLAdapter(MLLMConfig(), model=model, tokenizer=tok)
+    model.requires_grad_(True)  # the adapter freezes what it wraps; training unfreezes it
+    head = torch.nn.Linear(adapter.hidden_size, 100)
+    batch, labels, colours, asked = make_batch(make_samples(cfg, "train", 0, 2), cfg, 2)
+    opt = torch.optim.Adam(model.model.language_model.parameters(), lr=1e-2)
+    shares = []
+    for _ in range(6):
+        out = _forward(adapter, head, batch, labels, colours, True, vision_grad=False, asked=asked, attention_layer=-1)
+        shares.append(float(out["attn_share"]))
+        opt.zero_grad()
+        out["attn"].backward()
+        opt.step()
+    assert abs(float(out["attn"]) + math.log(shares[-1])) < 0.5  # the loss is -log(share), per sample
+    assert shares[-1] > 2 * shares[0], shares
 
 
 def test_step_groups_by_hand():
@@ -143,13 +184,13 @@ def test_unit_subsampling_and_the_colour_curriculum():
     cfg = ToyConfig(**PRESETS["evidence"])
     samples = make_samples(cfg, "train", 0, 3, families=["colour", "order", "move"])
     units = torch.tensor([[0, 5], [3, 15], [7, 8]])
-    batch, labels, _ = make_batch(samples, cfg, 2, units)
-    _, full, _ = make_batch(samples, cfg, 2)
+    batch, labels, _, asked = make_batch(samples, cfg, 2, units)
+    _, full, _, asked_full = make_batch(samples, cfg, 2)
     assert tuple(batch.frames.shape[:2]) == (3, 4) and labels.shape == (3, 2, 36)
     for b, us in enumerate(units.tolist()):
         for k, u in enumerate(us):  # unit u's two frames and its labels, in order
             assert torch.equal(batch.frames[b, 2 * k : 2 * k + 2], torch.from_numpy(samples[b].frames[2 * u : 2 * u + 2]).permute(0, 3, 1, 2))
-            assert torch.equal(labels[b, k], full[b, u])
+            assert torch.equal(labels[b, k], full[b, u]) and torch.equal(asked[b, k], asked_full[b, u])
     easy = make_samples(cfg, "train", 0, 1, families=["colour"], easy=True)[0]
     assert len(easy.evidence["objects"]) == cfg.easy_colour_objects == 2
     assert len(make_samples(cfg, "train", 0, 1, families=["colour"])[0].evidence["objects"]) == 4
