@@ -34,7 +34,7 @@ def test_ideal_speedup_is_one_at_full_and_grows_as_ratio_falls():
     assert all(a < b for a, b in zip(speedups, speedups[1:]))
     # 7B-sized text config at 32 frames of 448x448 (4096 tokens): near 1 / r, a bit above (attention is quadratic)
     keys = ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size", "num_hidden_layers", "vocab_size")
-    t7 = SimpleNamespace(**{k: ARCHS["qwen2_5_vl_7b"][0][k] for k in keys})
+    t7 = SimpleNamespace(**{k: ARCHS["qwen2_5_vl_7b"][1][k] for k in keys})  # (family, text, vision)
     s = ideal_speedup(t7, 30, 4096, 0.1)
     assert 8.5 < s < 10.5, s
 
@@ -80,13 +80,18 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
 
     video = tmp_path / "v.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)  # decord 0.6.0 fails on widths 16 and 48
-    args = ["family=llava_onevision", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2",
+    args = ["family=llava_onevision", "arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2",
             f"video={video}", f"out_dir={tmp_path}", "name=llava", "device=cpu", "threads=1"]  # fmt: skip
     assert main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "llava.json")
     (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
     assert res["visual_tokens"] == 4 * 3 * 3  # 4 frames x (5x5 patches pooled 2x2 -> 3x3): one frame is one unit
     assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}
+
+
+def test_an_arch_of_another_family_is_one_line():
+    with pytest.raises(ConfigError, match="arch=cpu-small is a qwen2_5_vl architecture, not family=llava_onevision: use arch=tiny"):
+        BenchConfig(family="llava_onevision")
 
 
 def test_a_plain_bench_run_never_overwrites_the_committed_reference():

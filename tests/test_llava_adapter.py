@@ -12,17 +12,18 @@ newline; (f) a saved tiny checkpoint loads through build_mllm; (g) video_attenti
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import llava_reference_scores as reference_scores
+from test_qwen_adapter import make_batch, make_masks, select
 
 from score_lit.baselines import apply_selection, build_compressor
 from score_lit.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
 from score_lit.mllm.base import VideoMLLM
-from score_lit.mllm.llava_onevision import LLAVA_OV_TEMPLATE, reference_scores
-from score_lit.mllm.tiny import build_tiny_llava_onevision_tokenizer, llava_onevision_config, save_tiny_llava_onevision
+from score_lit.mllm.llava_onevision import LLAVA_OV_TEMPLATE, LlavaOnevisionAdapter
+from score_lit.mllm.tiny import save_tiny
 from score_lit.policy import build_policy
 from score_lit.types import VideoBatch
-from test_qwen_adapter import make_batch, make_masks, select
 
 FAMILY = "llava_onevision"
 FRAMES, SIZE = 4, 48  # frames are resized to the tiny tower's 40x40: 5x5 patches -> 3x3 pooled tokens per frame
@@ -156,7 +157,7 @@ def test_batched_rows_equal_single_rows(adapter, compacted, mode):
 
 def test_saved_tiny_loads_through_build_mllm(adapter, batch, tmp_path):
     # (f) save -> stock from_pretrained via build_mllm(path=...) -> mean / std from preprocessor_config.json, same scores.
-    loaded = llava(path=str(save_tiny_llava_onevision(tmp_path / "llava", seed=0)))
+    loaded = llava(path=str(save_tiny(tmp_path / "llava", FAMILY, seed=0)))
     assert loaded.identity()["path"] == str(tmp_path / "llava") and loaded.mean == (0.5, 0.5, 0.5)
     masks = make_masks(2, 3, FRAMES * 9)
     a = adapter.score(adapter.encode(batch), adapter.tokenize(batch), masks)
@@ -169,7 +170,7 @@ def test_video_attention_equals_stock_eager(adapter, batch):
     from transformers import LlavaOnevisionForConditionalGeneration
 
     def model(attn):
-        config = llava_onevision_config(build_tiny_llava_onevision_tokenizer(), {"num_hidden_layers": 4})
+        _, config = LlavaOnevisionAdapter.tiny_config(LlavaOnevisionAdapter.tiny_tokenizer(), {"num_hidden_layers": 4})
         config._attn_implementation = attn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -228,9 +229,10 @@ def test_frames_must_be_uint8_video(adapter, batch):
 @pytest.mark.slow
 def test_short_fit_on_llava(tmp_path):
     # A 2-step Lightning fit with mllm.family=llava_onevision mllm.path=null: the policy (width 2 x 64) trains.
+    from test_smoke_fit import tiny_overrides
+
     from score_lit.config import load_config
     from score_lit.train import fit
-    from test_smoke_fit import tiny_overrides
 
     cfg = load_config([], tiny_overrides(tmp_path, steps=2) + [f"mllm.family={FAMILY}", "mllm.path=null"])
     res = fit(cfg)

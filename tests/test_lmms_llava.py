@@ -125,10 +125,10 @@ def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
     from score_lit.checkpoint import save_policy
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
-    from score_lit.mllm.tiny import save_tiny_llava_onevision
+    from score_lit.mllm.tiny import save_tiny
     from score_lit.policy import build_policy
 
-    ckpt = save_tiny_llava_onevision(tmp_path / "tiny-llava-ov")
+    ckpt = save_tiny(tmp_path / "tiny-llava-ov", "llava_onevision")
     identity = LlavaOnevisionAdapter(MLLMConfig(family="llava_onevision", path=str(ckpt))).identity()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -59,16 +59,18 @@ def test_single_unit_rules_agree():
 
 def test_fractional_time_scale_floors():
     # 2 tokens/s x 0.25 s per temporal patch = 0.5: t ids floor(0, .5, 1, 1.5) = 0, 0, 1, 1.
-    assert time_scale("qwen2_5_vl", 2, 0.25) == 0.5
+    assert time_scale(2, 0.25) == 0.5
     ids = video_positions((4, 1, 1), start=10, scale=0.5)
     assert ids.tolist() == [[10, 10, 11, 11], [10] * 4, [10] * 4]
 
 
 def test_time_scale_by_family():
-    assert time_scale("qwen2_5_vl", 2, 1.0) == 2.0
-    assert time_scale("qwen2_vl", None, 3.0) == 1.0
-    with pytest.raises(ValueError, match="unknown M-RoPE family"):
-        time_scale("llava", 2, 1.0)
+    from score_lit.mllm.qwen_vl import Qwen2VLAdapter
+
+    assert time_scale(2, 1.0) == 2.0
+    assert Qwen2VLAdapter.time_scale(None, 3.0) == 1.0  # Qwen2-VL counts temporal patches
+    with pytest.raises(ValueError, match="tokens_per_second"):
+        time_scale(None, 1.0)
 
 
 def test_dtype_and_device():

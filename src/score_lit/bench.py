@@ -52,10 +52,13 @@ QUESTION = (
 )
 _ROPE = {"rope_type": "default", "rope_theta": 1000000.0}
 # Named architectures: (text config overrides, vision config overrides) on score_lit.mllm.tiny's Qwen2.5-VL config.
-ARCHS: dict[str, tuple[dict, dict]] = {
-    "tiny": ({}, {}),  # the test model of score_lit.mllm.tiny (patch 8, width 64)
+# arch name -> (the family it is an architecture of, None = any; text and vision sub-config overrides of that
+# family's tiny model, score_lit.mllm.tiny / the adapter's tiny_config).
+ARCHS: dict[str, tuple[str | None, dict, dict]] = {
+    "tiny": (None, {}, {}),  # the test model of score_lit.mllm.tiny (patch 8, width 64), any family
     # Sized so that a CPU run is meaningful (prefill dominated by the linear layers, ~1.2k visual tokens).
     "cpu-small": (
+        "qwen2_5_vl",
         dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12, num_key_value_heads=4,
              vocab_size=32000, max_position_embeddings=32768, rope_parameters={**_ROPE, "mrope_section": [8, 12, 12]}),
         dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, out_hidden_size=768, patch_size=14,
@@ -63,6 +66,7 @@ ARCHS: dict[str, tuple[dict, dict]] = {
     ),
     # Qwen/Qwen2.5-VL-7B-Instruct config.json (values as published; 2 of its nested fields renamed for transformers 5).
     "qwen2_5_vl_7b": (
+        "qwen2_5_vl",
         dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
              vocab_size=152064, max_position_embeddings=128000, rms_norm_eps=1e-6, initializer_range=0.02,
              rope_parameters={**_ROPE, "mrope_section": [16, 24, 24]}),
@@ -79,8 +83,8 @@ class BenchConfig:
     """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run)."""
 
     name: str = "bench_cpu_small"  # output file <out_dir>/<name>.json (GPU: + frame counts and device)
-    # Adapter family: of `path`, or of the random-weight model. arch models are Qwen2.5-VL; with
-    # family=llava_onevision and no path, the tiny random LLaVA-OneVision (the only built-in LLaVA arch).
+    # Adapter family: of `path`, or of the random-weight model. `tiny` is an arch of every family; cpu-small and
+    # qwen2_5_vl_7b are Qwen2.5-VL's (family=llava_onevision arch=tiny: the tiny random LLaVA-OneVision).
     family: str = "qwen2_5_vl"
     path: str | None = None  # a local HF checkpoint; None builds `arch` with random weights
     arch: str = "cpu-small"  # a key of ARCHS: tiny | cpu-small | qwen2_5_vl_7b
@@ -105,6 +109,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.path is None and self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r}: use one of {sorted(ARCHS)}, or set path=<local checkpoint>")
+        if self.path is None and ARCHS[self.arch][0] not in (None, self.family):
+            raise ConfigError(f"arch={self.arch} is a {ARCHS[self.arch][0]} architecture, not family={self.family}: "
+                              "use arch=tiny or path=<local checkpoint>")  # fmt: skip
         for r in self.ratios:
             _check_ratio("ratios", r)
         if not self.frames or any(f < 2 or f % 2 for f in self.frames):
@@ -152,20 +159,19 @@ def build_adapter(cfg: BenchConfig, dev, dtype: str, attn: str):
     """The project's adapter around a checkpoint, or around `arch` built with random weights directly on `dev`."""
     import torch
 
-    import score_lit.mllm.tiny as tiny
-    from score_lit.mllm import build_mllm
-    from score_lit.mllm.qwen_vl import Qwen25VLAdapter
+    from score_lit.mllm import adapter_class, build_mllm
 
     mcfg = MLLMConfig(family=cfg.family, path=cfg.path, dtype=dtype, attn_implementation=attn, max_pixels=max(cfg.size**2, 256))
-    if cfg.path is not None or cfg.family == "llava_onevision":  # a checkpoint, or the tiny random LLaVA-OV
+    if cfg.path is not None:
         return _to(build_mllm(mcfg), dev)
-    tokenizer = tiny.build_tiny_tokenizer()
-    cls, config = tiny._config("qwen2_5_vl", tokenizer, *ARCHS[cfg.arch])
+    _, text, vision = ARCHS[cfg.arch]
+    cls = adapter_class(cfg.family)
+    tokenizer = cls.tiny_tokenizer()
+    model_cls, config = cls.tiny_config(tokenizer, text, vision)
     torch.manual_seed(cfg.seed)
     with torch.device(dev):
-        model = cls._from_config(config, dtype=getattr(torch, dtype), attn_implementation=attn)
-    mcfg.family = "qwen2_5_vl"
-    return _to(Qwen25VLAdapter(mcfg, model=model, tokenizer=tokenizer), dev)
+        model = model_cls._from_config(config, dtype=getattr(torch, dtype), attn_implementation=attn)
+    return _to(cls(mcfg, model=model, tokenizer=tokenizer), dev)
 
 
 def _to(adapter, dev):
@@ -207,8 +213,7 @@ class Chain:
         self.dev = adapter.device
         batch = self._decode()
         prompts = self.prompts = adapter.tokenize(batch)  # once, untimed: the text part of the prompt up to the answer
-        self.pre = torch.tensor(prompts.pre_ids[0], device=self.dev)
-        self.post = torch.tensor(prompts.post_ids[0][: prompts.answer_start[0]], device=self.dev)
+        self.text_tokens = len(prompts.pre_ids[0]) + prompts.answer_start[0]
         self.visual = adapter.encode(batch)
 
     def _decode(self):
@@ -227,23 +232,9 @@ class Chain:
         return topk_mask(self.policy(surprise_state(visual.tokens)), ratio)  # [1, T*N] bool
 
     def _prefill(self, visual, keep):
-        if self.adapter.family not in ("qwen2_5_vl", "qwen2_vl"):
-            # Other families: the adapter's own scoring pass over text + kept tokens (its position scheme and
-            # newline handling), one row; it runs no KV cache and includes the answer's one token.
-            return self.adapter.score(visual, self.prompts, keep[:, None]).option_logits
-        from score_lit.mllm.positions import sequence_positions
-
-        torch, model = self.torch, self.adapter.model
-        n_pre, v = len(self.pre), visual.num_tokens
-        kept = keep[0].nonzero().squeeze(1)
-        pos = sequence_positions(n_pre, visual.positions[0], len(self.post))  # [3, L_full], gathered below
-        ar = lambda n: torch.arange(n, device=self.dev)  # noqa: E731
-        cols = torch.cat([ar(n_pre), n_pre + kept, n_pre + v + ar(len(self.post))])  # [L] columns of the full sequence
-        embed = model.get_input_embeddings()
-        emb = torch.cat([embed(self.pre), visual.flat()[0, kept].to(embed.weight.dtype), embed(self.post)])[None]
-        out = model.model.language_model(inputs_embeds=emb, position_ids=pos[:, cols][:, None], use_cache=True)
-        hidden = out.last_hidden_state
-        return model.lm_head(hidden[:, -1]).argmax(-1)  # the first output token
+        # The adapter's prefill: text + kept tokens (+ the family's video suffix) up to the answer, KV cache on,
+        # lm_head on the last position only: the first output token.
+        return self.adapter.prefill(visual, self.prompts, keep)
 
     def _mark(self, marks: list[float]) -> None:
         if self.dev.type == "cuda":
@@ -274,7 +265,7 @@ def _stats(xs: list[float]) -> dict[str, float]:
 def bench_frames(cfg: BenchConfig, adapter, policy, video: str, frames: int, ratios: list[float]) -> dict:
     """Warm-up, then `repeats` interleaved rounds over the ratios; per ratio the stage statistics and the speedups."""
     chain = Chain(cfg, adapter, policy, video, frames)
-    v, text = chain.visual.num_tokens, len(chain.pre) + len(chain.post)
+    v, text = chain.visual.num_tokens, chain.text_tokens
     print(f"frames {frames}: {v} visual tokens (grid {chain.visual.grid}), {text} text tokens", flush=True)
     for i in range(cfg.warmup):
         for r in ratios:

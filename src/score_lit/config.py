@@ -94,9 +94,13 @@ class MLLMConfig:
         _check_choice("mllm.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         if self.position_ids not in ("original", "compacted"):
             raise ConfigError(f"mllm.position_ids={self.position_ids!r}: use 'original' or 'compacted'")
-        if self.position_ids == "compacted" and self.family in ("qwen2_5_vl", "qwen2_vl"):
+        from score_lit.mllm import REGISTRY  # torch-free; imported late (it imports this module)
+
+        modes = REGISTRY[self.family].position_ids
+        if self.position_ids not in modes:
             raise ConfigError(
-                f"mllm.position_ids=compacted is not implemented for {self.family} (M-RoPE): use mllm.position_ids=original"
+                f"mllm.position_ids={self.position_ids} is not implemented for {self.family}: use mllm.position_ids="
+                + " or ".join(modes)
             )
 
 

@@ -20,8 +20,8 @@ Recipe (two stages, one deterministic data stream):
 
 Same input format as at RL time, by construction: the model is loaded through the adapter
 (`build_mllm(MLLMConfig(path=...))` on the freshly initialised checkpoint) and the training forward
-calls the adapter's own `encode` and `score` bodies with gradients enabled (`QwenVLAdapter.encode.
-__wrapped__`, the function under its `torch.no_grad` decorator) with an all-ones keep mask: the
+calls the adapter's own `encode` and `score` with gradients enabled (`with adapter.gradients():`)
+with an all-ones keep mask: the
 prompt template of MLLMConfig, the original M-RoPE positions of score_lit.mllm.positions, the
 preprocessing and the answer-token CE are exactly the ones the RL loop will feed the frozen model.
 
@@ -343,23 +343,19 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 def build_toy_model(cfg: ToyConfig):
     """(model, tokenizer): a fresh model of the real class at cfg's widths, seeded by cfg.seed."""
-    from score_lit.mllm.tiny import _config, build_tiny_tokenizer
+    from score_lit.mllm import adapter_class
 
-    tokenizer = build_tiny_tokenizer()
+    family = adapter_class(cfg.family)
+    tokenizer = family.tiny_tokenizer()
     text = dict(
         hidden_size=cfg.text_width, intermediate_size=cfg.text_mlp, num_hidden_layers=cfg.text_layers,
         num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads, initializer_range=cfg.init_std,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                          "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads)},
     )  # fmt: skip
-    vision = dict(depth=cfg.vision_depth, num_heads=cfg.vision_heads, initializer_range=cfg.init_std)
-    if cfg.family == "qwen2_5_vl":
-        full = sorted({*range(1, cfg.vision_depth, 2), cfg.vision_depth - 1})  # alternate windowed / full, last full
-        vision.update(hidden_size=cfg.vision_width, intermediate_size=cfg.vision_mlp, out_hidden_size=cfg.text_width,
-                      fullatt_block_indexes=full)  # fmt: skip
-    else:
-        vision.update(embed_dim=cfg.vision_width, hidden_size=cfg.text_width, mlp_ratio=cfg.vision_mlp // cfg.vision_width)
-    cls, config = _config(cfg.family, tokenizer, text, vision)
+    vision = dict(num_heads=cfg.vision_heads, initializer_range=cfg.init_std,
+                  **family.vision_dims(cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
+    cls, config = family.tiny_config(tokenizer, text, vision)
     config._attn_implementation = "sdpa"
     torch.manual_seed(cfg.seed)
     return cls(config), tokenizer
@@ -380,10 +376,8 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
 
     head(tokens) -> [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]: the digit (or digit quadrant) at each merged token (or NONE), and the
     colour of that digit (read only at digit tokens)."""
-    from score_lit.mllm.qwen_vl import QwenVLAdapter
-
-    with torch.set_grad_enabled(vision_grad):
-        visual = QwenVLAdapter.encode.__wrapped__(adapter, batch)  # tokens [B, T, N, D], grad flows if vision_grad
+    with adapter.gradients(vision_grad):
+        visual = adapter.encode(batch)  # tokens [B, T, N, D], grad flows if vision_grad
     logits = head(visual.tokens)  # [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]
     digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
@@ -397,13 +391,15 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     if answers:
         prompts = adapter.tokenize(batch)
         masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)
-        scores = QwenVLAdapter.score.__wrapped__(adapter, visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
+        with adapter.gradients():
+            scores = adapter.score(visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
         out["ce"] = scores.ce[:, 0].mean()
         out["correct"] = scores.option_logits[:, 0].argmax(-1) == batch.answer_index  # [B] bool
         out["answer_acc"] = out["correct"].float().mean()
         if attention_layer is not None:
             layer = attention_layer % len(adapter.model.model.language_model.layers)
-            probs = QwenVLAdapter.video_attention.__wrapped__(adapter, visual, prompts, layer)  # [B, V]
+            with adapter.gradients():
+                probs = adapter.video_attention(visual, prompts, layer)  # [B, V]
             ev = asked.flatten(1).to(probs.device)  # [B, V] bool
             share = (probs * ev).sum(1) / probs.sum(1).clamp_min(1e-12)  # [B] evidence share of the video attention
             has = ev.any(1)

@@ -4,15 +4,17 @@
     mllm = build_mllm(cfg.mllm)          # imports transformers only now
 
 `import score_lit.mllm` imports no model code (and not transformers): the registry maps a family name
-to a "module:attribute" string that is imported on first use. A new family is one adapter file plus
-one `register` line (the pattern of lmms-eval's model registry).
+to a "module:attribute" string that is imported on first use, and to the mllm.position_ids modes the
+family implements (checked when a config loads). A new family is one adapter file (a subclass of
+score_lit.mllm.base.VideoMLLM that fills in its hooks) plus one registry line (the pattern of
+lmms-eval's model registry). The registry name is the checkpoint config's `model_type`.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from score_lit.config import ConfigError
 
@@ -20,18 +22,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from score_lit.config import MLLMConfig
     from score_lit.mllm.base import VideoMLLM
 
-REGISTRY: dict[str, str] = {
-    "qwen2_5_vl": "score_lit.mllm.qwen_vl:Qwen25VLAdapter",
-    "qwen2_vl": "score_lit.mllm.qwen_vl:Qwen2VLAdapter",
-    "llava_onevision": "score_lit.mllm.llava_onevision:LlavaOnevisionAdapter",
+class Family(NamedTuple):
+    target: str  # "package.module:ClassName" of the adapter
+    position_ids: tuple[str, ...] = ("original",)  # mllm.position_ids it implements ("compacted" needs 1-D RoPE)
+
+
+REGISTRY: dict[str, Family] = {
+    "qwen2_5_vl": Family("score_lit.mllm.qwen_vl:Qwen25VLAdapter"),
+    "qwen2_vl": Family("score_lit.mllm.qwen_vl:Qwen2VLAdapter"),
+    "llava_onevision": Family("score_lit.mllm.llava_onevision:LlavaOnevisionAdapter", ("original", "compacted")),
 }
 
 
-def register(name: str, target: str) -> None:
-    """Register an adapter class as "package.module:ClassName" under `name` (overrides an existing entry)."""
-    if ":" not in target:
+def register(name: str, target: str, position_ids: tuple[str, ...] = ("original",)) -> None:
+    """Add a family: `target` is "package.module:ClassName" of its VideoMLLM subclass (imported on first use)."""
+    if target.count(":") != 1:
         raise ValueError(f"register({name!r}, {target!r}): target must be 'package.module:ClassName'")
-    REGISTRY[name] = target
+    REGISTRY[name] = Family(target, tuple(position_ids))
+
+
+def adapter_class(family: str) -> type[VideoMLLM]:
+    """The adapter class registered for `family` (imports its module, and transformers, now)."""
+    if family not in REGISTRY:
+        raise ConfigError(f"unknown mllm.family={family!r}; valid families: {sorted(REGISTRY)}")
+    module, attr = REGISTRY[family].target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def check_path(path: str) -> Path:
@@ -53,12 +68,10 @@ def check_path(path: str) -> Path:
 
 def build_mllm(cfg: MLLMConfig) -> VideoMLLM:
     """The adapter for cfg.family, wrapping cfg.path's checkpoint (or the tiny random model if path is None)."""
-    if cfg.family not in REGISTRY:
-        raise ConfigError(f"unknown mllm.family={cfg.family!r}; valid families: {sorted(REGISTRY)}")
+    cls = adapter_class(cfg.family)
     if cfg.path is not None:
         check_path(cfg.path)
-    module, attr = REGISTRY[cfg.family].split(":")
-    return getattr(importlib.import_module(module), attr)(cfg)
+    return cls(cfg)
 
 
-__all__ = ["REGISTRY", "register", "build_mllm", "check_path"]
+__all__ = ["REGISTRY", "Family", "register", "adapter_class", "build_mllm", "check_path"]

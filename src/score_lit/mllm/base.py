@@ -1,4 +1,5 @@
-"""The frozen video-MLLM adapter protocol: everything the RL loop asks of a multimodal LLM.
+"""The frozen video-MLLM adapter: everything the RL loop, the baselines, eval, bench and lmms-eval ask of a
+multimodal LLM, written once over a few family hooks.
 
 A training step touches the frozen model twice (../docs/METHOD.md, "Training step"):
 
@@ -6,50 +7,490 @@ A training step touches the frozen model twice (../docs/METHOD.md, "Training ste
     tokenize(batch)          -> PromptBatch        text around the video, answer span, option ids
     score(visual, prompts, masks [B, K, T*N]) -> LLMScores   all B*K rollouts in ONE padded LLM batch
 
-An adapter wraps a loaded Hugging Face model instance (it never patches transformers classes), keeps
-it frozen (`requires_grad_(False)`, `eval()`), and follows the model's device: after
-`adapter.model.to(device)` every call puts its inputs there. The frozen model is not part of the
-policy's parameters, optimizer or checkpoints; `identity()` is what a policy checkpoint records so
-that loading it next to a different MLLM can be refused.
+and the rest of the project asks for two more:
 
-Contract of `score` (what makes pruning faithful): each row is pre-text + the kept visual tokens in
-their original order + post-text; every kept token carries the position id it has in the FULL,
-unpruned sequence, so dropping tokens never shifts the text's positions relative to training.
-Rows are right-padded with a 2-D attention mask. CE is the mean teacher-forced cross-entropy over
-the answer tokens only; option logits are read at the position that predicts the first answer token.
+    video_attention(visual, prompts, layer) -> [B, T*N]   the last prompt token's attention (FastV's signal)
+    prefill(visual, prompts, keep [B, T*N]) -> [B]        the first output token over the pruned prompt (bench)
+
+`VideoMLLM` implements all five and the sequence layout behind them. A family is one subclass (one file)
+plus one line of the registry in score_lit.mllm; it fills in these hooks and nothing else:
+
+    model_class()                       the transformers class that from_pretrained loads
+    tiny_config(tokenizer, text, vision) / tiny_tokenizer()   the tiny random model tests build in code
+    setup()                             read what encode needs from the loaded model's config
+    _encode(batch) -> VisualTokens      frames -> tokens [B, T, N, D] + positions relative to the video start
+    full_positions(n_pre, video, n_suffix, n_post) -> [P, L]   position ids of pre | video | suffix | post
+    video_suffix() -> [S, D] or None    embeddings always kept right after the video (LLaVA's image_newline)
+    and the class attributes below (default template, normalisation files, accepted mllm.position_ids).
+
+An adapter wraps a loaded Hugging Face model instance (it never patches transformers classes), keeps it
+frozen (`requires_grad_(False)`, `eval()`), and follows the model's device: after `adapter.model.to(device)`
+every call puts its inputs there. Its calls run without gradients unless inside `with
+adapter.gradients():` (the toy MLLM's own training). The frozen model is not part of the policy's
+parameters, optimizer or checkpoints; `identity()` is what a policy checkpoint records so that loading it
+next to a different MLLM can be refused.
+
+Contract of `score` (what makes pruning faithful): each row is pre-text + the kept visual tokens in their
+original order + the video suffix + post-text; with mllm.position_ids=original every kept token carries
+the position id it has in the FULL, unpruned sequence, so dropping tokens never shifts the text's
+positions relative to training. Rows are right-padded with a 2-D attention mask. CE is the mean
+teacher-forced cross-entropy over the answer tokens only; option logits are read at the position that
+predicts the first answer token.
+
+Vectorised construction (no Python loop over K): lay out each sample's full sequence pre | all video |
+suffix | post, right-padded over the batch ([B, Lf]); a keep mask per rollout [B, K, Lf]; a stable argsort
+of ~keep puts kept slots first in their original order; gather embeddings, positions and the attention
+mask with it and truncate to the longest row (L). The answer is always kept, so its row index is
+n_pre + kept_k + n_suffix + answer_start: lm_head runs on [B, K, A] states only.
+
+Text: mllm.prompt_template is split at {video}; {question} is filled in wherever it stands. Left at its
+default, a family may use its own (`default_template`). The answer (and each option) is tokenized jointly
+with the text before it, so a BPE tokenizer sees the real boundary, and its ids are the tail after the
+prefix's ids (if the boundary merged, the answer alone). CE covers the answer tokens only.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+import contextlib
+import functools
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, ClassVar
 
-from torch import Tensor, nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from score_lit.config import MLLMConfig
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Kinds of the slots of a laid-out sequence.
+PAD, TEXT, VIDEO, SUFFIX = -1, 0, 1, 2
 
-@runtime_checkable
-class VideoMLLM(Protocol):
-    """A frozen video MLLM behind the three calls of a training step. Implementations: score_lit.mllm.qwen_vl, score_lit.mllm.llava_onevision."""
 
-    family: str  # registry name, e.g. "qwen2_5_vl"
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE as transformers' apply_rotary_pos_emb does it: x * cos + rotate_half(x) * sin (cos/sin broadcast to x)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def frozen_call(fn):
+    """Run an adapter method without autograd, unless the adapter is inside `with adapter.gradients():`."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        with torch.set_grad_enabled(self._grad and torch.is_grad_enabled()):
+            return fn(self, *args, **kwargs)
+
+    return wrapper
+
+
+def stack_frames(frames: Tensor | list | tuple) -> Tensor:
+    """A batch's frames as one [B, F, 3, H, W] tensor (a list of equal-shaped [F, 3, H, W] is stacked)."""
+    if isinstance(frames, (list, tuple)):
+        shapes = {tuple(f.shape) for f in frames}
+        if len(shapes) != 1:
+            raise ValueError(f"all videos of a batch must have one shape [F, 3, H, W]; got {sorted(shapes)}")
+        frames = torch.stack(list(frames))
+    if frames.ndim != 5 or frames.shape[2] != 3:
+        raise ValueError(f"VideoBatch.frames must be [B, F, 3, H, W] (one shape for the whole batch); got {tuple(frames.shape)}")
+    return frames
+
+
+def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[tuple, tuple]) -> tuple[tuple, tuple]:
+    """(mean, std) from the first of `files` in the checkpoint directory `path` that exists, else `default`."""
+    mean, std = default
+    if path is None or not Path(path).is_dir():
+        return mean, std
+    for name in files:
+        if (pp := Path(path) / name).is_file():
+            pcfg = json.loads(pp.read_text())
+            return tuple(pcfg.get("image_mean", mean)), tuple(pcfg.get("image_std", std))
+    return mean, std
+
+
+@dataclass
+class PromptBatch:
+    """Tokenized text of a batch (CPU lists; `score` moves what it needs to the model's device)."""
+
+    pre_ids: list[list[int]]  # [B][L_pre_b] text before the video
+    post_ids: list[list[int]]  # [B][L_post_b] text after it: question + assistant prefix + answer
+    answer_start: list[int]  # [B] index in post_ids[b] of the first answer token
+    answer_len: list[int]  # [B] number of answer tokens (>= 1)
+    option_ids: Tensor  # [B, C] long, first token of each option as it follows the prefix; -1 = no option
+
+    def __len__(self) -> int:
+        return len(self.pre_ids)
+
+
+@dataclass
+class Layout:
+    """Full right-padded sequences pre | video | suffix | post of a batch (all video tokens present)."""
+
+    embeds: Tensor  # [B, Lf, D] input embeddings (the visual tokens at the video slots)
+    kind: Tensor  # [B, Lf] long: PAD, TEXT, VIDEO or SUFFIX
+    index: Tensor  # [B, Lf] long: the video token (VIDEO) or suffix token (SUFFIX) a slot holds, 0 elsewhere
+    positions: Tensor  # [B, P, Lf] long: position ids of the full sequence (P = 3 for M-RoPE, 1 for 1-D), 0 at pads
+    n_pre: Tensor  # [B] long: the video's first slot
+    n_suffix: int  # S, the suffix slots after every video
+
+    def keep(self, masks: Tensor) -> Tensor:
+        """masks [B, K, V] bool over the video tokens -> [B, K, Lf] bool over the slots: text and suffix always,
+        video per mask, pads never."""
+        b, k, _ = masks.shape
+        idx = self.index[:, None].expand(b, k, -1)
+        video = (self.kind == VIDEO)[:, None] & masks.gather(2, idx)
+        return ((self.kind == TEXT) | (self.kind == SUFFIX))[:, None] | video
+
+
+def compact(full: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The B*K rows of one padded batch, no loop over K: full [B, Lf, D] sequences and keep [B, K, Lf] bool ->
+    (emb [B*K, L, D], order [B, K, L] the full-sequence index of each compacted slot, attn [B, K, L] bool), L the
+    longest kept row. A stable argsort of ~keep puts kept slots first, in their original order; padding after."""
+    b, k, _ = keep.shape
+    length = int(keep.sum(-1).max())
+    order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)[..., :length]  # [B, K, L]
+    attn = keep.gather(-1, order)  # [B, K, L]
+    bi = torch.arange(b, device=full.device)[:, None, None]
+    return full[bi, order].reshape(b * k, length, full.shape[-1]), order, attn
+
+
+def answer_scores(lm_head, hidden: Tensor, first: Tensor, prompts: PromptBatch) -> LLMScores:
+    """hidden [B, K, L, D] LLM states of the compacted rows, first [B, K] the index that predicts each row's first
+    answer token -> CE over the answer tokens [B, K] (lm_head on [B, K, A] states only) and the options'
+    first-token logits [B, K, C] (-inf where a row has fewer options)."""
+    b, k, length, d = hidden.shape
+    dev = hidden.device
+    a_max = max(prompts.answer_len)
+    a_len = torch.tensor(prompts.answer_len, device=dev)
+    ar = torch.arange(a_max, device=dev)
+    valid = ar[None, :] < a_len[:, None]  # [B, A]
+    idx = (first[..., None] + ar).clamp(max=length - 1)  # [B, K, A]
+    logits = lm_head(hidden.gather(2, idx[..., None].expand(-1, -1, -1, d))).float()  # [B, K, A, vocab]
+    targets = torch.zeros((b, a_max), dtype=torch.long)
+    for i, (post, s, n) in enumerate(zip(prompts.post_ids, prompts.answer_start, prompts.answer_len)):
+        targets[i, :n] = torch.tensor(post[s : s + n], dtype=torch.long)
+    targets = targets.to(dev)[:, None, :, None].expand(-1, k, -1, -1)
+    nll = -F.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # [B, K, A]
+    ce = (nll * valid[:, None]).sum(-1) / a_len[:, None]
+    opt = prompts.option_ids.to(dev)  # [B, C]
+    option_logits = logits[:, :, 0].gather(-1, opt.clamp(min=0)[:, None].expand(-1, k, -1))
+    return LLMScores(ce=ce, option_logits=option_logits.masked_fill((opt < 0)[:, None], float("-inf")))
+
+
+class VideoMLLM:
+    """A frozen video MLLM behind the calls above. Families: score_lit.mllm.qwen_vl, score_lit.mllm.llava_onevision."""
+
+    family: ClassVar[str] = ""  # registry name, e.g. "qwen2_5_vl"
+    # The prompt used when mllm.prompt_template is left at MLLMConfig's default (None = that default).
+    default_template: ClassVar[str | None] = None
+    # Checkpoint files that may hold image_mean / image_std, first found wins; the default when none does.
+    norm_files: ClassVar[tuple[str, ...]] = ("preprocessor_config.json",)
+    default_norm: ClassVar[tuple[tuple, tuple]] = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
     hidden_size: int  # D, the LLM width = the visual tokens' width
-    model: nn.Module  # the frozen Hugging Face model (requires_grad False, eval mode)
+    model: Any  # the frozen Hugging Face model (requires_grad False, eval mode)
+
+    def __init__(self, cfg: MLLMConfig, model=None, tokenizer=None):
+        """Wrap cfg.path's checkpoint, the tiny random model (path None), or an already built `model` +
+        `tokenizer` of this family (bench's random-weight architectures, lmms-eval's loaded model). The
+        normalisation is read from cfg.path when it is a local checkpoint directory, in every case."""
+        if cfg.dtype not in DTYPES:
+            raise ValueError(f"mllm.dtype={cfg.dtype!r}: use one of {sorted(DTYPES)}")
+        template = cfg.prompt_template
+        if self.default_template is not None and template == MLLMConfig.prompt_template:
+            template = self.default_template
+        if template.count("{video}") != 1 or template.count("{question}") != 1:
+            raise ValueError("mllm.prompt_template must contain '{video}' and '{question}' exactly once each")
+        from score_lit.mllm import REGISTRY
+
+        modes = REGISTRY[self.family].position_ids if self.family in REGISTRY else ("original",)
+        if cfg.position_ids not in modes:
+            raise ValueError(f"mllm.position_ids={cfg.position_ids!r} is not implemented for {self.family}: use one of {list(modes)}")
+        self.cfg = replace(cfg, prompt_template=template)
+        dtype = DTYPES[cfg.dtype]
+        if model is not None:
+            if tokenizer is None:
+                raise ValueError("pass the tokenizer that goes with the model")
+        elif cfg.path is None:
+            model, tokenizer = self.build_tiny(cfg.tiny_seed, cfg.attn_implementation)
+            model = model.to(dtype)
+        else:
+            from transformers import AutoTokenizer
+
+            model = self.model_class().from_pretrained(cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation)
+            tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+        self.mean, self.std = read_normalisation(cfg.path, self.norm_files, self.default_norm)
+        self.model = model.requires_grad_(False).eval()
+        self.tokenizer = tokenizer
+        self.hidden_size = int(model.config.text_config.hidden_size)
+        self.video_token_id = int(model.config.video_token_id)
+        self.pad_token_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+        self._grad = False
+        self.setup()
+
+    # ------------------------------------------------------------ family hooks
+    @classmethod
+    def model_class(cls):
+        """The transformers class of this family's checkpoints."""
+        raise NotImplementedError
+
+    @classmethod
+    def tiny_tokenizer(cls):
+        """The word-level tokenizer of the tiny test models (score_lit.mllm.tiny), with this family's specials."""
+        from score_lit.mllm.tiny import build_tiny_tokenizer
+
+        return build_tiny_tokenizer()
+
+    @classmethod
+    def tiny_config(cls, tokenizer, text: dict | None = None, vision: dict | None = None):
+        """(model class, config) of the tiny random model; `text` / `vision` update the sub-config dicts."""
+        raise NotImplementedError
+
+    @classmethod
+    def vision_dims(cls, width: int, depth: int, mlp: int, out_width: int) -> dict:
+        """Vision sub-config entries for a tower of these sizes (score_lit.toy_mllm's knobs; optional)."""
+        raise NotImplementedError(f"no toy-MLLM recipe for family {cls.family!r}")
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, attn_implementation: str = "sdpa"):
+        """(model, tokenizer): a seeded random model of the real class at the tiny sizes, float32 eval mode."""
+        tokenizer = cls.tiny_tokenizer()
+        model_cls, config = cls.tiny_config(tokenizer)
+        config._attn_implementation = attn_implementation
+        with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
+            torch.manual_seed(seed)
+            model = model_cls(config)
+        return model.eval(), tokenizer
+
+    @classmethod
+    def save_processor(cls, model, path) -> None:
+        """Write the preprocessor config a checkpoint of this family carries (score_lit.mllm.tiny.save_hf_dir)."""
+
+    def setup(self) -> None:
+        """Read what `_encode` needs from the loaded model (self.model, self.mean / self.std are set)."""
+
+    def _encode(self, batch: VideoBatch) -> VisualTokens:
+        """frames [B, F, 3, H, W] uint8 (all videos one shape) -> tokens [B, T, N, D] and the full-grid position
+        ids relative to the video start ([B, 3, T*N] M-RoPE, or [B, 1, T*N] for 1-D RoPE)."""
+        raise NotImplementedError
+
+    def full_positions(self, n_pre: int, video: Tensor, n_suffix: int, n_post: int) -> Tensor:
+        """[P, n_pre + V + n_suffix + n_post] position ids of one full sequence; `video` [P, V] relative to the
+        video start. Default: 1-D, consecutive (the slot index)."""
+        return torch.arange(n_pre + video.shape[1] + n_suffix + n_post, device=video.device)[None]
+
+    def video_suffix(self) -> Tensor | None:
+        """[S, D] embeddings that always follow the kept video tokens (not selectable), or None."""
+        return None
+
+    # ------------------------------------------------------------------ common
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
 
     def identity(self) -> dict[str, Any]:
         """{'family', 'hidden_size', 'path'} ('path' = checkpoint dir or 'tiny-random'): stored with a policy."""
-        ...
+        return {"family": self.family, "hidden_size": self.hidden_size, "path": self.cfg.path or "tiny-random"}
 
+    @contextlib.contextmanager
+    def gradients(self, enabled: bool = True):
+        """Within this block the adapter's calls build autograd graphs (when torch's grad mode is on): the toy
+        MLLM trains the model through the same encode / score / video_attention as evaluation uses."""
+        prev, self._grad = self._grad, enabled
+        try:
+            yield self
+        finally:
+            self._grad = prev
+
+    @frozen_call
     def encode(self, batch: VideoBatch) -> VisualTokens:
-        """No grad. frames [B, F, 3, H, W] uint8 (all videos one shape) -> tokens [B, T, N, D] and the
-        full-grid position ids relative to the video start ([B, 3, T*N] M-RoPE, or [B, 1, T*N] for 1-D RoPE)."""
-        ...
+        return self._encode(batch)
 
-    def tokenize(self, batch: VideoBatch) -> Any:
-        """Text of the batch -> an adapter-defined PromptBatch (opaque to callers; pass it to `score`)."""
-        ...
+    # ---------------------------------------------------------------- tokenize
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
-    def score(self, visual: VisualTokens, prompts: Any, masks: Tensor) -> LLMScores:
-        """No grad. masks [B, K, T*N] bool (True = keep) -> ce [B, K], option_logits [B, K, C],
-        from one padded LLM batch of B*K rows."""
-        ...
+    def _continuations(self, prefix: str, prefix_ids: list[int], conts: list[str]) -> list[list[int]]:
+        """Token ids of each continuation as it follows `prefix` (joint tokenization, so a BPE sees the
+        real boundary); if the joint ids do not start with the prefix's ids, the continuation alone."""
+        out = []
+        for cont, full in zip(conts, self._ids([prefix + c for c in conts])):
+            if full[: len(prefix_ids)] == prefix_ids and len(full) > len(prefix_ids):
+                out.append(full[len(prefix_ids) :])
+            else:
+                out.append(self._ids([cont])[0])
+        return out
+
+    def tokenize(self, batch: VideoBatch) -> PromptBatch:
+        before, after = self.cfg.prompt_template.split("{video}")
+        pres = self._ids([before.replace("{question}", q) for q in batch.questions])
+        posts, starts, lens, options = [], [], [], []
+        for b, q in enumerate(batch.questions):
+            prefix = after.replace("{question}", q)
+            prefix_ids = self._ids([prefix])[0]
+            answer = self._continuations(prefix, prefix_ids, [batch.answers[b]])[0]
+            if not answer:
+                raise ValueError(f"sample {batch.ids[b]!r}: the answer {batch.answers[b]!r} tokenizes to nothing")
+            posts.append(prefix_ids + answer)
+            starts.append(len(prefix_ids))
+            lens.append(len(answer))
+            options.append([ids[0] if ids else -1 for ids in self._continuations(prefix, prefix_ids, list(batch.options[b]))])
+        c = max((len(o) for o in options), default=0)
+        option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
+        return PromptBatch(pres, posts, starts, lens, option_ids)
+
+    # ------------------------------------------------------------------ layout
+    def layout(self, visual: VisualTokens, prompts: PromptBatch, post_len: list[int]) -> Layout:
+        """pre | all video | suffix | post[:post_len[b]] of every sample, right-padded (see Layout)."""
+        dev = self.device
+        b, v = visual.tokens.shape[0], visual.num_tokens
+        suffix = self.video_suffix()
+        n_suf = 0 if suffix is None else suffix.shape[0]
+        n_pre = [len(p) for p in prompts.pre_ids]
+        lf = max(p + v + n_suf + n for p, n in zip(n_pre, post_len))
+        kind = torch.full((b, lf), PAD, dtype=torch.long)
+        text_ids = torch.full((b, lf), self.pad_token_id, dtype=torch.long)
+        index = torch.zeros((b, lf), dtype=torch.long)
+        pos = None
+        for i, (pre, post) in enumerate(zip(prompts.pre_ids, prompts.post_ids)):
+            p, s, e = n_pre[i], n_pre[i] + v + n_suf, n_pre[i] + v + n_suf + post_len[i]
+            kind[i, :e] = TEXT
+            kind[i, p : p + v] = VIDEO
+            kind[i, p + v : s] = SUFFIX
+            text_ids[i, :p] = torch.tensor(pre, dtype=torch.long)
+            text_ids[i, s:e] = torch.tensor(post[: post_len[i]], dtype=torch.long)
+            index[i, p : p + v] = torch.arange(v)
+            index[i, p + v : s] = torch.arange(n_suf)
+            ids = self.full_positions(p, visual.positions[i].cpu(), n_suf, post_len[i])  # [P, e]
+            if pos is None:
+                pos = torch.zeros((b, ids.shape[0], lf), dtype=torch.long)
+            pos[i, :, :e] = ids
+        kind, text_ids, index = kind.to(dev), text_ids.to(dev), index.to(dev)
+        embed = self.model.get_input_embeddings()
+        vis = visual.flat().to(dev, embed.weight.dtype)  # [B, V, D]
+        d = vis.shape[-1]
+        full = torch.where((kind == VIDEO)[..., None], vis.gather(1, index[..., None].expand(-1, -1, d)), embed(text_ids))
+        if suffix is not None:
+            is_suf = kind == SUFFIX
+            full = torch.where(is_suf[..., None], suffix.to(full.dtype)[index * is_suf], full)
+        return Layout(full, kind, index, pos.to(dev), torch.tensor(n_pre, device=dev), n_suf)
+
+    def _row_positions(self, lay: Layout, order: Tensor, attn: Tensor) -> Tensor:
+        """Position ids of compacted rows (order / attn [B, K, L]) -> [P, B*K, L], or [B*K, L] for 1-D ids."""
+        b, k, length = order.shape
+        if self.cfg.position_ids == "compacted":  # 0..L-1 over the kept slots, as if the dropped never existed
+            pids = ((attn.long().cumsum(-1) - 1).clamp(min=0) * attn)[None]  # [1, B, K, L]
+        else:  # original: each kept slot's id in the full sequence
+            bi = torch.arange(b, device=order.device)[:, None, None]
+            pids = (lay.positions.transpose(1, 2)[bi, order] * attn[..., None]).permute(3, 0, 1, 2)  # [P, B, K, L]
+        pids = pids.reshape(pids.shape[0], b * k, length)
+        return pids[0] if pids.shape[0] == 1 else pids
+
+    # ------------------------------------------------------------------- score
+    @frozen_call
+    def score(self, visual: VisualTokens, prompts: PromptBatch, masks: Tensor) -> LLMScores:
+        """masks [B, K, T*N] bool (True = keep) -> ce [B, K], option_logits [B, K, C], from one padded LLM
+        batch of B*K rows."""
+        dev = self.device
+        b, k, v = masks.shape
+        assert v == visual.num_tokens and visual.tokens.shape[0] == b == len(prompts), (
+            f"masks {tuple(masks.shape)} must be [B, K, T*N] for B={visual.tokens.shape[0]} videos of "
+            f"T*N={visual.num_tokens} tokens and {len(prompts)} prompts"
+        )
+        lay = self.layout(visual, prompts, [len(q) for q in prompts.post_ids])
+        masks = masks.to(dev, torch.bool)
+        emb, order, attn = compact(lay.embeds, lay.keep(masks))
+        length, d = order.shape[-1], emb.shape[-1]
+        hidden = self.model.model.language_model(
+            inputs_embeds=emb, attention_mask=attn.reshape(b * k, length).long(),
+            position_ids=self._row_positions(lay, order, attn), use_cache=False,
+        ).last_hidden_state.view(b, k, length, d)  # fmt: skip
+        # Answer token a sits at compacted index n_pre + kept_k + n_suffix + answer_start + a; predicted at index - 1.
+        first = lay.n_pre[:, None] + masks.sum(-1) + lay.n_suffix + torch.tensor(prompts.answer_start, device=dev)[:, None] - 1
+        return answer_scores(self.model.lm_head, hidden, first, prompts)
+
+    # ----------------------------------------------------------------- prefill
+    @frozen_call
+    def prefill(self, visual: VisualTokens, prompts: PromptBatch, keep: Tensor) -> Tensor:
+        """keep [B, T*N] bool -> [B] the first output token (argmax): the LLM over pre | kept video | suffix |
+        post up to the answer, with its KV cache, and lm_head on each row's last position only: the time to
+        first token that `bench` measures. Positions as in `score`."""
+        b = keep.shape[0]
+        lay = self.layout(visual, prompts, list(prompts.answer_start))
+        emb, order, attn = compact(lay.embeds, lay.keep(keep.to(self.device, torch.bool)[:, None]))
+        rows = attn[:, 0]  # [B, L]
+        out = self.model.model.language_model(
+            inputs_embeds=emb, attention_mask=None if bool(rows.all()) else rows.long(),
+            position_ids=self._row_positions(lay, order, attn), use_cache=True,
+        )  # fmt: skip
+        last = rows.sum(-1) - 1
+        return self.model.lm_head(out.last_hidden_state[torch.arange(b, device=emb.device), last]).argmax(-1)
+
+    # --------------------------------------------------------- video attention
+    def prompt_sequence(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The prompt up to the answer, pre | all video | suffix | post[:answer_start], right-padded: (embeddings
+        [B, L, D], attention mask [B, L] long, position ids ([3, B, L] M-RoPE or [B, L] 1-D; pads 0), last prompt
+        index [B], video start [B]). Same layout, embeddings and ids as `score` with an all-keep mask, cut before
+        the answer."""
+        lay = self.layout(visual, prompts, list(prompts.answer_start))
+        attn = (lay.kind != PAD).long()
+        pids = lay.positions * attn[:, None]  # [B, P, L]
+        pids = pids[:, 0] if pids.shape[1] == 1 else pids.permute(1, 0, 2)
+        return lay.embeds, attn, pids, attn.sum(-1) - 1, lay.n_pre
+
+    @frozen_call
+    def video_attention(self, visual: VisualTokens, prompts: PromptBatch, layer: int) -> Tensor:
+        """[B, T*N] float32: the attention the last prompt token (the one that predicts the first answer
+        token) pays to each video token at decoder layer `layer` (0-based), averaged over heads, with all
+        video tokens in the sequence (FastV's ranking signal). Rows sum to at most 1 (text and suffix keys take
+        the rest).
+
+        Sequence and position ids are those of `score` with an all-keep mask, cut before the answer (causal
+        attention makes the answer irrelevant to this row). Layers 0..layer-1 run as in the model's own
+        forward (its attention implementation, e.g. SDPA, and its causal/padding mask); layer `layer` is not
+        run: only its input_layernorm, q_proj for the one query row and k_proj for all rows, the model's
+        rotary_emb (which applies M-RoPE's mrope_section recomposition in transformers 5.23) and the
+        rotate-half rotation of apply_rotary_pos_emb, GQA heads repeated, softmax in float32 over the
+        query's causal keys. No L x L attention map is ever built.
+        """
+        lm = self.model.model.language_model
+        n_layers = len(lm.layers)
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"video_attention(layer={layer}): the language model has layers 0..{n_layers - 1}")
+        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+        attn_mod = lm.layers[layer].self_attn
+        if getattr(attn_mod, "sliding_window", None) is not None:
+            raise NotImplementedError(f"video_attention: layer {layer} uses sliding-window attention (not supported)")
+        emb, attn, pids, last, start = self.prompt_sequence(visual, prompts)
+        b, length, _ = emb.shape
+        mask_kwargs = dict(config=lm.config, inputs_embeds=emb, attention_mask=attn, past_key_values=None, position_ids=None)
+        masks = {"full_attention": create_causal_mask(**mask_kwargs)}
+        if lm.has_sliding_layers:
+            masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        cos, sin = lm.rotary_emb(emb, pids)  # [B, L, head_dim] each (M-RoPE sections already interleaved)
+        hidden = emb
+        for i in range(layer):
+            hidden = lm.layers[i](
+                hidden, attention_mask=masks[lm.config.layer_types[i]], position_embeddings=(cos, sin), position_ids=None
+            )
+        x = lm.layers[layer].input_layernorm(hidden)  # [B, L, D]
+        hd, heads = attn_mod.head_dim, int(lm.config.num_attention_heads)
+        bi = torch.arange(b, device=emb.device)
+        q = attn_mod.q_proj(x[bi, last]).view(b, heads, 1, hd)  # [B, H, 1, hd]
+        k = attn_mod.k_proj(x).view(b, length, -1, hd).transpose(1, 2)  # [B, KV, L, hd]
+        q = _rotate(q, cos[bi, last][:, None, None], sin[bi, last][:, None, None])
+        k = _rotate(k, cos[:, None], sin[:, None])
+        # GQA as repeat_kv: kv head j serves query heads j*g .. j*g+g-1, so group the query heads instead of copying keys.
+        q = q.view(b, k.shape[1], -1, hd)  # [B, KV, g, hd]
+        logits = (q.float() @ k.float().transpose(-1, -2)).reshape(b, heads, length) * attn_mod.scaling  # [B, H, L]
+        causal = torch.arange(length, device=emb.device)[None] <= last[:, None]  # = the query's non-pad keys
+        probs = logits.masked_fill(~causal[:, None], float("-inf")).softmax(-1).mean(1)  # [B, L]
+        cols = start[:, None] + torch.arange(visual.num_tokens, device=emb.device)
+        return probs.gather(1, cols)
+
+
+__all__ = ["VideoMLLM", "PromptBatch", "Layout", "compact", "answer_scores", "stack_frames", "read_normalisation", "DTYPES"]

@@ -30,15 +30,12 @@ import torch
 from torch import Tensor
 
 
-def time_scale(family: str, tokens_per_second: float | None, seconds_per_temporal_patch: float) -> float:
-    """Step of the t-axis per temporal unit: tokens_per_second * seconds per patch (2.5-VL), else 1 (2-VL)."""
-    if family == "qwen2_5_vl":
-        if tokens_per_second is None:
-            raise ValueError("qwen2_5_vl needs vision_config.tokens_per_second for its time-scaled t-axis")
-        return float(tokens_per_second) * float(seconds_per_temporal_patch)
-    if family == "qwen2_vl":
-        return 1.0
-    raise ValueError(f"unknown M-RoPE family {family!r}: use 'qwen2_5_vl' or 'qwen2_vl'")
+def time_scale(tokens_per_second: float | None, seconds_per_temporal_patch: float) -> float:
+    """Step of Qwen2.5-VL's absolute-time t-axis per temporal unit: tokens_per_second * seconds per patch.
+    (Qwen2-VL counts temporal patches: its step is 1; score_lit.mllm.qwen_vl.Qwen2VLAdapter.)"""
+    if tokens_per_second is None:
+        raise ValueError("qwen2_5_vl needs vision_config.tokens_per_second for its time-scaled t-axis")
+    return float(tokens_per_second) * float(seconds_per_temporal_patch)
 
 
 def text_positions(length: int, start: int = 0, device: torch.device | None = None) -> Tensor:

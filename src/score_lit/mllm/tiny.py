@@ -26,8 +26,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 SPECIAL_TOKENS = [
     "<|endoftext|>",  # pad / bos, as in Qwen's tokenizer
     "<|im_start|>",
@@ -88,66 +86,40 @@ def build_tiny_tokenizer():
     return fast
 
 
-def _config(family: str, tokenizer, text_overrides: dict | None = None, vision_overrides: dict | None = None):
-    """(model class, config) for `family`; the overrides update the text / vision sub-config dicts (sizes of
-    the trained toy model, score_lit.toy_mllm); without them, the tiny sizes documented above."""
+def qwen_tiny_dicts(tokenizer) -> tuple[dict, dict, dict]:
+    """(text, vision, common) config dicts of the tiny Qwen-VL models at the sizes documented above; the
+    family adapters (score_lit.mllm.qwen_vl) add their vision widths and the caller's overrides."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    vocab_size = -(-len(tokenizer) // 64) * 64
     text = dict(
-        vocab_size=vocab_size,
-        initializer_range=INIT_STD,
-        
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
+        vocab_size=-(-len(tokenizer) // 64) * 64, initializer_range=INIT_STD, hidden_size=64, intermediate_size=128,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
-    )
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
     common = dict(
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
     vision = dict(
         depth=2, num_heads=2, in_channels=3, patch_size=8, spatial_merge_size=2, temporal_patch_size=2,
         initializer_range=INIT_STD,
     )
-    if family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    return text, vision, common
 
-        # hidden_size = vision width, out_hidden_size = LLM width; window 32 px = 2 merged units;
-        # block 1 uses full attention, block 0 windowed, as in the real model's alternation.
-        vision.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=32,
-                      fullatt_block_indexes=[1], tokens_per_second=2)
-        text.update(text_overrides or {})
-        vision.update(vision_overrides or {})
-        return Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLConfig(text_config=text, vision_config=vision, **common)
-    if family == "qwen2_vl":
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        # embed_dim = vision width, hidden_size = LLM width.
-        vision.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
-        text.update(text_overrides or {})
-        vision.update(vision_overrides or {})
-        return Qwen2VLForConditionalGeneration, Qwen2VLConfig(text_config=text, vision_config=vision, **common)
-    raise ValueError(f"no tiny model for family {family!r}: use 'qwen2_5_vl' or 'qwen2_vl'")
+def _config(family: str, tokenizer, text_overrides: dict | None = None, vision_overrides: dict | None = None):
+    """(model class, config) of `family`'s tiny model (its adapter's `tiny_config`); the overrides update the
+    text / vision sub-config dicts (sizes of the trained toy model, score_lit.toy_mllm)."""
+    from score_lit.mllm import adapter_class
+
+    return adapter_class(family).tiny_config(tokenizer, text_overrides, vision_overrides)
 
 
 def build_tiny(family: str, seed: int = 0, attn_implementation: str = "sdpa"):
     """(model, tokenizer): a seeded random model of the real class for `family`, in float32 eval mode."""
-    tokenizer = build_tiny_tokenizer()
-    cls, config = _config(family, tokenizer)
-    config._attn_implementation = attn_implementation
-    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's global RNG
-        torch.manual_seed(seed)
-        model = cls(config)
-    return model.eval(), tokenizer
+    from score_lit.mllm import adapter_class
+
+    return adapter_class(family).build_tiny(seed, attn_implementation)
 
 
 def save_tiny(path: str | os.PathLike, family: str, seed: int = 0) -> Path:
@@ -157,81 +129,12 @@ def save_tiny(path: str | os.PathLike, family: str, seed: int = 0) -> Path:
 
 def save_hf_dir(model, tokenizer, path: str | os.PathLike) -> Path:
     """A standard HF directory that stock from_pretrained and mllm.path both read: config + safetensors,
-    tokenizer, and a preprocessor_config.json with the model's patch / merge / temporal patch sizes."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    tokenizer, and the preprocessor config the family's checkpoints carry (its adapter's `save_processor`;
+    the family is the config's model_type, which is its registry name)."""
+    from score_lit.mllm import adapter_class
 
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    vc = model.config.vision_config
-    Qwen2VLImageProcessorPil(
-        patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size
-    ).save_pretrained(path)
-    return path
-
-
-# ----------------------------------------------------------------------------- LLaVA-OneVision
-# The real checkpoints (llava-hf/llava-onevision-qwen2-*-hf, LLaVA-Video-*-hf) use Qwen2's tokenizer with
-# <image> / <video> added as special tokens, a SigLIP vision tower (image 384, patch 14: 27x27 patches,
-# pooled to 14x14 per video frame) and a Qwen2 (1-D RoPE) language model.
-LLAVA_SPECIAL_TOKENS = ["<image>", "<video>"]
-
-
-def build_tiny_llava_onevision_tokenizer():
-    """build_tiny_tokenizer() plus LLaVA's <image> and <video> placeholders as single special tokens."""
-    tok = build_tiny_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS + LLAVA_SPECIAL_TOKENS})
-    return tok
-
-
-def llava_onevision_config(tokenizer, text_overrides: dict | None = None):
-    """A tiny LlavaOnevisionConfig: SigLIP vision tower image 40, patch 8 (5x5 patches, pooled to ceil(5/2)^2 = 3x3
-    per frame: an odd grid, like the real 27x27 -> 14x14), width 32, depth 2; Qwen2 text width 64, 2 layers,
-    4 heads / 2 kv heads, 1-D RoPE; vision_feature_layer -1 with the "full" strategy, as the released models.
-    `text_overrides` update the text sub-config dict (e.g. num_hidden_layers for a deeper FastV test model)."""
-    from transformers import LlavaOnevisionConfig
-
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + LLAVA_SPECIAL_TOKENS}
-    text = dict(
-        model_type="qwen2", vocab_size=-(-len(tokenizer) // 64) * 64, initializer_range=INIT_STD, hidden_size=64,
-        intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-    )  # fmt: skip
-    text.update(text_overrides or {})
-    vision = dict(
-        model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        image_size=40, patch_size=8,
-    )  # fmt: skip
-    return LlavaOnevisionConfig(
-        text_config=text, vision_config=vision, image_token_index=ids["<image>"], video_token_index=ids["<video>"],
-        vision_feature_layer=-1, vision_feature_select_strategy="full", initializer_range=INIT_STD,
-    )  # fmt: skip
-
-
-def build_tiny_llava_onevision(seed: int = 0, attn_implementation: str = "sdpa"):
-    """(model, tokenizer): a seeded random LlavaOnevisionForConditionalGeneration, float32 eval mode."""
-    from transformers import LlavaOnevisionForConditionalGeneration
-
-    tokenizer = build_tiny_llava_onevision_tokenizer()
-    config = llava_onevision_config(tokenizer)
-    config._attn_implementation = attn_implementation
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config)
-    return model.eval(), tokenizer
-
-
-def save_tiny_llava_onevision(path: str | os.PathLike, seed: int = 0) -> Path:
-    """build_tiny_llava_onevision(seed) as a standard HF directory, with a preprocessor_config.json carrying
-    SigLIP's mean / std (0.5) and the vision tower's image size, as the released checkpoints have."""
-    import json
-
-    model, tokenizer = build_tiny_llava_onevision(seed)
-    path = Path(path)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    size = int(model.config.vision_config.image_size)
-    pcfg = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": size, "width": size}}
-    (path / "preprocessor_config.json").write_text(json.dumps(pcfg, indent=2))
+    adapter_class(model.config.model_type).save_processor(model, path)
     return path

@@ -36,8 +36,6 @@ needs the processor) does not. With a processor (a GPU stack with torchvision) g
 from __future__ import annotations
 
 import inspect
-import json
-import os
 
 import torch
 from lmms_eval.models.chat.llava_hf import LlavaHf as _StockChat
@@ -69,14 +67,7 @@ class _ScoreLlavaOnevision:
         self.frame_size, self.fit = int(frame_size), fit
         cfg = MLLMConfig(family="llava_onevision", path=str(self.pretrained), position_ids=position_ids,
                          dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"))  # fmt: skip
-        self.adapter = LlavaOnevisionAdapter(cfg, model=self.model, tokenizer=self.tokenizer)
-        for name in ("video_preprocessor_config.json", "preprocessor_config.json"):  # as the adapter does from a path
-            pp = os.path.join(str(self.pretrained), name)
-            if os.path.isfile(pp):
-                pcfg = json.load(open(pp))
-                self.adapter.mean = tuple(pcfg.get("image_mean", self.adapter.mean))
-                self.adapter.std = tuple(pcfg.get("image_std", self.adapter.std))
-                break
+        self.adapter = LlavaOnevisionAdapter(cfg, model=self.model, tokenizer=self.tokenizer)  # reads the checkpoint's mean / std
         self.compressor = None
         if self.retention_ratio < 1.0:
             if policy is None:

@@ -31,10 +31,7 @@ loglikelihood works, generate_until (which needs the processor and qwen_vl_utils
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
-import os
 
 import torch
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
@@ -68,13 +65,7 @@ class _ScoreQwen:
         cfg = MLLMConfig(family="qwen2_5_vl", path=self.pretrained, dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
                          prompt_template=template, min_pixels=self.min_pixels,
                          max_pixels=self.max_pixels)  # fmt: skip
-        self.adapter = Qwen25VLAdapter(cfg, model=self.model, tokenizer=self.tokenizer)
-        pp = os.path.join(str(self.pretrained), "preprocessor_config.json")
-        if os.path.isfile(pp):  # as the adapter does when it loads a path itself
-            pcfg = json.load(open(pp))
-            p = self.adapter.preprocessor
-            mean, std = tuple(pcfg.get("image_mean", p.mean)), tuple(pcfg.get("image_std", p.std))
-            self.adapter.preprocessor = dataclasses.replace(p, mean=mean, std=std)
+        self.adapter = Qwen25VLAdapter(cfg, model=self.model, tokenizer=self.tokenizer)  # reads the checkpoint's mean / std
         self.compressor = None
         if self.retention_ratio < 1.0:
             if policy is None:

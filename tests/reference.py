@@ -1,0 +1,94 @@
+"""Test-only reference oracles of the adapters' `score` (score_lit.mllm.base.VideoMLLM): the STOCK model's
+own forward, one (sample, rollout) at a time, the slow way. The equivalence tests compare the batched
+path against these (tests/test_qwen_adapter.py, tests/test_llava_adapter.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from score_lit.mllm.positions import sequence_positions, video_positions
+from score_lit.types import LLMScores, VideoBatch
+
+
+@torch.no_grad()
+def qwen_reference_scores(adapter, batch: VideoBatch, masks: Tensor) -> LLMScores:
+    """Slow reference for `score`: the STOCK model forward, one (sample, rollout) at a time, on the FULL
+    sequence (input_ids with <|video_pad|> placeholders + pixel_values_videos, so the stock vision path
+    and masked_scatter run too), the dropped video tokens masked out as keys by the 2-D attention mask,
+    and our full-sequence position ids. For tests; cost is B*K full forwards."""
+    dev = adapter.device
+    prompts = adapter.tokenize(batch)
+    pixels, grid_thw = adapter.preprocessor(batch.frames)
+    b, k, v = masks.shape
+    per = pixels.shape[0] // b
+    gt, gh, gw = (int(g) for g in grid_thw[0].tolist())
+    grid = (gt, gh // adapter.merge, gw // adapter.merge)
+    scales = adapter.time_scales(batch)
+    ce = torch.zeros(b, k)
+    option_logits = torch.zeros(b, k, prompts.option_ids.shape[1])
+    for i in range(b):
+        pre, post = prompts.pre_ids[i], prompts.post_ids[i]
+        p = len(pre)
+        ids = torch.tensor(pre + [adapter.video_token_id] * v + post, device=dev)[None]
+        mm = torch.zeros_like(ids)
+        mm[:, p : p + v] = 2
+        pos = sequence_positions(p, video_positions(grid, 0, scales[i]), len(post))[:, None].to(dev)  # [3, 1, L]
+        a0, n = p + v + prompts.answer_start[i], prompts.answer_len[i]
+        opt = prompts.option_ids[i]
+        for j in range(k):
+            attn = torch.ones_like(ids)
+            attn[0, p : p + v] = masks[i, j].to(dev).long()
+            logits = adapter.model(
+                input_ids=ids, pixel_values_videos=pixels[i * per : (i + 1) * per].to(dev),
+                video_grid_thw=grid_thw[i : i + 1].to(dev), mm_token_type_ids=mm, attention_mask=attn, position_ids=pos,
+            ).logits[0].float()
+            lp = F.log_softmax(logits[a0 - 1 : a0 - 1 + n], dim=-1)
+            ce[i, j] = -lp.gather(-1, ids[0, a0 : a0 + n, None]).mean().cpu()
+            ol = logits[a0 - 1, opt.clamp(min=0).to(dev)].cpu()
+            option_logits[i, j] = ol.masked_fill(opt < 0, float("-inf"))
+    return LLMScores(ce=ce, option_logits=option_logits)
+
+
+@torch.no_grad()
+def llava_reference_scores(adapter, batch: VideoBatch, masks: Tensor) -> LLMScores:
+    """Slow reference for `score`, one (sample, rollout) at a time, with the STOCK model forward.
+    original: input_ids with T*N + 1 <video> placeholders + pixel_values_videos (the stock vision path,
+    pooling, newline and masked_scatter run too), dropped video tokens masked out as keys by the 2-D
+    attention mask, explicit position ids 0..L-1 of the full sequence.
+    compacted: the stock forward on inputs_embeds of the PRUNED sequence (stock embeddings of the full
+    sequence, dropped video rows removed), default position ids. For tests; cost is B*K full forwards."""
+    dev, compacted = adapter.device, adapter.cfg.position_ids == "compacted"
+    prompts = adapter.tokenize(batch)
+    pixels = adapter.pixels(batch.frames)
+    b, k, v = masks.shape
+    ce = torch.zeros(b, k)
+    option_logits = torch.zeros(b, k, prompts.option_ids.shape[1])
+    for i in range(b):
+        pre, post = prompts.pre_ids[i], prompts.post_ids[i]
+        p = len(pre)
+        ids = torch.tensor(pre + [adapter.video_token_id] * (v + 1) + post, device=dev)[None]
+        px = pixels[i : i + 1].to(dev)
+        a0, n, opt = p + v + 1 + prompts.answer_start[i], prompts.answer_len[i], prompts.option_ids[i]
+        for j in range(k):
+            keep = torch.ones(ids.shape[1], dtype=torch.bool, device=dev)
+            keep[p : p + v] = masks[i, j].to(dev)
+            if compacted:
+                emb = adapter.model.model.get_input_embeddings()(ids)
+                feats = adapter.model.model.get_video_features(px, return_dict=True).pooler_output.flatten(0, 1)
+                emb = emb.masked_scatter((ids == adapter.video_token_id)[..., None], feats.to(emb.dtype))
+                logits = adapter.model(inputs_embeds=emb[:, keep]).logits[0].float()
+                a = a0 - int((~keep).sum())
+                tgt = ids[0, a0 : a0 + n]
+            else:
+                pos = torch.arange(ids.shape[1], device=dev)[None]
+                logits = adapter.model(
+                    input_ids=ids, pixel_values_videos=px, attention_mask=keep[None].long(), position_ids=pos
+                ).logits[0].float()
+                a, tgt = a0, ids[0, a0 : a0 + n]
+            lp = F.log_softmax(logits[a - 1 : a - 1 + n], dim=-1)
+            ce[i, j] = -lp.gather(-1, tgt[:, None]).mean().cpu()
+            ol = logits[a - 1, opt.clamp(min=0).to(dev)].cpu()
+            option_logits[i, j] = ol.masked_fill(opt < 0, float("-inf"))
+    return LLMScores(ce=ce, option_logits=option_logits)
