@@ -299,6 +299,6 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
     assert len(runs) == 1, [r.info.run_name for r in runs]  # the requeued job reopened the run
     logged = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "keep_ratio/mean"))
-    # Continuous: every step once. No step runs after hpc_ckpt (slurm.requeue_on_signal stops at it), so the
+    # Continuous: every step once. No step runs after hpc_ckpt (resume.requeue_on_signal stops at it), so the
     # resumed job logs the rest without overlap.
     assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(set(range(steps)) - set(logged))

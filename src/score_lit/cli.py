@@ -21,23 +21,11 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, DataError, check_files, load_config, to_dict
-
-
-def _split(args: list[str]) -> tuple[list[str], list[str]]:
-    files, overrides = [], []
-    for a in args:
-        if "=" in a:
-            overrides.append(a)
-        elif a.endswith((".yaml", ".yml")):
-            files.append(a)
-        else:
-            raise ConfigError(f"argument {a!r} is neither a .yaml config file nor a key=value override")
-    return files, overrides
+from .config import ConfigError, DataError, check_files, load_config, split_args, to_dict
 
 
 def cmd_train(args: list[str]) -> int:
-    cfg = load_config(*_split(args))  # validate before the heavy imports: bad input fails in a blink
+    cfg = load_config(*split_args(args))  # validate before the heavy imports: bad input fails in a blink
     check_files(cfg)
     from .train import fit, report
 
@@ -46,7 +34,7 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_show_config(args: list[str]) -> int:
-    print(json.dumps(to_dict(load_config(*_split(args))), indent=2))
+    print(json.dumps(to_dict(load_config(*split_args(args))), indent=2))
     return 0
 
 
@@ -141,7 +129,7 @@ def cmd_data_check(args: list[str]) -> int:
 
 
 def _eval_config(args: list[str]):
-    files, overrides = _split(args)
+    files, overrides = split_args(args)
     return load_config(files or ["conf/eval.yaml"], overrides)
 
 

@@ -17,30 +17,15 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError, DataError  # noqa: F401  (re-exported: the names users import from here)
+from .errors import check_choice as _check_choice
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with a one-line message that says how to fix it."""
-
-
-class DataError(ValueError):
-    """A dataset that cannot be trained on (e.g. too large a share of bad samples); the message says what to do."""
 
 
 def _check_ratio(name: str, r: float) -> None:
     if not (0.0 < float(r) <= 1.0):
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
-
-
-def _check_choice(key: str, value, choices, verdict: str = "is not valid") -> None:
-    """One line with the closest valid value if `value` is not one of `choices` (a torch-free list)."""
-    import difflib
-
-    if value not in choices:
-        near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        hint = f" (did you mean {key}={near[0]}?)" if near else ""
-        raise ConfigError(f"{key}={value!r} {verdict}{hint}; use one of {list(choices)}")
 
 
 def _check_registered(key: str, value: str, module: str, attr: str) -> None:
@@ -503,6 +488,19 @@ def _explain(err: Exception, source: str, schema: type = None) -> ConfigError:
         msg = str(err).splitlines()[0]
         return ConfigError(f"wrong type for config key '{key}' in {source}: {msg}")
     return ConfigError(f"cannot apply {source}: {str(err).splitlines()[0]}")
+
+
+def split_args(args: list[str]) -> tuple[list[str], list[str]]:
+    """Command-line arguments -> (YAML config files, key=value overrides); anything else is one ConfigError line."""
+    files, overrides = [], []
+    for a in args:
+        if "=" in a:
+            overrides.append(a)
+        elif a.endswith((".yaml", ".yml")):
+            files.append(a)
+        else:
+            raise ConfigError(f"argument {a!r} is neither a .yaml config file nor a key=value override")
+    return files, overrides
 
 
 def load_config(files: list[str | os.PathLike] = (), overrides: list[str] = (), schema: type = None) -> Any:

@@ -8,6 +8,7 @@
   the previous checkpoint intact and no half-written file under the real name. (Lightning's own
   `_atomic_save` goes through an fsspec transaction whose temporary file lives in the system temp
   folder; when that is another filesystem, the final move is a copy, which a kill can cut short.)
+* `requeue_on_signal()`: the SLURM preemption callback (checkpoint at a step boundary, requeue, stop).
 * `TrackingIdentity`: every checkpoint carries the MLflow run it belongs to (id, tracking URI,
   experiment), also kept in `<run_dir>/tracking.json`; a resumed run reopens that run, so metrics of a
   killed, preempted or requeued run continue in ONE MLflow run. The config is logged once as params;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +96,7 @@ def log_params_once(client, run_id: str, params: dict[str, Any]) -> None:
     have = client.get_run(run_id).data.params
     new = {k: str(v)[:6000] for k, v in params.items() if k not in have}
     changed = {f"resumed.{k}": str(v)[:5000] for k, v in params.items() if k in have and have[k] != str(v)[:6000]}
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
 
     items = list(new.items())
     for i in range(0, len(items), 100):
@@ -124,3 +127,39 @@ class TrackingIdentity(Callback):
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         checkpoint.setdefault(KEY, {})["tracking"] = self.info
+
+
+def requeue_on_signal(signum: int = signal.SIGUSR1):
+    """A Lightning callback for train.fit under SLURM: on `signum`, checkpoint to <run_dir>/hpc_ckpt_<n>.ckpt at the
+    next step boundary, `scontrol requeue` the job, and stop.
+
+    Use it with SLURMEnvironment(auto_requeue=False): Lightning's own auto-requeue saves the checkpoint INSIDE the
+    signal handler, which runs at any bytecode of each rank; with DDP one rank can enter save_checkpoint's barrier
+    while another is inside the step's all-reduce, and the job hangs until SLURM kills it (seen here about one run
+    in two; Lightning issue #21406, fix proposed in PR #21407). Here the handler only sets a flag; the ranks agree
+    on it with one all-reduce per step, save together, and no step runs after the checkpoint (so the resumed job
+    logs each step once)."""
+    class RequeueOnSignal(Callback):
+        def __init__(self) -> None:
+            self.received = False
+
+        def _flag(self, *_) -> None:
+            self.received = True
+
+        def setup(self, trainer, pl_module, stage: str) -> None:
+            signal.signal(signum, self._flag)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if not trainer.strategy.reduce_boolean_decision(self.received, all=False):
+                return
+            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+            trainer.save_checkpoint(path)
+            if trainer.is_global_zero:
+                array = os.environ.get("SLURM_ARRAY_JOB_ID")
+                job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+                rc = subprocess.call(["scontrol", "requeue", job])
+                print(f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; "
+                      f"{'requeued' if rc == 0 else f'scontrol requeue FAILED ({rc}) for'} job {job}", flush=True)  # fmt: skip
+            trainer.should_stop = True
+
+    return RequeueOnSignal()

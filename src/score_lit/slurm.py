@@ -17,7 +17,7 @@ set trainer.num_nodes / trainer.devices / trainer.accelerator in the snapshot, s
 
 Preemption and time limits: `#SBATCH --signal=USR1@S` (S = --signal-seconds, default 300) makes SLURM send
 SIGUSR1 to the srun tasks S seconds before the limit (SLURM's timer fires within about a minute of that);
-train.fit's `requeue_on_signal` callback (below) then writes <run_dir>/hpc_ckpt_<n>.ckpt at the next step
+train.fit's `requeue_on_signal` callback (score_lit.resume) then writes <run_dir>/hpc_ckpt_<n>.ckpt at the next step
 boundary, runs `scontrol requeue` and stops. The requeued
 job starts the same script again; `resume=auto` continues from the newest checkpoint, in the same curriculum
 phase and step, logging into the same MLflow run (its id is kept in the checkpoint).
@@ -38,18 +38,16 @@ val.every_n_steps interval, the periodic checkpoint that survives a crash withou
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .config import PROJECT_ROOT, Config, ConfigError, check_files, flatten, load_config, to_dict
+from .config import PROJECT_ROOT, Config, ConfigError, check_files, flatten, load_config, split_args, to_dict
 
 
 class SlurmError(ConfigError):
@@ -235,9 +233,8 @@ def check_partition(ns: argparse.Namespace, part: Partition, seconds: int) -> No
 
 def resolve(ns: argparse.Namespace) -> Config:
     """The config the job runs: files + overrides + the resource flags, with an absolute out_dir."""
-    from .cli import _split
 
-    files, overrides = _split(ns.config)
+    files, overrides = split_args(ns.config)
     cfg = load_config(files, overrides)  # a bad config fails here, before any flag or cluster check
     if cfg.resume not in (None, "auto"):
         raise SlurmError(
@@ -351,44 +348,6 @@ def prepare_tracking(cfg: Config) -> None:
     from .resume import ensure_store
 
     ensure_store(cfg.tracking_uri)
-
-
-def requeue_on_signal(signum: int = signal.SIGUSR1):
-    """A Lightning callback for train.fit under SLURM: on `signum`, checkpoint to <run_dir>/hpc_ckpt_<n>.ckpt at the
-    next step boundary, `scontrol requeue` the job, and stop.
-
-    Use it with SLURMEnvironment(auto_requeue=False): Lightning's own auto-requeue saves the checkpoint INSIDE the
-    signal handler, which runs at any bytecode of each rank; with DDP one rank can enter save_checkpoint's barrier
-    while another is inside the step's all-reduce, and the job hangs until SLURM kills it (seen here about one run
-    in two; Lightning issue #21406, fix proposed in PR #21407). Here the handler only sets a flag; the ranks agree
-    on it with one all-reduce per step, save together, and no step runs after the checkpoint (so the resumed job
-    logs each step once)."""
-    from lightning.pytorch.callbacks import Callback
-
-    class RequeueOnSignal(Callback):
-        def __init__(self) -> None:
-            self.received = False
-
-        def _flag(self, *_) -> None:
-            self.received = True
-
-        def setup(self, trainer, pl_module, stage: str) -> None:
-            signal.signal(signum, self._flag)
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if not trainer.strategy.reduce_boolean_decision(self.received, all=False):
-                return
-            path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
-            trainer.save_checkpoint(path)
-            if trainer.is_global_zero:
-                array = os.environ.get("SLURM_ARRAY_JOB_ID")
-                job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
-                rc = subprocess.call(["scontrol", "requeue", job])
-                print(f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; "
-                      f"{'requeued' if rc == 0 else f'scontrol requeue FAILED ({rc}) for'} job {job}", flush=True)  # fmt: skip
-            trainer.should_stop = True
-
-    return RequeueOnSignal()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     strategy = build_strategy(cfg)
     plugins = [] if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower() else [AtomicCheckpointIO()]
     if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: hpc_ckpt_<n>.ckpt at a step boundary, requeue, stop
-        from .slurm import requeue_on_signal
+        from .resume import requeue_on_signal
 
         plugins.append(SLURMEnvironment(auto_requeue=False))  # Lightning's saves inside the handler: can hang DDP
         callbacks.append(requeue_on_signal(signal.SIGUSR1))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
+from ..errors import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
 
 
 class SampleError(Exception):

@@ -55,7 +55,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import assets
 from .common import Sample
 from .synthetic import DIGIT_PX, OPTIONS, _crop, _digit, _rng

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple
 
-from score_lit.config import ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from score_lit.config import MLLMConfig
-    from score_lit.mllm.base import VideoMLLM
+from score_lit.errors import ConfigError
 
 class Family(NamedTuple):
     target: str  # "package.module:ClassName" of the adapter
@@ -41,7 +37,7 @@ def register(name: str, target: str, position_ids: tuple[str, ...] = ("original"
     REGISTRY[name] = Family(target, tuple(position_ids))
 
 
-def adapter_class(family: str) -> type[VideoMLLM]:
+def adapter_class(family: str) -> type:
     """The adapter class registered for `family` (imports its module, and transformers, now)."""
     if family not in REGISTRY:
         raise ConfigError(f"unknown mllm.family={family!r}; valid families: {sorted(REGISTRY)}")
@@ -66,8 +62,9 @@ def check_path(path: str) -> Path:
     return p
 
 
-def build_mllm(cfg: MLLMConfig) -> VideoMLLM:
-    """The adapter for cfg.family, wrapping cfg.path's checkpoint (or the tiny random model if path is None)."""
+def build_mllm(cfg: Any) -> Any:
+    """The adapter (a score_lit.mllm.base.VideoMLLM) for cfg.family (an MLLMConfig), wrapping cfg.path's checkpoint
+    or the tiny random model if path is None."""
     cls = adapter_class(cfg.family)
     if cfg.path is not None:
         check_path(cfg.path)
