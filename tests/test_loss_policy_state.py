@@ -7,7 +7,7 @@ import torch
 
 from score_lit.config import PolicyConfig, keep_count
 from score_lit.loss import policy_gradient_loss
-from score_lit.policy import build_policy, log_prob, sample_masks, topk_mask
+from score_lit.policy import build_policy, log_prob, sample_masks, stable_topk_mask, topk_mask
 from score_lit.rewards import fidelity_reward, sparsity_reward
 from score_lit.state import surprise_norm, surprise_state, temporal_residual
 
@@ -66,6 +66,14 @@ def test_topk_global_and_per_frame():
     s2 = torch.tensor([[0.9, 0.8, 0.1, 0.2]])
     assert topk_mask(s2, 0.5).tolist() == [[True, True, False, False]]
     assert topk_mask(s2, 0.5, (2, 1, 2), per_frame=True).tolist() == [[True, False, False, True]]
+
+
+def test_every_method_breaks_ties_to_the_earlier_token():
+    # Equal scores: k = 2 of [0.5, 0.7, 0.5, 0.5] keeps 0.7 and the FIRST 0.5 (index 0), globally and per unit.
+    s = torch.tensor([[0.5, 0.7, 0.5, 0.5]])
+    assert stable_topk_mask(s, 2).tolist() == [[True, True, False, False]]
+    assert topk_mask(s, 0.5).tolist() == [[True, True, False, False]]
+    assert topk_mask(torch.zeros(1, 4), 0.5, (2, 1, 2), per_frame=True).tolist() == [[True, False, True, False]]
 
 
 def test_keep_count_is_ceil_and_rejects_bad_ratios():

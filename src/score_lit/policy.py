@@ -82,19 +82,22 @@ def entropy(logits: Tensor) -> Tensor:
     return -(p * F.logsigmoid(logits) + (1 - p) * F.logsigmoid(-logits))
 
 
+def stable_topk_mask(scores: Tensor, k: int) -> Tensor:
+    """Keep the k highest scores of each row, ties to the earlier index (deterministic, the same for every
+    method: the policy, FastV and the rule-based baselines all select through this). [..., L] -> [..., L] bool."""
+    order = torch.argsort(scores, dim=-1, descending=True, stable=True)[..., :k]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
+
+
 def topk_mask(scores: Tensor, ratio: float, grid: tuple[int, int, int] | None = None, per_frame: bool = False) -> Tensor:
-    """Keep the top-k tokens by score, k = ceil(ratio * L). scores [B, L] -> mask [B, L] bool.
+    """Keep the top-k tokens by score, k = ceil(ratio * L). scores [B, L] -> mask [B, L] bool (stable_topk_mask).
 
     per_frame: k_t = ceil(ratio * N) in every temporal unit (needs grid = (T, H', W'))."""
     b, length = scores.shape
-    mask = torch.zeros_like(scores, dtype=torch.bool)
     if per_frame:
         if grid is None:
             raise ValueError("per_frame top-k needs the grid (T, H', W')")
         t = grid[0]
         n = length // t
-        s = scores.reshape(b, t, n)
-        idx = s.topk(keep_count(ratio, n), dim=-1).indices
-        return mask.reshape(b, t, n).scatter(-1, idx, True).reshape(b, length)
-    idx = scores.topk(keep_count(ratio, length), dim=-1).indices
-    return mask.scatter(-1, idx, True)
+        return stable_topk_mask(scores.reshape(b, t, n), keep_count(ratio, n)).reshape(b, length)
+    return stable_topk_mask(scores, keep_count(ratio, length))

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from score_lit.baselines.simple import stable_topk_mask
 from score_lit.config import keep_count
 from score_lit.flops import dycoke_flops
+from score_lit.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 

@@ -41,6 +41,7 @@ import torch
 
 from score_lit.config import keep_count
 from score_lit.flops import fastv_flops
+from score_lit.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 
@@ -69,9 +70,7 @@ class FastV:
             raise ValueError("fastv needs the tokenized prompts: select(visual, ratio, prompts=mllm.tokenize(batch))")
         scores = self.mllm.video_attention(visual, prompts, self.layer_used)  # [B, T*N]
         k = keep_count(ratio, visual.num_tokens)
-        top = scores.topk(k, dim=-1).indices
-        keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
-        return Selection(keep=keep.to(visual.tokens.device))
+        return Selection(keep=stable_topk_mask(scores, k).to(visual.tokens.device))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """Deployment cost beyond a prefill of the kept tokens (module docstring): K (layer(L_text + V) -

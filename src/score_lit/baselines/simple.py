@@ -29,17 +29,11 @@ import math
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from score_lit.config import keep_count
 from score_lit.flops import pool_flops
+from score_lit.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
-
-
-def stable_topk_mask(scores: Tensor, k: int) -> Tensor:
-    """Keep the k highest scores per row, ties to the earlier index (deterministic). [B, L] -> [B, L] bool."""
-    order = torch.argsort(scores, dim=-1, descending=True, stable=True)[:, :k]
-    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
 
 
 class UniformFrames:

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from score_lit.baselines.simple import stable_topk_mask
 from score_lit.config import keep_count
 from score_lit.flops import surprise_flops
+from score_lit.policy import stable_topk_mask
 from score_lit.state import surprise_norm
 from score_lit.types import Selection, VisualTokens
 
