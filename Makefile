@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -40,7 +40,7 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 	@touch $(STAMP) $(LMMS_STAMP)  # the venvs are what the new locks say: no rebuild
 
 # REQUIRE_LMMS=1: the lmms-eval tests fail instead of skipping when .venv-lmms or the toy bench is missing.
-test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) ## run the test suite, lmms-eval's CLI included (builds .venv, .venv-lmms and the toy bench first if missing)
+test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## run the test suite, lmms-eval's CLI and the local SLURM cluster included (builds .venv, .venv-lmms, the toy bench, installs slurm-wlm first if missing)
 	REQUIRE_LMMS=1 $(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
@@ -49,7 +49,10 @@ test-fast: $(STAMP) ## run the tests not marked slow
 test-resume: $(STAMP) ## kill -9 a real training run, resume it, compare with an uninterrupted run
 	$(PY) -m pytest -q -m resume $(ARGS)
 
-test-slurm: $(STAMP) ## start a one-node SLURM cluster on localhost; submit, USR1, requeue, resume (installs slurm-wlm if missing)
+slurm-binaries: ## install slurm-wlm + munge with apt-get where missing (root, Debian; no-op when present)
+	bash tools/slurm/install_slurm.sh
+
+test-slurm: $(STAMP) slurm-binaries ## start a one-node SLURM cluster on localhost; submit, USR1, requeue, resume (installs slurm-wlm if missing)
 	$(PY) -m pytest -q -m slurm $(ARGS)
 
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
