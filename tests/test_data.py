@@ -4,16 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from score_lit.config import DataConfig
-from score_lit.config import load_config
+from score_lit.config import DataConfig, load_config
 from score_lit.curriculum import CurriculumDataModule, SyntheticVideoQA, collate
 from score_lit.data import assets
-from score_lit.data.synthetic import DIGIT_PX, SOURCES, distracted, flash, run_lengths, stitched
+from score_lit.data.synthetic import DIGIT_PX, FAMILIES, distracted, flash, run_lengths, stitched
 
 
-@pytest.mark.parametrize("family", sorted(SOURCES))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_deterministic_per_seed_split_index(family):
-    gen = SOURCES[family]
+    gen = FAMILIES[family]
     a, b = gen(0, "train", 7), gen(0, "train", 7)
     assert a.id == b.id and np.array_equal(a.frames, b.frames) and a.answer == b.answer
     assert not np.array_equal(a.frames, gen(1, "train", 7).frames)
@@ -45,11 +44,11 @@ def _cell(frame, r, c):
     return frame[r * DIGIT_PX : (r + 1) * DIGIT_PX, c * DIGIT_PX : (c + 1) * DIGIT_PX]
 
 
-@pytest.mark.parametrize("family", sorted(SOURCES))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_answer_is_recoverable_from_the_evidence_cell(family):
     images, labels = assets.digits()
     for i in range(10):
-        s = SOURCES[family](0, "train", i, frames=16, size=64)
+        s = FAMILIES[family](0, "train", i, frames=16, size=64)
         f0, f1 = s.evidence["frames"]
         r, c = s.evidence["cell"]
         d = s.evidence["digit_index"]

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 
-from score_lit.data import SOURCES
 from score_lit.data.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, FamilyParamError, check_params
 
 CELL = 16
@@ -22,7 +21,7 @@ def cell_of(video: np.ndarray, r: int, c: int) -> np.ndarray:
 
 @pytest.mark.parametrize("fam", sorted(FAMILIES))
 def test_deterministic_and_sized(fam):
-    a, b, c = SOURCES[fam](0, "test", 5), SOURCES[fam](0, "test", 5), SOURCES[fam](0, "test", 6)
+    a, b, c = FAMILIES[fam](0, "test", 5), FAMILIES[fam](0, "test", 5), FAMILIES[fam](0, "test", 6)
     assert np.array_equal(a.frames, b.frames) and a.question == b.question and a.answer == b.answer
     assert not np.array_equal(a.frames, c.frames)
     assert a.frames.shape == (32, 96, 96, 3) and a.frames.dtype == np.uint8
@@ -30,13 +29,13 @@ def test_deterministic_and_sized(fam):
     # 16 temporal units x 6 x 6 merged tokens = 576 at the default setting; 32 x 8 x 8 = 2048 long
     for name, want in (("default", 576), ("long", 2048)):
         f, s = SETTINGS[name]["frames"], SETTINGS[name]["size"]
-        x = SOURCES[fam](0, "test", 1, frames=f, size=s)
+        x = FAMILIES[fam](0, "test", 1, frames=f, size=s)
         assert (x.frames.shape[0] // 2) * (s // CELL) ** 2 == want
 
 
 def test_train_and_test_digits_are_disjoint():
-    train = {o["digit_index"] for i in range(N) for o in SOURCES["colour"](0, "train", i).evidence["objects"]}
-    test = {o["digit_index"] for i in range(N) for o in SOURCES["colour"](0, "test", i).evidence["objects"]}
+    train = {o["digit_index"] for i in range(N) for o in FAMILIES["colour"](0, "train", i).evidence["objects"]}
+    test = {o["digit_index"] for i in range(N) for o in FAMILIES["colour"](0, "test", i).evidence["objects"]}
     assert train and test and not train & test
 
 
@@ -51,7 +50,7 @@ def _shown(video, obj) -> bool:
 
 def test_colour_asks_one_of_several_coloured_digits():
     for i in range(N):
-        s = SOURCES["colour"](0, "test", i)
+        s = FAMILIES["colour"](0, "test", i)
         objs, (asked,) = s.evidence["objects"], s.evidence["asked"]
         assert len(objs) == 4 and len({o["label"] for o in objs}) == 4 and len({o["colour"] for o in objs}) == 4
         assert s.question == f"which {objs[asked]['colour']} digit appeared ?" and s.answer == objs[asked]["label"]
@@ -68,7 +67,7 @@ def test_colour_asks_one_of_several_coloured_digits():
 def test_order_shows_one_digit_after_the_other():
     seen = set()
     for i in range(N):
-        s = SOURCES["order"](0, "test", i)
+        s = FAMILIES["order"](0, "test", i)
         a, b = s.evidence["objects"]
         assert a["frames"][1] <= b["frames"][0] and a["label"] != b["label"] and a["cell"] != b["cell"]
         assert _shown(s.frames, a) and _shown(s.frames, b)
@@ -81,7 +80,7 @@ def test_order_shows_one_digit_after_the_other():
 def test_move_slides_one_cell_at_a_time_in_the_answered_direction():
     answers = set()
     for i in range(N):
-        s = SOURCES["move"](0, "test", i)
+        s = FAMILIES["move"](0, "test", i)
         objs = s.evidence["objects"]
         dr, dc = DIRECTIONS[s.answer]
         assert 3 <= len(objs) <= 5
@@ -103,7 +102,7 @@ def test_largest_change_is_mostly_distractors(fam):
     the top 5% (29 of 576) are mostly distractor cells, not the evidence."""
     hits = []
     for i in range(10):
-        s = SOURCES[fam](0, "test", i)
+        s = FAMILIES[fam](0, "test", i)
         units = s.frames[::2].astype(np.float32)  # [16, 96, 96, 3], one frame per unit
         change = np.abs(np.diff(units, axis=0)).reshape(15, 6, 16, 6, 16, 3).mean(axis=(2, 4, 5))  # [15, 6, 6]
         top = np.argsort(change.ravel())[::-1][:29]
@@ -153,7 +152,7 @@ def test_export_and_read_back(tmp_path):
     assert bench.name == f"evidence-v{VERSION}" and len(bench.records) == 6 and not bench.problems
     assert {r.meta["family"] for r in bench.records} == set(FAMILIES)
     frames, _ = load_video(bench.records[0].video, 32, 96, "pad", None)
-    s = SOURCES[bench.records[0].meta["family"]](0, "test", 0)
+    s = FAMILIES[bench.records[0].meta["family"]](0, "test", 0)
     assert frames.shape == (32, 96, 96, 3) and np.abs(frames.astype(int) - s.frames.astype(int)).max() <= 3
     assert jsonl.name == "test.jsonl"
     export_split(tmp_path / "toy", n=1, families=["flash"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from score_lit.data.export import export_split
-from score_lit.data.synthetic import SOURCES
+from score_lit.data.synthetic import FAMILIES
 
 
 def test_export_decodes_back_with_decord(tmp_path):
@@ -17,7 +17,7 @@ def test_export_decodes_back_with_decord(tmp_path):
     assert [r["family"] for r in rows] == ["flash", "flash", "distracted", "distracted"]
     for r in rows:
         idx = int(r["id"].rsplit("/", 1)[1])
-        want = SOURCES[r["family"]](0, "test", idx, frames=8, size=32)
+        want = FAMILIES[r["family"]](0, "test", idx, frames=8, size=32)
         vr = decord.VideoReader(str(out / r["video"]))
         got = vr.get_batch(list(range(len(vr)))).asnumpy()
         assert got.shape == want.frames.shape

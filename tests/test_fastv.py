@@ -10,14 +10,14 @@
 
 import pytest
 import torch
+from test_qwen_adapter import FAMILIES, make_batch, make_masks
 
-from score_lit.baselines import build_compressor
-from score_lit.baselines.fastv import FastV
+from score_lit.compressors import build_compressor
+from score_lit.compressors.fastv import FastV
 from score_lit.config import MLLMConfig, keep_count
 from score_lit.mllm import build_mllm
 from score_lit.mllm.positions import sequence_positions
 from score_lit.mllm.tiny import _config, build_tiny_tokenizer
-from test_qwen_adapter import FAMILIES, make_batch, make_masks
 
 LAYERS = 4
 

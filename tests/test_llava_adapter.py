@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from reference import llava_reference_scores as reference_scores
 from test_qwen_adapter import make_batch, make_masks, select
 
-from score_lit.baselines import apply_selection, build_compressor
 from score_lit.checkpoint import load_policy, save_policy
+from score_lit.compressors import apply_selection, build_compressor
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
 from score_lit.mllm.base import VideoMLLM

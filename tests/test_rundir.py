@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from test_smoke_fit import tiny_overrides
 
 from score_lit.config import ConfigError, load_config
 from score_lit.rundir import lock_path
 from score_lit.train import fit
-from test_smoke_fit import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

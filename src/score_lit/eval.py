@@ -3,7 +3,7 @@
     python -m score_lit eval conf/eval.yaml eval.methods=[score,surprise] eval.ratios=[0.1,0.05]
 
 For each batch of questions: decode (or read the feature cache) -> encode once -> tokenize once; then
-vanilla (all tokens) once, and for each (method, ratio) the method's selection (score_lit.baselines)
+vanilla (all tokens) once, and for each (method, ratio) the method's selection (score_lit.compressors)
 followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
   accuracy         argmax over the options' first-token logits == the answer, per family; family `all`
                    is the mean of the families' accuracies (each family weighs the same);
@@ -132,7 +132,7 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
     after every batch with its record (run_eval appends it to questions.jsonl)."""
     from tqdm import tqdm
 
-    from .baselines import apply_selection, build_compressor
+    from .compressors import apply_selection, build_compressor
     from .data.benchmarks import load_benchmark
     from .data.video_qa import VideoQADataset
     from .features import FeatureCache, encode, model_key
@@ -611,7 +611,7 @@ def _pictures(cfg: Config, res: dict, out: Path) -> list[Path]:
 def visualize_video(cfg: Config, video: str, methods: list[str], ratio: float, question: str, out: str | Path) -> list[Path]:
     """`python -m score_lit viz VIDEO`: the frames of one video with each method's kept tokens highlighted,
     as a PNG grid (one row per method) and one animated GIF per method. Returns the paths written."""
-    from .baselines import build_compressor
+    from .compressors import build_compressor
     from .curriculum import collate
     from .data.video_qa import load_video
     from .features import encode

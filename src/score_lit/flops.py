@@ -46,7 +46,7 @@ ones; its selection cost is what that costs beyond a prefill of the kept tokens,
 K is min(fastv layer, layers): with K >= layers (the 2-layer toy at the paper's K = 2) no layer ever sees
 the pruned sequence, so FastV costs vanilla's prefill plus the ranking, more than vanilla at any ratio.
 This column is what FastV costs in deployment (the paper's schedule). The sweep's own implementation
-(baselines/fastv.py) executes something else: the ranking's partial forward (layers 0..K'-1 over all
+(compressors/fastv.py) executes something else: the ranking's partial forward (layers 0..K'-1 over all
 tokens, K' = min(K, layers - 1), plus rank) and then a pruned prefill through ALL layers, i.e.
 K' layer(L_text + V) + rank(L_text + V) + prefill_flops(L_text + k); its accuracy is that of pruning
 before layer 0, ranked by layer K'. The deployment count is reported because it is the cost of the method

@@ -24,13 +24,13 @@ from torchmetrics import MeanMetric
 from .advantage import compute_advantage
 from .config import Config, retention_label
 from .features import FeatureCache, encode
+from .loss import policy_gradient_loss
 from .mllm.base import VideoMLLM
 from .policy import build_policy, sample_masks, topk_mask
 from .rewards import fidelity_reward, sparsity_reward
 from .rollout import BaselineCache, collect_rollouts, score_with_baseline
 from .state import surprise_state
 from .strategies import is_deepspeed, keep_whole
-from .loss import policy_gradient_loss
 from .types import VideoBatch
 
 FROZEN_PREFIX = "frozen."

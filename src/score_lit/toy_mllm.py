@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from score_lit.config import MLLMConfig
 from score_lit.curriculum import collate
-from score_lit.data import SOURCES
+from score_lit.data import FAMILIES
 from score_lit.data.evidence import COLOURS, SETTINGS
 from score_lit.data.evidence import FAMILIES as EVIDENCE_FAMILIES
 from score_lit.data.synthetic import DIGIT_PX, Sample
@@ -86,7 +86,7 @@ DEFAULT_PRESET = "first"
 class ToyConfig:
     """Knobs of the toy-MLLM training; defaults are the full run (`python -m score_lit toy-mllm`)."""
 
-    # Synthetic families (keys of score_lit.data.SOURCES) to train and evaluate on; empty = the first toy's.
+    # Synthetic families (keys of score_lit.data.FAMILIES) to train and evaluate on; empty = the first toy's.
     families: tuple[str, ...] = ()
     # Model family (adapter registry name); qwen2_5_vl is the real class the project targets first.
     family: str = "qwen2_5_vl"
@@ -171,9 +171,9 @@ class ToyConfig:
 
     def __post_init__(self):
         self.families = tuple(self.families)
-        unknown = [f for f in self.families if f not in SOURCES]
+        unknown = [f for f in self.families if f not in FAMILIES]
         if unknown:
-            raise ValueError(f"unknown toy families {unknown}; registered: {sorted(SOURCES)}")
+            raise ValueError(f"unknown toy families {unknown}; registered: {sorted(FAMILIES)}")
         if self.size % DIGIT_PX:
             raise ValueError(f"size={self.size} must be a multiple of {DIGIT_PX} (one merged token per digit cell)")
         if self.text_width % self.text_heads or (self.text_width // self.text_heads) % 2:
@@ -309,7 +309,7 @@ def make_samples(cfg: ToyConfig, split: str, start: int, count: int, families: l
         name = fams[j % len(fams)]
         frames, size = cfg.shape(name)
         kw = {"objects": cfg.easy_colour_objects} if easy and name == "colour" else {}
-        out.append(SOURCES[name](cfg.seed, split, j // len(fams), frames=frames, size=size, **kw))
+        out.append(FAMILIES[name](cfg.seed, split, j // len(fams), frames=frames, size=size, **kw))
     return out
 
 

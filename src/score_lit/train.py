@@ -27,8 +27,8 @@ from .curriculum import DataMonitor, build_datamodule, check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm
-from .rundir import claim_run_dir, move_aside, release_all
 from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
+from .rundir import claim_run_dir, move_aside, release_all
 from .strategies import build_strategy
 from .viz import plot_training_curves
 

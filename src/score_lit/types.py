@@ -62,7 +62,7 @@ class VisualTokens:
 
 @dataclass
 class Selection:
-    """What a compressor (score_lit.baselines) returns for a batch at one retention ratio."""
+    """What a compressor (score_lit.compressors) returns for a batch at one retention ratio."""
 
     keep: Tensor  # [B, T*N] bool: True = this visual token goes to the LLM (at its original position)
     # [B, T*N, D] values fed at the kept slots, for methods that MERGE tokens (pooling, VisionZip's

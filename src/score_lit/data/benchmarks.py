@@ -39,8 +39,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from .benchmarks_base import ANSWER_DIRECTLY, Benchmark, collect, find_files, first_existing, letters, read_all, record
-from .benchmarks_more import load_egoschema, load_longvideobench, load_mlvu, load_mvbench, load_nextqa
+from .benchmark_readers import load_egoschema, load_longvideobench, load_mlvu, load_mvbench, load_nextqa
+from .benchmark_records import ANSWER_DIRECTLY, Benchmark, collect, find_files, first_existing, letters, read_all, record
 from .common import option_letter
 from .video_qa import VideoQARecord, read_video_qa
 

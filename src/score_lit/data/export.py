@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import SOURCES, evidence
+from . import FAMILIES, evidence
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -70,9 +70,9 @@ def export_split(
         families = families or ["flash", "stitched", "distracted"]
     else:
         raise evidence.FamilyParamError(f"--benchmark {benchmark!r}: use toy or evidence")
-    unknown = [f for f in families if f not in SOURCES]
+    unknown = [f for f in families if f not in FAMILIES]
     if unknown:
-        raise evidence.FamilyParamError(f"--families: unknown {unknown}; available: {sorted(SOURCES)}")
+        raise evidence.FamilyParamError(f"--families: unknown {unknown}; available: {sorted(FAMILIES)}")
     if n <= 0:
         raise evidence.FamilyParamError(f"--n {n}: the number of samples per family must be positive")
     for fam in families:
@@ -93,7 +93,7 @@ def export_split(
         rows = []
         for fam in families:
             for i in range(n):
-                s = SOURCES[fam](seed, split, i, frames=frames, size=size)
+                s = FAMILIES[fam](seed, split, i, frames=frames, size=size)
                 rel = f"videos/{fam}_{i:05d}.mp4"
                 write_mp4(tmp / rel, s.frames, fps)
                 ev = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.evidence.items()}

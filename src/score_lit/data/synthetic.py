@@ -137,4 +137,4 @@ def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 
     )  # fmt: skip
 
 
-SOURCES: dict[str, Callable[..., Sample]] = {"stitched": stitched, "flash": flash, "distracted": distracted}
+FAMILIES: dict[str, Callable[..., Sample]] = {"stitched": stitched, "flash": flash, "distracted": distracted}

@@ -18,7 +18,7 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
     from lmms_eval.api.instance import GenerationResult
     from tqdm import tqdm
 
-    from score_lit.baselines import apply_selection
+    from score_lit.compressors import apply_selection
     from score_lit.curriculum import collate
     from score_lit.data.common import Sample
     from score_lit.data.video_qa import load_video

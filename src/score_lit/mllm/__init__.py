@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from score_lit.errors import ConfigError
 
+
 class Family(NamedTuple):
     target: str  # "package.module:ClassName" of the adapter
     position_ids: tuple[str, ...] = ("original",)  # mllm.position_ids it implements ("compacted" needs 1-D RoPE)

@@ -12,7 +12,7 @@ be a llava_onevision one. lmms-eval's other OneVision wrapper, `llava_onevision`
 the `llava` package (LLaVA-NeXT), which is not installable on this stack: it is not wrapped. Added args:
   policy           the trained SCORE policy (score_lit checkpoint); required unless retention_ratio=1
   retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
-  selection        global | per_frame top-k (score_lit.baselines.score)
+  selection        global | per_frame top-k (score_lit.compressors.score)
   position_ids     original | compacted (1-D RoPE; score_lit's mllm.position_ids)
   frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord, max_frames_num frames) and
                    fitted to a square frame_size (pad | stretch | crop), as `score_lit eval` does
@@ -54,7 +54,7 @@ class _ScoreLlavaOnevision:
     def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
                  position_ids: str = "original", frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
         self._stock_init(stock)
-        from score_lit.baselines import build_compressor
+        from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
         from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
 

@@ -8,7 +8,7 @@ lmms_eval.models.chat.qwen2_5_vl): every stock model_arg (device, device_map, at
 max_num_frames, fps, system_prompt, use_cache, ...) means what it means there. Added args:
   policy           the trained SCORE policy (score_lit checkpoint); required unless retention_ratio=1
   retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
-  selection        global | per_frame top-k (score_lit.baselines.score)
+  selection        global | per_frame top-k (score_lit.compressors.score)
   frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord) and fitted to a square
                    frame_size (pad | stretch | crop), as `score_lit eval` does (eval.size / eval.fit)
 
@@ -50,7 +50,7 @@ class _ScoreQwen:
     def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
                  frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
         self._stock_init(stock)
-        from score_lit.baselines import build_compressor
+        from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
         from score_lit.mllm.qwen_vl import Qwen25VLAdapter
 

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from score_lit.baselines import REGISTRY, apply_selection, build_compressor
-from score_lit.baselines.dycoke import DyCoke, ttm_similarity
-from score_lit.baselines.score import ScoreCompressor
-from score_lit.baselines.simple import RandomTokens, SpatialPool, UniformFrames
-from score_lit.baselines.surprise import SurpriseTopK
-from score_lit.baselines.visionzip import VisionZip
 from score_lit.checkpoint import save_policy
+from score_lit.compressors import REGISTRY, apply_selection, build_compressor
+from score_lit.compressors.dycoke import DyCoke, ttm_similarity
+from score_lit.compressors.score import ScoreCompressor
+from score_lit.compressors.simple import RandomTokens, SpatialPool, UniformFrames
+from score_lit.compressors.surprise import SurpriseTopK
+from score_lit.compressors.visionzip import VisionZip
 from score_lit.config import PolicyConfig, keep_count
 from score_lit.policy import build_policy, topk_mask
 from score_lit.state import surprise_state

@@ -7,8 +7,18 @@ from __future__ import annotations
 import json
 import os
 
-from .benchmarks_base import (ANSWER_DIRECTLY, Benchmark, Row, answer_index, collect, find_files, first_existing, read_all,
-                              record, table)  # fmt: skip
+from .benchmark_records import (
+    ANSWER_DIRECTLY,
+    Benchmark,
+    Row,
+    answer_index,
+    collect,
+    find_files,
+    first_existing,
+    read_all,
+    record,  # fmt: skip
+    table,
+)
 from .common import Problem, option_letter
 from .video_qa import VideoQARecord
 

@@ -1,7 +1,7 @@
 """Token compressors behind one interface, registered lazily by name: the trained SCORE policy and the
 training-free baselines it is compared against (../docs/METHOD.md "What the paper reports").
 
-    from score_lit.baselines import build_compressor
+    from score_lit.compressors import build_compressor
     comp = build_compressor("surprise", mllm=mllm)                 # or "score", policy=..., selection=...
     sel = comp.select(visual, ratio=0.1, prompts=prompts)          # -> Selection(keep [B, T*N], tokens?)
 
@@ -11,7 +11,7 @@ per temporal unit, grid (T, H', W')) and a retention ratio r, and keeps about k 
 frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
 the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
 method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.flops).
-`import score_lit.baselines` imports no method module.
+`import score_lit.compressors` imports no method module.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from torch import Tensor
 from score_lit.types import Selection, VisualTokens
 
 REGISTRY: dict[str, str] = {
-    "score": "score_lit.baselines.score:ScoreCompressor",
-    "uniform": "score_lit.baselines.simple:UniformFrames",
-    "pool": "score_lit.baselines.simple:SpatialPool",
-    "random": "score_lit.baselines.simple:RandomTokens",
-    "surprise": "score_lit.baselines.surprise:SurpriseTopK",
-    "fastv": "score_lit.baselines.fastv:FastV",
-    "visionzip": "score_lit.baselines.visionzip:VisionZip",
-    "dycoke": "score_lit.baselines.dycoke:DyCoke",
+    "score": "score_lit.compressors.score:ScoreCompressor",
+    "uniform": "score_lit.compressors.simple:UniformFrames",
+    "pool": "score_lit.compressors.simple:SpatialPool",
+    "random": "score_lit.compressors.simple:RandomTokens",
+    "surprise": "score_lit.compressors.surprise:SurpriseTopK",
+    "fastv": "score_lit.compressors.fastv:FastV",
+    "visionzip": "score_lit.compressors.visionzip:VisionZip",
+    "dycoke": "score_lit.compressors.dycoke:DyCoke",
 }
 
 
