@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import tiny_run
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
@@ -52,13 +53,8 @@ class Recorder(Callback):
 
 
 def overrides(tmp_path, f, extra=()):
-    return [
-        f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "phases=[stage2]",
-        "stage2.steps=10", "rl.group_size=2", "policy.hidden=8", "val.every_n_steps=5",
-        "stage2.data.source=video_qa", f"stage2.data.path={f}", "stage2.data.frames=4", "stage2.data.size=32",
-        "stage2.data.batch_size=2", "stage2.data.val_samples=0", *extra,
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, steps={"stage2": 10}, group=2, hidden=8, val_every=5, extra=extra,
+                    data={"source": "video_qa", "path": f, "val_samples": 0})
 
 EXPECTED = {
     "bad/truncated": "cut before its index", "bad/corrupt": "not a readable video", "bad/empty": "empty (0 bytes)",

@@ -4,6 +4,7 @@ run that continues at its step, in its phase, with the batches an uninterrupted 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_run
 from lightning.pytorch.callbacks import Callback
 
 from score_lit.checkpoint import load_policy
@@ -55,14 +56,7 @@ class Recorder(Callback):
 
 
 def tiny(tmp_path, s1, s2, name="cur"):
-    return [
-        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "phases=[stage1,stage2]", f"stage1.steps={s1}", f"stage2.steps={s2}", "rl.group_size=4", "policy.hidden=16",
-        "val.every_n_steps=2",
-        *[f"{p}.data.{k}" for p in ("stage1", "stage2")
-          for k in ("frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=6")],
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, name, {"stage1": s1, "stage2": s2}, data={"val_samples": 2, "train_samples": 6})
 
 @pytest.mark.slow
 def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):

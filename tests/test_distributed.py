@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_run
 
 from score_lit.checkpoint import load_policy
 
@@ -39,13 +40,8 @@ SCRIPT = ROOT / "tests" / "dist" / "fit.py"
 
 
 def tiny(tmp_path: Path, name: str, steps: int, val: bool) -> list[str]:
-    return [
-        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "stage1.data.frames=4", "stage1.data.size=32", "stage1.data.batch_size=2", "stage1.data.train_samples=40",
-        f"stage1.data.val_samples={2 if val else 0}", "rl.group_size=4", f"stage1.steps={steps}", f"val.every_n_steps={steps}",
-        "policy.hidden=16", "trainer.accelerator=cpu", "trainer.devices=2",
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, name, steps, data={"train_samples": 40, "val_samples": 2 if val else 0}, val_every=steps,
+                    extra=["trainer.accelerator=cpu", "trainer.devices=2"])
 
 def run_two_ranks(tmp_path: Path, overrides: list[str], timeout: int = 150) -> tuple[dict, dict]:
     """Runs the 2-process fit; returns each rank's record (rank0.json, rank1.json) plus their policy weights."""

@@ -2,6 +2,7 @@
 time, and a changed input (file contents, sampling, model) misses the cache."""
 
 import torch
+from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
 from score_lit.config import load_config
@@ -10,13 +11,7 @@ from score_lit.train import fit
 
 
 def overrides(tmp_path, name, cache):
-    keys = ["frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=4"]
-    return [
-        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "stage1.steps=6", "rl.group_size=4", "policy.hidden=16", "val.every_n_steps=3",
-        *[f"stage1.data.{k}" for k in keys], f"stage1.data.cache_dir={cache}",
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, name, 6, data={"val_samples": 2, "train_samples": 4, "cache_dir": cache}, val_every=3)
 
 def history(res, name):
     return [m.value for m in sorted(MlflowClient(res.tracking_uri).get_metric_history(res.run_id, name), key=lambda m: m.step)]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
 from score_lit.checkpoint import load_policy
@@ -20,14 +21,9 @@ STEPS = 24
 
 
 def command(tmp_path, name, extra=()):
-    over = [
-        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "mllm.path=null", "phases=[stage1,stage2]", "stage1.steps=10", f"stage2.steps={STEPS - 10}", "rl.group_size=4",
-        "policy.hidden=16", "val.every_n_steps=3",
-        *[f"{p}.data.{k}" for p in ("stage1", "stage2") for k in ("frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=10")],
-    ]  # fmt: skip
+    over = tiny_run(tmp_path, name, {"stage1": 10, "stage2": STEPS - 10}, data={"val_samples": 2, "train_samples": 10}, val_every=3,
+                    extra=["mllm.path=null"])  # fmt: skip
     return [sys.executable, "-m", "score_lit", "train", *over, *extra]
-
 
 def run(cmd, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

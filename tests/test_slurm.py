@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import tiny_run
 
 from score_lit import slurm
 from score_lit.config import load_config
@@ -27,12 +28,7 @@ TOOLS = ROOT / "tools" / "slurm"
 
 
 def tiny(tmp_path, steps=40, name="sj"):
-    return [
-        f"name={name}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "mllm.path=null", f"stage1.steps={steps}", "rl.group_size=4", "policy.hidden=16", "val.every_n_steps=5",
-        *[f"stage1.data.{k}" for k in ("frames=4", "size=32", "batch_size=2", "val_samples=2", "train_samples=6")],
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, name, steps, data={"val_samples": 2, "train_samples": 6}, val_every=5, extra=["mllm.path=null"])
 
 CPU2 = ["--gpus-per-node", "0", "--tasks-per-node", "2", "--time", "00:10:00", "--signal-seconds", "60"]
 

@@ -6,6 +6,7 @@ its documented name plus the whole config as params.
 """
 
 import torch
+from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
 from score_lit.checkpoint import load_policy, save_policy
@@ -22,12 +23,7 @@ VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00",
 
 
 def tiny_overrides(tmp_path, steps=4):
-    return [
-        f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-        "stage1.data.frames=4", "stage1.data.size=32", "stage1.data.batch_size=2", "stage1.data.val_samples=4",
-        "stage1.data.train_samples=40", "rl.group_size=4", f"stage1.steps={steps}", "val.every_n_steps=2", "policy.hidden=16",
-    ]  # fmt: skip
-
+    return tiny_run(tmp_path, steps=steps, data={"val_samples": 4, "train_samples": 40})
 
 def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     base = load_config([], tiny_overrides(tmp_path))

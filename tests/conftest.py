@@ -1,0 +1,24 @@
+"""Shared builders of the tests (pytest puts this folder on sys.path, so test modules import them by name)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | int = 4, *, data: dict | None = None,
+             group: int = 4, hidden: int = 16, val_every: int = 2, extra: tuple | list = ()) -> list[str]:  # fmt: skip
+    """key=value overrides of a tiny CPU training run that writes only under tmp_path (runs/, a sqlite MLflow store).
+
+    steps: {phase: steps} (an int = stage1 only, the default phase list); every listed phase gets the tiny data
+    settings (4 frames of 32 px, batches of 2) updated by `data`; group = rl.group_size, hidden = policy.hidden,
+    val_every = val.every_n_steps; `extra` overrides go last."""
+    steps = {"stage1": steps} if isinstance(steps, int) else steps
+    data = {"frames": 4, "size": 32, "batch_size": 2, **(data or {})}
+    over = [f"name={name}"] if name else []
+    over += [f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    if list(steps) != ["stage1"]:
+        over.append(f"phases=[{','.join(steps)}]")
+    over += [f"{p}.steps={n}" for p, n in steps.items()]
+    over += [f"rl.group_size={group}", f"policy.hidden={hidden}", f"val.every_n_steps={val_every}"]
+    over += [f"{p}.data.{k}={v}" for p in steps for k, v in data.items()]
+    return over + list(extra)
