@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LMMS_VENV = ROOT / ".venv-lmms"
 
 
 def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | int = 4, *, data: dict | None = None,
@@ -22,3 +28,19 @@ def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | in
     over += [f"rl.group_size={group}", f"policy.hidden={hidden}", f"val.every_n_steps={val_every}"]
     over += [f"{p}.data.{k}={v}" for p in steps for k, v in data.items()]
     return over + list(extra)
+
+
+def need_lmms(*paths: Path) -> None:
+    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after building
+    both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
+    missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
+    if missing:
+        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
+        pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
+
+
+def lmms_env(tmp_path: Path) -> dict:
+    """The environment of an lmms-eval CLI run: offline hubs, its datasets cache under tmp_path, no plugin variable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
+    return env

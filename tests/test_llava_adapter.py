@@ -4,7 +4,7 @@ Equivalences (max abs differences are printed with -s):
 (a) keep-all rows == the plain stock forward (input_ids + pixel_values_videos, default positions, no mask), both modes;
 (b) partial masks, position_ids=original == the stock full sequence with dropped video tokens masked out as keys;
 (c) partial masks, position_ids=compacted == the stock model on the pruned inputs_embeds, default positions;
-(d) one padded B*K batch == each (sample, rollout) row alone; (e) encode == the stock video features minus the
+(d) one padded B*K batch == each row alone (tests/test_adapters.py); (e) encode == the stock video features minus the
 newline; (f) a saved tiny checkpoint loads through build_mllm; (g) video_attention == stock eager attention;
 (h) a Qwen-width policy is refused on LLaVA-OV with load_policy's clear error; (i) token-only eval methods run.
 """
@@ -132,27 +132,6 @@ def test_position_modes_differ_when_tokens_are_dropped(adapter, compacted, batch
         MLLMConfig(family=FAMILY, position_ids="shifted")
     with pytest.raises(ConfigError, match="not implemented for qwen2_5_vl"):
         MLLMConfig(family="qwen2_5_vl", position_ids="compacted")
-
-
-@pytest.mark.parametrize("mode", ["original", "compacted"])
-def test_batched_rows_equal_single_rows(adapter, compacted, mode):
-    # (d) B=2 with different prompt lengths, K=3 masks with different keep counts, one padded batch vs alone.
-    a = adapter if mode == "original" else compacted
-    batch = make_batch(f=FRAMES, size=SIZE, seed=1)
-    visual, prompts = a.encode(batch), a.tokenize(batch)
-    masks = make_masks(2, 3, visual.num_tokens, seed=1)
-    assert len({int(c) for c in masks.sum(-1).flatten()}) >= 4 and len(set(map(len, prompts.post_ids))) == 2
-    got = a.score(visual, prompts, masks)
-    diffs = []
-    for i in range(2):
-        one = select(batch, i)
-        v1, p1 = a.encode(one), a.tokenize(one)
-        for j in range(3):
-            alone = a.score(v1, p1, masks[i : i + 1, j : j + 1])
-            diffs.append((alone.ce[0, 0] - got.ce[i, j]).abs().item())
-            diffs.append((alone.option_logits[0, 0] - got.option_logits[i, j]).abs().max().item())
-    print(f"\nllava {mode} batched vs alone: max diff {max(diffs):.2e}")
-    assert max(diffs) < 1e-5
 
 
 def test_saved_tiny_loads_through_build_mllm(adapter, batch, tmp_path):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import lmms_env, need_lmms
 
 ROOT = Path(__file__).resolve().parents[1]
 LMMS_VENV = ROOT / ".venv-lmms"
@@ -102,34 +102,19 @@ def test_hooks_generate_equals_masked_full_sequence():
 # ------------------------------------------------------------------------------------------------ lmms-eval CLI
 
 
-def _need_lmms(*paths: Path):
-    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after building
-    both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
-    missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
-    if missing:
-        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
-        pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
-
-
-def _env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
-    return env
-
-
 @pytest.mark.lmms
 def test_lmms_registry_entry_point_and_legacy_plugin(tmp_path):
-    _need_lmms()
+    need_lmms()
     code = ("from lmms_eval.models import get_model, get_model_manifest; m = get_model_manifest('score_llava_onevision'); "
             "print(m.chat_class_path, m.simple_class_path, get_model('score_llava_onevision').__name__, "
             "get_model('score_llava_onevision', force_simple=True).__name__, "
             "get_model('score_qwen2_5_vl').__name__, get_model('score_qwen2_5_vl', force_simple=True).__name__)")  # fmt: skip
     py = str(LMMS_VENV / "bin/python")
-    legacy_env = {**_env(tmp_path), "LMMS_EVAL_PLUGINS": "score_lit.lmms"}
+    legacy_env = {**lmms_env(tmp_path), "LMMS_EVAL_PLUGINS": "score_lit.lmms"}
     # the entry point (pyproject) and the legacy plugin route, both at once (two processes on 2 cores); both
     # families (score_qwen2_5_vl, score_llava_onevision) through each
     procs = [subprocess.Popen([py, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for env in (_env(tmp_path), legacy_env)]  # fmt: skip
+             for env in (lmms_env(tmp_path), legacy_env)]  # fmt: skip
     for p in procs:
         stdout, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr[-3000:]
@@ -168,10 +153,10 @@ def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, model):
         missing = [str(p.relative_to(ROOT)) for p in (TOY, POLICY) if not p.exists()]
         if missing:  # a skip even under REQUIRE_LMMS=1: `make test` does not train (the tiny_random case runs instead)
             pytest.skip(f"missing {missing}: `make test-lmms` makes them (copies the committed toy, trains stage 1 and 2)")
-        _need_lmms(BENCH)
+        need_lmms(BENCH)
         ckpt, pol, n_questions = TOY.relative_to(ROOT), POLICY.relative_to(ROOT), N_QUESTIONS
     else:
-        _need_lmms(BENCH)
+        need_lmms(BENCH)
         (ckpt, pol), n_questions = _tiny_qwen_and_policy(tmp_path), 20
     model_args = (f"pretrained={ckpt},policy={pol},retention_ratio={RATIO},"
                   "max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704,device_map=cpu")  # fmt: skip
@@ -189,7 +174,7 @@ def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, model):
               f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
     # Both runs at once (two processes on 2 cores).
     logs = [tmp_path / "lmms-eval.out", tmp_path / "lmms-eval.err", tmp_path / "score_lit-eval.log"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(tmp_path), stdout=open(logs[0], "w"), stderr=open(logs[1], "w")),
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[0], "w"), stderr=open(logs[1], "w")),
              subprocess.Popen(sl_cmd, cwd=ROOT, stdout=open(logs[2], "w"), stderr=subprocess.STDOUT)]  # fmt: skip
     for p in procs:
         p.wait(timeout=600)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import lmms_env, need_lmms
 
 ROOT = Path(__file__).resolve().parents[1]
 LMMS_VENV = ROOT / ".venv-lmms"
@@ -98,21 +98,6 @@ def test_hooks_generate_equals_masked_full_sequence(position_ids):
 # ------------------------------------------------------------------------------------------------ lmms-eval
 
 
-def _need_lmms(*paths: Path):
-    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after
-    building both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
-    missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
-    if missing:
-        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
-        pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
-
-
-def _env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
-    return env
-
-
 @pytest.mark.lmms
 @pytest.mark.slow
 def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
@@ -121,7 +106,7 @@ def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
     ratio. With random weights the accuracy is near chance: the point is that the two paths count the SAME number of
     correct answers (same frames, same selection, same scoring), not the accuracy itself. The stock llava_hf wrapper
     loads with dtype=auto, i.e. the checkpoint's float32, so score_lit eval runs with mllm.dtype=float32."""
-    _need_lmms(BENCH)
+    need_lmms(BENCH)
     from score_lit.checkpoint import save_policy
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
@@ -149,7 +134,7 @@ def test_lmms_eval_cli_equals_score_lit_eval_llava(tmp_path):
     # Both runs at once (two processes, ~20 s saved on 2 cores).
     logs = [tmp_path / "lmms-eval.log", tmp_path / "score_lit-eval.log"]
     procs = [subprocess.Popen(c, cwd=ROOT, env=e, stdout=open(f, "w"), stderr=subprocess.STDOUT)
-             for c, e, f in ((cmd, _env(tmp_path), logs[0]), (sl_cmd, None, logs[1]))]  # fmt: skip
+             for c, e, f in ((cmd, lmms_env(tmp_path), logs[0]), (sl_cmd, None, logs[1]))]  # fmt: skip
     for p in procs:
         p.wait(timeout=600)
     log, sl_log = (f.read_text() for f in logs)
