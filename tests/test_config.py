@@ -157,3 +157,38 @@ def test_show_config_prints_the_resolved_values():
     cfg = json.loads(p.stdout)
     assert p.returncode == 0 and cfg["rl"]["group_size"] == 3 and cfg["rl"]["sparsity_weight"] == 0.1
     assert cfg["mllm"]["path"] == "artifacts/toy-mllm"  # from conf/stage1.yaml over the dataclass default
+
+
+def test_the_name_lists_the_config_checks_are_the_registries():
+    from score_lit import names
+    from score_lit.advantage import ESTIMATORS
+    from score_lit.data import FAMILIES
+    from score_lit.policy import ACTIVATIONS, POLICIES
+
+    assert sorted(names.ESTIMATORS) == sorted(ESTIMATORS) and sorted(names.POLICIES) == sorted(POLICIES)
+    assert sorted(names.ACTIVATIONS) == sorted(ACTIVATIONS) and sorted(names.FAMILIES) == sorted(FAMILIES)
+
+
+def test_loading_a_config_imports_no_torch():
+    # Every name is checked at load against torch-free lists: a typo costs a fraction of a second.
+    code = ("import sys; from score_lit.config import load_config; load_config(['conf/stage2.yaml', 'conf/trainer/cpu.yaml']); "
+            "load_config(['conf/eval.yaml']); print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+    r = subprocess.run([sys.executable, "-m", "score_lit", "show-config", "rl.estimator=spilt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "score_lit: error: rl.estimator='spilt' is not registered (did you mean rl.estimator=split?); use one of ['grpo', 'rloo', 'split']"
+    )
+
+
+def test_a_registered_name_is_accepted_by_the_config():
+    from score_lit import names
+    from score_lit.advantage import ESTIMATORS, register_estimator
+    from score_lit.config import RLConfig
+
+    try:
+        register_estimator("mine")(ESTIMATORS["grpo"])
+        assert RLConfig(estimator="mine").estimator == "mine" and "mine" in names.ESTIMATORS
+    finally:
+        ESTIMATORS.pop("mine", None)
+        names.ESTIMATORS.remove("mine")

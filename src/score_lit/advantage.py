@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from . import names
 from .config import RLConfig
 
 Estimator = Callable[[Tensor, Tensor, Tensor, RLConfig], tuple[Tensor, dict[str, Tensor]]]
@@ -31,6 +32,7 @@ ESTIMATORS: dict[str, Estimator] = {}
 def register_estimator(name: str):
     def deco(fn: Estimator) -> Estimator:
         ESTIMATORS[name] = fn
+        names.add(names.ESTIMATORS, name)  # the torch-free list the config checks
         return fn
 
     return deco

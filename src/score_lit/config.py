@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .errors import ConfigError, DataError  # noqa: F401  (re-exported: the names users import from here)
 from .errors import check_choice as _check_choice
 
@@ -28,13 +29,8 @@ def _check_ratio(name: str, r: float) -> None:
         raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
 
 
-def _check_registered(key: str, value: str, module: str, attr: str) -> None:
-    """_check_choice against the registered names of score_lit.<module>.<attr> (imported late: those modules
-    import this one). Registries extended by a user's own `register_*` call before the config is built are
-    honoured."""
-    import importlib
-
-    names = getattr(importlib.import_module(f"score_lit.{module}"), attr)
+def _check_registered(key: str, value: str, names: list[str]) -> None:
+    """_check_choice against a registry's torch-free name list (score_lit.names, or score_lit.mllm.REGISTRY)."""
     _check_choice(key, value, sorted(names), "is not registered")
 
 
@@ -75,12 +71,12 @@ class MLLMConfig:
     position_ids: str = "original"
 
     def __post_init__(self) -> None:
-        _check_registered("mllm.family", self.family, "mllm", "REGISTRY")
+        from score_lit.mllm import REGISTRY  # torch-free; imported late (it imports this module's errors)
+
+        _check_registered("mllm.family", self.family, REGISTRY)
         _check_choice("mllm.dtype", self.dtype, ("float32", "bfloat16", "float16"))
         if self.position_ids not in ("original", "compacted"):
             raise ConfigError(f"mllm.position_ids={self.position_ids!r}: use 'original' or 'compacted'")
-        from score_lit.mllm import REGISTRY  # torch-free; imported late (it imports this module)
-
         modes = REGISTRY[self.family].position_ids
         if self.position_ids not in modes:
             raise ConfigError(
@@ -105,8 +101,8 @@ class PolicyConfig:
     selection: str = "global"
 
     def __post_init__(self) -> None:
-        _check_registered("policy.name", self.name, "policy", "POLICIES")
-        _check_registered("policy.activation", self.activation, "policy", "_ACTIVATIONS")
+        _check_registered("policy.name", self.name, names.POLICIES)
+        _check_registered("policy.activation", self.activation, names.ACTIVATIONS)
         if not (0.0 < self.init_keep_prob < 1.0):
             raise ConfigError(f"policy.init_keep_prob={self.init_keep_prob} must lie strictly between 0 and 1")
         if self.selection not in ("global", "per_frame"):
@@ -134,7 +130,7 @@ class RLConfig:
     entropy_coef: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_registered("rl.estimator", self.estimator, "advantage", "ESTIMATORS")
+        _check_registered("rl.estimator", self.estimator, names.ESTIMATORS)
         if self.group_size < 2:
             raise ConfigError(
                 f"rl.group_size={self.group_size}: every estimator compares a sample's K rollouts with each other, so with "
@@ -210,11 +206,9 @@ class DataConfig:
             )
         if not (0.0 <= self.max_bad_fraction < 1.0):
             raise ConfigError(f"data.max_bad_fraction={self.max_bad_fraction} must lie in [0, 1), e.g. 0.05")
-        from .data import FAMILIES
-
-        unknown = [f for f in self.families if f not in FAMILIES]
+        unknown = [f for f in self.families if f not in names.FAMILIES]
         if unknown or not self.families:
-            raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(FAMILIES)}")
+            raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(names.FAMILIES)}")
 
 
 PHASES = ("stage1", "stage2")

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import names
 from .config import PolicyConfig, keep_count
 
 POLICIES: dict[str, Callable[[int, PolicyConfig], nn.Module]] = {}
@@ -25,6 +26,7 @@ POLICIES: dict[str, Callable[[int, PolicyConfig], nn.Module]] = {}
 def register_policy(name: str):
     def deco(cls):
         POLICIES[name] = cls
+        names.add(names.POLICIES, name)  # the torch-free list the config checks
         return cls
 
     return deco
@@ -37,7 +39,7 @@ def build_policy(in_dim: int, cfg: PolicyConfig) -> nn.Module:
     return POLICIES[cfg.name](in_dim, cfg)
 
 
-_ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
 @register_policy("mlp")
@@ -46,10 +48,10 @@ class MLPPolicy(nn.Module):
 
     def __init__(self, in_dim: int, cfg: PolicyConfig):
         super().__init__()
-        if cfg.activation not in _ACTIVATIONS:
-            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(_ACTIVATIONS)}")
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
         self.in_dim = in_dim
-        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), _ACTIVATIONS[cfg.activation](), nn.Linear(cfg.hidden, 1))
+        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), ACTIVATIONS[cfg.activation](), nn.Linear(cfg.hidden, 1))
         last = self.net[-1]
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.constant_(last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))

@@ -3,9 +3,16 @@
 FAMILIES holds every synthetic family by name: the first toy's (score_lit.data.synthetic: stitched, flash,
 distracted) and the evidence benchmark's (score_lit.data.evidence: colour, order, move)."""
 
+from .. import names
 from . import evidence, synthetic
 
 FAMILIES = {**synthetic.FAMILIES, **evidence.FAMILIES}
+
+
+def register_family(name: str, generator) -> None:
+    """Add a synthetic family: generator(seed, split, index, frames=, size=) -> Sample."""
+    FAMILIES[name] = generator
+    names.add(names.FAMILIES, name)  # the torch-free list the config checks
 
 
 def build_family(name: str):
@@ -15,4 +22,4 @@ def build_family(name: str):
     return FAMILIES[name]
 
 
-__all__ = ["FAMILIES", "build_family"]
+__all__ = ["FAMILIES", "build_family", "register_family"]

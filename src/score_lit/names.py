@@ -1,0 +1,21 @@
+"""The names a config may hold, in lists that import no torch: the config checks every name when it loads,
+so a typo costs a second, not a traceback after the run folder exists (score_lit.config).
+
+Each list mirrors a registry that holds the implementations (and imports torch). Registering adds the name
+here too (`register_estimator`, `register_policy`, `data.register_family`), and tests/test_config.py holds
+every list equal to its registry. Model families are listed by score_lit.mllm.REGISTRY itself (torch-free).
+"""
+
+from __future__ import annotations
+
+ESTIMATORS: list[str] = ["split", "grpo", "rloo"]  # score_lit.advantage.ESTIMATORS
+POLICIES: list[str] = ["mlp"]  # score_lit.policy.POLICIES
+ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.policy.ACTIVATIONS
+# score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)
+FAMILIES: list[str] = ["stitched", "flash", "distracted", "colour", "order", "move"]
+
+
+def add(names: list[str], name: str) -> None:
+    """Record a newly registered name (idempotent)."""
+    if name not in names:
+        names.append(name)
