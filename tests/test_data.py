@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from score_lit.config import DataConfig, load_config
-from score_lit.curriculum import CurriculumDataModule, SyntheticVideoQA, collate
+from score_lit.curriculum import CurriculumDataModule
 from score_lit.data import assets
+from score_lit.data.common import collate
+from score_lit.data.phases import SyntheticVideoQA
 from score_lit.data.synthetic import DIGIT_PX, FAMILIES, distracted, flash, run_lengths, stitched
 
 

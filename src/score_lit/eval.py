@@ -75,7 +75,7 @@ class EvalDataset(Dataset):
 
 
 def collate_eval(items: list) -> tuple:
-    from .curriculum import collate
+    from .data.common import collate
 
     good = [s for s in items if isinstance(s, Sample)]
     return (collate(good) if good else None), [p for p in items if isinstance(p, Problem)]
@@ -612,7 +612,7 @@ def visualize_video(cfg: Config, video: str, methods: list[str], ratio: float, q
     """`python -m score_lit viz VIDEO`: the frames of one video with each method's kept tokens highlighted,
     as a PNG grid (one row per method) and one animated GIF per method. Returns the paths written."""
     from .compressors import build_compressor
-    from .curriculum import collate
+    from .data.common import collate
     from .data.video_qa import load_video
     from .features import encode
     from .mllm import build_mllm

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from score_lit.config import MLLMConfig
-from score_lit.curriculum import collate
 from score_lit.data import FAMILIES
+from score_lit.data.common import collate
 from score_lit.data.evidence import COLOURS, SETTINGS
 from score_lit.data.evidence import FAMILIES as EVIDENCE_FAMILIES
 from score_lit.data.synthetic import DIGIT_PX, Sample

@@ -23,7 +23,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from .checkpoint import load_policy, save_policy
 from .config import Config, ConfigError, check_files, flatten, to_dict
-from .curriculum import DataMonitor, build_datamodule, check_plan
+from .curriculum import DataMonitor, build_datamodule
+from .data_order import check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm

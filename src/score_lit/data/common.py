@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
+from ..types import VideoBatch
 
 
 class SampleError(Exception):
@@ -279,3 +280,27 @@ def read_qa_file(path, root: str | None, check_files: bool, parse_row, media: st
             out.append((line, rec_id, file, extra, q, a, opts, m))
     problems.sort(key=lambda p: p.line if p.line is not None else 0)
     return out, problems, n_rows
+
+
+def collate(samples: list[Sample]) -> VideoBatch:
+    """Samples -> VideoBatch; frames [B', F, 3, H, W] uint8 of the rows without cached features."""
+    todo = [s for s in samples if s.features is None]
+    frames = None
+    if todo:
+        shapes = {s.frames.shape for s in todo}
+        if len(shapes) != 1:
+            raise ValueError(f"videos in one batch must share a shape (frames, H, W, 3); got {sorted(shapes)}")
+        frames = torch.from_numpy(np.stack([s.frames for s in todo])).permute(0, 1, 4, 2, 3).contiguous()
+    spf = [s.seconds_per_frame for s in samples]
+    return VideoBatch(
+        ids=[s.id for s in samples],
+        frames=frames,
+        questions=[s.question for s in samples],
+        answers=[s.answer for s in samples],
+        options=[s.options for s in samples],
+        answer_index=torch.tensor([s.options.index(s.answer) if s.answer in s.options else -1 for s in samples]),
+        seconds_per_frame=None if any(v is None for v in spf) else [float(v) for v in spf],
+        features=[s.features for s in samples] if any(s.features is not None for s in samples) else None,
+        cache_keys=[s.cache_key for s in samples] if any(s.cache_key for s in samples) else None,
+        skipped=[p for s in samples for p in s.meta.get("skipped", [])],
+    )

@@ -19,8 +19,7 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
     from tqdm import tqdm
 
     from score_lit.compressors import apply_selection
-    from score_lit.curriculum import collate
-    from score_lit.data.common import Sample
+    from score_lit.data.common import Sample, collate
     from score_lit.data.video_qa import load_video
 
     groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
