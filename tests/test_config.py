@@ -91,6 +91,7 @@ def test_wrong_type_is_named():
         ("stage1.steps=0", r"must be >= 1"),
         ("phases=[stage1,stage1]", r"at most once"),
         ("phases=[stage3]", r"list each of \['stage1', 'stage2'\]"),
+        ("eval.benchmark=mvbenh", r"eval.benchmark='mvbenh' is not registered \(did you mean eval.benchmark=mvbench\?\)"),
     ],
 )
 def test_cross_field_checks(override, message):
@@ -167,6 +168,10 @@ def test_the_name_lists_the_config_checks_are_the_registries():
 
     assert sorted(names.ESTIMATORS) == sorted(ESTIMATORS) and sorted(names.POLICIES) == sorted(POLICIES)
     assert sorted(names.ACTIVATIONS) == sorted(ACTIVATIONS) and sorted(names.FAMILIES) == sorted(FAMILIES)
+    from score_lit.compressors import REGISTRY
+    from score_lit.data.benchmarks import BENCHMARKS
+
+    assert sorted(names.METHODS) == sorted(REGISTRY) and sorted(names.BENCHMARKS) == sorted(BENCHMARKS)
 
 
 def test_loading_a_config_imports_no_torch():

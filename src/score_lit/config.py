@@ -293,7 +293,8 @@ class TrackingConfig:
     artifact_location: str | None = None
 
 
-METHODS = ("score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke")
+METHODS = names.METHODS  # the compressors eval can sweep (score_lit.compressors), torch-free; registering adds to it
+_BUILTIN_METHODS = tuple(METHODS)  # eval.methods' default: the built-in ones
 
 
 @dataclass
@@ -307,7 +308,7 @@ class EvalConfig:
     split: str | None = None
     limit: int | None = None  # at most this many questions (None = all)
     # score_lit.compressors names; vanilla (all tokens) is always measured, once, as the reference.
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=lambda: list(_BUILTIN_METHODS))
     ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.15, 0.10, 0.05])
     # The trained SCORE policy for method `score` (make train-stage1 && make train-stage2 writes it).
     policy: str | None = "runs/stage2/policy.pt"
@@ -338,6 +339,7 @@ class EvalConfig:
         for r in self.ratios:
             _check_ratio("eval.ratios", r)
         _check_ratio("eval.viz_ratio", self.viz_ratio)
+        _check_registered("eval.benchmark", self.benchmark, names.BENCHMARKS)
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ConfigError(f"eval.methods={self.methods}: unknown {unknown}; available: {list(METHODS)}")

@@ -2,7 +2,7 @@
 so a typo costs a second, not a traceback after the run folder exists (score_lit.config).
 
 Each list mirrors a registry that holds the implementations (and imports torch). Registering adds the name
-here too (`register_estimator`, `register_policy`, `data.register_family`), and tests/test_config.py holds
+here too (`register_estimator`, `register_policy`, `data.register_family`, `compressors.register`), and tests/test_config.py holds
 every list equal to its registry. Model families are listed by score_lit.mllm.REGISTRY itself (torch-free).
 """
 
@@ -13,6 +13,10 @@ POLICIES: list[str] = ["mlp"]  # score_lit.policy.POLICIES
 ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.policy.ACTIVATIONS
 # score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)
 FAMILIES: list[str] = ["stitched", "flash", "distracted", "colour", "order", "move"]
+# score_lit.compressors.REGISTRY: eval.methods
+METHODS: list[str] = ["score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke"]
+# score_lit.data.benchmarks.BENCHMARKS: eval.benchmark
+BENCHMARKS: list[str] = ["toy", "evidence", "videomme", "mvbench", "mlvu", "longvideobench", "egoschema", "nextqa"]
 
 
 def add(names: list[str], name: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from score_lit import names
 from score_lit.types import Selection, VisualTokens
 
 REGISTRY: dict[str, str] = {
@@ -55,6 +56,7 @@ def register(name: str, target: str) -> None:
     if ":" not in target:
         raise ValueError(f"register({name!r}, {target!r}): target must be 'package.module:ClassName'")
     REGISTRY[name] = target
+    names.add(names.METHODS, name)  # the torch-free list eval.methods is checked against
 
 
 # What a caller may pass to every method at once (eval passes all of them); a method takes the ones it needs.
