@@ -1,0 +1,102 @@
+"""lmms-eval's real CLI through score_lit's model classes against `python -m score_lit eval`, one parametrised test
+over the families with an lmms-eval class (score_qwen2_5_vl, score_llava_onevision).
+
+Both run on the same checkpoint, policy, ratio and exported toy questions; they must count the SAME number of
+correct answers (same frames, same selection, same scoring). tiny_random (runs in `make test`): a tiny RANDOM
+checkpoint of the family and a RANDOM policy, built in seconds, 20 questions: accuracy near chance, the equality
+is the point. trained_toy (`make test-lmms` trains what it needs; skipped without artifacts/toy-mllm and
+runs/stage2/policy.pt): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import LMMS_VENV, ROOT, lmms_env, need_lmms
+
+TOY, BENCH, POLICY = ROOT / "artifacts/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl", ROOT / "runs/stage2/policy.pt"
+RATIO = 0.1
+# Per family: its lmms-eval frame arguments (each stock wrapper names them its own way) and the dtype the stock
+# wrapper loads in (Qwen: bfloat16; llava_hf: dtype=auto, the checkpoint's float32), which score_lit eval then uses.
+FAMILY_ARGS = {
+    "qwen2_5_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
+    "llava_onevision": ("max_frames_num=16,frame_size=64", "float32"),
+}
+CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_onevision", "tiny_random")]
+
+
+def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
+    """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
+    from score_lit.checkpoint import save_policy
+    from score_lit.config import MLLMConfig, PolicyConfig
+    from score_lit.mllm import build_mllm
+    from score_lit.mllm.tiny import save_tiny
+    from score_lit.policy import build_policy
+
+    ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
+    identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
+    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(hidden=16), identity)
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+@pytest.mark.parametrize("family,model", CASES, ids=[f"{f}-{m}" for f, m in CASES])
+def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, family, model):
+    if model == "trained_toy":
+        missing = [str(p.relative_to(ROOT)) for p in (TOY, POLICY) if not p.exists()]
+        if missing:  # a skip even under REQUIRE_LMMS=1: `make test` does not train (the tiny_random case runs instead)
+            pytest.skip(f"missing {missing}: `make test-lmms` makes them (copies the committed toy, trains stage 1 and 2)")
+        need_lmms(BENCH)
+        ckpt, pol, n_questions = TOY.relative_to(ROOT), POLICY.relative_to(ROOT), 100  # the toy misses 6 of them at 10%
+    else:
+        need_lmms(BENCH)
+        (ckpt, pol), n_questions = tiny_random(tmp_path, family), 20
+    frame_args, dtype = FAMILY_ARGS[family]
+    model_args = f"pretrained={ckpt},policy={pol},retention_ratio={RATIO},{frame_args},device_map=cpu"
+    cmd = [str(LMMS_VENV / "bin/lmms-eval"), "--model", f"score_{family}", "--model_args", model_args,
+           "--include_path", "tools/lmms/tasks", "--tasks", "score_toy", "--limit", str(n_questions),
+           "--batch_size", "1", "--device", "cpu", "--force_simple", "--output_path", str(tmp_path / "lmms")]  # fmt: skip
+    # --force_simple: lmms-eval 0.7.3 builds chat-message requests (generation only) for chat classes, so a
+    # multiple_choice task needs the simple class, for the stock wrappers as for ours.
+    out = tmp_path / "score_lit"
+    # The toy bench and the task's frames / size given explicitly: independent of conf/eval.yaml's default benchmark.
+    sl_cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", f"mllm.family={family}", f"mllm.path={ckpt}",
+              f"eval.limit={n_questions}", "eval.benchmark=toy", f"eval.root={BENCH.parent.relative_to(ROOT)}",
+              "eval.frames=16", "eval.size=64", "eval.methods=[score]", f"eval.ratios=[{RATIO}]", f"eval.policy={pol}",
+              "eval.batch_size=1", f"mllm.dtype={dtype}", "eval.viz_samples=0", f"eval.out_dir={out}",
+              f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    # Both runs at once (two processes on 2 cores).
+    logs = [tmp_path / "lmms-eval.out", tmp_path / "lmms-eval.err", tmp_path / "score_lit-eval.log"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[0], "w"), stderr=open(logs[1], "w")),
+             subprocess.Popen(sl_cmd, cwd=ROOT, stdout=open(logs[2], "w"), stderr=subprocess.STDOUT)]  # fmt: skip
+    for p in procs:
+        p.wait(timeout=600)
+    stdout, stderr, sl_log = (f.read_text() for f in logs)
+    log = stdout + stderr
+    assert procs[0].returncode == 0 and "Error during evaluation" not in log, log[-5000:]  # lmms-eval exits 0 on errors
+    files = sorted((tmp_path / "lmms").rglob("*_results.json"))
+    assert files, f"no results json under {tmp_path / 'lmms'}:\n{log[-3000:]}"
+    res = json.loads(files[-1].read_text())
+    acc = res["results"]["score_toy"]["acc,none"]
+    n = res["n-samples"]["score_toy"]["effective"]
+    printed = re.search(r"^\|score_toy\s*\|none\s*\|\s*0\|acc\s*\|.\s*\|\s*([0-9.]+)\|", stdout, re.M)
+    assert printed and float(printed.group(1)) == pytest.approx(acc, abs=5e-5), stdout[-2000:]
+
+    assert procs[1].returncode == 0, sl_log[-5000:]
+    rows = [r for r in csv.DictReader(open(out / "results.csv")) if r["method"] == "score" and r["family"] != "all"]
+    n_sl = sum(int(r["n"]) for r in rows)
+    correct_sl = sum(round(float(r["accuracy"]) * int(r["n"])) for r in rows)  # per family: the 'all' row is a mean of families
+    assert n == n_sl == n_questions
+    assert round(acc * n) == correct_sl, f"lmms-eval acc {acc} ({round(acc * n)}/{n}) != score_lit eval {correct_sl}/{n}"
+    if model == "trained_toy":
+        assert 0 < correct_sl < n_sl  # a non-trivial accuracy, so the equality says something
