@@ -1,7 +1,8 @@
 """The RL step learns: a few real training steps (ScoreModule under a real Lightning Trainer) against a stub
 frozen model whose answer CE rises when marked evidence tokens are dropped must raise the policy's keep
 probability of exactly those tokens. The smoke fit (tests/test_smoke_fit.py) only shows that parameters change;
-this shows that they change the right way: rollouts, rewards, the split estimator and the loss together.
+this shows that they change the right way: rollouts, rewards, the split estimator and the loss together, with
+each rollout sampler (score_lit.samplers).
 
 The stub stands in for the frozen MLLM of this test only (no user runs it): 16 tokens per video, 4 of them
 evidence; every token's first feature says which (+2 evidence, -2 other, plus noise), so the policy can see it;
@@ -9,6 +10,7 @@ CE = 1 + 3 x (share of the evidence tokens dropped).
 """
 
 import lightning as L
+import pytest
 import torch
 from torch.utils.data import DataLoader
 
@@ -66,33 +68,41 @@ def batches(n: int, size: int = 4) -> list[VideoBatch]:
     return out
 
 
-def keep_probability(module: ScoreModule, stub: EvidenceStub, data: list[VideoBatch]) -> tuple[float, float]:
-    """Mean keep probability of the evidence tokens and of the others, on held-out samples."""
-    ev, other = [], []
+def keep_probability(module: ScoreModule, stub: EvidenceStub, data: list[VideoBatch]) -> tuple[float, float, float]:
+    """On held-out samples: mean keep probability of the evidence tokens, of the others, and the share of evidence
+    tokens among each video's top-4 logits (what inference's top-k at 4 of 16 tokens would keep)."""
+    ev, other, top = [], [], []
     with torch.no_grad():
         for b in data:
-            p = torch.sigmoid(module.policy(surprise_state(stub.encode(b).tokens)))  # [B, T*N]
+            logits = module.policy(surprise_state(stub.encode(b).tokens))  # [B, T*N]
+            p = torch.sigmoid(logits)
             m = torch.stack([evidence_of(i) for i in b.ids])
             ev.append(p[m])
             other.append(p[~m])
-    return float(torch.cat(ev).mean()), float(torch.cat(other).mean())
+            top.append(m.gather(1, logits.topk(EVIDENCE, dim=-1).indices).float())
+    return float(torch.cat(ev).mean()), float(torch.cat(other).mean()), float(torch.cat(top).mean())
 
 
-def test_a_few_real_training_steps_raise_the_keep_probability_of_the_evidence_tokens():
+@pytest.mark.parametrize("sampler", ["bernoulli", "budget"])
+def test_a_few_real_training_steps_raise_the_keep_probability_of_the_evidence_tokens(sampler):
     torch.manual_seed(0)
     cfg = Config()
     cfg.rl.group_size = 8
+    cfg.rl.sampler, cfg.rl.budgets = sampler, [0.25, 0.5]
     cfg.optim.lr = 3e-3
     stub = EvidenceStub()
     module = ScoreModule(cfg, stub)
     held_out = batches(4)[2:]  # ids s8..s15: never trained on
-    ev0, other0 = keep_probability(module, stub, held_out)
+    ev0, other0, top0 = keep_probability(module, stub, held_out)
     trainer = L.Trainer(max_steps=40, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     train = DataLoader(batches(20)[4:], batch_size=None, collate_fn=lambda b: b)  # ids s16..: 16 batches per epoch
     trainer.fit(module, train_dataloaders=train)
-    ev1, other1 = keep_probability(module, stub, held_out)
-    print(f"\nkeep probability: evidence {ev0:.3f} -> {ev1:.3f}, others {other0:.3f} -> {other1:.3f}")
+    ev1, other1, top1 = keep_probability(module, stub, held_out)
+    print(f"\n{sampler}: keep probability: evidence {ev0:.3f} -> {ev1:.3f}, others {other0:.3f} -> {other1:.3f}; "
+          f"evidence share of the top-4: {top0:.2f} -> {top1:.2f}")  # fmt: skip
     assert trainer.global_step == 40
-    assert ev1 > ev0 + 0.1  # the evidence tokens are kept more ...
-    assert ev1 - other1 > ev0 - other0 + 0.2  # ... and told apart from the rest
+    assert top0 < 0.5 and top1 > 0.9  # the ranking inference reads puts the evidence first
+    if sampler == "bernoulli":
+        assert ev1 > ev0 + 0.1  # the evidence tokens are kept more ...
+        assert ev1 - other1 > ev0 - other0 + 0.2  # ... and told apart from the rest

@@ -128,9 +128,18 @@ class RLConfig:
     eps: float = 1e-6
     # Optional entropy bonus on the Bernoulli keep distribution (0 = the figure's loss exactly).
     entropy_coef: float = 0.0
+    # How the K masks are drawn (score_lit.samplers): bernoulli (the paper's: independent per token) | budget
+    # (ours: each rollout keeps rl.budgets[j] of the tokens in expectation, j drawn per rollout, so training sees
+    # masks of the sizes evaluation keeps and trains the ranking top-k reads).
+    sampler: str = "bernoulli"
+    # Keep fractions the budget sampler draws from (uniformly, per rollout); default: the evaluation's ratios.
+    budgets: list[float] = field(default_factory=lambda: [0.05, 0.10, 0.15, 0.25])
 
     def __post_init__(self) -> None:
         _check_registered("rl.estimator", self.estimator, names.ESTIMATORS)
+        _check_registered("rl.sampler", self.sampler, names.SAMPLERS)
+        if not self.budgets or any(not 0.0 < b < 1.0 for b in self.budgets):
+            raise ConfigError(f"rl.budgets={self.budgets}: give keep fractions strictly between 0 and 1, e.g. [0.05,0.1,0.25]")
         if self.group_size < 2:
             raise ConfigError(
                 f"rl.group_size={self.group_size}: every estimator compares a sample's K rollouts with each other, so with "

@@ -2,7 +2,7 @@
 
 training_step reads as the named, timed phases of docs/METHOD.md:
     encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
-    rollout  state -> policy logits -> K Bernoulli masks -> one batched frozen-LLM pass -> CE per rollout
+    rollout  state -> policy logits -> K masks (rl.sampler) -> one batched frozen-LLM pass -> CE per rollout
     reward   fidelity and sparsity rewards -> advantage estimator (by name)
     update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed;
              under DeepSpeed: engine.backward, and engine.step clips by its config)
@@ -26,9 +26,10 @@ from .config import Config, retention_label
 from .features import FeatureCache, encode
 from .loss import policy_gradient_loss
 from .mllm.base import VideoMLLM
-from .policy import build_policy, sample_masks, topk_mask
+from .policy import build_policy, topk_mask
 from .rewards import fidelity_reward, sparsity_reward
 from .rollout import BaselineCache, collect_rollouts, score_with_baseline
+from .samplers import sample_rollouts
 from .state import surprise_state
 from .strategies import is_deepspeed, keep_whole
 from .types import VideoBatch
@@ -105,15 +106,15 @@ class ScoreModule(L.LightningModule):
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
             logits = self.policy(surprise_state(visual.tokens))  # [B, T*N]
-            masks = sample_masks(logits, rl.group_size, self._mask_generator(logits.device))  # [B, K, T*N]
+            masks, budgets = sample_rollouts(rl.sampler, logits, rl.group_size, self._mask_generator(logits.device), rl.budgets)
             with self._phase("frozen_llm"):  # all B*K rollouts (+ uncached baselines) in one padded LLM batch
-                rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
+                rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index, budgets)
         with self._phase("reward"):
             rollout.fidelity = fidelity_reward(rollout.ce, rollout.ce_base)
             rollout.sparsity = sparsity_reward(rollout.masks)
             rollout.advantages, rollout.extras = compute_advantage(rl.estimator, rollout.fidelity, rollout.sparsity, rollout.dce, rl)
         with self._phase("update"):
-            loss, stats = policy_gradient_loss(logits, rollout.masks, rollout.advantages, rl.entropy_coef)
+            loss, stats = policy_gradient_loss(logits, rollout.masks, rollout.advantages, rl.entropy_coef, rollout.budgets)
             opt = self.optimizers()
             opt.zero_grad()
             self.manual_backward(loss)

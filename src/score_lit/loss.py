@@ -1,7 +1,8 @@
 """The policy-gradient loss of the method figure, as a pure function returning (loss, stats).
 
     L_p(theta) = -(1/K) sum_k A^(k) [ (1/(T N)) sum_{t,i} log pi_theta(m^(k)_{t,i} | h_{t,i}) ]
-    log pi(m | h) = m log p + (1 - m) log(1 - p)
+    log pi(m | h) = m log p + (1 - m) log(1 - p)        (the Bernoulli sampler; the budget sampler's log pi and
+                                                        its exact gradient: score_lit.samplers)
 
 averaged over the B samples of the batch. The advantages are constants (no grad). Optional entropy
 bonus: L - entropy_coef * mean H(p). No KL term: SCORE has no reference policy (docs/METHOD.md).
@@ -12,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .policy import entropy, log_prob
+from .policy import entropy
+from .samplers import rollout_log_prob
 
 
 def policy_gradient_loss(
@@ -20,8 +22,9 @@ def policy_gradient_loss(
     masks: Tensor,  # [B, K, L] bool sampled keep masks
     advantages: Tensor,  # [B, K]
     entropy_coef: float = 0.0,
+    budgets: Tensor | None = None,  # [B, K] the budget sampler's keep fractions; None = Bernoulli rollouts
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    mean_logp = log_prob(logits, masks).mean(dim=-1)  # [B, K]: (1/(TN)) sum_{t,i} log pi
+    mean_logp = rollout_log_prob(logits, masks, budgets).mean(dim=-1)  # [B, K]: (1/(TN)) sum_{t,i} log pi
     pg = -(advantages.detach() * mean_logp).mean(dim=-1).mean()  # -(1/K) sum_k, then mean over B
     ent = entropy(logits).mean()
     loss = pg - entropy_coef * ent if entropy_coef else pg

@@ -2,13 +2,14 @@
 so a typo costs a second, not a traceback after the run folder exists (score_lit.config).
 
 Each list mirrors a registry that holds the implementations (and imports torch). Registering adds the name
-here too (`register_estimator`, `register_policy`, `data.register_family`, `compressors.register`), and tests/test_config.py holds
+here too (`register_estimator`, `register_sampler`, `register_policy`, `data.register_family`, `compressors.register`), and tests/test_config.py holds
 every list equal to its registry. Model families are listed by score_lit.mllm.REGISTRY itself (torch-free).
 """
 
 from __future__ import annotations
 
 ESTIMATORS: list[str] = ["split", "grpo", "rloo"]  # score_lit.advantage.ESTIMATORS
+SAMPLERS: list[str] = ["bernoulli", "budget"]  # score_lit.samplers.SAMPLERS
 POLICIES: list[str] = ["mlp"]  # score_lit.policy.POLICIES
 ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.policy.ACTIVATIONS
 # score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)

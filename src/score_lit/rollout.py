@@ -58,8 +58,9 @@ def score_with_baseline(
 
 
 def collect_rollouts(
-    mllm: VideoMLLM, visual: VisualTokens, prompts, masks: Tensor, ids: list[str], cache: BaselineCache, answer_index: Tensor
+    mllm: VideoMLLM, visual: VisualTokens, prompts, masks: Tensor, ids: list[str], cache: BaselineCache, answer_index: Tensor,
+    budgets: Tensor | None = None,
 ) -> Rollout:
-    """masks [B, K, T*N] bool -> Rollout with ce [B, K] and ce_base [B]."""
+    """masks [B, K, T*N] bool (budgets [B, K] of the budget sampler, or None) -> Rollout with ce [B, K], ce_base [B]."""
     scores, ce_base = score_with_baseline(mllm, visual, prompts, masks, ids, cache, answer_index)
-    return Rollout(masks=masks, ce=scores.ce.float(), ce_base=ce_base)
+    return Rollout(masks=masks, ce=scores.ce.float(), ce_base=ce_base, budgets=budgets)

@@ -86,6 +86,7 @@ class Rollout:
     masks: Tensor  # [B, K, T*N] bool, m^(k): True = keep
     ce: Tensor  # [B, K] CE_k of the answer with the kept tokens
     ce_base: Tensor  # [B] CE_base of the answer with all tokens (cached per sample id)
+    budgets: Tensor | None = None  # [B, K] keep fraction each rollout was drawn for (rl.sampler=budget); None = Bernoulli
     fidelity: Tensor | None = None  # [B, K] f_k = -(CE_k - CE_base)
     sparsity: Tensor | None = None  # [B, K] s_k = 1 - keep_fraction(m^(k))
     advantages: Tensor | None = None  # [B, K] A_k from the configured estimator
