@@ -296,6 +296,31 @@ def test_score_loads_a_saved_policy_and_checks_the_width(tmp_path):
         ScoreCompressor()
 
 
+def test_a_question_conditioned_score_policy_selects_by_the_question(tmp_path):
+    class QuestionMLLM(FakeMLLM):
+        def question_embedding(self, prompts):  # prompts here: one question vector per video
+            return torch.stack(prompts)
+
+    cfg = PolicyConfig(name="query_mlp", hidden=4)
+    torch.manual_seed(0)
+    pol = build_policy(6, cfg)
+    with torch.no_grad():
+        pol.film.weight.normal_(std=3.0)  # a trained-looking FiLM: the question changes the ranking
+        pol.last.weight.normal_()
+    path = save_policy(tmp_path / "q.pt", pol, cfg, IDENT)
+    comp = ScoreCompressor(policy_path=path, mllm=QuestionMLLM())
+    assert comp.needs_prompts
+    v = vt(torch.randn(1, 4, 4, 3))
+    a, b = comp.select(v, 0.25, [torch.tensor([3.0, 0.0, 0.0])]).keep, comp.select(v, 0.25, [torch.tensor([-3.0, 0.0, 0.0])]).keep
+    assert int(a.sum()) == int(b.sum()) == 4 and not torch.equal(a, b)  # same budget, another question, other tokens
+    with pytest.raises(ValueError, match="conditioned on the question: select\\(visual, ratio, prompts="):
+        comp.select(v, 0.25)
+    with pytest.raises(ValueError, match="is conditioned on the question: build the score compressor with mllm="):
+        ScoreCompressor(pol)
+    mlp = ScoreCompressor(build_policy(6, PolicyConfig(hidden=4)))
+    assert comp.selection_flops((4, 4, 3), 0.25, 10) > mlp.selection_flops((4, 4, 3), 0.25, 10) > 0
+
+
 # ---- selection FLOPs (score_lit.flops) --------------------------------------------------------------
 
 

@@ -106,3 +106,66 @@ def test_a_few_real_training_steps_raise_the_keep_probability_of_the_evidence_to
     if sampler == "bernoulli":
         assert ev1 > ev0 + 0.1  # the evidence tokens are kept more ...
         assert ev1 - other1 > ev0 - other0 + 0.2  # ... and told apart from the rest
+
+
+# ------------------------------------------------------------------------------------------------
+# Query dependence: half the tokens are of class A, half of class B (the second feature says which); the question
+# asks for one class, and only the asked class's tokens are evidence. A question-blind policy cannot tell which half
+# to keep; the question-conditioned one (policy.name=query_mlp) can.
+
+
+def asked_class(sample_id: str) -> int:
+    return int(sample_id[1:]) % 2
+
+
+def classes_of(sample_id: str) -> torch.Tensor:
+    """[T*N] long in {0, 1}: 8 tokens of each class, in a per-sample random order."""
+    g = torch.Generator().manual_seed(500 + int(sample_id[1:]))
+    return (torch.randperm(T * N, generator=g) % 2).long()
+
+
+class QueryStub(EvidenceStub):
+    def encode(self, batch: VideoBatch) -> VisualTokens:
+        rows = []
+        for i in batch.ids:
+            g = torch.Generator().manual_seed(1000 + int(i[1:]))
+            x = torch.randn(T * N, D, generator=g) * 0.3
+            x[:, 1] += torch.where(classes_of(i) == 1, 2.0, -2.0)
+            rows.append(x.view(T, N, D))
+        positions = torch.arange(T * N).expand(len(batch.ids), 1, -1)
+        return VisualTokens(tokens=torch.stack(rows), grid=(T, 2, 2), positions=positions)
+
+    def question_embedding(self, prompts) -> torch.Tensor:
+        q = torch.zeros(len(prompts), D)
+        q[:, 0] = torch.tensor([2.0 * asked_class(i) - 1.0 for i in prompts])  # +1 asks class 1, -1 class 0
+        return q
+
+    def score(self, visual: VisualTokens, prompts, masks: torch.Tensor) -> LLMScores:
+        ev = torch.stack([classes_of(i) == asked_class(i) for i in prompts])[:, None]  # [B, 1, V]: 8 evidence tokens
+        dropped = (ev & ~masks).sum(-1).float() / ev.sum(-1)
+        return LLMScores(ce=1.0 + 3.0 * dropped, option_logits=torch.zeros(*masks.shape[:2], 0))
+
+
+@pytest.mark.parametrize("policy", ["mlp", "query_mlp"])
+def test_only_the_question_conditioned_policy_learns_query_dependent_evidence(policy):
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.policy.name = policy
+    cfg.optim.lr = 3e-3
+    stub = QueryStub()
+    module = ScoreModule(cfg, stub)
+    trainer = L.Trainer(max_steps=60, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches(20)[4:], batch_size=None, collate_fn=lambda b: b))
+    share = []  # held-out: the asked class's share of each video's top-8 logits (8 = the evidence count)
+    with torch.no_grad():
+        for b in batches(4)[2:]:
+            logits = module.policy(surprise_state(stub.encode(b).tokens), module._question(b.ids))
+            ev = torch.stack([classes_of(i) == asked_class(i) for i in b.ids])
+            share.append(ev.gather(1, logits.topk(8, dim=-1).indices).float())
+    share = float(torch.cat(share).mean())
+    print(f"\n{policy}: the asked class's share of the top-8 on held-out videos: {share:.2f}")
+    if policy == "mlp":
+        assert 0.3 < share < 0.7  # question-blind: about half, whatever it learns
+    else:
+        assert share > 0.9

@@ -96,3 +96,39 @@ def test_surprise_state_by_hand():
     torch.testing.assert_close(h[0, 0], torch.tensor([-1.0, 1.0, -1.0, 1.0]), atol=1e-4, rtol=0)
     torch.testing.assert_close(h[1, 0], torch.tensor([-1.0, 1.0, 0.0, 0.0]), atol=1e-4, rtol=0)
     torch.testing.assert_close(h[2, 0], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-4, rtol=0)
+
+
+def test_query_policy_starts_as_the_mlp_and_needs_its_question():
+    from score_lit.config import PolicyConfig
+    from score_lit.policy import MLPPolicy, QueryPolicy
+
+    cfg = PolicyConfig(name="query_mlp", hidden=8)
+    torch.manual_seed(0)
+    q, m = QueryPolicy(12, cfg), MLPPolicy(12, PolicyConfig(hidden=8))
+    with torch.no_grad():  # the same first and last layers
+        m.net[0].weight.copy_(q.first.weight), m.net[0].bias.copy_(q.first.bias)
+        m.net[2].weight.copy_(q.last.weight), m.net[2].bias.copy_(q.last.bias)
+        q.last.weight.normal_()  # a visible last layer, so equality is not 0 == 0
+        m.net[2].weight.copy_(q.last.weight)
+    state = torch.randn(2, 3, 4, 12)
+    for question in (torch.zeros(2, 6), torch.randn(2, 6)):  # FiLM starts at gamma = 1, beta = 0: any question
+        torch.testing.assert_close(q(state, question), m(state), rtol=0, atol=1e-6)
+    assert q(state, torch.randn(2, 6)).shape == (2, 12) and q.needs_question and not m.needs_question
+    with pytest.raises(ValueError, match="policy 'query_mlp' is conditioned on the question: pass question="):
+        q(state)
+
+
+def test_question_embedding_is_the_mean_of_the_question_token_embeddings():
+    from score_lit.config import MLLMConfig
+    from score_lit.mllm import build_mllm
+    from score_lit.types import VideoBatch
+
+    a = build_mllm(MLLMConfig())
+    batch = VideoBatch(ids=["x", "y"], frames=None, questions=["what color is the ball ?", ""], answers=["red", "A"],
+                       options=[[], []], answer_index=torch.tensor([-1, -1]))  # fmt: skip
+    prompts = a.tokenize(batch)
+    ids = a.tokenizer("what color is the ball ?", add_special_tokens=False)["input_ids"]
+    assert prompts.question_ids == [ids, []] and len(ids) == 6
+    e = a.question_embedding(prompts)
+    torch.testing.assert_close(e[0], a.model.get_input_embeddings().weight[ids].mean(0), rtol=0, atol=0)
+    assert e.shape == (2, a.hidden_size) and not e[1].any()  # an empty question: zeros

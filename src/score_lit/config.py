@@ -89,7 +89,8 @@ class MLLMConfig:
 class PolicyConfig:
     """The compressor: a token-wise network over the surprise-augmented state [LN(x); LN(dx)]."""
 
-    # Registry name (score_lit.policy): mlp.
+    # Registry name (score_lit.policy): mlp (the paper's: each token alone) | query_mlp (ours: also conditioned
+    # on the question, FiLM on the mean of the question's input embeddings in the frozen LLM).
     name: str = "mlp"
     # Paper: "lightweight"; 256 keeps the policy far under 1% of a 7B model's prefill.
     hidden: int = 256

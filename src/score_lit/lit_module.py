@@ -93,6 +93,10 @@ class ScoreModule(L.LightningModule):
         g.manual_seed((self.cfg.seed * 1_000_003 + self.global_step) * 4099 + self.global_rank)
         return g
 
+    def _question(self, prompts):
+        """The question's representation for a question-conditioned policy (policy.name=query_mlp), else None."""
+        return self.mllm.question_embedding(prompts) if getattr(self.policy, "needs_question", False) else None
+
     # ---- training ----------------------------------------------------------------------------------
     def training_step(self, batch: VideoBatch, batch_idx: int):
         rl = self.cfg.rl
@@ -105,7 +109,7 @@ class ScoreModule(L.LightningModule):
                 visual = encode(self.mllm, batch, self.feature_cache)
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
-            logits = self.policy(surprise_state(visual.tokens))  # [B, T*N]
+            logits = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
             masks, budgets = sample_rollouts(rl.sampler, logits, rl.group_size, self._mask_generator(logits.device), rl.budgets)
             with self._phase("frozen_llm"):  # all B*K rollouts (+ uncached baselines) in one padded LLM batch
                 rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index, budgets)
@@ -163,7 +167,7 @@ class ScoreModule(L.LightningModule):
     def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
         visual = encode(self.mllm, batch, self.feature_cache)
         prompts = self.mllm.tokenize(batch)
-        scores_p = self.policy(surprise_state(visual.tokens))  # [B, T*N]
+        scores_p = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
         per_frame = self.cfg.policy.selection == "per_frame"
         masks = torch.stack([topk_mask(scores_p, r, visual.grid, per_frame) for r in self.val_ratios], dim=1)  # [B, R, T*N]
         scores, ce_base = score_with_baseline(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)

@@ -44,7 +44,10 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tan
 
 @register_policy("mlp")
 class MLPPolicy(nn.Module):
-    """2D -> hidden -> 1 logit per token. state [B, T, N, 2D] -> logits [B, T*N]."""
+    """2D -> hidden -> 1 logit per token. state [B, T, N, 2D] -> logits [B, T*N]. The paper's policy: it never sees
+    the question (`question` is accepted and ignored, so every policy is called the same way)."""
+
+    needs_question = False
 
     def __init__(self, in_dim: int, cfg: PolicyConfig):
         super().__init__()
@@ -56,9 +59,47 @@ class MLPPolicy(nn.Module):
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.constant_(last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
 
-    def forward(self, state: Tensor) -> Tensor:
+    def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         b = state.shape[0]
         return self.net(state).reshape(b, -1)
+
+
+@register_policy("query_mlp")
+class QueryPolicy(nn.Module):
+    """The MLP policy conditioned on the question by FiLM (ours; the paper names query-adaptive pruning as future
+    work): h = W1 state; [gamma; beta] = 1 + W_q LN(q), W_q q; logit = w2 . act(gamma * h + beta) + b2.
+
+    state [B, T, N, 2D], question [B, D] (the mean of the question's input embeddings in the frozen LLM,
+    VideoMLLM.question_embedding) -> logits [B, T*N]. W_q starts at zero, so an untrained QueryPolicy is the
+    MLPPolicy of the same first and last layers for every question. Cost beyond the MLP: one D x 2h product per
+    question and 2 multiply-adds per token and hidden unit."""
+
+    needs_question = True
+
+    def __init__(self, in_dim: int, cfg: PolicyConfig):
+        super().__init__()
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
+        self.in_dim, self.hidden = in_dim, cfg.hidden
+        self.first = nn.Linear(in_dim, cfg.hidden)
+        self.q_norm = nn.LayerNorm(in_dim // 2)
+        self.film = nn.Linear(in_dim // 2, 2 * cfg.hidden)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.act = ACTIVATIONS[cfg.activation]()
+        self.last = nn.Linear(cfg.hidden, 1)
+        nn.init.normal_(self.last.weight, std=1e-3)
+        nn.init.constant_(self.last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+
+    def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
+        if question is None:
+            raise ValueError("policy 'query_mlp' is conditioned on the question: pass question=mllm.question_embedding(prompts) "
+                             "(score_lit train and eval do; a caller without the prompt, e.g. lmms-eval's generation hooks, "
+                             "needs a question-blind policy such as 'mlp')")  # fmt: skip
+        b = state.shape[0]
+        gamma, beta = self.film(self.q_norm(question.to(state.dtype))).chunk(2, dim=-1)  # [B, h] each
+        h = self.first(state).reshape(b, -1, self.hidden)  # [B, T*N, h]
+        return self.last(self.act((1 + gamma[:, None]) * h + beta[:, None])).reshape(b, -1)
 
 
 # ---- pure functions of the logits -----------------------------------------------------------------

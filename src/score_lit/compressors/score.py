@@ -24,7 +24,7 @@ from torch import nn
 
 from score_lit.checkpoint import load_policy
 from score_lit.flops import policy_flops
-from score_lit.policy import MLPPolicy, topk_mask
+from score_lit.policy import MLPPolicy, QueryPolicy, topk_mask
 from score_lit.state import surprise_state
 from score_lit.types import Selection, VisualTokens
 
@@ -52,10 +52,15 @@ class ScoreCompressor:
             policy, _ = load_policy(policy_path, expect_mllm=mllm.identity() if mllm is not None else None)
         self.policy = policy.eval()
         self.selection = selection
+        self.mllm = mllm
+        # A question-conditioned policy (query_mlp) reads the prompt: eval then passes the tokenized prompts.
+        self.needs_prompts = bool(getattr(policy, "needs_question", False))
+        if self.needs_prompts and mllm is None:
+            raise ValueError(f"policy {type(policy).__name__} is conditioned on the question: build the score compressor with mllm=")
 
     @torch.no_grad()
-    def logits(self, visual: VisualTokens) -> torch.Tensor:
-        """[B, T*N] float32 keep logits."""
+    def logits(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
+        """[B, T*N] float32 keep logits (prompts: the tokenized batch, for a question-conditioned policy)."""
         x = visual.tokens
         param = next(self.policy.parameters(), None)
         if param is not None and param.device != x.device:
@@ -64,17 +69,25 @@ class ScoreCompressor:
         state = surprise_state(x)
         if param is not None:
             state = state.to(param.dtype)
-        return self.policy(state).float()
+        question = None
+        if self.needs_prompts:
+            if prompts is None:
+                raise ValueError("the score policy is conditioned on the question: select(visual, ratio, prompts=mllm.tokenize(batch))")
+            question = self.mllm.question_embedding(prompts).to(state.device, state.dtype)
+        return self.policy(state, question).float()
 
     @torch.no_grad()
     def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
-        keep = topk_mask(self.logits(visual), ratio, visual.grid, per_frame=self.selection == "per_frame")
+        keep = topk_mask(self.logits(visual, prompts), ratio, visual.grid, per_frame=self.selection == "per_frame")
         return Selection(keep=keep)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """State + MLP over all T N tokens (module docstring). shape = (T, N, D). Only the `mlp` policy has a
         formula; another registered policy raises NotImplementedError (add its count to score_lit.flops)."""
+        t, n, d = shape
+        if isinstance(self.policy, QueryPolicy):  # + the question's FiLM (D x 2h, its norm) and 2 ops per token x unit
+            h = self.policy.hidden
+            return policy_flops(t, n, d, h) + 2 * d * 2 * h + 10 * d + 2 * t * n * h
         if not isinstance(self.policy, MLPPolicy):
             raise NotImplementedError(f"selection_flops: no FLOP formula for policy {type(self.policy).__name__}")
-        t, n, d = shape
         return policy_flops(t, n, d, self.policy.net[0].out_features)

@@ -120,6 +120,7 @@ class PromptBatch:
     answer_start: list[int]  # [B] index in post_ids[b] of the first answer token
     answer_len: list[int]  # [B] number of answer tokens (>= 1)
     option_ids: Tensor  # [B, C] long, first token of each option as it follows the prefix; -1 = no option
+    question_ids: list[list[int]] | None = None  # [B][L_q_b] the question alone (question-conditioned policies)
 
     def __len__(self) -> int:
         return len(self.pre_ids)
@@ -340,7 +341,21 @@ class VideoMLLM:
             options.append([ids[0] if ids else -1 for ids in self._continuations(prefix, prefix_ids, list(batch.options[b]))])
         c = max((len(o) for o in options), default=0)
         option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
-        return PromptBatch(pres, posts, starts, lens, option_ids)
+        return PromptBatch(pres, posts, starts, lens, option_ids, self._ids(list(batch.questions)))
+
+    @frozen_call
+    def question_embedding(self, prompts: PromptBatch) -> Tensor:
+        """[B, D] float32: the mean of the frozen LLM's input embeddings over each question's tokens (zeros for an
+        empty question): what a question-conditioned policy (policy.name=query_mlp) is conditioned on. One table
+        lookup per question token, no LLM layer."""
+        if prompts.question_ids is None:
+            raise ValueError("these prompts carry no question ids: build them with the adapter's tokenize(batch)")
+        embed = self.model.get_input_embeddings()
+        out = torch.zeros(len(prompts), self.hidden_size, dtype=torch.float32, device=self.device)
+        for i, ids in enumerate(prompts.question_ids):
+            if ids:
+                out[i] = embed(torch.tensor(ids, device=self.device)).float().mean(0)
+        return out
 
     # ------------------------------------------------------------------ layout
     def layout(self, visual: VisualTokens, prompts: PromptBatch, post_len: list[int]) -> Layout:
