@@ -170,6 +170,8 @@ def test_deepspeed_zero3_two_processes_partition_the_frozen_model(tmp_path):
     assert_same(policy.state_dict(), r0["final"])
     assert meta["meta"]["global_step"] == steps
 
+    assert r0["constructed"] == {}  # the tiny random model (no checkpoint) is built before the Trainer, then partitioned
+
     # Lightning's DeepSpeed checkpoint is a directory of per-rank shards, without the frozen weights
     shards = run / "checkpoints" / "last.ckpt" / "checkpoint"
     assert sorted(p.name for p in shards.iterdir()) == [
@@ -178,3 +180,24 @@ def test_deepspeed_zero3_two_processes_partition_the_frozen_model(tmp_path):
     states = torch.load(shards / "zero_pp_rank_0_mp_rank_00_model_states.pt", weights_only=False)
     assert states["module"] and all(k.startswith("policy.") for k in states["module"])
     assert states["global_step"] == steps
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero3_builds_a_checkpoint_partitioned_from_construction(tmp_path):
+    """With mllm.path a checkpoint, ZeRO-3 builds the frozen model in ScoreModule.configure_model, inside DeepSpeed's
+    zero.Init, and transformers loads each weight into its partitions: right after construction (before DeepSpeed's
+    initialize) every frozen weight of each rank is already its half, nothing materialised; the CE computed from the
+    gathered weights still equals a whole copy's."""
+    from score_lit.mllm.tiny import save_tiny
+
+    ckpt = save_tiny(tmp_path / "tiny-ckpt", "qwen2_5_vl")
+    over = tiny(tmp_path, "zero3ckpt", 1, val=False) + [f"mllm.path={ckpt}", "trainer.strategy=deepspeed_zero3",
+                                                         "trainer.zero3_persistence_threshold=0"]  # fmt: skip
+    r0, r1 = run_two_ranks(tmp_path, over)
+    for r in (r0, r1):
+        c = r["constructed"]
+        assert c["n"] > 10 and c["zero"] == c["partitioned"] == c["n"] and c["max_now"] == 0, c
+        torch.testing.assert_close(torch.tensor(r["ce_base_run"]), torch.tensor(r["ce_base_whole"]), rtol=0, atol=1e-5)
+    assert_same(r0["final"], r1["final"])
+    assert (tmp_path / "runs" / "zero3ckpt" / "policy.pt").is_file()

@@ -9,7 +9,10 @@ training_step reads as the named, timed phases of docs/METHOD.md:
 
 The frozen MLLM is registered as the submodule `frozen` only so that Lightning moves it between
 devices; it has no trainable parameters, is kept in eval mode, is not given to the optimizer, and is
-stripped from every checkpoint (on_save_checkpoint).
+stripped from every checkpoint (on_save_checkpoint). Given no adapter (ZeRO-3 with a checkpoint, train.fit),
+the module builds it in `configure_model`, which Lightning runs inside DeepSpeed's zero.Init: every frozen
+parameter is partitioned over the ranks as it is created, so no process ever holds the whole model (a 72B
+backbone would otherwise need ~144 GB of CPU memory per process before ZeRO-3 partitions it).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .advantage import compute_advantage
 from .config import Config, retention_label
 from .features import FeatureCache, encode
 from .loss import policy_gradient_loss
+from .mllm import build_mllm
 from .mllm.base import VideoMLLM
 from .policy import build_policy, topk_mask
 from .rewards import fidelity_reward, sparsity_reward
@@ -38,14 +42,20 @@ FROZEN_PREFIX = "frozen."
 
 
 class ScoreModule(L.LightningModule):
-    def __init__(self, cfg: Config, mllm: VideoMLLM, feature_cache: FeatureCache | None = None):
+    def __init__(self, cfg: Config, mllm: VideoMLLM | None, feature_cache: FeatureCache | None = None, identity: dict | None = None):
+        """mllm: the frozen adapter, or None to build it in configure_model (then `identity`, its
+        checkpoint_identity, sizes the policy)."""
         super().__init__()
         self.cfg = cfg
         self.mllm = mllm  # plain attribute: the adapter (not an nn.Module)
         self.feature_cache = feature_cache  # projector output on disk (data.cache_dir), or None
-        self.frozen = mllm.model  # the HF model, registered for device moves only
-        self.frozen.requires_grad_(False).eval()
-        self.policy = build_policy(2 * mllm.hidden_size, cfg.policy)
+        self.frozen = None
+        if mllm is not None:
+            self.frozen = mllm.model  # the HF model, registered for device moves only
+            self.frozen.requires_grad_(False).eval()
+        elif identity is None:
+            raise ValueError("ScoreModule without an adapter needs identity=checkpoint_identity(cfg.mllm) to size the policy")
+        self.policy = build_policy(2 * (mllm.hidden_size if mllm is not None else identity["hidden_size"]), cfg.policy)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints carry no frozen weights
         self.baseline = BaselineCache()
@@ -59,9 +69,24 @@ class ScoreModule(L.LightningModule):
         self._step_end: float | None = None  # when the previous step's hooks ended (time/data = the wait since)
 
     # ---- frozen model bookkeeping ------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Build the frozen MLLM if it was not given (Lightning calls this inside the strategy's model context:
+        DeepSpeed's zero.Init under ZeRO-3). HfDeepSpeedConfig tells transformers' from_pretrained that ZeRO-3 is
+        on, so it loads each weight into its partitions; it stays referenced here (transformers keeps a weakref)."""
+        if self.mllm is not None:
+            return
+        strategy = self.trainer.strategy
+        if is_deepspeed(strategy) and strategy.zero_stage_3:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_deepspeed = HfDeepSpeedConfig(strategy.config)
+        self.mllm = build_mllm(self.cfg.mllm)
+        self.frozen = self.mllm.model
+
     def train(self, mode: bool = True):
         super().train(mode)
-        self.frozen.eval()  # never dropout / train-mode behaviour in the frozen MLLM
+        if self.frozen is not None:
+            self.frozen.eval()  # never dropout / train-mode behaviour in the frozen MLLM
         return self
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

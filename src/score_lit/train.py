@@ -27,7 +27,7 @@ from .curriculum import DataMonitor, build_datamodule
 from .data_order import check_plan
 from .features import FeatureCache, model_key
 from .lit_module import ScoreModule
-from .mllm import build_mllm
+from .mllm import build_mllm, checkpoint_identity
 from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
 from .rundir import claim_run_dir, move_aside, release_all
 from .strategies import build_strategy
@@ -128,14 +128,17 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     check_files(cfg)  # every file the run reads, before anything is built or written
     ckpt_path = resolve_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    mllm = build_mllm(cfg.mllm)
+    # ZeRO-3 with a checkpoint: the frozen model is built later, partitioned as it is created (ScoreModule.configure_model).
+    lazy = cfg.trainer.strategy == "deepspeed_zero3" and cfg.mllm.path is not None
+    mllm = None if lazy else build_mllm(cfg.mllm)
+    identity = checkpoint_identity(cfg.mllm) if lazy else mllm.identity()
     cache_dirs = {cfg.phase(p).data.cache_dir for p in cfg.phases} - {None}
     if len(cache_dirs) > 1:
         raise ConfigError(f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)")
-    cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, mllm.identity())) if cache_dirs else None
-    module = ScoreModule(cfg, mllm, cache)
+    cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, identity)) if cache_dirs else None
+    module = ScoreModule(cfg, mllm, cache, identity)
     if cfg.init_policy:
-        policy, _ = load_policy(cfg.init_policy, expect_mllm=mllm.identity())
+        policy, _ = load_policy(cfg.init_policy, expect_mllm=identity)
         module.policy.load_state_dict(policy.state_dict())
     datamodule = build_datamodule(cfg, cache)
     datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written

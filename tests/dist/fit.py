@@ -19,8 +19,24 @@ from lightning.pytorch.callbacks import Callback
 
 from score_lit.config import load_config
 from score_lit.features import encode
+from score_lit.lit_module import ScoreModule
 from score_lit.mllm import build_mllm
 from score_lit.train import fit
+
+CONSTRUCTED: dict = {}  # the frozen weights right after ScoreModule.configure_model built them (if it did)
+
+
+def _recording_configure_model(self):
+    built = self.mllm is None
+    _configure_model(self)
+    if built:  # before DeepSpeed's initialize: what zero.Init made of each weight as it was created
+        status = [zero_status(p) for p in self.frozen.parameters()]
+        CONSTRUCTED.update(n=len(status), zero=sum(s["zero"] for s in status), max_now=max(s["now"] for s in status),
+                           partitioned=sum(s["zero"] and s["local"] < s["numel"] for s in status))  # fmt: skip
+
+
+_configure_model = ScoreModule.configure_model
+ScoreModule.configure_model = _recording_configure_model
 
 
 def zero_status(p: torch.nn.Parameter) -> dict:
@@ -61,11 +77,18 @@ class Recorder(Callback):
         torch.save({k: v.detach().clone() for k, v in module.policy.state_dict().items()}, self.out / f"policy_rank{r}.pt")
         # CE with all visual tokens of the first batch: as the run computed it (under ZeRO-3 from weights gathered
         # on use) and from a fresh, whole copy of the same tiny model (same seed) in this process
+        from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+
+        hf = getattr(module, "_hf_deepspeed", None)
+        unset_hf_deepspeed_config()  # a whole copy: transformers must not see ZeRO-3 for it
         ref = build_mllm(module.cfg.mllm)
+        if hf is not None:
+            set_hf_deepspeed_config(hf)
         visual, prompts = encode(ref, self.first), ref.tokenize(self.first)
         full = torch.ones(len(self.first), 1, visual.num_tokens, dtype=torch.bool)
         self.rec["ce_base_run"] = module.baseline.get(self.first.ids, torch.device("cpu")).tolist()
         self.rec["ce_base_whole"] = ref.score(visual, prompts, full).ce[:, 0].tolist()
+        self.rec["constructed"] = CONSTRUCTED
         (self.out / f"rank{r}.json").write_text(json.dumps(self.rec, indent=1))
 
 

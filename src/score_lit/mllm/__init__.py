@@ -63,6 +63,17 @@ def check_path(path: str) -> Path:
     return p
 
 
+def checkpoint_identity(cfg: Any) -> dict[str, Any]:
+    """What `build_mllm(cfg).identity()` will say, read from the checkpoint's config.json alone (no weights): lets
+    the trainer size the policy and check an init policy before the frozen model is built (ZeRO-3 builds it
+    inside DeepSpeed's zero.Init, score_lit.lit_module.ScoreModule.configure_model)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(check_path(cfg.path)))
+    text = getattr(config, "text_config", config)
+    return {"family": cfg.family, "hidden_size": int(text.hidden_size), "path": cfg.path}
+
+
 def build_mllm(cfg: Any) -> Any:
     """The adapter (a score_lit.mllm.base.VideoMLLM) for cfg.family (an MLLMConfig), wrapping cfg.path's checkpoint
     or the tiny random model if path is None."""
@@ -72,4 +83,4 @@ def build_mllm(cfg: Any) -> Any:
     return cls(cfg)
 
 
-__all__ = ["REGISTRY", "Family", "register", "adapter_class", "build_mllm", "check_path"]
+__all__ = ["REGISTRY", "Family", "register", "adapter_class", "build_mllm", "check_path", "checkpoint_identity"]
