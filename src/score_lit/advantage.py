@@ -29,13 +29,7 @@ Estimator = Callable[[Tensor, Tensor, Tensor, RLConfig], tuple[Tensor, dict[str,
 ESTIMATORS: dict[str, Estimator] = {}
 
 
-def register_estimator(name: str):
-    def deco(fn: Estimator) -> Estimator:
-        ESTIMATORS[name] = fn
-        names.add(names.ESTIMATORS, name)  # the torch-free list the config checks
-        return fn
-
-    return deco
+register_estimator = names.registrar(ESTIMATORS, names.ESTIMATORS)  # @register_estimator("name"): the registry and its torch-free name list
 
 
 def compute_advantage(name: str, fidelity: Tensor, sparsity: Tensor, dce: Tensor, cfg: RLConfig):

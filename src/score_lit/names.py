@@ -24,3 +24,18 @@ def add(names: list[str], name: str) -> None:
     """Record a newly registered name (idempotent)."""
     if name not in names:
         names.append(name)
+
+
+def registrar(registry: dict, listed: list[str]):
+    """The `register_<kind>(name)` decorator of a registry: it adds the decorated object to `registry` and its name
+    to `listed`, the registry's torch-free list here."""
+
+    def register(name: str):
+        def deco(obj):
+            registry[name] = obj
+            add(listed, name)
+            return obj
+
+        return deco
+
+    return register

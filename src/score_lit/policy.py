@@ -23,13 +23,7 @@ from .config import PolicyConfig, keep_count
 POLICIES: dict[str, Callable[[int, PolicyConfig], nn.Module]] = {}
 
 
-def register_policy(name: str):
-    def deco(cls):
-        POLICIES[name] = cls
-        names.add(names.POLICIES, name)  # the torch-free list the config checks
-        return cls
-
-    return deco
+register_policy = names.registrar(POLICIES, names.POLICIES)  # @register_policy("name"): the registry and its torch-free name list
 
 
 def build_policy(in_dim: int, cfg: PolicyConfig) -> nn.Module:

@@ -42,13 +42,7 @@ Sampler = Callable[[Tensor, int, "torch.Generator | None", "list[float]"], "tupl
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def register_sampler(name: str):
-    def deco(fn: Sampler) -> Sampler:
-        SAMPLERS[name] = fn
-        names.add(names.SAMPLERS, name)  # the torch-free list the config checks
-        return fn
-
-    return deco
+register_sampler = names.registrar(SAMPLERS, names.SAMPLERS)  # @register_sampler("name"): the registry and its torch-free name list
 
 
 def budget_shift(logits: Tensor, budgets: Tensor, iters: int = 60) -> Tensor:
