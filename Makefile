@@ -110,8 +110,8 @@ export-evidence: $(EVBENCH) $(EVBENCH_LONG) ## write the evidence benchmark's te
 $(EVTOY): | $(STAMP)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence
 
-toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (about 40 min on 2 cores)
-	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence
+toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
 
 train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
 	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence

@@ -7,13 +7,14 @@ seed gives bit-identical weights (once through the function, once through the CL
 
 import json
 import math
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from score_lit.config import MLLMConfig
+from score_lit.config import ConfigError, MLLMConfig
 from score_lit.data import FAMILIES as ALL_FAMILIES
 from score_lit.data.synthetic import FAMILIES, stitched
 from score_lit.mllm import build_mllm
@@ -156,6 +157,34 @@ def test_quick_run_is_deterministic(quick_dir, tmp_path, capsys):
     assert str(tmp_path / "b") in capsys.readouterr().out
     a, b = load_file(quick_dir / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import score_lit.toy_mllm as tm
+
+    kw = dict(families=("flash",), joint_steps=4, checkpoint_every=1, eval_per_family=2, eval_batch_size=2)
+    straight = load_file(train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw)) / "model.safetensors")
+    assert not (tmp_path / "a" / "train_state.pt").exists()  # removed once the model is saved
+
+    save = tm.save_state
+
+    def killed_after_joint_step_2(path, **state):  # a kill right after the checkpoint of joint step 2
+        save(path, **state)
+        if state["stage"] == "joint" and state["step"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(tm, "save_state", killed_after_joint_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_toy_mllm(quick_config(out=str(tmp_path / "b"), **kw))
+    monkeypatch.setattr(tm, "save_state", save)
+    assert torch.load(tmp_path / "b" / "train_state.pt", weights_only=False)["step"] == 2
+    resumed = load_file(train_toy_mllm(quick_config(out=str(tmp_path / "b"), **kw), resume=True) / "model.safetensors")
+    assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in straight)
+    history = json.loads((tmp_path / "b" / "history.json").read_text())
+    assert [h["step"] for h in history if h["stage"] == "joint"] == [1, 2, 3, 4]  # one curve across the two sittings
+    with pytest.raises(ConfigError, match=r"toy-mllm --resume: .* was trained with other settings \(joint_steps\)"):
+        tm.save_state(tmp_path / "c" / "train_state.pt", stage="grid", step=0, config={**asdict(quick_config(out=str(tmp_path / "c"), **kw)), "joint_steps": 9})
+        train_toy_mllm(quick_config(out=str(tmp_path / "c"), **kw), resume=True)
 
 
 def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):

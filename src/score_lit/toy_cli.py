@@ -1,9 +1,11 @@
-"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence] [--families a,b] [--text-layers L] [--quick]`: train the toy MLLM.
+"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence] [--families a,b] [--text-layers L] [--quick] [--resume]`: train the toy MLLM.
 
 Trains score_lit.toy_mllm's frozen toy Qwen2.5-VL (minutes on 2 CPU cores), saves it as a Hugging Face
 directory usable as `mllm.path=DIR`, evaluates it on the held-out test split with all visual tokens and
 prints the directory and the per-family accuracies (also in DIR/accuracy.json). `--quick` is a
-seconds-long run at tiny widths (tests): it checks the pipeline, not the accuracy.
+seconds-long run at tiny widths (tests): it checks the pipeline, not the accuracy. `--resume` continues an
+interrupted run from DIR/train_state.pt (removed once the model is saved), so a long recipe (the evidence
+preset: hours on 2 cores) can span several sittings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def cmd_toy_mllm(args: list[str]) -> int:
                    "families) or evidence (also the evidence benchmark's); default: toy_mllm.DEFAULT_PRESET")
     p.add_argument("--quick", action="store_true", help="seconds-long run at tiny widths (tests)")
     p.add_argument("--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt if it exists (saved at "
+                   f"stage ends and every {ToyConfig.checkpoint_every} joint steps); a fresh run without it")
     ns = p.parse_args(args)
     families = tuple(f for f in ns.families.split(",") if f)
 
@@ -41,7 +45,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
         extra["families"] = families
     if ns.text_layers is not None:
         extra["text_layers"] = ns.text_layers
-    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, **extra))
+    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, **extra), resume=ns.resume)
     report = json.loads((out / "accuracy.json").read_text())
     print(out)
     for name, acc in report["families"].items():

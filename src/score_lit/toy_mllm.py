@@ -167,6 +167,10 @@ class ToyConfig:
     eval_batch_size: int = 25
     # A progress line every this many steps (running loss and accuracies over the window).
     log_every: int = 25
+    # The training state (<out>/train_state.pt: weights, optimizer, schedule, learning curves) is saved at the end of
+    # each stage and every this many joint steps; `toy-mllm --resume` continues from it (the data stream is a
+    # function of the step, so a resumed run trains exactly what an uninterrupted one would). 0 = stage ends only.
+    checkpoint_every: int = 250
     out: str = "artifacts/toy-mllm"
 
     def __post_init__(self):
@@ -408,16 +412,17 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     return out
 
 
-def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None) -> int:
+def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None, start=0, on_step=None) -> int:
     """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken.
 
     Vision stage: global step step_offset + step draws from group cfg.step_group(...); joint stage (step_offset
     = the vision steps taken): from cfg.joint_group(step_offset, step). One video shape per batch: the next
-    cfg.batch_size (evidence group: cfg.evidence_batch_size) samples of that group's deterministic stream."""
+    cfg.batch_size (evidence group: cfg.evidence_batch_size) samples of that group's deterministic stream.
+    start: the first step (a resumed run); on_step(steps done) after every step (the checkpoint hook)."""
     tps = adapter.temporal_patch_size
     groups = cfg.groups()
     window: dict[str, list[float]] = {}
-    for step in range(steps):
+    for step in range(start, steps):
         g, n_prev = cfg.joint_group(step_offset, step) if answers else cfg.step_group(step_offset + step)
         evidence = groups[g][0] in EVIDENCE_FAMILIES
         bs = cfg.evidence_batch_size if evidence else cfg.batch_size
@@ -460,6 +465,8 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
             if stop is not None and stop(means):
                 print(f"[toy-mllm] {name}: target reached at step {step + 1}", flush=True)
                 return step + 1
+        if on_step is not None:
+            on_step(step + 1)
     return steps
 
 
@@ -481,12 +488,30 @@ def _grid_stage(adapter, head, cfg: ToyConfig, opt, t0: float, history: list[dic
             window = []
 
 
-def train_toy_mllm(cfg: ToyConfig) -> Path:
-    """Train, save to cfg.out, evaluate on the test split (accuracy.json beside the model); returns cfg.out."""
+def save_state(path: Path, **state) -> None:
+    """The training state at a stage end or a joint checkpoint (atomic: a kill leaves the previous one)."""
+    from score_lit.checkpoint import atomic_torch_save
+
+    atomic_torch_save(state, path)
+
+
+def train_toy_mllm(cfg: ToyConfig, resume: bool = False) -> Path:
+    """Train, save to cfg.out, evaluate on the test split (accuracy.json beside the model); returns cfg.out.
+    resume: continue from <cfg.out>/train_state.pt (written at stage ends and every cfg.checkpoint_every joint
+    steps) if it exists; it must come from the same ToyConfig."""
+    from score_lit.config import ConfigError
     from score_lit.mllm import build_mllm
 
+    state_path = Path(cfg.out) / "train_state.pt"
+    state = torch.load(state_path, map_location="cpu", weights_only=False) if resume and state_path.is_file() else None
+    if state is not None:
+        diff = sorted(k for k in asdict(cfg) if state["config"].get(k) != asdict(cfg)[k])
+        if diff:
+            raise ConfigError(f"toy-mllm --resume: {state_path} was trained with other settings ({', '.join(diff)}): "
+                              "give the same preset and flags, or another --out")  # fmt: skip
+        print(f"[toy-mllm] resuming from {state_path}: {state['stage']} stage, step {state['step']}", flush=True)
     torch.manual_seed(cfg.seed)
-    t0 = time.time()
+    t0 = time.time() - (state["seconds"] if state else 0.0)
     model, tokenizer = build_toy_model(cfg)
     sizes = model_sizes(model)
     print(f"[toy-mllm] {cfg.family} model, parameters: {sizes}; families {cfg.family_names()}", flush=True)
@@ -496,13 +521,32 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
     model = adapter.model.requires_grad_(True).train()
     head = nn.Linear(adapter.hidden_size, DENSE_CLASSES + len(COLOUR_CLASSES))
     history: list[dict] = []  # the learning curves (progress lines), saved as history.json beside the model
+    if state is not None:
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        history = state["history"]
+    done = state["stage"] if state else None  # the last stage the state holds (finished, or joint in progress)
+
+    def checkpoint(stage: str, step: int, opt, sched=None, n1: int = 0) -> None:
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        save_state(state_path, stage=stage, step=step, n1=n1, config=asdict(cfg), seconds=time.time() - t0,
+                   model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(),
+                   sched=sched.state_dict() if sched is not None else None, history=history)  # fmt: skip
 
     # Stage 0 (optional): digit grids; stage 1: the families' videos. Vision tower + merger + dense head.
     vis_params = list(model.model.visual.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(vis_params, lr=cfg.vision_stage_lr, weight_decay=cfg.weight_decay)
-    _grid_stage(adapter, head, cfg, opt, t0, history)
-    n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0, history,
-                    stop=lambda m: m["digit_acc"] >= cfg.dense_target)  # fmt: skip
+    if done is None:
+        _grid_stage(adapter, head, cfg, opt, t0, history)
+        checkpoint("grid", cfg.grid_steps, opt)
+    elif done == "grid":
+        opt.load_state_dict(state["opt"])
+    if done in (None, "grid"):
+        n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0, history,
+                        stop=lambda m: m["digit_acc"] >= cfg.dense_target)  # fmt: skip
+        checkpoint("vision", n1, opt, n1=n1)
+    else:
+        n1 = state["n1"]
 
     # Stage 2: the whole model on the answers + dense_weight x dense loss.
     vis_ids = {id(p) for p in vis_params}
@@ -519,12 +563,23 @@ def train_toy_mllm(cfg: ToyConfig) -> Path:
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history)
+    start = 0
+    if done == "joint":
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start = state["step"]
+
+    def on_step(step: int) -> None:
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.joint_steps:
+            checkpoint("joint", step, opt, sched, n1)
+
+    _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history, start=start, on_step=on_step)
     train_seconds = time.time() - t0
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_hf_dir(model.eval().requires_grad_(False), tokenizer, out)
+    state_path.unlink(missing_ok=True)  # trained: nothing left to resume
     print(f"[toy-mllm] saved to {out} after {train_seconds:.0f}s of training; evaluating on 'test'", flush=True)
     acc = evaluate(out, cfg)
     ev_names = [f for f in cfg.family_names() if f in EVIDENCE_FAMILIES]
