@@ -108,7 +108,7 @@ $(EVBENCH_LONG): | $(STAMP)
 export-evidence: $(EVBENCH) $(EVBENCH_LONG) ## write the evidence benchmark's test split (200/family at 576 tokens; long: 50/family at 2,048)
 
 $(EVTOY): | $(STAMP)
-	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
 
 toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
