@@ -66,3 +66,42 @@ def test_policy_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_policy_folder_round_trips_like_policy_pt(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from score_lit.checkpoint import save_policy_dir
+
+    pol = _policy()
+    with torch.no_grad():
+        pol.net[-1].weight.add_(0.5)
+    folder = save_policy_dir(tmp_path / "policy", pol, PolicyConfig(hidden=8), IDENT, {"global_step": 3})
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temporaries
+    config = json.loads((folder / "config.json").read_text())
+    assert config["in_dim"] == 32 and config["mllm"] == IDENT and config["policy_config"]["name"] == "mlp"
+    assert set(load_file(folder / "model.safetensors")) == set(pol.state_dict())  # plain tensors, no pickle
+    loaded, meta = load_policy(folder, expect_mllm=IDENT)
+    x = torch.randn(2, 3, 4, 32)
+    torch.testing.assert_close(loaded(x), pol(x), rtol=0, atol=0)
+    assert meta["meta"]["global_step"] == 3 and not loaded.training
+    with pytest.raises(ConfigError, match=r"trained for qwen2_5_vl with width 16.*llava_onevision with width 3584"):
+        load_policy(folder, expect_mllm={"family": "llava_onevision", "hidden_size": 3584})
+
+
+def test_a_bad_policy_folder_is_one_line(tmp_path):
+    from score_lit.checkpoint import save_policy_dir
+
+    folder = save_policy_dir(tmp_path / "p", _policy(0), PolicyConfig(hidden=8), IDENT)
+    other = save_policy_dir(tmp_path / "q", _policy(1), PolicyConfig(hidden=8), IDENT)
+    (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())  # weights of another export
+    with pytest.raises(ConfigError, match="model.safetensors is not the one its config.json was written with"):
+        load_policy(folder)
+    (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")  # a corrupt header
+    with pytest.raises(ConfigError, match=r"policy folder .* is not readable \(\w+\): re-export it"):
+        load_policy(folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="needs config.json and model.safetensors"):
+        load_policy(folder)

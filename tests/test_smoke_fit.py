@@ -48,6 +48,8 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
         torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
     assert all(not p.requires_grad for p in built["mllm"].model.parameters())
     assert meta["meta"]["global_step"] == 4
+    shared, _ = load_policy(res.policy_path.with_suffix(""), expect_mllm=built["mllm"].identity())  # runs/<name>/policy/
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in shared.state_dict().items())
 
     # the Lightning checkpoint is the policy + optimizer + loops, no frozen weights
     ckpt = torch.load(res.checkpoint_dir / "last.ckpt", weights_only=False)

@@ -21,7 +21,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from .checkpoint import load_policy, save_policy
+from .checkpoint import load_policy, save_policy, save_policy_dir
 from .config import Config, ConfigError, check_files, flatten, to_dict
 from .curriculum import DataMonitor, build_datamodule
 from .data_order import check_plan
@@ -71,7 +71,8 @@ class StopReport(Callback):
 
 
 class PolicyExport(Callback):
-    """Writes runs/<name>/policy.pt (atomically) after every validation and at the end of training."""
+    """Writes runs/<name>/policy.pt and the shareable folder runs/<name>/policy/ (atomically) after every validation
+    and at the end of training."""
 
     def __init__(self, path: Path, cfg: Config):
         self.path, self.cfg = path, cfg
@@ -81,6 +82,7 @@ class PolicyExport(Callback):
             phase = trainer.datamodule.sampler().phase_of(max(trainer.global_step - 1, 0))[0]
             meta = {"global_step": trainer.global_step, "phase": self.cfg.phases[phase], "run_name": self.cfg.name}
             save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
+            save_policy_dir(self.path.with_suffix(""), module.policy, self.cfg.policy, module.mllm.identity(), meta)  # policy/
 
     def on_validation_end(self, trainer, module):
         self._save(trainer, module)
