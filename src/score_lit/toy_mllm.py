@@ -409,6 +409,7 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
             has = ev.any(1)
             out["attn"] = -share[has].clamp_min(1e-6).log().mean() if has.any() else torch.zeros(())
             out["attn_share"] = share[has].mean() if has.any() else torch.zeros(())
+            out["shares"] = share.detach().masked_fill(~has, float("nan"))  # [B], per family in the curves
     return out
 
 
@@ -450,9 +451,10 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
         if sched is not None:
             sched.step()
         for k, v in {**out, "loss": loss}.items():
-            if k == "correct":
+            if k in ("correct", "shares"):  # per sample: the family's answer accuracy / evidence attention share
                 for s_, c in zip(samples, v.tolist()):
-                    window.setdefault(f"acc/{s_.id.split('/')[0]}", []).append(float(c))
+                    if c == c:  # not NaN
+                        window.setdefault(f"{'acc' if k == 'correct' else 'attn'}/{s_.id.split('/')[0]}", []).append(float(c))
             else:
                 window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
