@@ -145,6 +145,31 @@ def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
         assert res["tallies"][("score", 0.1)].flops[qid] == prefill_flops(text_cfg, text + 13) + sel
 
 
+def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
+    # eval.cache_dir: cache-features fills it for the benchmark's questions; the sweep then reads it, decoding nothing.
+    from score_lit.cache_features import fill_cache
+
+    d, policy = bench
+    over = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform]",
+            "eval.ratios=[1.0,0.25]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", "eval.limit=8"]  # fmt: skip
+    plain = sweep(load_config(["conf/eval.yaml"], over), progress=False)
+    cfg = load_config(["conf/eval.yaml"], [*over, f"eval.cache_dir={tmp_path / 'features'}"])
+    (filled,) = fill_cache(cfg, log=lambda line: None)
+    assert filled.rows == filled.written == len(plain["vanilla"].flops) > 0  # every question of the sweep
+    import score_lit.data.video_qa as vq
+
+    def no_decoding(*a, **k):
+        raise AssertionError("a cached question was decoded")
+
+    vq.VideoQADataset.__getitem__, saved = no_decoding, vq.VideoQADataset.__getitem__
+    try:
+        cached = sweep(cfg, progress=False)
+    finally:
+        vq.VideoQADataset.__getitem__ = saved
+    key = lambda res: {(r["method"], r["family"], r["retention_ratio"]): (r["accuracy"], r["kept_tokens_mean"]) for r in res["rows"]}  # noqa: E731
+    assert key(cached) == key(plain)
+
+
 def test_viz_draws_a_grid_and_a_gif_per_method(tmp_path, bench, capsys):
     d, policy = bench
     video = next((d / "bench" / "videos").glob("flash_*.mp4"))

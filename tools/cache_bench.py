@@ -4,8 +4,8 @@
 
 Stage 2 on real mp4 files (the toy train split, exported once to artifacts/toy-train: 400 videos,
 16 frames of 64x64, decoded with decord), with the trained toy MLLM, K=8, batch 4. Two runs of two
-passes over the data each: without the cache, and with a fresh cache (pass 1 fills it, pass 2 reads
-it). Per pass, the mean over steps of time/data (loading + decoding), time/encode (vision tower +
+passes over the data each: without the cache, and from a cache that `cache-features` filled first
+(score_lit.cache_features; both passes read it). Per pass, the mean over steps of time/data (loading + decoding), time/encode (vision tower +
 projector) and time/step (everything), from the runs' MLflow histories; the first 5 steps of each
 pass and the step after each validation (none here) are left out as warm-up.
 """
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from score_lit.cache_features import fill_cache  # noqa: E402
 from score_lit.config import load_config  # noqa: E402
 from score_lit.data.export import export_split  # noqa: E402
 from score_lit.train import fit  # noqa: E402
@@ -43,6 +44,8 @@ def main() -> None:
             f"stage2.data.cache_dir={tmp / 'features' if mode == 'on' else 'null'}",
         ]  # fmt: skip
         cfg = load_config([ROOT / "conf/stage2.yaml"], over + ["init_policy=null"])
+        if mode == "on":
+            fill_cache(cfg)  # the offline pass; training only reads the cache
         res = fit(cfg)
         client = MlflowClient(res.tracking_uri)
         hist = {k: {m.step: m.value for m in client.get_metric_history(res.run_id, k)} for k in ("time/data", "time/encode", "time/step")}

@@ -5,6 +5,7 @@
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4
     python -m score_lit plot-run RUN_ID --out curves.png
     python -m score_lit eval conf/eval.yaml eval.ratios=[0.1,0.05]  # retention sweep: methods x ratios
+    python -m score_lit cache-features conf/stage2.yaml stage2.data.cache_dir=/data/features  # fill the feature cache
     python -m score_lit submit conf/stage1.yaml --nodes 2 --gpus-per-node 8 --time 24:00:00 --partition gpu [--dry-run]
     python -m score_lit bench conf/bench_cpu.yaml repeats=3   # time decode / vision / policy / prefill per ratio
     python -m score_lit viz VIDEO.mp4 --method score,surprise --ratio 0.1  # kept-token PNG grid + GIFs
@@ -185,6 +186,12 @@ def cmd_submit(args: list[str]) -> int:
     return submit_main(args)
 
 
+def cmd_cache_features(args: list[str]) -> int:
+    from .cache_features import main as run
+
+    return run(args)
+
+
 def cmd_toy_mllm(args: list[str]) -> int:
     from .toy_cli import cmd_toy_mllm as run
 
@@ -194,7 +201,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
 COMMANDS = {
     "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
     "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm, "data-check": cmd_data_check,
-    "eval": cmd_eval, "viz": cmd_viz, "bench": cmd_bench, "submit": cmd_submit,
+    "eval": cmd_eval, "viz": cmd_viz, "bench": cmd_bench, "submit": cmd_submit, "cache-features": cmd_cache_features,
 }  # fmt: skip
 
 

@@ -190,8 +190,9 @@ class DataConfig:
     # Bad samples (missing / corrupt / too short videos, malformed rows) are skipped and reported once;
     # the run stops only when more than this share of a dataset is bad.
     max_bad_fraction: float = 0.05
-    # On-disk cache of the frozen vision tower + projector output per (media file, sampling, model):
-    # every epoch after the first skips decoding and the vision tower. None = off.
+    # On-disk cache of the frozen vision tower + projector output per (media file, sampling, model), filled
+    # offline by `python -m score_lit cache-features CONFIG` and only read by training: a cached row skips
+    # decoding and the vision tower. None = off.
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -330,7 +331,7 @@ class EvalConfig:
     sample_fps: float | None = None
     batch_size: int = 8
     num_workers: int = 0
-    cache_dir: str | None = None  # the feature cache (data.cache_dir): repeated sweeps skip decoding and the vision tower
+    cache_dir: str | None = None  # the feature cache (data.cache_dir; filled by cache-features): cached questions skip decoding and the vision tower
     # results.csv, results.md, accuracy_vs_retention.png, kept-token pictures, questions.jsonl (per question, as
     # they come) and sweep.json. None: a new runs/eval/<benchmark>-<time> for every sweep (never overwritten).
     out_dir: str | None = None

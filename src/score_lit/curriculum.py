@@ -22,7 +22,7 @@ from .config import Config
 from .data.common import DataError, Problem, collate
 from .data.phases import Guarded, Phased, PhaseData, build_phase_data
 from .data_order import CurriculumLoader, CurriculumSampler, PhaseSpan
-from .features import FeatureCache
+from .feature_cache import FeatureCache
 from .types import VideoBatch
 
 log = logging.getLogger("score_lit.data")

@@ -58,17 +58,20 @@ FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_o
 
 
 class EvalDataset(Dataset):
-    """The benchmark's videos; a video that fails to load comes back as its Problem (left out, not replaced)."""
+    """The benchmark's videos (cached projector output instead, where eval.cache_dir has it); a video that fails to
+    load comes back as its Problem (left out, not replaced)."""
 
-    def __init__(self, ds, benchmark: str):
-        self.ds, self.benchmark = ds, benchmark
+    def __init__(self, ds, benchmark: str, cache=None):
+        self.ds, self.benchmark, self.cache = ds, benchmark, cache
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, i: int) -> Sample | Problem:
+        from .feature_cache import load_cached
+
         try:
-            return self.ds[i]
+            return load_cached(self.ds, i, self.cache)
         except SampleError as e:
             r = self.ds.records[i]
             return Problem(r.meta.get("source", self.benchmark), r.line, e.reason, r.id, e.path)
@@ -135,7 +138,8 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
     from .compressors import apply_selection, build_compressor
     from .data.benchmarks import load_benchmark
     from .data.video_qa import VideoQADataset
-    from .features import FeatureCache, encode, model_key
+    from .encode import encode
+    from .feature_cache import FeatureCache, model_key
     from .flops import prefill_flops, question_flops
     from .mllm import build_mllm
 
@@ -175,7 +179,7 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
         viz_ids += [i for i in ids[: max(e.viz_samples - len(viz_ids), 0)]]
         n_tokens, grid = rec["n_tokens"], tuple(rec["grid"])
     todo = [r for r in bench.records if r.id not in seen]
-    ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark)
+    ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark, cache)
     loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=collate_eval, num_workers=e.num_workers)
     dev = mllm.device
     total = -(-len(bench.records) // e.batch_size)
@@ -196,7 +200,7 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
             current = list(batch.ids)
             new_viz = [i for i in batch.ids[: max(e.viz_samples - len(viz_ids), 0)]]
             viz_ids += new_viz
-            visual = encode(mllm, batch, cache)
+            visual = encode(mllm, batch)
             n_tokens, grid = visual.num_tokens, tuple(visual.grid)
             prompts = mllm.tokenize(batch)
             ans = batch.answer_index.to(dev)
@@ -614,7 +618,7 @@ def visualize_video(cfg: Config, video: str, methods: list[str], ratio: float, q
     from .compressors import build_compressor
     from .data.common import collate
     from .data.video_qa import load_video
-    from .features import encode
+    from .encode import encode
     from .mllm import build_mllm
     from .viz import kept_token_gif, kept_token_grid
 

@@ -26,7 +26,7 @@ from torchmetrics import MeanMetric
 
 from .advantage import compute_advantage
 from .config import Config, retention_label
-from .features import FeatureCache, encode
+from .encode import encode
 from .loss import policy_gradient_loss
 from .mllm import build_mllm
 from .mllm.base import VideoMLLM
@@ -42,13 +42,12 @@ FROZEN_PREFIX = "frozen."
 
 
 class ScoreModule(L.LightningModule):
-    def __init__(self, cfg: Config, mllm: VideoMLLM | None, feature_cache: FeatureCache | None = None, identity: dict | None = None):
+    def __init__(self, cfg: Config, mllm: VideoMLLM | None, identity: dict | None = None):
         """mllm: the frozen adapter, or None to build it in configure_model (then `identity`, its
         checkpoint_identity, sizes the policy)."""
         super().__init__()
         self.cfg = cfg
         self.mllm = mllm  # plain attribute: the adapter (not an nn.Module)
-        self.feature_cache = feature_cache  # projector output on disk (data.cache_dir), or None
         self.frozen = None
         if mllm is not None:
             self.frozen = mllm.model  # the HF model, registered for device moves only
@@ -131,7 +130,7 @@ class ScoreModule(L.LightningModule):
             self._timings["time/data"] = t_start - self._step_end
         with self._phase("encode"):
             with self._phase("frozen_vision"):  # vision tower + projector (skipped for cached rows)
-                visual = encode(self.mllm, batch, self.feature_cache)
+                visual = encode(self.mllm, batch)
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
             logits = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
@@ -190,7 +189,7 @@ class ScoreModule(L.LightningModule):
 
     # ---- validation: the policy's deterministic top-k at each retention ratio ---------------------
     def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
-        visual = encode(self.mllm, batch, self.feature_cache)
+        visual = encode(self.mllm, batch)
         prompts = self.mllm.tokenize(batch)
         scores_p = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
         per_frame = self.cfg.policy.selection == "per_frame"

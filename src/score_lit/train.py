@@ -25,7 +25,7 @@ from .checkpoint import load_policy, save_policy, save_policy_dir
 from .config import Config, ConfigError, check_files, flatten, to_dict
 from .curriculum import DataMonitor, build_datamodule
 from .data_order import check_plan
-from .features import FeatureCache, model_key
+from .feature_cache import FeatureCache, model_key
 from .lit_module import ScoreModule
 from .mllm import build_mllm, checkpoint_identity
 from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
@@ -138,7 +138,7 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     if len(cache_dirs) > 1:
         raise ConfigError(f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)")
     cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, identity)) if cache_dirs else None
-    module = ScoreModule(cfg, mllm, cache, identity)
+    module = ScoreModule(cfg, mllm, identity)
     if cfg.init_policy:
         policy, _ = load_policy(cfg.init_policy, expect_mllm=identity)
         module.policy.load_state_dict(policy.state_dict())

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from score_lit.config import load_config
-from score_lit.features import encode
+from score_lit.encode import encode
 from score_lit.lit_module import ScoreModule
 from score_lit.mllm import build_mllm
 from score_lit.train import fit

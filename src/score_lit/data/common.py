@@ -63,7 +63,7 @@ class Sample:
     evidence: dict = field(default_factory=dict)  # where the answer is visible (synthetic data only)
     seconds_per_frame: float | None = None  # time between sampled frames, if known (real videos)
     meta: dict = field(default_factory=dict)  # e.g. {"family": ..., "source": file, "line": n}
-    features: dict | None = None  # cached projector output (score_lit.features), replaces frames
+    features: dict | None = None  # cached projector output (score_lit.feature_cache), replaces frames
     cache_key: str | None = None  # feature-cache key of this sample (None = not cacheable)
 
 

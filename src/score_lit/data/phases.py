@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..features import FeatureCache
+from ..feature_cache import FeatureCache, load_cached
 from . import build_family
 from .common import DataError, Problem, Sample, SampleError
 
@@ -129,18 +129,7 @@ class Guarded(Dataset):
         return Problem(source, getattr(r, "line", None), err.reason, getattr(r, "id", None), err.path)
 
     def _load(self, i: int) -> Sample:
-        key = self.cache.key(self.ds.cache_inputs(i)) if self.cache is not None and hasattr(self.ds, "cache_inputs") else None
-        feats = self.cache.load(key) if key is not None else None
-        rec = getattr(self.ds, "records", None)
-        if feats is not None and rec is not None:  # a file dataset: the text is in the record, skip decoding
-            r = rec[i]
-            s = Sample(r.id, None, r.question, r.answer, list(r.options), meta=dict(r.meta))
-        else:
-            s = self.ds[i]
-        s.cache_key, s.features = key, feats
-        if feats is not None:
-            s.frames = None
-        return s
+        return load_cached(self.ds, i, self.cache)
 
     def __getitem__(self, i: int) -> Sample:
         skipped = []

@@ -1,9 +1,12 @@
 """The feature cache: the frozen vision tower + projector output of a video, computed once, kept on disk.
 
 The vision encoder and the projector are frozen, so their output for a (video, sampling, model) never
-changes. With `data.cache_dir` set, the first epoch encodes every video and writes its tokens; every
-later epoch finds them and skips both the decoding (in the DataLoader workers) and the vision tower
-(in the training step).
+changes. `python -m score_lit cache-features CONFIG` (score_lit.cache_features) fills the cache of a
+config's data (`data.cache_dir`) and of its eval benchmark (`eval.cache_dir`) in one offline pass;
+training and eval only read it: a row found there skips both the decoding (in the DataLoader workers,
+`load_cached`) and the vision tower (score_lit.encode). A row not found is decoded and encoded as
+usual and is not written, so a training step never writes what the DataLoader reads, and under ZeRO-3
+a complete cache lets every rank skip the vision tower alike.
 
 Key: sha256 over JSON of
   * what fixes the frames: the dataset's `cache_inputs(i)` (for a file: its absolute path, size in bytes
@@ -21,12 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import torch
-
-from .types import VideoBatch, VisualTokens
 
 FORMAT = "score_lit.features/v1"
 
@@ -71,36 +71,21 @@ class FeatureCache:
         atomic_torch_save(entry, self._file(key), fsync=False)  # a lost entry is only a cache miss
 
 
-def encode(mllm, batch: VideoBatch, cache: FeatureCache | None = None) -> VisualTokens:
-    """VideoBatch -> VisualTokens [B, T, N, D], running the vision tower only for rows the cache lacks.
+def load_cached(ds, i: int, cache: FeatureCache | None):
+    """Row i of a dataset, with its cached projector output when the cache has it: a Sample whose `features` is
+    the entry and `frames` None (a file dataset's text comes from its record, so nothing is decoded), else the
+    dataset's own sample (`features` None). `cache_key` is set either way when the dataset has `cache_inputs`."""
+    key = cache.key(ds.cache_inputs(i)) if cache is not None and hasattr(ds, "cache_inputs") else None
+    feats = cache.load(key) if key is not None else None
+    rec = getattr(ds, "records", None)
+    if feats is not None and rec is not None:  # a file dataset: the text is in the record, skip decoding
+        from .data.common import Sample
 
-    batch.features[b] is the cached entry of row b (None = encode it); batch.frames holds the frames of
-    the rows to encode, in row order. Encoded rows with a cache key are written to the cache.
-    """
-    feats = batch.features or [None] * len(batch)
-    todo = [b for b, f in enumerate(feats) if f is None]
-    rows: list[dict | None] = list(feats)
-    if todo:
-        spf = batch.seconds_per_frame
-        sub = replace(
-            batch, ids=[batch.ids[b] for b in todo], questions=[batch.questions[b] for b in todo],
-            answers=[batch.answers[b] for b in todo], options=[batch.options[b] for b in todo],
-            answer_index=batch.answer_index[todo], seconds_per_frame=None if spf is None else [spf[b] for b in todo],
-        )  # fmt: skip
-        visual = mllm.encode(sub)  # frames [len(todo), F, 3, H, W]
-        for j, b in enumerate(todo):
-            rows[b] = {"tokens": visual.tokens[j], "positions": visual.positions[j], "grid": visual.grid}
-            key = batch.cache_keys[b] if batch.cache_keys else None
-            if cache is not None and key is not None:
-                cache.save(key, visual.tokens[j], visual.positions[j], visual.grid)
-        if len(todo) == len(batch):
-            return visual
-    grids = {tuple(r["grid"]) for r in rows}
-    if len(grids) != 1:
-        raise ValueError(f"videos of one batch must give one token grid (T, H', W'); got {sorted(grids)}")
-    dev = mllm.device
-    return VisualTokens(
-        tokens=torch.stack([r["tokens"].to(dev) for r in rows]),
-        grid=grids.pop(),
-        positions=torch.stack([r["positions"].to(dev) for r in rows]),
-    )
+        r = rec[i]
+        s = Sample(r.id, None, r.question, r.answer, list(r.options), meta=dict(r.meta))
+    else:
+        s = ds[i]
+    s.cache_key, s.features = key, feats
+    if feats is not None:
+        s.frames = None
+    return s
