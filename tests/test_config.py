@@ -197,3 +197,36 @@ def test_a_registered_name_is_accepted_by_the_config():
     finally:
         ESTIMATORS.pop("mine", None)
         names.ESTIMATORS.remove("mine")
+
+
+PLANTED = [  # the bad names and values of the restructuring issue, each as a user would type it
+    ("train", "rl.estimator=ppo", "rl.estimator='ppo' is not registered"),
+    ("train", "policy.name=transformer", "policy.name='transformer' is not registered"),
+    ("train", "rl.sampler=budgte", "rl.sampler='budgte' is not registered (did you mean rl.sampler=budget?)"),
+    ("train", "trainer.accelerator=cpuu", "did you mean trainer.accelerator=cpu?"),
+    ("train", "trainer.strategy=dpp", "did you mean trainer.strategy=ddp?"),
+    ("train", "mllm.dtype=bf16", "did you mean mllm.dtype=bfloat16?"),
+    ("train", "mllm.family=qwen25_vl", "did you mean mllm.family=qwen2_5_vl?"),
+    ("train", "rl.group_size=1", "rl.group_size=1: every estimator compares"),
+    ("train", "stage1.data.families=[stiched]", "data.families=['stiched']: unknown ['stiched']"),
+    ("eval", "eval.benchmark=mvbenh", "did you mean eval.benchmark=mvbench?"),
+    ("eval", "eval.methods=[fastvv]", "eval.methods=['fastvv']: unknown ['fastvv']"),
+]
+
+
+def test_every_planted_bad_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    procs = {}
+    for i, (cmd, override, _) in enumerate(PLANTED):
+        d = tmp_path / str(i)
+        args = ([] if cmd == "train" else ["conf/eval.yaml"]) + [override, f"out_dir={d / 'runs'}", f"eval.out_dir={d / 'eval'}",
+                                                                  f"tracking.tracking_uri=sqlite:///{d / 'mlflow.db'}"]  # fmt: skip
+        if cmd == "train":
+            args.remove(f"eval.out_dir={d / 'eval'}")
+        procs[i] = subprocess.Popen([sys.executable, "-m", "score_lit", cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+    for i, (cmd, override, expected) in enumerate(PLANTED):
+        _, err = procs[i].communicate(timeout=180)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert procs[i].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (override, err)
+        assert expected in lines[0], (override, lines[0])
+        assert not (tmp_path / str(i)).exists(), override  # no run folder, no eval folder, no MLflow store
