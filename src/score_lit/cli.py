@@ -137,8 +137,11 @@ def _eval_config(args: list[str]):
 def cmd_eval(args: list[str]) -> int:
     cfg = _eval_config(args)  # validated before the heavy imports
     check_files(cfg)
+    from transformers.utils import logging as hf_logging
+
     from .eval import run_eval
 
+    hf_logging.disable_progress_bar()  # the weight-loading bar would interleave with the sweep's own
     print(run_eval(cfg))  # the CSV's path is the last line
     return 0
 

@@ -510,6 +510,9 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in done))
         os.replace(tmp, qpath)
     out.mkdir(parents=True, exist_ok=True)
+    from .resume import ensure_store
+
+    ensure_store(cfg.tracking_uri)  # a fresh sqlite store's tables once (two sweeps or a training may open it at once)
     mlflow.set_tracking_uri(cfg.tracking_uri)
     exp_name = e.experiment or f"{cfg.tracking.experiment}-eval"
     exp = mlflow.get_experiment_by_name(exp_name)

@@ -81,9 +81,11 @@ def ensure_store(tracking_uri: str) -> None:
     if not tracking_uri.startswith("sqlite:///"):
         return
     import fcntl
+    import logging
 
     from mlflow.tracking import MlflowClient
 
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
     db = Path(tracking_uri[len("sqlite:///") :])
     db.parent.mkdir(parents=True, exist_ok=True)
     with open(db.with_name(f".{db.name}.lock"), "w") as lock:
