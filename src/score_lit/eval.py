@@ -68,7 +68,7 @@ class EvalDataset(Dataset):
         return len(self.ds)
 
     def __getitem__(self, i: int) -> Sample | Problem:
-        from .feature_cache import load_cached
+        from .data.phases import load_cached
 
         try:
             return load_cached(self.ds, i, self.cache)

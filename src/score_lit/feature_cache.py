@@ -4,9 +4,9 @@ The vision encoder and the projector are frozen, so their output for a (video, s
 changes. `python -m score_lit cache-features CONFIG` (score_lit.cache_features) fills the cache of a
 config's data (`data.cache_dir`) and of its eval benchmark (`eval.cache_dir`) in one offline pass;
 training and eval only read it: a row found there skips both the decoding (in the DataLoader workers,
-`load_cached`) and the vision tower (score_lit.encode). A row not found is decoded and encoded as
-usual and is not written, so a training step never writes what the DataLoader reads, and under ZeRO-3
-a complete cache lets every rank skip the vision tower alike.
+score_lit.data.phases.load_cached) and the vision tower (score_lit.encode). A row not found is decoded
+and encoded as usual and is not written, so a training step never writes what the DataLoader reads.
+(ZeRO-3 still refuses a cache: a partial one would let ranks differ in their vision-tower passes.)
 
 Key: sha256 over JSON of
   * what fixes the frames: the dataset's `cache_inputs(i)` (for a file: its absolute path, size in bytes
@@ -69,23 +69,3 @@ class FeatureCache:
 
         entry = {"tokens": tokens.detach().cpu().clone(), "positions": positions.detach().cpu().clone(), "grid": tuple(grid)}
         atomic_torch_save(entry, self._file(key), fsync=False)  # a lost entry is only a cache miss
-
-
-def load_cached(ds, i: int, cache: FeatureCache | None):
-    """Row i of a dataset, with its cached projector output when the cache has it: a Sample whose `features` is
-    the entry and `frames` None (a file dataset's text comes from its record, so nothing is decoded), else the
-    dataset's own sample (`features` None). `cache_key` is set either way when the dataset has `cache_inputs`."""
-    key = cache.key(ds.cache_inputs(i)) if cache is not None and hasattr(ds, "cache_inputs") else None
-    feats = cache.load(key) if key is not None else None
-    rec = getattr(ds, "records", None)
-    if feats is not None and rec is not None:  # a file dataset: the text is in the record, skip decoding
-        from .data.common import Sample
-
-        r = rec[i]
-        s = Sample(r.id, None, r.question, r.answer, list(r.options), meta=dict(r.meta))
-    else:
-        s = ds[i]
-    s.cache_key, s.features = key, feats
-    if feats is not None:
-        s.frames = None
-    return s

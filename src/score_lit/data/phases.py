@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..feature_cache import FeatureCache, load_cached
+from ..feature_cache import FeatureCache
 from . import build_family
 from .common import DataError, Problem, Sample, SampleError
 
@@ -108,6 +108,24 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
     if not train:
         raise DataError(f"{cfg.path}: no usable training rows; `python -m score_lit data-check {cfg.path}` lists the problems")
     return PhaseData(make(train, 0), make(val, 1) if val else None, problems, rows)
+
+
+def load_cached(ds, i: int, cache: FeatureCache | None):
+    """Row i of a dataset, with its cached projector output when the cache has it: a Sample whose `features` is
+    the entry and `frames` None (a file dataset's text comes from its record, so nothing is decoded), else the
+    dataset's own sample (`features` None). `cache_key` is set either way when the dataset has `cache_inputs`."""
+    key = cache.key(ds.cache_inputs(i)) if cache is not None and hasattr(ds, "cache_inputs") else None
+    feats = cache.load(key) if key is not None else None
+    rec = getattr(ds, "records", None)
+    if feats is not None and rec is not None:  # a file dataset: the text is in the record, skip decoding
+        r = rec[i]
+        s = Sample(r.id, None, r.question, r.answer, list(r.options), meta=dict(r.meta))
+    else:
+        s = ds[i]
+    s.cache_key, s.features = key, feats
+    if feats is not None:
+        s.frames = None
+    return s
 
 
 class Guarded(Dataset):
