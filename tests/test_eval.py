@@ -213,7 +213,8 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
 
     from score_lit.eval import run_eval
 
-    export_split(tmp_path / "bench", split="test", n=6, families=["flash", "stitched"], frames=4, size=64)
+    # 48 questions, one per batch: the SIGINT after 3 recorded batches must reach the sweep before it ends
+    export_split(tmp_path / "bench", split="test", n=24, families=["flash", "stitched"], frames=4, size=64)
     args = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={tmp_path / 'bench'}", "eval.methods=[uniform,fastv]",
             "eval.ratios=[0.1]", "eval.frames=4", "eval.size=64", "eval.batch_size=1", "eval.viz_samples=1", "eval.viz_ratio=0.1",
             f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
@@ -234,7 +235,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     partial = _csv(out / "results.partial.csv")
     assert not (out / "results.csv").exists()
     n_partial = int(next(r for r in partial if r["method"] == "vanilla" and r["family"] == "all")["n"])
-    assert 2 <= n_partial < 12  # the batch Ctrl-C cut (possibly while it was being recorded) is left out
+    assert 2 <= n_partial < 48  # the batch Ctrl-C cut (possibly while it was being recorded) is left out
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent_id = json.loads((out / "sweep.json").read_text())["parent_run_id"]
     killed = client.get_run(parent_id)
@@ -246,9 +247,9 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     assert again.returncode == 0, again.stderr
     assert _csv(out / "results.csv") == _csv(ref)  # the same numbers as the uninterrupted sweep
     assert not (out / "results.partial.csv").exists()
-    assert len((out / "questions.jsonl").read_text().splitlines()) == 12  # every question once
+    assert len((out / "questions.jsonl").read_text().splitlines()) == 48  # every question once
     done = client.get_run(parent_id)
-    assert done.info.status == "FINISHED" and done.data.metrics["questions_done"] == 12
+    assert done.info.status == "FINISHED" and done.data.metrics["questions_done"] == 48
     assert len(list(out.glob("kept_tokens_*.png"))) == 1
     with pytest.raises(Exception, match="already holds results: resume its sweep with eval.resume=true"):
         run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}"]), progress=False)
