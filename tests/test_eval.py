@@ -223,7 +223,10 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     out = tmp_path / "cut"
     cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", *args, f"eval.out_dir={out}"]
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child, as in a terminal: a suite started in the background (bash `&`) would
+    # otherwise pass SIG_IGN down and Python would never raise KeyboardInterrupt
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 120
     while not ((out / "questions.jsonl").is_file() and len((out / "questions.jsonl").read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()

@@ -57,7 +57,8 @@ def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
     # steps: far more than the first run can take before the SIGINT below reaches it (it ends the run)
     args = [sys.executable, "-m", "score_lit", "train", *tiny_overrides(tmp_path, steps=100_000), "name=same"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works even under `&`  # fmt: skip
     try:
         lock = lock_path(tmp_path / "runs" / "same")
         deadline = time.time() + 120
