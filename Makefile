@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -112,6 +112,10 @@ $(EVTOY): | $(STAMP)
 
 toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
+
+toy-mllm-evidence2: $(STAMP) ## the evidence toy's joint stage continued from its step 1,250 with the attention loss on the answer's digit (about 40 min on 2 idle cores)
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
+	$(PY) -m score_lit toy-mllm --preset evidence2 --out artifacts/toy-mllm-evidence2 --resume
 
 train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
 	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence

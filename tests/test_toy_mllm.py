@@ -81,6 +81,11 @@ def test_asked_mask_by_hand():
     # a first-family sample: the one 16-px answer digit, frames [3, 6) = units 1, 2 at cell (1, 2) = token 6
     m = asked_mask({"frames": (3, 6), "cell": (1, 2)}, 7, frames=16, size=64)
     assert m.nonzero().tolist() == [[1, 6], [2, 6]]
+    # target="answer": of both asked digits, only the one whose label is the answer ("4": units 2-4, 12 tokens);
+    # an answer no asked object shows (move's direction) keeps every asked object
+    m = asked_mask(ev, "4", frames=32, size=96, target="answer")
+    assert int(m.sum()) == 12 and m[2:5].any(1).all() and not m[15].any()
+    assert torch.equal(asked_mask(ev, "left", frames=32, size=96, target="answer"), asked_mask(ev, "left", frames=32, size=96))
 
 
 def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
@@ -185,6 +190,32 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"toy-mllm --resume: .* was trained with other settings \(joint_steps\)"):
         tm.save_state(tmp_path / "c" / "train_state.pt", stage="grid", step=0, config={**asdict(quick_config(out=str(tmp_path / "c"), **kw)), "joint_steps": 9})
         train_toy_mllm(quick_config(out=str(tmp_path / "c"), **kw), resume=True)
+
+
+def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
+    import score_lit.toy_mllm as tm
+
+    kw = dict(families=("flash",), joint_steps=4, checkpoint_every=0, eval_per_family=2, eval_batch_size=2)
+    assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), stop_after=2) is None
+    state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=False)
+    assert (state["stage"], state["step"]) == ("joint", 2) and not (tmp_path / "a" / "model.safetensors").exists()
+    assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), resume=True, stop_after=2) is None  # already there
+    assert "at or past --stop-after 2: nothing to do" in capsys.readouterr().out
+    # init_from: the joint stage starts from those weights (no grid / vision stage) on samples the first run never saw
+    out = train_toy_mllm(quick_config(out=str(tmp_path / "b"), init_from=str(tmp_path / "a" / "train_state.pt"), **kw))
+    report = json.loads((out / "accuracy.json").read_text())
+    assert report["init"] == {"n1": state["n1"] + 2, "stage": "joint", "step": 2}
+    assert {h["stage"] for h in json.loads((out / "history.json").read_text())} == {"joint"}
+    assert "grid and vision stages skipped" in capsys.readouterr().out
+    # a saved directory works too (fresh dense head), and so does a state saved before the new settings existed
+    out = train_toy_mllm(quick_config(out=str(tmp_path / "c"), init_from=str(out), **kw))
+    assert json.loads((out / "accuracy.json").read_text())["init"]["stage"] == "saved"
+    old = {k: v for k, v in asdict(quick_config(out=str(tmp_path / "a"), **kw)).items() if k not in ("attention_target", "init_from")}
+    tm.save_state(tmp_path / "a" / "train_state.pt", **{**state, "config": old})
+    assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), resume=True, stop_after=2) is None
+    with pytest.raises(ConfigError, match=r"init_from=.*nowhere: neither a toy-mllm train_state.pt nor a saved toy directory"):
+        train_toy_mllm(quick_config(out=str(tmp_path / "d"), init_from=str(tmp_path / "nowhere"), **kw))
+    assert not (tmp_path / "d").exists()  # refused before anything is written
 
 
 def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):

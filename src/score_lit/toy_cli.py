@@ -1,4 +1,4 @@
-"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence] [--families a,b] [--text-layers L] [--quick] [--resume]`: train the toy MLLM.
+"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence|evidence2] [--families a,b] [--text-layers L] [--quick] [--resume] [--stop-after N]`: train the toy MLLM.
 
 Trains score_lit.toy_mllm's frozen toy Qwen2.5-VL (minutes on 2 CPU cores), saves it as a Hugging Face
 directory usable as `mllm.path=DIR`, evaluates it on the held-out test split with all visual tokens and
@@ -27,6 +27,8 @@ def cmd_toy_mllm(args: list[str]) -> int:
     p.add_argument("--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})")
     p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt if it exists (saved at "
                    f"stage ends and every {ToyConfig.checkpoint_every} joint steps); a fresh run without it")
+    p.add_argument("--stop-after", type=int, default=0, metavar="N", help="save the training state after joint step N "
+                   "and stop (continue with --resume; the evidence2 preset starts from evidence's state at step 1250)")
     ns = p.parse_args(args)
     families = tuple(f for f in ns.families.split(",") if f)
 
@@ -45,7 +47,9 @@ def cmd_toy_mllm(args: list[str]) -> int:
         extra["families"] = families
     if ns.text_layers is not None:
         extra["text_layers"] = ns.text_layers
-    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, **extra), resume=ns.resume)
+    out = train_toy_mllm(make(out=ns.out, seed=ns.seed, **extra), resume=ns.resume, stop_after=ns.stop_after)
+    if out is None:
+        return 0
     report = json.loads((out / "accuracy.json").read_text())
     print(out)
     for name, acc in report["families"].items():
