@@ -118,6 +118,29 @@ def test_query_policy_starts_as_the_mlp_and_needs_its_question():
         q(state)
 
 
+def test_temporal_policy_starts_as_the_mlp_and_sees_only_its_temporal_neighbours():
+    from score_lit.config import PolicyConfig
+    from score_lit.flops import policy_flops, temporal_policy_flops
+    from score_lit.policy import MLPPolicy, TemporalPolicy
+
+    torch.manual_seed(0)
+    tp, m = TemporalPolicy(12, PolicyConfig(name="temporal_mlp", hidden=8)), MLPPolicy(12, PolicyConfig(hidden=8))
+    with torch.no_grad():  # the same first and last layers; a visible last layer, so equality is not 0 == 0
+        tp.last.weight.normal_()
+        m.net[0].weight.copy_(tp.first.weight), m.net[0].bias.copy_(tp.first.bias)
+        m.net[2].weight.copy_(tp.last.weight), m.net[2].bias.copy_(tp.last.bias)
+    state = torch.randn(2, 5, 4, 12)  # B=2, T=5, N=4
+    torch.testing.assert_close(tp(state), m(state), rtol=0, atol=1e-6)  # the convolution starts at zero
+    with torch.no_grad():
+        tp.temporal.weight.normal_()
+    bumped = state.clone()
+    bumped[1, 2, 3] += 1.0  # video 1, unit 2, position 3
+    changed = (tp(bumped) != tp(state)).reshape(2, 5, 4).nonzero().tolist()
+    assert changed == [[1, 1, 3], [1, 2, 3], [1, 3, 3]]  # kernel 3: units 1..3 at the same position, nothing else
+    # FLOPs by hand: T=5, N=4, D=6 (state width 12), h=8, V=20: policy_flops + V h (2*3 + 2) = ... + 20*8*8
+    assert temporal_policy_flops(5, 4, 6, 8) - policy_flops(5, 4, 6, 8) == 1280
+
+
 def test_question_embedding_is_the_mean_of_the_question_token_embeddings():
     from score_lit.config import MLLMConfig
     from score_lit.mllm import build_mllm

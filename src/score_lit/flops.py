@@ -122,6 +122,13 @@ def policy_flops(t: int, n: int, d: int, hidden: int) -> int:
     return (t - 1) * n * d + 10 * v * d + v * (4 * d * hidden + 4 * hidden + 1)
 
 
+def temporal_policy_flops(t: int, n: int, d: int, hidden: int, kernel: int = 3) -> int:
+    """policy_flops + the temporal variant's depthwise convolution over T: per token and hidden unit, `kernel`
+    multiply-adds (2 kernel; the zero padding's products counted too), its bias and the residual add:
+    V h (2 kernel + 2)."""
+    return policy_flops(t, n, d, hidden) + t * n * hidden * (2 * kernel + 2)
+
+
 def visionzip_flops(visual: int, k: int, d: int, dominant_share: float) -> int:
     """VisionZip at budget k: 2 V D (norms; dominant = top k_d, k_d = round(share k) half up) and, with
     k_c = k - k_d contextual centres among the M = V - k_d others: M D (normalise with the known norms)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 ESTIMATORS: list[str] = ["split", "grpo", "rloo"]  # score_lit.advantage.ESTIMATORS
 SAMPLERS: list[str] = ["bernoulli", "budget"]  # score_lit.samplers.SAMPLERS
-POLICIES: list[str] = ["mlp", "query_mlp"]  # score_lit.policy.POLICIES
+POLICIES: list[str] = ["mlp", "query_mlp", "temporal_mlp"]  # score_lit.policy.POLICIES
 ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.policy.ACTIVATIONS
 # score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)
 FAMILIES: list[str] = ["stitched", "flash", "distracted", "colour", "order", "move"]

@@ -96,6 +96,44 @@ class QueryPolicy(nn.Module):
         return self.last(self.act((1 + gamma[:, None]) * h + beta[:, None])).reshape(b, -1)
 
 
+@register_policy("temporal_mlp")
+class TemporalPolicy(nn.Module):
+    """The MLP policy whose hidden units also see the same spatial position in the neighbouring temporal units
+    (ours; issue 14's "small temporal variant"): h = W1 state [B, T, N, h]; h' = h + dwconv_T(h), a depthwise 1-D
+    convolution over T (kernel `TEMPORAL_KERNEL`, zero padding) at every spatial position and hidden unit;
+    logit = w2 . act(h') + b2.
+
+    Why: a token's own surprise says how much it changed, not whether its content persists (keeping every copy of
+    a persisting object wastes the budget) or is about to leave. The convolution starts at zero, so an untrained
+    TemporalPolicy is the MLPPolicy of the same first and last layers. Cost beyond the MLP: per token and hidden
+    unit, `TEMPORAL_KERNEL` multiply-adds, the bias and the residual add."""
+
+    needs_question = False
+    TEMPORAL_KERNEL = 3
+
+    def __init__(self, in_dim: int, cfg: PolicyConfig):
+        super().__init__()
+        if cfg.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
+        self.in_dim, self.hidden = in_dim, cfg.hidden
+        self.first = nn.Linear(in_dim, cfg.hidden)
+        k = self.TEMPORAL_KERNEL
+        self.temporal = nn.Conv1d(cfg.hidden, cfg.hidden, k, padding=k // 2, groups=cfg.hidden)
+        nn.init.zeros_(self.temporal.weight)
+        nn.init.zeros_(self.temporal.bias)
+        self.act = ACTIVATIONS[cfg.activation]()
+        self.last = nn.Linear(cfg.hidden, 1)
+        nn.init.normal_(self.last.weight, std=1e-3)
+        nn.init.constant_(self.last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+
+    def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
+        b, t, n, _ = state.shape
+        h = self.first(state)  # [B, T, N, h]
+        seq = h.permute(0, 2, 3, 1).reshape(b * n, self.hidden, t)  # [B*N, h, T]: one sequence per spatial position
+        h = h + self.temporal(seq).reshape(b, n, self.hidden, t).permute(0, 3, 1, 2)  # [B, T, N, h]
+        return self.last(self.act(h)).reshape(b, -1)
+
+
 # ---- pure functions of the logits -----------------------------------------------------------------
 
 

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from score_lit.checkpoint import load_policy
-from score_lit.flops import policy_flops
-from score_lit.policy import MLPPolicy, QueryPolicy, topk_mask
+from score_lit.flops import policy_flops, temporal_policy_flops
+from score_lit.policy import MLPPolicy, QueryPolicy, TemporalPolicy, topk_mask
 from score_lit.state import surprise_state
 from score_lit.types import Selection, VisualTokens
 
@@ -82,12 +82,15 @@ class ScoreCompressor:
         return Selection(keep=keep)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """State + MLP over all T N tokens (module docstring). shape = (T, N, D). Only the `mlp` policy has a
-        formula; another registered policy raises NotImplementedError (add its count to score_lit.flops)."""
+        """State + MLP over all T N tokens (module docstring). shape = (T, N, D). The `mlp`, `query_mlp`
+        and `temporal_mlp` policies have a formula; another registered policy raises NotImplementedError (add its
+        count to score_lit.flops)."""
         t, n, d = shape
         if isinstance(self.policy, QueryPolicy):  # + the question's FiLM (D x 2h, its norm) and 2 ops per token x unit
             h = self.policy.hidden
             return policy_flops(t, n, d, h) + 2 * d * 2 * h + 10 * d + 2 * t * n * h
+        if isinstance(self.policy, TemporalPolicy):
+            return temporal_policy_flops(t, n, d, self.policy.hidden, self.policy.TEMPORAL_KERNEL)
         if not isinstance(self.policy, MLPPolicy):
             raise NotImplementedError(f"selection_flops: no FLOP formula for policy {type(self.policy).__name__}")
         return policy_flops(t, n, d, self.policy.net[0].out_features)
