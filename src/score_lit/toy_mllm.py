@@ -85,7 +85,7 @@ PRESETS: dict[str, dict] = {
 # asked digit when only it was kept (colour 0.65 on test videos) but did not find it by colour (the asked digit's
 # share of the last layer's attention 0.22 on colour test videos), and order's attention sat on both digits.
 PRESETS["evidence2"] = {**PRESETS["evidence"], "init_from": "artifacts/toy-mllm-evidence/train_state.pt",
-                        "attention_target": "answer", "joint_steps": 1200, "first_only_steps": 0, "easy_fraction": 0.0,
+                        "attention_target": "answer", "joint_steps": 600, "first_only_steps": 0, "easy_fraction": 0.0,
                         "llm_lr": 1.5e-3, "warmup_steps": 20}  # fmt: skip
 EVIDENCE_BASE_STEP = 1250  # the joint step of "evidence" that "evidence2" starts from
 DEFAULT_PRESET = "first"
