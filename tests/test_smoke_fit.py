@@ -99,3 +99,17 @@ def test_resume_auto_continues_from_last_checkpoint(tmp_path):
     assert steps == [0, 1, 2, 3]  # the second process trained only the missing steps, continuing the run
     run = client.get_run(resumed.run_id)
     assert run.data.params["resume"] == "None" and run.data.tags["resumed.resume"] == "auto"  # params never change
+
+
+def test_an_init_policy_of_another_architecture_is_one_line_before_anything_is_written(tmp_path):
+    import pytest
+
+    from score_lit.config import ConfigError
+
+    base = load_config([], tiny_overrides(tmp_path))
+    start = ScoreModule(base, build_mllm(base.mllm))
+    init_path = save_policy(tmp_path / "init.pt", start.policy, base.policy, start.mllm.identity())  # an `mlp`
+    cfg = load_config([], tiny_overrides(tmp_path) + [f"init_policy={init_path}", "policy.name=temporal_mlp"])
+    with pytest.raises(ConfigError, match=r"init_policy=.*init.pt is another policy \(policy.name=mlp there, temporal_mlp here\)"):
+        fit(cfg)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

@@ -140,7 +140,13 @@ def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, identity)) if cache_dirs else None
     module = ScoreModule(cfg, mllm, identity)
     if cfg.init_policy:
-        policy, _ = load_policy(cfg.init_policy, expect_mllm=identity)
+        policy, meta_ = load_policy(cfg.init_policy, expect_mllm=identity)
+        saved = {k: meta_["policy_config"].get(k) for k in ("name", "hidden", "activation")}
+        wanted = {k: getattr(cfg.policy, k) for k in saved}
+        if saved != wanted:
+            diff = ", ".join(f"policy.{k}={saved[k]} there, {wanted[k]} here" for k in saved if saved[k] != wanted[k])
+            raise ConfigError(f"init_policy={cfg.init_policy} is another policy ({diff}): set the same policy.* as the run "
+                              "that wrote it, or give a policy of this architecture")  # fmt: skip
         module.policy.load_state_dict(policy.state_dict())
     datamodule = build_datamodule(cfg, cache)
     datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written
