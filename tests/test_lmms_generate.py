@@ -29,7 +29,7 @@ from test_lmms_cli import FAMILY_ARGS, tiny_random
 
 TOY, BENCH = ROOT / "artifacts/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
-N = 12  # questions per run
+N = 16  # questions per run
 CASES = {"qwen2_5_vl": ("toy", [0.1, 1.0], False), "llava_onevision": ("tiny_random", [0.1], True)}
 
 
@@ -131,3 +131,43 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
         print(f"{family} ratio {r}: lmms-eval generate_until {round(acc * N)}/{N} == score_lit eval {sum(expected[r])}/{N}")
     if model == "toy":  # the trained toy reads the digit: a non-trivial accuracy, so the equality says something
         assert sum(expected[1.0]) > N // 2
+
+
+@pytest.mark.lmms
+def test_lmms_policy_folder_errors_are_one_line(tmp_path):
+    """`policy=` of the lmms-eval classes: a policy folder whose model.safetensors is corrupt, and one whose config
+    names another MLLM (a tiny LLaVA-OneVision, width 64, next to the toy Qwen2.5-VL, width 128), each fail with ONE
+    line saying what is wrong (not a traceback from safetensors or load_state_dict)."""
+    need_lmms(BENCH)
+    good = toy_policy_folder(tmp_path / "good")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((good / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes()[:40])  # cut inside the header
+    from score_lit.checkpoint import load_policy, save_policy_dir
+
+    ckpt, llava_pt = tiny_random(tmp_path, "llava_onevision")
+    pol, meta = load_policy(llava_pt)
+    from score_lit.config import PolicyConfig
+
+    other = save_policy_dir(tmp_path / "other", pol, PolicyConfig(**meta["policy_config"]), meta["mllm"])
+    code = (
+        "import sys, json\nfrom score_lit.lmms.models.score_qwen2_5_vl import ScoreQwen2_5_VLSimple\nout = {}\n"
+        "for name in sys.argv[2:]:\n"
+        "    try:\n"
+        "        ScoreQwen2_5_VLSimple(pretrained=sys.argv[1], policy=name, retention_ratio=0.1, device_map='cpu', device='cpu')\n"
+        "        out[name] = None\n"
+        "    except Exception as e:\n"
+        "        out[name] = f'{type(e).__name__}: {e}'\n"
+        "print('RESULT' + json.dumps(out))\n"
+    )  # fmt: skip
+    p = subprocess.run([str(LMMS_VENV / "bin/python"), "-c", code, str(TOY), str(corrupt), str(other)], cwd=ROOT,
+                       env=lmms_env(tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.split("RESULT", 1)[1])
+    needles = {str(corrupt): ["is not readable", "re-export it"],
+               str(other): ["llava_onevision with width 64", "qwen2_5_vl with width 128", "use a policy trained for this model"]}  # fmt: skip
+    for name, words in needles.items():
+        msg = out[name]
+        assert msg is not None and msg.startswith("ConfigError: ") and "\n" not in msg, msg
+        assert all(w in msg for w in words), msg
