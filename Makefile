@@ -63,7 +63,7 @@ $(LMMS_STAMP): pyproject.toml $(LMMS_LOCK) tools/lmms/setup_venv.sh
 	@touch $@
 
 test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's CLI == score_lit eval, also on the trained toy model (trains it first if missing) + the lock checks
-	REQUIRE_LMMS=1 $(PY) -m pytest -q tests/test_lmms.py tests/test_lmms_llava.py tests/test_lmms_cli.py tests/test_locks.py $(ARGS)
+	REQUIRE_LMMS=1 $(PY) -m pytest -q tests/test_lmms.py tests/test_lmms_llava.py tests/test_lmms_cli.py tests/test_lmms_generate.py tests/test_locks.py $(ARGS)
 
 # The trained toy is committed (models/toy-mllm, 2.5 MB): a fresh clone copies it in seconds, and every number
 # the README gives for it reproduces. `make toy-mllm` retrains it (about 9 min) into artifacts/toy-mllm.

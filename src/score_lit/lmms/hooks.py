@@ -21,6 +21,12 @@ Two forward pre-hooks (FrameFusion's interface.py pattern: wrap the instance, ke
 A 4-row position_ids (text row + 3 M-RoPE rows, as generate builds them) loses its text row after pruning: that
 row only serves packed-sequence masks, which a pruned row with gaps would fake; the 2-D attention mask is used.
 
+Given positions (`hooks.positions = ids [P, L]`, `hooks.video_positions = [P, T*N]`, set before a generate call;
+what score_lit.lmms.generate does with the adapter's `full_positions`): the prefill uses these ids of the FULL
+sequence (gathered for the kept columns) instead of the stock model's, the policy sees `video_positions`, and each
+decode step continues from the prompt's last id (+1 per token, all rows), as the original rule does. That makes
+generate use exactly score_lit's positions (for Qwen the original M-RoPE rule, not transformers 5.23's).
+
 Supported (checked, else a clear error): batch size 1 per generate call, one video per prompt, a 2-D attention
 mask or none. Differences from score_lit's own scoring path (score_lit.mllm.qwen_vl): the positions are the stock
 model's (transformers 5.23 get_rope_index, see ../../../shared/ENVIRONMENT.md "Pitfall"), not score_lit's original
@@ -45,6 +51,21 @@ class _PruningHooks:
     _handles: list
     _kept: Tensor | None  # [L'] columns of the last pruned prefill (of L)
     _prefill_len: int
+    positions: Tensor | None = None  # [P, L] ids of the next prompt's FULL sequence (None: the stock model's ids)
+    video_positions: Tensor | None = None  # [P, T*N] its video tokens' ids relative to the video start
+
+    def _given(self, ids: Tensor, emb: Tensor) -> Tensor | None:
+        """The given full-sequence ids [P, L] on emb's device, checked against the prompt; None if none given."""
+        if self.positions is None:
+            return None
+        if self.positions.shape[-1] != ids.shape[1]:
+            raise ValueError(f"{type(self).__name__}: positions for {self.positions.shape[-1]} tokens, the prompt has {ids.shape[1]}")
+        return self.positions.to(emb.device)
+
+    def _continue(self, emb: Tensor, past: int) -> Tensor:
+        """[P, 1, n] ids of n decode-step tokens after a prompt with given positions: last id + 1 + steps so far."""
+        step = past - len(self._kept) + torch.arange(emb.shape[1], device=emb.device)
+        return (self.positions[:, -1:].to(emb.device) + 1 + step)[:, None]
 
     def remove(self) -> None:
         for h in self._handles:
@@ -128,6 +149,8 @@ class ScoreHooks(_PruningHooks):
         return self._call.get("input_ids")
 
     def _decode_positions(self, pos: Tensor | None, emb: Tensor, past: int) -> Tensor | None:
+        if self.positions is not None:
+            return self._continue(emb, past)  # [3, 1, n]
         return self._three_rows(pos)  # generate's own ids of the unpruned sequence, as 3 M-RoPE rows
 
     # --------------------------------------------------------------- pruning
@@ -148,8 +171,12 @@ class ScoreHooks(_PruningHooks):
         cols = vid.nonzero().squeeze(1)  # [T*N] video columns, in order
         if cols.numel() != t * hh * ww:
             raise ValueError(f"ScoreHooks: {cols.numel()} video tokens in the prompt, grid {t}x{hh}x{ww} wants {t * hh * ww}")
-        pos = kwargs.get("position_ids")
-        rel = pos[-3:, 0, cols] - pos[-3:, 0, cols].amin(-1, keepdim=True) if pos is not None else torch.zeros(3, len(cols))
+        given = self._given(ids, emb)
+        pos = kwargs.get("position_ids") if given is None else given[:, None]  # [3 or 4, 1, L]
+        if given is not None:
+            rel = self.video_positions.to(emb.device)
+        else:
+            rel = pos[-3:, 0, cols] - pos[-3:, 0, cols].amin(-1, keepdim=True) if pos is not None else torch.zeros(3, len(cols))
         visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, hh * ww, -1), grid=(t, hh, ww), positions=rel[None].long())
         keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
         self.last_keep = keep[None].cpu()
@@ -217,6 +244,8 @@ class ScoreHooks1D(_PruningHooks):
         return self._ids
 
     def _decode_positions(self, pos: Tensor | None, emb: Tensor, past: int) -> Tensor:
+        if self.positions is not None and self.position_ids == "original":
+            return self._continue(emb, past)[0]  # [1, n]
         if pos is None:  # the model's default would be past + arange (compacted); the original ids add the dropped
             pos = torch.arange(emb.shape[1], device=emb.device)[None] + past
             if self.position_ids == "original":
@@ -238,7 +267,8 @@ class ScoreHooks1D(_PruningHooks):
             )
         t = n // (h * w)
         cols = cols[:-1]  # the newline column stays
-        positions = torch.arange(n, device=emb.device)[None, None]
+        given = self._given(ids, emb)
+        positions = torch.arange(n, device=emb.device)[None, None] if given is None else self.video_positions.to(emb.device)[None]
         visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, h * w, -1), grid=(t, h, w), positions=positions)
         keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
         self.last_keep = keep[None].cpu()
@@ -251,7 +281,10 @@ class ScoreHooks1D(_PruningHooks):
         if self.position_ids == "compacted":
             kwargs["position_ids"] = torch.arange(len(kept), device=emb.device)[None]
         else:
-            pos = torch.arange(ids.shape[1], device=emb.device)[None] if pos is None else pos
+            if given is not None:
+                pos = given  # [1, L]
+            elif pos is None:
+                pos = torch.arange(ids.shape[1], device=emb.device)[None]
             kwargs["position_ids"] = pos[..., kept]
         mask = kwargs.get("attention_mask")
         if isinstance(mask, Tensor) and mask.ndim == 2:

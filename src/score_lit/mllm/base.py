@@ -19,6 +19,9 @@ plus one line of the registry in score_lit.mllm; it fills in these hooks and not
     tiny_config(tokenizer, text, vision) / tiny_tokenizer()   the tiny random model tests build in code
     setup()                             read what encode needs from the loaded model's config
     _encode(batch) -> VisualTokens      frames -> tokens [B, T, N, D] + positions relative to the video start
+    video_inputs(batch) -> VideoInputs  frames -> the loaded model's own video inputs (what its stock processor
+                                        gives: pixel_values_videos, ...), the grid and relative positions;
+                                        _encode feeds them to the vision tower, lmms-eval's generate_until to generate
     full_positions(n_pre, video, n_suffix, n_post) -> [P, L]   position ids of pre | video | suffix | post
     video_suffix() -> [S, D] or None    embeddings always kept right after the video (LLaVA's image_newline)
     and the class attributes below (default template, normalisation files, accepted mllm.position_ids).
@@ -109,6 +112,23 @@ def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[
             pcfg = json.loads(pp.read_text())
             return tuple(pcfg.get("image_mean", mean)), tuple(pcfg.get("image_std", std))
     return mean, std
+
+
+@dataclass
+class VideoInputs:
+    """A batch's videos as the loaded model's stock forward / `generate` takes them, made by score_lit's preprocessing
+    (the same tensors `_encode` gives the vision tower, so the tokens are identical on either path)."""
+
+    model_kwargs: dict  # e.g. {"pixel_values_videos": ..., "video_grid_thw": ...} (CPU tensors)
+    grid: tuple[int, int, int]  # (T, H', W') of the selectable tokens
+    positions: Tensor  # [B, P, T*N] long, relative to the video start (= VisualTokens.positions)
+    n_suffix: int = 0  # video placeholders after the T*N selectable ones (LLaVA's image_newline: 1)
+
+    @property
+    def num_placeholders(self) -> int:
+        """Video placeholder tokens of one prompt: T*N + n_suffix."""
+        t, h, w = self.grid
+        return t * h * w + self.n_suffix
 
 
 @dataclass
@@ -272,6 +292,15 @@ class VideoMLLM:
 
     def setup(self) -> None:
         """Read what `_encode` needs from the loaded model (self.model, self.mean / self.std are set)."""
+
+    def video_inputs(self, batch: VideoBatch) -> VideoInputs:
+        """frames [B, F, 3, H, W] uint8 -> the model's video inputs (VideoInputs); no model call."""
+        raise NotImplementedError
+
+    def generate_inputs(self, input_ids: Tensor, video: VideoInputs) -> dict:
+        """Keyword arguments of the stock `generate` for a prompt `input_ids` [1, L] holding the video placeholders
+        (besides input_ids / attention_mask). Default: the video inputs."""
+        return dict(video.model_kwargs)
 
     def _encode(self, batch: VideoBatch) -> VisualTokens:
         """frames [B, F, 3, H, W] uint8 (all videos one shape) -> tokens [B, T, N, D] and the full-grid position
@@ -508,4 +537,4 @@ class VideoMLLM:
         return probs.gather(1, cols)
 
 
-__all__ = ["VideoMLLM", "PromptBatch", "Layout", "compact", "answer_scores", "stack_frames", "read_normalisation", "DTYPES"]
+__all__ = ["VideoMLLM", "VideoInputs", "PromptBatch", "Layout", "compact", "answer_scores", "stack_frames", "read_normalisation", "DTYPES"]

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VideoMLLM, stack_frames
+from score_lit.mllm.base import VideoInputs, VideoMLLM, stack_frames
 from score_lit.mllm.preprocess import resize_frames
 from score_lit.types import VideoBatch, VisualTokens
 
@@ -136,15 +136,23 @@ class LlavaOnevisionAdapter(VideoMLLM):
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(3, 1, 1)
         return (x * (1.0 / 255.0) - mean) / std
 
-    def _encode(self, batch: VideoBatch) -> VisualTokens:
+    def video_inputs(self, batch: VideoBatch) -> VideoInputs:
+        """pixel_values_videos [B, F, 3, S, S]; grid (F, h, w) pooled; positions [B, 1, T*N] = 0..T*N-1; one suffix
+        placeholder (the image_newline), as LlavaOnevisionProcessor expands <video> to T*N + 1 tokens."""
         x = self.pixels(batch.frames)
         b, f = x.shape[:2]
-        dev, dtype = self.device, self.model.get_input_embeddings().weight.dtype
-        out = self.model.model.get_video_features(x.to(dev, dtype), return_dict=True).pooler_output  # [B, F*N + 1, D]
         h, w = self.pooled
+        positions = torch.arange(f * h * w).expand(b, 1, -1).clone()
+        return VideoInputs({"pixel_values_videos": x}, (f, h, w), positions, n_suffix=1)
+
+    def _encode(self, batch: VideoBatch) -> VisualTokens:
+        vi = self.video_inputs(batch)
+        dev, dtype = self.device, self.model.get_input_embeddings().weight.dtype
+        x = vi.model_kwargs["pixel_values_videos"].to(dev, dtype)
+        out = self.model.model.get_video_features(x, return_dict=True).pooler_output  # [B, F*N + 1, D]
+        (f, h, w), b = vi.grid, x.shape[0]
         tokens = out[:, :-1].reshape(b, f, h * w, -1)  # the trailing image_newline is re-added as the video suffix
-        positions = torch.arange(f * h * w, device=dev).expand(b, 1, -1).clone()
-        return VisualTokens(tokens=tokens, grid=(f, h, w), positions=positions)  # positions [B, 1, T*N]
+        return VisualTokens(tokens=tokens, grid=vi.grid, positions=vi.positions.to(dev))  # positions [B, 1, T*N]
 
     def video_suffix(self) -> Tensor:
         """[1, D] the learned image_newline, always kept right after the last kept video token."""

@@ -3,7 +3,9 @@
 The adapter wraps a loaded `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration`
 instance (no class patching) and uses its public pieces directly:
 
-    _encode:  VideoPreprocessor (torch, no torchvision) -> model.model.get_video_features(...)
+    video_inputs: VideoPreprocessor (torch, no torchvision) -> pixel_values_videos + video_grid_thw (also what
+              lmms-eval's generate_until hands the stock `generate`)
+    _encode:  video_inputs -> model.model.get_video_features(...)
               .pooler_output -> tokens [B, T, N, D]; positions.video_positions -> [B, 3, T*N]
     full_positions: positions.sequence_positions (M-RoPE ids of pre | video | post, the original rule)
     score etc.: the base's, model.model.language_model(inputs_embeds, attention_mask, position_ids) ->
@@ -30,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VideoMLLM, stack_frames
+from score_lit.mllm.base import VideoInputs, VideoMLLM, stack_frames
 from score_lit.mllm.positions import sequence_positions, time_scale, video_positions
 from score_lit.mllm.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoPreprocessor
 from score_lit.types import VideoBatch, VisualTokens
@@ -81,17 +83,26 @@ class QwenVLAdapter(VideoMLLM):
         secs = [self.cfg.seconds_per_frame] * len(batch) if spf is None else [float(s) for s in spf]
         return [self.time_scale(s * self.temporal_patch_size) for s in secs]
 
-    def _encode(self, batch: VideoBatch) -> VisualTokens:
-        frames = stack_frames(batch.frames)
-        pixels, grid_thw = self.preprocessor(frames)  # [B*gt*gh*gw, 3*tps*p*p], [B, 3]
-        dev = self.device
-        out = self.model.model.get_video_features(pixels.to(dev), grid_thw.to(dev))
-        b = frames.shape[0]
+    def video_inputs(self, batch: VideoBatch) -> VideoInputs:
+        """pixel_values_videos [B*gt*gh*gw, 3*tps*p*p] + video_grid_thw [B, 3] (Qwen's processor output); positions
+        [B, 3, T*N] by the original rule (time-scaled t-axis)."""
+        pixels, grid_thw = self.preprocessor(stack_frames(batch.frames))
         gt, gh, gw = (int(g) for g in grid_thw[0].tolist())
         grid = (gt, gh // self.merge, gw // self.merge)  # (T, H', W')
-        tokens = torch.stack(list(out.pooler_output)).view(b, grid[0], grid[1] * grid[2], -1)  # [B, T, N, D]
-        positions = torch.stack([video_positions(grid, 0, s, device=dev) for s in self.time_scales(batch)])
-        return VisualTokens(tokens=tokens, grid=grid, positions=positions)  # positions [B, 3, T*N]
+        positions = torch.stack([video_positions(grid, 0, s) for s in self.time_scales(batch)])
+        return VideoInputs({"pixel_values_videos": pixels, "video_grid_thw": grid_thw}, grid, positions)
+
+    def generate_inputs(self, input_ids: Tensor, video: VideoInputs) -> dict:
+        """+ mm_token_type_ids (0 text, 2 video), which transformers 5.x's Qwen-VL forward reads, as its processor gives."""
+        return {**video.model_kwargs, "mm_token_type_ids": (input_ids == self.video_token_id).long() * 2}
+
+    def _encode(self, batch: VideoBatch) -> VisualTokens:
+        vi = self.video_inputs(batch)
+        dev = self.device
+        out = self.model.model.get_video_features(vi.model_kwargs["pixel_values_videos"].to(dev), vi.model_kwargs["video_grid_thw"].to(dev))
+        b, (t, h, w) = vi.positions.shape[0], vi.grid
+        tokens = torch.stack(list(out.pooler_output)).view(b, t, h * w, -1)  # [B, T, N, D]
+        return VisualTokens(tokens=tokens, grid=vi.grid, positions=vi.positions.to(dev))  # positions [B, 3, T*N]
 
     def full_positions(self, n_pre: int, video: Tensor, n_suffix: int, n_post: int) -> Tensor:
         """M-RoPE ids by the original rule (score_lit.mllm.positions): [3, n_pre + V + n_suffix + n_post]."""

@@ -42,14 +42,18 @@ from lmms_eval.models.chat.llava_hf import LlavaHf as _StockChat
 from lmms_eval.models.simple.llava_hf import LlavaHf as _StockSimple
 from loguru import logger as eval_logger
 
+from score_lit.lmms.generate import ScoreGeneration
 from score_lit.lmms.hooks import ScoreHooks1D
 from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-class _ScoreLlavaOnevision:
+class _ScoreLlavaOnevision(ScoreGeneration):
     """The SCORE part shared by the simple and chat classes (module docstring)."""
+
+    hooks_class = ScoreHooks1D
+    max_new_tokens = 1024  # both stock llava_hf classes' default; neither applies `until`
 
     def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
                  position_ids: str = "original", frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
@@ -73,8 +77,7 @@ class _ScoreLlavaOnevision:
             if policy is None:
                 raise ValueError("score_llava_onevision needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
             self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
-            self.hooks = ScoreHooks1D(self.model, lambda visual: self.compressor.select(visual, self.retention_ratio).keep,
-                                      position_ids=position_ids).attach()  # fmt: skip
+        self.build_hooks(position_ids=position_ids)
         eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}, "
                          f"position_ids={position_ids}")  # fmt: skip
 
@@ -89,8 +92,8 @@ class _ScoreLlavaOnevision:
         except Exception as e:  # noqa: BLE001 -- only past the model load (below), else re-raised
             if not hasattr(self, "_model") or hasattr(self, "_tokenizer"):
                 raise
-            eval_logger.warning(f"LlavaHf: no processor ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
-                                "loglikelihood works, generate_until does not")  # fmt: skip
+            eval_logger.info(f"LlavaHf: no processor ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                             "not needed: SCORE preprocesses with score_lit")  # fmt: skip
         from accelerate import Accelerator
         from transformers import AutoTokenizer
 
@@ -108,6 +111,9 @@ class _ScoreLlavaOnevision:
             self._model.to(self._device)
         self._rank, self._world_size = 0, 1
         self.accelerator = accelerator
+
+    def frame_args(self) -> tuple[int, float | None]:
+        return self.max_frames_num, None
 
     # ------------------------------------------------------------ loglikelihood
     @torch.no_grad()

@@ -38,14 +38,17 @@ from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _StockSimple
 from loguru import logger as eval_logger
 
+from score_lit.lmms.generate import ScoreGeneration
 from score_lit.lmms.hooks import ScoreHooks
 from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-class _ScoreQwen:
+class _ScoreQwen(ScoreGeneration):
     """The SCORE part shared by the simple and chat classes (module docstring)."""
+
+    hooks_class = ScoreHooks
 
     def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
                  frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
@@ -71,7 +74,7 @@ class _ScoreQwen:
             if policy is None:
                 raise ValueError("score_qwen2_5_vl needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
             self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
-            self.hooks = ScoreHooks(self.model, lambda visual: self.compressor.select(visual, self.retention_ratio).keep).attach()
+        self.build_hooks()
         eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}")
 
     def _stock_init(self, stock: dict) -> None:
@@ -87,8 +90,8 @@ class _ScoreQwen:
         except ImportError as e:
             if "torchvision" not in str(e).lower() or not hasattr(self, "_model"):
                 raise
-            eval_logger.warning(f"{stock_cls.__name__}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
-                                "loglikelihood works, generate_until does not")  # fmt: skip
+            eval_logger.info(f"{stock_cls.__name__}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
+                             "not needed: SCORE preprocesses with score_lit")  # fmt: skip
         from transformers import AutoTokenizer
 
         if self.accelerator.num_processes > 1:
@@ -103,6 +106,9 @@ class _ScoreQwen:
         self.use_cache = a["use_cache"]
         self._rank, self._world_size = 0, 1
 
+    def frame_args(self) -> tuple[int, float | None]:
+        return self.max_num_frames, self.fps
+
     # ------------------------------------------------------------ loglikelihood
     @torch.no_grad()
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
@@ -113,9 +119,11 @@ class ScoreQwen2_5_VL(_ScoreQwen, _StockChat):
     """Chat flavour (what `--model score_qwen2_5_vl` resolves to, as `qwen2_5_vl` resolves to its chat class)."""
 
     is_simple = False
+    max_new_tokens, decode_kwargs = 128, {"clean_up_tokenization_spaces": False}  # the stock chat class's
 
 
 class ScoreQwen2_5_VLSimple(_ScoreQwen, _StockSimple):
     """Simple flavour (`--force_simple`, and the LMMS_EVAL_PLUGINS route, which registers simple classes only)."""
 
     is_simple = True
+    max_new_tokens, apply_until, decode_kwargs = 32768, True, {"clean_up_tokenization_spaces": False}  # the stock simple class's

@@ -1,0 +1,129 @@
+"""generate_until for the SCORE model classes (videomme, mvbench, mlvu, ... as lmms-eval 0.7 runs them), for every
+family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's adapter preprocesses, the stock
+`generate` of the loaded model generates, forward hooks (score_lit.lmms.hooks) compress.
+
+Per request (one at a time: batch size 1):
+1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
+   frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
+2. the prompt: the adapter's prompt template (the family's chat template; for Qwen the stock wrapper's system prompt)
+   with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
+   and {video} = the model's video placeholder token repeated `VideoInputs.num_placeholders` times, as the stock
+   processor expands it; the text is tokenized as score_lit tokenizes it;
+3. the video inputs of the stock forward (`adapter.video_inputs` / `generate_inputs`: pixel_values_videos, ...);
+4. `model.generate` with the stock wrapper's generation arguments (max_new_tokens default per wrapper, temperature
+   0 = greedy, top_p / num_beams, eos / pad, use_cache); the family's hooks (`hooks_class`) select with the policy
+   (ratio 1: keep all) and give the LLM score_lit's position ids (`adapter.full_positions`), so the prefill is the
+   one `score_lit eval` scores, and greedy generation of one token after a prompt that asks for the option alone
+   is the argmax over the vocabulary at the position where score_lit eval takes the argmax over the options;
+5. the new tokens decoded as the stock wrapper decodes them (skip_special_tokens; simple Qwen also cuts at `until`),
+   returned as the stock class returns them (simple: str; chat: GenerationResult with the output token count).
+
+Deviations from the stock wrappers, on purpose: frames are sampled by score_lit (`max_num_frames` / `max_frames_num`
+uniformly over the clip, or at `fps`) and fitted to a square `frame_size` (as `score_lit eval`), not by
+qwen_vl_utils (2 fps, then `max_num_frames` + the last frame) or the stock processors' resizing; the prompt is the
+adapter's template (for llava_hf's chat class the stock processor's own chat template may differ); position ids are
+score_lit's (Qwen: the original M-RoPE rule, see score_lit.mllm.positions). Images in a request are not supported
+(one video per document, else a one-line error).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class ScoreGeneration:
+    """Mixin of the SCORE model classes: `generate_until` (module docstring). A class sets `hooks_class` (the family's
+    pruning hooks), `frame_args()` and, per simple / chat flavour, `max_new_tokens` (the stock default), `apply_until`
+    and `decode_kwargs` as its stock class does."""
+
+    hooks_class: type
+    max_new_tokens: int = 1024
+    apply_until: bool = False  # cut the text at gen_kwargs["until"] (the stock simple Qwen wrapper does)
+    decode_kwargs: dict = {}
+
+    def frame_args(self) -> tuple[int, float | None]:
+        """(frames, fps) of this wrapper's model_args."""
+        raise NotImplementedError
+
+    def build_hooks(self, **kwargs) -> None:
+        """The family's pruning hooks on the loaded model, detached until a generate call."""
+        self.hooks = self.hooks_class(self.model, self._keep, **kwargs)
+
+    def _keep(self, visual) -> Tensor:
+        if self.compressor is None:  # retention_ratio 1: every token, the hooks only set the positions
+            return torch.ones(visual.tokens.shape[0], visual.num_tokens, dtype=torch.bool)
+        return self.compressor.select(visual, self.retention_ratio).keep
+
+    # --------------------------------------------------------------- lmms-eval
+    def generate_until(self, requests) -> list:
+        from lmms_eval.api.instance import GenerationResult, TokenCounts
+        from tqdm import tqdm
+
+        name = type(self).__name__
+        if int(self.batch_size) != 1:
+            raise ValueError(f"{name} generate_until runs one request at a time: use --batch_size 1")
+        res = []
+        for req in tqdm(requests, disable=self.rank != 0, desc="SCORE generate"):
+            text, videos, gen_kwargs, doc_id = self._request(req)
+            if len(videos) != 1:
+                raise NotImplementedError(f"{name} generate_until: one video per document (doc {doc_id}: {len(videos)} videos, "
+                                          "images are not supported)")  # fmt: skip
+            answer, n_new = self._generate(text, videos[0], dict(gen_kwargs))
+            if self.apply_until:
+                until = gen_kwargs.get("until", [self.tokenizer.decode(self.eot_token_id)])
+                until = [until] if isinstance(until, str) else until
+                for term in (u for u in until if u and u != "\n\n"):  # the stock Qwen wrapper ignores "\n\n"
+                    answer = answer.split(term)[0]
+            self.cache_hook.add_partial("generate_until", (text, gen_kwargs), answer)
+            res.append(answer if self.is_simple else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new)))
+        return res
+
+    def _request(self, req) -> tuple[str, list, dict, int]:
+        """(text, video paths, gen_kwargs, doc_id) of a simple or a chat request."""
+        if self.is_simple:
+            context, gen_kwargs, doc_to_visual, doc_id, task, split = req.args
+            visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+            if any(not isinstance(v, str) for v in visuals):
+                return context, [None, *visuals], gen_kwargs, doc_id  # an image: refused by the caller
+            return context.replace("<image>", ""), list(visuals), gen_kwargs, doc_id
+        from lmms_eval.protocol import ChatMessages
+
+        _, doc_to_messages, gen_kwargs, doc_id, task, split = req.args
+        messages = ChatMessages(messages=doc_to_messages(self.task_dict[task][split][doc_id]))
+        images, videos, _ = messages.extract_media()
+        text = "".join(c.text for m in messages.messages for c in m.content if c.type == "text")
+        return text, [*images, *videos], gen_kwargs, doc_id  # images count as extra visuals: refused
+
+    @torch.no_grad()
+    def _generate(self, text: str, video: str, gen_kwargs: dict) -> tuple[str, int]:
+        """One request: decode, preprocess, prompt, generate with the hooks attached. -> (text, new tokens)."""
+        from score_lit.data.common import Sample, collate
+        from score_lit.data.video_qa import load_video
+
+        adapter = self.adapter
+        frames_n, fps = self.frame_args()
+        frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
+        video_in = adapter.video_inputs(collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]))
+        before, after = adapter.cfg.prompt_template.split("{video}")
+        pre, post = adapter._ids([before.replace("{question}", text), after.replace("{question}", text)])
+        ids = torch.tensor([pre + [adapter.video_token_id] * video_in.num_placeholders + post])
+        dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
+        kwargs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in adapter.generate_inputs(ids, video_in).items()}
+        cur = {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "top_p": None, "num_beams": 1, **gen_kwargs}
+        sample = float(cur["temperature"] or 0.0) > 0
+        self.hooks.positions = adapter.full_positions(len(pre), video_in.positions[0], video_in.n_suffix, len(post))
+        self.hooks.video_positions = video_in.positions[0]
+        self.hooks.attach()
+        try:
+            out = self.model.generate(
+                input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev), **kwargs, do_sample=sample,
+                temperature=cur["temperature"] if sample else None, top_p=cur["top_p"] if sample else None,
+                num_beams=int(cur["num_beams"]), max_new_tokens=int(cur["max_new_tokens"]), use_cache=self.use_cache,
+                eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
+            )  # fmt: skip
+        finally:
+            self.hooks.remove()
+            self.hooks.positions = self.hooks.video_positions = None
+        new = out[0, ids.shape[1] :]
+        return self.tokenizer.decode(new, skip_special_tokens=True, **self.decode_kwargs), len(new)

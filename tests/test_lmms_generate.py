@@ -1,0 +1,173 @@
+"""lmms-eval's generate_until through score_lit's model classes (make test-lmms; `make test` runs them too).
+
+The score_toy_gen task (tools/lmms/tasks/score_toy_gen: the toy test split in Video-MME's form, options in the prompt,
+the answer parsed from the generated text by lmms-eval's own multiple-choice parser) through lmms-eval's REAL CLI,
+against `python -m score_lit eval` on the same questions with the same prompt text (a jsonl whose questions are the
+task's doc_to_text). The prompt asks for the option alone and every option is one token: greedy generation of one
+token must be an option (checked per question: it is the argmax over the whole vocabulary, so it is then the argmax
+over the options) and be right exactly where score_lit eval's option argmax is right (per question, not only counts).
+* qwen2_5_vl: the trained toy (artifacts/toy-mllm, committed) at retention 1.0 and 0.1 (a seeded random policy,
+  shared as a FOLDER: config.json + model.safetensors, so `policy=` takes a folder), the chat class (default);
+* llava_onevision: a tiny RANDOM checkpoint + random policy.pt at 0.1, the simple class (--force_simple). A random
+  model's greedy token is any word, so this checkpoint's generation_config.json suppresses every token but the
+  options (the digits): its generation is then the option argmax, which is what is compared.
+Frames are decoded by decord from the toy bench's real mp4 files on both sides; no torchvision, no qwen_vl_utils.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import LMMS_VENV, ROOT, lmms_env, need_lmms
+from test_lmms_cli import FAMILY_ARGS, tiny_random
+
+TOY, BENCH = ROOT / "artifacts/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"
+TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
+N = 16  # questions per run
+CASES = {"qwen2_5_vl": ("toy", [0.1, 1.0], False), "llava_onevision": ("tiny_random", [0.1], True)}
+
+
+def task_utils():
+    spec = importlib.util.spec_from_file_location("score_toy_gen_utils", TASK / "gen_utils.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def same_questions(folder: Path) -> Path:
+    """The first N toy rows with the task's prompt as the question and absolute video paths (score_lit eval's input)."""
+    gu = task_utils()
+    rows = [json.loads(line) for line in BENCH.read_text().splitlines()[:N]]
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / "test.jsonl"
+    out.write_text("".join(json.dumps({**r, "question": gu.doc_to_text(r), "video": gu.doc_to_visual(r)[0]}) + "\n"
+                           for r in rows))  # fmt: skip
+    return out
+
+
+def toy_policy_folder(tmp_path: Path) -> Path:
+    from score_lit.checkpoint import save_policy_dir
+    from score_lit.config import MLLMConfig, PolicyConfig
+    from score_lit.mllm import build_mllm
+    from score_lit.policy import build_policy
+
+    identity = build_mllm(MLLMConfig(family="qwen2_5_vl", path=str(TOY))).identity()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
+    return save_policy_dir(tmp_path / "policy", policy, PolicyConfig(hidden=16), identity)
+
+
+def only_options(ckpt: Path, options: list[str]) -> None:
+    """The checkpoint's generation_config.json suppresses every token but the options' (one token each)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    tok = AutoTokenizer.from_pretrained(ckpt)
+    keep = {tok.convert_tokens_to_ids(o) for o in options}
+    vocab = json.loads((ckpt / "config.json").read_text())["text_config"]["vocab_size"]
+    gc = GenerationConfig.from_pretrained(ckpt) if (ckpt / "generation_config.json").is_file() else GenerationConfig()
+    gc.suppress_tokens = [i for i in range(vocab) if i not in keep]
+    gc.save_pretrained(ckpt)
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+@pytest.mark.parametrize("family", list(CASES))
+def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
+    model, ratios, simple = CASES[family]
+    need_lmms(BENCH)
+    if model == "toy":
+        ckpt, pol = TOY, toy_policy_folder(tmp_path)
+    else:
+        ckpt, pol = tiny_random(tmp_path, family)
+        only_options(ckpt, [str(d) for d in range(10)])
+    frame_args, dtype = FAMILY_ARGS[family]
+    bench = same_questions(tmp_path / "bench")
+
+    def lmms_cmd(r):
+        args = f"pretrained={ckpt},policy={pol},retention_ratio={r},{frame_args},device_map=cpu"
+        return [str(LMMS_VENV / "bin/lmms-eval"), "--model", f"score_{family}", "--model_args", args, "--include_path",
+                str(TASK.parent), "--tasks", "score_toy_gen", "--limit", str(N), "--batch_size", "1", "--device", "cpu",
+                "--log_samples", "--output_path", str(tmp_path / f"lmms-{r}"), *(["--force_simple"] if simple else [])]  # fmt: skip
+
+    out = tmp_path / "score_lit"
+    sl_cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", f"mllm.family={family}", f"mllm.path={ckpt}",
+              f"eval.limit={N}", "eval.benchmark=toy", f"eval.root={bench.parent}", "eval.frames=16", "eval.size=64",
+              "eval.methods=[score]", "eval.ratios=[0.1]", f"eval.policy={pol}", "eval.batch_size=1", f"mllm.dtype={dtype}",
+              "eval.viz_samples=0", f"eval.out_dir={out}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    logs = {r: tmp_path / f"lmms-{r}.log" for r in ratios}
+    procs = {r: subprocess.Popen(lmms_cmd(r), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[r], "w"), stderr=subprocess.STDOUT)
+             for r in ratios}  # fmt: skip
+    sl = subprocess.run(sl_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    for p in procs.values():
+        p.wait(timeout=600)
+    assert sl.returncode == 0, (sl.stdout + sl.stderr)[-5000:]
+    questions = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
+    ids = [i for q in questions for i in q["ids"]]
+    expected = {1.0: [c for q in questions for c in q["vanilla"]["correct"]],
+                0.1: [c for q in questions for c in q["methods"]["score@0.1"]["correct"]]}  # fmt: skip
+    rows = {json.loads(line)["id"]: json.loads(line) for line in bench.read_text().splitlines()}
+    for r in ratios:
+        log = logs[r].read_text()
+        assert procs[r].returncode == 0 and "Error during evaluation" not in log and "Traceback" not in log, log[-5000:]
+        samples = [json.loads(line) for f in (tmp_path / f"lmms-{r}").rglob("*samples_score_toy_gen.jsonl") for line in open(f)]
+        samples.sort(key=lambda s: s["doc_id"])
+        assert len(samples) == len(ids) == N, log[-3000:]
+        responses = [s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0] for s in samples]
+        options = [rows[i]["options"] for i in ids]
+        # the one greedy token is an option (so it is the argmax over the options as well)...
+        assert all(resp.strip() in opts for resp, opts in zip(responses, options)), responses
+        # ... and right exactly where score_lit eval's option argmax is right
+        got = [bool(s["acc"]) for s in samples]
+        assert got == [bool(c) for c in expected[r]], f"ratio {r}: lmms-eval {got} != score_lit eval {expected[r]}"
+        acc = json.loads(next((tmp_path / f"lmms-{r}").rglob("*_results.json")).read_text())["results"]["score_toy_gen"]["acc,none"]
+        assert round(acc * N) == sum(expected[r])
+        print(f"{family} ratio {r}: lmms-eval generate_until {round(acc * N)}/{N} == score_lit eval {sum(expected[r])}/{N}")
+    if model == "toy":  # the trained toy reads the digit: a non-trivial accuracy, so the equality says something
+        assert sum(expected[1.0]) > N // 2
+
+
+@pytest.mark.lmms
+def test_lmms_policy_folder_errors_are_one_line(tmp_path):
+    """`policy=` of the lmms-eval classes: a policy folder whose model.safetensors is corrupt, and one whose config
+    names another MLLM (a tiny LLaVA-OneVision, width 64, next to the toy Qwen2.5-VL, width 128), each fail with ONE
+    line saying what is wrong (not a traceback from safetensors or load_state_dict)."""
+    need_lmms(BENCH)
+    good = toy_policy_folder(tmp_path / "good")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text((good / "config.json").read_text())
+    (corrupt / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes()[:40])  # cut inside the header
+    from score_lit.checkpoint import load_policy, save_policy_dir
+
+    ckpt, llava_pt = tiny_random(tmp_path, "llava_onevision")
+    pol, meta = load_policy(llava_pt)
+    from score_lit.config import PolicyConfig
+
+    other = save_policy_dir(tmp_path / "other", pol, PolicyConfig(**meta["policy_config"]), meta["mllm"])
+    code = (
+        "import sys, json\nfrom score_lit.lmms.models.score_qwen2_5_vl import ScoreQwen2_5_VLSimple\nout = {}\n"
+        "for name in sys.argv[2:]:\n"
+        "    try:\n"
+        "        ScoreQwen2_5_VLSimple(pretrained=sys.argv[1], policy=name, retention_ratio=0.1, device_map='cpu', device='cpu')\n"
+        "        out[name] = None\n"
+        "    except Exception as e:\n"
+        "        out[name] = f'{type(e).__name__}: {e}'\n"
+        "print('RESULT' + json.dumps(out))\n"
+    )  # fmt: skip
+    p = subprocess.run([str(LMMS_VENV / "bin/python"), "-c", code, str(TOY), str(corrupt), str(other)], cwd=ROOT,
+                       env=lmms_env(tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.split("RESULT", 1)[1])
+    needles = {str(corrupt): ["is not readable", "re-export it"],
+               str(other): ["llava_onevision with width 64", "qwen2_5_vl with width 128", "use a policy trained for this model"]}  # fmt: skip
+    for name, words in needles.items():
+        msg = out[name]
+        assert msg is not None and msg.startswith("ConfigError: ") and "\n" not in msg, msg
+        assert all(w in msg for w in words), msg
