@@ -64,3 +64,18 @@ def test_eval_sweep_every_method_viz_and_bench(family, tmp_path, capsys):
     assert bench_main(bench) == 0
     (res,) = json.loads((d / f"{family}.json").read_text())["results"]
     assert res["visual_tokens"] == 8 and {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 8, 0.5: 4}
+
+
+@pytest.mark.parametrize("arch,family,layers", [("qwen3_vl_8b", "qwen3_vl", 36), ("qwen3_5_9b", "qwen3_5", 32)])
+def test_released_size_archs_are_configs_of_the_real_classes(arch, family, layers):
+    # bench's random-weight architectures: every key is accepted by the real config class (no weights are built).
+    from score_lit.bench import ARCHS, BenchConfig
+    from score_lit.config import ConfigError
+    from score_lit.mllm import adapter_class
+
+    fam, text, vision = ARCHS[arch]
+    cls = adapter_class(fam)
+    _, config = cls.tiny_config(cls.tiny_tokenizer(), text, vision)
+    assert fam == family and config.text_config.num_hidden_layers == layers and config.vision_config.out_hidden_size == 4096
+    with pytest.raises(ConfigError, match=f"arch={arch} is a {family} architecture, not family=qwen2_5_vl"):
+        BenchConfig(arch=arch)
