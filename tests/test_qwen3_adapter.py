@@ -202,3 +202,20 @@ def test_saved_tiny_loads_and_other_family_policy_is_refused(adapter, batch, tmp
     policy = save_policy(tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), ident)
     with pytest.raises(ConfigError, match=f"trained for {other} with width 64, but the configured MLLM is {adapter.family} with width 64"):
         load_policy(policy, expect_mllm=adapter.identity())
+
+
+def test_cached_rows_carry_deepstack(tmp_path):
+    # A batch whose first row comes from the feature cache (written by FeatureCache.save as cache-features does) and
+    # whose second is encoded gives the same VisualTokens, DeepStack features included, as encoding both.
+    from dataclasses import replace
+
+    from score_lit.encode import encode
+    from score_lit.feature_cache import FeatureCache
+
+    adapter = build_mllm(MLLMConfig(family="qwen3_vl"))
+    batch = make_batch(seconds_per_frame=SPF)
+    full = adapter.encode(batch)
+    cache = FeatureCache(tmp_path, {"m": 1})
+    cache.save("k0", full.tokens[0], full.positions[0], full.grid, full.deepstack[0])
+    mixed = encode(adapter, replace(batch, frames=batch.frames[1:], features=[cache.load("k0"), None]))
+    assert torch.equal(mixed.tokens, full.tokens) and torch.equal(mixed.deepstack, full.deepstack)
