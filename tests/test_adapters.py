@@ -17,7 +17,7 @@ def test_batched_rows_equal_single_rows(family, position_ids):
     # every (sample, rollout) row scored alone (no padding at all).
     adapter = build_mllm(MLLMConfig(family=family, position_ids=position_ids))
     shape = dict(f=4, size=48) if family == "llava_onevision" else {}  # LLaVA frames are resized to its tower anyway
-    sec = [0.5, 1.0] if family == "qwen2_5_vl" else None  # per-sample time scale where the positions use it
+    sec = [0.5, 1.0] if family in ("qwen2_5_vl", "qwen3_vl", "qwen3_5") else None  # per-sample time scale or timestamps
     batch = make_batch(seed=1, seconds_per_frame=sec, **shape)
     visual, prompts = adapter.encode(batch), adapter.tokenize(batch)
     masks = make_masks(2, 3, visual.num_tokens, seed=1)

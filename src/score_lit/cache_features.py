@@ -71,7 +71,8 @@ def fill_cache(cfg: Config, batch_size: int = 8, log=print) -> list[Filled]:
                 return
             visual = mllm.encode(collate([s for _, s in pending]))
             for j, (key, _) in enumerate(pending):
-                cache.save(key, visual.tokens[j], visual.positions[j], visual.grid)
+                ds = None if visual.deepstack is None else visual.deepstack[j]
+                cache.save(key, visual.tokens[j], visual.positions[j], visual.grid, ds)
             f.written += len(pending)
             pending.clear()
 

@@ -130,7 +130,8 @@ def load_policy(path: str | os.PathLike, expect_mllm: dict | None = None) -> tup
             f"{str(path)!r} is not a score_lit policy checkpoint (expected format {FORMAT}); "
             "a Lightning .ckpt resumes training with resume=PATH, a policy.pt initialises or evaluates"
         )
-    if expect_mllm is not None and ckpt["mllm"].get("hidden_size") != expect_mllm.get("hidden_size"):
+    # Another family is refused even at an equal width (e.g. two tiny models of width 64): its tokens mean other things.
+    if expect_mllm is not None and any(ckpt["mllm"].get(k) != expect_mllm.get(k) for k in ("family", "hidden_size")):
         raise ConfigError(
             f"policy {str(path)!r} was trained for {ckpt['mllm'].get('family')} with width {ckpt['mllm'].get('hidden_size')}, "
             f"but the configured MLLM is {expect_mllm.get('family')} with width {expect_mllm.get('hidden_size')}: "

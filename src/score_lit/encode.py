@@ -29,14 +29,21 @@ def encode(mllm, batch: VideoBatch) -> VisualTokens:
         visual = mllm.encode(sub)  # frames [len(todo), F, 3, H, W]
         for j, b in enumerate(todo):
             rows[b] = {"tokens": visual.tokens[j], "positions": visual.positions[j], "grid": visual.grid}
+            if visual.deepstack is not None:
+                rows[b]["deepstack"] = visual.deepstack[j]
         if len(todo) == len(batch):
             return visual
     grids = {tuple(r["grid"]) for r in rows}
     if len(grids) != 1:
         raise ValueError(f"videos of one batch must give one token grid (T, H', W'); got {sorted(grids)}")
     dev = mllm.device
+    ds = [r.get("deepstack") for r in rows]  # [S, T*N, D] per row (Qwen3-VL), None for families without DeepStack
+    if any(x is None for x in ds) and any(x is not None for x in ds):
+        raise ValueError("cached features without DeepStack features next to encoded ones with them: the cache was "
+                         "written by an older score_lit; delete data.cache_dir / eval.cache_dir and run cache-features again")  # fmt: skip
     return VisualTokens(
         tokens=torch.stack([r["tokens"].to(dev) for r in rows]),
         grid=grids.pop(),
         positions=torch.stack([r["positions"].to(dev) for r in rows]),
+        deepstack=None if ds[0] is None else torch.stack([x.to(dev) for x in ds]),
     )

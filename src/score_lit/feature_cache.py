@@ -14,7 +14,8 @@ Key: sha256 over JSON of
     generator, seed, split, index and its numbers), so an edited or replaced file misses the cache;
   * what fixes the model's output: the adapter's identity (family, checkpoint path, width), the pixel
     budget and dtype, and the file-format version below.
-Entry: `<cache_dir>/<key[:2]>/<key>.pt` = {"tokens": [T, N, D], "positions": [3 or 1, T*N], "grid": (T, H', W')},
+Entry: `<cache_dir>/<key[:2]>/<key>.pt` = {"tokens": [T, N, D], "positions": [3 or 1, T*N], "grid": (T, H', W')}
+(+ "deepstack": [S, T*N, D] for Qwen3-VL),
 written atomically (temp file, then os.replace), so a killed run never leaves a half-written entry; any
 unreadable entry counts as a miss and is rewritten.
 """
@@ -64,8 +65,12 @@ class FeatureCache:
         self.hits += 1
         return entry
 
-    def save(self, key: str, tokens: torch.Tensor, positions: torch.Tensor, grid: tuple[int, int, int]) -> None:
+    def save(self, key: str, tokens: torch.Tensor, positions: torch.Tensor, grid: tuple[int, int, int],
+             deepstack: torch.Tensor | None = None) -> None:  # fmt: skip
+        """Write one row's entry; `deepstack` [S, T*N, D]: Qwen3-VL's DeepStack features, stored when given."""
         from .checkpoint import atomic_torch_save
 
         entry = {"tokens": tokens.detach().cpu().clone(), "positions": positions.detach().cpu().clone(), "grid": tuple(grid)}
+        if deepstack is not None:
+            entry["deepstack"] = deepstack.detach().cpu().clone()
         atomic_torch_save(entry, self._file(key), fsync=False)  # a lost entry is only a cache miss

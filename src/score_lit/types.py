@@ -47,7 +47,12 @@ class VisualTokens:
     tokens: Tensor  # [B, T, N, D] projector output, raster order (row-major over the merged grid) per unit
     grid: tuple[int, int, int]  # (T, H', W'): temporal units, merged rows, merged cols; N = H' * W'
     positions: Tensor  # [B, 3, T*N] long, M-RoPE (t, h, w) ids of the full grid relative to the video start (Qwen);
-    #                    [B, 1, T*N] 1-D offsets from the video start for 1-D RoPE models (LLaVA-OneVision)
+    #                    [B, 1, T*N] 1-D offsets from the video start for 1-D RoPE models (LLaVA-OneVision);
+    #                    [B, 3, T*N] (0, r, c) per unit for Qwen3-VL / Qwen3.5 (each unit its own t=1 grid)
+    # [B, S, T*N, D] DeepStack features (Qwen3-VL): S vision-layer features that the LLM adds to each visual
+    # token's hidden state after its decoder layers 0..S-1; a pruned row carries those of its kept tokens. None
+    # for families without DeepStack.
+    deepstack: Tensor | None = None
 
     @property
     def num_tokens(self) -> int:

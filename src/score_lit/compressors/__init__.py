@@ -17,6 +17,7 @@ method's selection costs in FLOPs, for the sweep's compute column (formulas in s
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from typing import Any, Protocol
 
 from torch import Tensor
@@ -86,7 +87,7 @@ def apply_selection(visual: VisualTokens, sel: Selection) -> tuple[VisualTokens,
     if sel.tokens is None:
         return visual, sel.keep[:, None]
     b, t, n, d = visual.tokens.shape
-    merged = VisualTokens(tokens=sel.tokens.reshape(b, t, n, d), grid=visual.grid, positions=visual.positions)
+    merged = replace(visual, tokens=sel.tokens.reshape(b, t, n, d))  # positions and DeepStack features unchanged
     return merged, sel.keep[:, None]
 
 

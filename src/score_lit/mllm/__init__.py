@@ -28,6 +28,8 @@ REGISTRY: dict[str, Family] = {
     "qwen2_5_vl": Family("score_lit.mllm.qwen_vl:Qwen25VLAdapter"),
     "qwen2_vl": Family("score_lit.mllm.qwen_vl:Qwen2VLAdapter"),
     "llava_onevision": Family("score_lit.mllm.llava_onevision:LlavaOnevisionAdapter", ("original", "compacted")),
+    "qwen3_vl": Family("score_lit.mllm.qwen3_vl:Qwen3VLAdapter"),
+    "qwen3_5": Family("score_lit.mllm.qwen3_5:Qwen3_5Adapter"),
 }
 
 

@@ -24,6 +24,10 @@ plus one line of the registry in score_lit.mllm; it fills in these hooks and not
                                         _encode feeds them to the vision tower, lmms-eval's generate_until to generate
     full_positions(n_pre, video, n_suffix, n_post) -> [P, L]   position ids of pre | video | suffix | post
     video_suffix() -> [S, D] or None    embeddings always kept right after the video (LLaVA's image_newline)
+    video_block(visual, prompts, i)     text interleaved with the video, always kept (Qwen3's per-unit timestamps
+                                        and vision start / end tokens), or None
+    llm_inputs(visual, lay, order, attn) extra inputs of the language model for compacted rows (Qwen3-VL's DeepStack)
+    attention_query_key(...)            one layer's query / key rows for video_attention (q/k norms, gated queries)
     and the class attributes below (default template, normalisation files, accepted mllm.position_ids).
 
 An adapter wraps a loaded Hugging Face model instance (it never patches transformers classes), keeps it
@@ -34,7 +38,7 @@ parameters, optimizer or checkpoints; `identity()` is what a policy checkpoint r
 next to a different MLLM can be refused.
 
 Contract of `score` (what makes pruning faithful): each row is pre-text + the kept visual tokens in their
-original order + the video suffix + post-text; with mllm.position_ids=original every kept token carries
+original order (with the family's block text between them, if any: `video_block`) + the video suffix + post-text; with mllm.position_ids=original every kept token carries
 the position id it has in the FULL, unpruned sequence, so dropping tokens never shifts the text's
 positions relative to training. Rows are right-padded with a 2-D attention mask. CE is the mean
 teacher-forced cross-entropy over the answer tokens only; option logits are read at the position that
@@ -141,6 +145,9 @@ class PromptBatch:
     answer_len: list[int]  # [B] number of answer tokens (>= 1)
     option_ids: Tensor  # [B, C] long, first token of each option as it follows the prefix; -1 = no option
     question_ids: list[list[int]] | None = None  # [B][L_q_b] the question alone (question-conditioned policies)
+    # [B] seconds between the sampled frames (the batch's, else mllm.seconds_per_frame): what a family that writes
+    # timestamps into the prompt (Qwen3-VL, Qwen3.5: `video_block`) needs at layout time, also for cached features.
+    seconds_per_frame: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.pre_ids)
@@ -156,6 +163,12 @@ class Layout:
     positions: Tensor  # [B, P, Lf] long: position ids of the full sequence (P = 3 for M-RoPE, 1 for 1-D), 0 at pads
     n_pre: Tensor  # [B] long: the video's first slot
     n_suffix: int  # S, the suffix slots after every video
+    n_block_text: Tensor | None = None  # [B] long: text slots interleaved with the video (`video_block`), 0 if none
+
+    def video_slots(self) -> Tensor:
+        """[B, V] long: the slot of each video token (kept in order, so the j-th VIDEO slot holds token j)."""
+        b = self.kind.shape[0]
+        return torch.nonzero(self.kind == VIDEO)[:, 1].view(b, -1)
 
     def keep(self, masks: Tensor) -> Tensor:
         """masks [B, K, V] bool over the video tokens -> [B, K, Lf] bool over the slots: text and suffix always,
@@ -316,6 +329,29 @@ class VideoMLLM:
         """[S, D] embeddings that always follow the kept video tokens (not selectable), or None."""
         return None
 
+    def video_block(self, visual: VisualTokens, prompts: PromptBatch, i: int) -> tuple[list[int], Tensor] | None:
+        """Sample i's video block with its interleaved text, or None (the block is the video tokens alone):
+        (ids [Lb]: a token id per always-kept text slot, -1 per video slot, the j-th -1 holding video token j;
+        positions [P, Lb] relative to the block start, which `full_positions` receives in place of the video's)."""
+        return None
+
+    def llm_inputs(self, visual: VisualTokens, lay: Layout, order: Tensor, attn: Tensor) -> dict[str, Any]:
+        """Extra keyword arguments of the language model for the compacted rows (order / attn [B, K, L], `compact`):
+        none by default; Qwen3-VL passes the kept tokens' DeepStack features."""
+        return {}
+
+    def attention_query_key(self, attn_mod, x_q: Tensor, x: Tensor, cos_q: Tensor, sin_q: Tensor, cos: Tensor,
+                            sin: Tensor) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """One attention layer's rotated query of one row per sample and keys of all rows, as its forward builds
+        them: x_q [B, D] and x [B, L, D] after input_layernorm, cos_q / sin_q [B, hd], cos / sin [B, L, hd] ->
+        (q [B, H, 1, hd], k [B, KV, L, hd]). Default: q_proj / k_proj and rotate-half RoPE (Qwen2-VL, Qwen2.5-VL,
+        Qwen2); a family whose attention adds q / k norms or gates overrides it."""
+        b, length, _ = x.shape
+        hd = attn_mod.head_dim
+        q = attn_mod.q_proj(x_q).view(b, -1, 1, hd)  # [B, H, 1, hd]
+        k = attn_mod.k_proj(x).view(b, length, -1, hd).transpose(1, 2)  # [B, KV, L, hd]
+        return _rotate(q, cos_q[:, None, None], sin_q[:, None, None]), _rotate(k, cos[:, None], sin[:, None])
+
     # ------------------------------------------------------------------ common
     @property
     def device(self) -> torch.device:
@@ -370,7 +406,9 @@ class VideoMLLM:
             options.append([ids[0] if ids else -1 for ids in self._continuations(prefix, prefix_ids, list(batch.options[b]))])
         c = max((len(o) for o in options), default=0)
         option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
-        return PromptBatch(pres, posts, starts, lens, option_ids, self._ids(list(batch.questions)))
+        spf = batch.seconds_per_frame
+        spf = [self.cfg.seconds_per_frame] * len(posts) if spf is None else [float(x) for x in spf]
+        return PromptBatch(pres, posts, starts, lens, option_ids, self._ids(list(batch.questions)), spf)
 
     @frozen_call
     def question_embedding(self, prompts: PromptBatch) -> Tensor:
@@ -388,27 +426,41 @@ class VideoMLLM:
 
     # ------------------------------------------------------------------ layout
     def layout(self, visual: VisualTokens, prompts: PromptBatch, post_len: list[int]) -> Layout:
-        """pre | all video | suffix | post[:post_len[b]] of every sample, right-padded (see Layout)."""
+        """pre | video block | suffix | post[:post_len[b]] of every sample, right-padded (see Layout). The block is
+        all video tokens, with the family's interleaved text slots if it has any (`video_block`)."""
         dev = self.device
         b, v = visual.tokens.shape[0], visual.num_tokens
         suffix = self.video_suffix()
         n_suf = 0 if suffix is None else suffix.shape[0]
         n_pre = [len(p) for p in prompts.pre_ids]
-        lf = max(p + v + n_suf + n for p, n in zip(n_pre, post_len))
+        blocks = [self.video_block(visual, prompts, i) for i in range(b)]
+        n_blk = [v if blk is None else len(blk[0]) for blk in blocks]
+        lf = max(p + nb + n_suf + n for p, nb, n in zip(n_pre, n_blk, post_len))
         kind = torch.full((b, lf), PAD, dtype=torch.long)
         text_ids = torch.full((b, lf), self.pad_token_id, dtype=torch.long)
         index = torch.zeros((b, lf), dtype=torch.long)
         pos = None
         for i, (pre, post) in enumerate(zip(prompts.pre_ids, prompts.post_ids)):
-            p, s, e = n_pre[i], n_pre[i] + v + n_suf, n_pre[i] + v + n_suf + post_len[i]
+            p, s, e = n_pre[i], n_pre[i] + n_blk[i] + n_suf, n_pre[i] + n_blk[i] + n_suf + post_len[i]
             kind[i, :e] = TEXT
-            kind[i, p : p + v] = VIDEO
-            kind[i, p + v : s] = SUFFIX
             text_ids[i, :p] = torch.tensor(pre, dtype=torch.long)
             text_ids[i, s:e] = torch.tensor(post[: post_len[i]], dtype=torch.long)
-            index[i, p : p + v] = torch.arange(v)
-            index[i, p + v : s] = torch.arange(n_suf)
-            ids = self.full_positions(p, visual.positions[i].cpu(), n_suf, post_len[i])  # [P, e]
+            if blocks[i] is None:
+                kind[i, p : p + v] = VIDEO
+                index[i, p : p + v] = torch.arange(v)
+                rel = visual.positions[i].cpu()
+            else:
+                ids = torch.tensor(blocks[i][0], dtype=torch.long)
+                vid = ids < 0
+                if int(vid.sum()) != v:
+                    raise ValueError(f"video_block of sample {i} has {int(vid.sum())} video slots for {v} video tokens")
+                kind[i, p : p + n_blk[i]] = torch.where(vid, VIDEO, TEXT)
+                index[i, p : p + n_blk[i]][vid] = torch.arange(v)
+                text_ids[i, p : p + n_blk[i]] = torch.where(vid, self.pad_token_id, ids)
+                rel = blocks[i][1].cpu()
+            kind[i, p + n_blk[i] : s] = SUFFIX
+            index[i, p + n_blk[i] : s] = torch.arange(n_suf)
+            ids = self.full_positions(p, rel, n_suf, post_len[i])  # [P, e]
             if pos is None:
                 pos = torch.zeros((b, ids.shape[0], lf), dtype=torch.long)
             pos[i, :, :e] = ids
@@ -420,7 +472,8 @@ class VideoMLLM:
         if suffix is not None:
             is_suf = kind == SUFFIX
             full = torch.where(is_suf[..., None], suffix.to(full.dtype)[index * is_suf], full)
-        return Layout(full, kind, index, pos.to(dev), torch.tensor(n_pre, device=dev), n_suf)
+        n_text = torch.tensor([nb - v for nb in n_blk], device=dev)
+        return Layout(full, kind, index, pos.to(dev), torch.tensor(n_pre, device=dev), n_suf, n_text)
 
     def _row_positions(self, lay: Layout, order: Tensor, attn: Tensor) -> Tensor:
         """Position ids of compacted rows (order / attn [B, K, L]) -> [P, B*K, L], or [B*K, L] for 1-D ids."""
@@ -450,10 +503,12 @@ class VideoMLLM:
         length, d = order.shape[-1], emb.shape[-1]
         hidden = self.model.model.language_model(
             inputs_embeds=emb, attention_mask=attn.reshape(b * k, length).long(),
-            position_ids=self._row_positions(lay, order, attn), use_cache=False,
+            position_ids=self._row_positions(lay, order, attn), use_cache=False, **self.llm_inputs(visual, lay, order, attn),
         ).last_hidden_state.view(b, k, length, d)  # fmt: skip
-        # Answer token a sits at compacted index n_pre + kept_k + n_suffix + answer_start + a; predicted at index - 1.
-        first = lay.n_pre[:, None] + masks.sum(-1) + lay.n_suffix + torch.tensor(prompts.answer_start, device=dev)[:, None] - 1
+        # Answer token a sits at compacted index n_pre + kept_k + block text + n_suffix + answer_start + a; predicted
+        # at index - 1.
+        first = lay.n_pre + lay.n_block_text + lay.n_suffix + torch.tensor(prompts.answer_start, device=dev)
+        first = first[:, None] + masks.sum(-1) - 1
         return answer_scores(self.model.lm_head, hidden, first, prompts)
 
     # ----------------------------------------------------------------- prefill
@@ -468,22 +523,30 @@ class VideoMLLM:
         rows = attn[:, 0]  # [B, L]
         out = self.model.model.language_model(
             inputs_embeds=emb, attention_mask=None if bool(rows.all()) else rows.long(),
-            position_ids=self._row_positions(lay, order, attn), use_cache=True,
+            position_ids=self._row_positions(lay, order, attn), use_cache=True, **self.llm_inputs(visual, lay, order, attn),
         )  # fmt: skip
         last = rows.sum(-1) - 1
         return self.model.lm_head(out.last_hidden_state[torch.arange(b, device=emb.device), last]).argmax(-1)
 
     # --------------------------------------------------------- video attention
-    def prompt_sequence(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """The prompt up to the answer, pre | all video | suffix | post[:answer_start], right-padded: (embeddings
-        [B, L, D], attention mask [B, L] long, position ids ([3, B, L] M-RoPE or [B, L] 1-D; pads 0), last prompt
-        index [B], video start [B]). Same layout, embeddings and ids as `score` with an all-keep mask, cut before
-        the answer."""
+    def _prompt_layout(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Layout, Tensor]:
+        """The layout of the prompt up to the answer and its attention mask [B, L] long (1 = a real slot)."""
         lay = self.layout(visual, prompts, list(prompts.answer_start))
-        attn = (lay.kind != PAD).long()
+        return lay, (lay.kind != PAD).long()
+
+    def prompt_sequence(self, visual: VisualTokens, prompts: PromptBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """The prompt up to the answer, pre | video block | suffix | post[:answer_start], right-padded: (embeddings
+        [B, L, D], attention mask [B, L] long, position ids ([3, B, L] M-RoPE or [B, L] 1-D; pads 0), last prompt
+        index [B], the slot of each video token [B, T*N]). Same layout, embeddings and ids as `score` with an
+        all-keep mask, cut before the answer."""
+        lay, attn = self._prompt_layout(visual, prompts)
+        return lay.embeds, attn, self._prompt_positions(lay, attn), attn.sum(-1) - 1, lay.video_slots()
+
+    @staticmethod
+    def _prompt_positions(lay: Layout, attn: Tensor) -> Tensor:
+        """The layout's position ids as the language model takes them: [3, B, L] M-RoPE or [B, L] 1-D, pads 0."""
         pids = lay.positions * attn[:, None]  # [B, P, L]
-        pids = pids[:, 0] if pids.shape[1] == 1 else pids.permute(1, 0, 2)
-        return lay.embeds, attn, pids, attn.sum(-1) - 1, lay.n_pre
+        return pids[:, 0] if pids.shape[1] == 1 else pids.permute(1, 0, 2)
 
     @frozen_call
     def video_attention(self, visual: VisualTokens, prompts: PromptBatch, layer: int) -> Tensor:
@@ -494,47 +557,55 @@ class VideoMLLM:
 
         Sequence and position ids are those of `score` with an all-keep mask, cut before the answer (causal
         attention makes the answer irrelevant to this row). Layers 0..layer-1 run as in the model's own
-        forward (its attention implementation, e.g. SDPA, and its causal/padding mask); layer `layer` is not
-        run: only its input_layernorm, q_proj for the one query row and k_proj for all rows, the model's
-        rotary_emb (which applies M-RoPE's mrope_section recomposition in transformers 5.23) and the
-        rotate-half rotation of apply_rotary_pos_emb, GQA heads repeated, softmax in float32 over the
+        forward (its attention implementation, e.g. SDPA, its causal/padding mask, the padding mask of
+        linear-attention layers, and the DeepStack additions after the first layers when the family passes
+        them: `llm_inputs`); layer `layer` must be a full-attention layer and is not run: only its
+        input_layernorm, the family's query / key construction (`attention_query_key`: q_proj for the one
+        query row and k_proj for all rows, rotated with the model's rotary_emb, which applies M-RoPE's
+        mrope_section recomposition in transformers 5.23), GQA heads repeated, softmax in float32 over the
         query's causal keys. No L x L attention map is ever built.
         """
         lm = self.model.model.language_model
         n_layers = len(lm.layers)
         if not 0 <= layer < n_layers:
             raise ValueError(f"video_attention(layer={layer}): the language model has layers 0..{n_layers - 1}")
-        from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+        from transformers import masking_utils as mu
 
+        types = list(getattr(lm.config, "layer_types", None) or ["full_attention"] * n_layers)
+        if not hasattr(lm.layers[layer], "self_attn"):
+            full = [i for i, t in enumerate(types) if t == "full_attention"]
+            raise ValueError(f"video_attention(layer={layer}): layer {layer} is a {types[layer]} layer, which has no "
+                             f"attention map; use a full-attention layer of this model: {full}")  # fmt: skip
         attn_mod = lm.layers[layer].self_attn
         if getattr(attn_mod, "sliding_window", None) is not None:
             raise NotImplementedError(f"video_attention: layer {layer} uses sliding-window attention (not supported)")
-        emb, attn, pids, last, start = self.prompt_sequence(visual, prompts)
+        lay, attn = self._prompt_layout(visual, prompts)
+        emb, pids, last, slots = lay.embeds, self._prompt_positions(lay, attn), attn.sum(-1) - 1, lay.video_slots()
         b, length, _ = emb.shape
+        builders = {"full_attention": mu.create_causal_mask, "sliding_attention": mu.create_sliding_window_causal_mask,
+                    "linear_attention": mu.create_recurrent_attention_mask}  # fmt: skip
         mask_kwargs = dict(config=lm.config, inputs_embeds=emb, attention_mask=attn, past_key_values=None, position_ids=None)
-        masks = {"full_attention": create_causal_mask(**mask_kwargs)}
-        if lm.has_sliding_layers:
-            masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
+        masks = {t: builders[t](**mask_kwargs) for t in set(types[:layer])}
+        # The full prompt as one "rollout" per sample: slot order 0..L-1, every real slot kept.
+        extra = self.llm_inputs(visual, lay, torch.arange(length, device=emb.device).expand(b, 1, -1), attn.bool()[:, None])
+        deepstack = extra.get("deepstack_visual_embeds") or []
         cos, sin = lm.rotary_emb(emb, pids)  # [B, L, head_dim] each (M-RoPE sections already interleaved)
         hidden = emb
         for i in range(layer):
-            hidden = lm.layers[i](
-                hidden, attention_mask=masks[lm.config.layer_types[i]], position_embeddings=(cos, sin), position_ids=None
-            )
+            hidden = lm.layers[i](hidden, attention_mask=masks[types[i]], position_embeddings=(cos, sin), position_ids=None)
+            if i < len(deepstack):  # the language model's own DeepStack step (Qwen3-VL), as in its forward
+                hidden = lm._deepstack_process(hidden, extra["visual_pos_masks"], deepstack[i])
         x = lm.layers[layer].input_layernorm(hidden)  # [B, L, D]
-        hd, heads = attn_mod.head_dim, int(lm.config.num_attention_heads)
+        heads = int(lm.config.num_attention_heads)
         bi = torch.arange(b, device=emb.device)
-        q = attn_mod.q_proj(x[bi, last]).view(b, heads, 1, hd)  # [B, H, 1, hd]
-        k = attn_mod.k_proj(x).view(b, length, -1, hd).transpose(1, 2)  # [B, KV, L, hd]
-        q = _rotate(q, cos[bi, last][:, None, None], sin[bi, last][:, None, None])
-        k = _rotate(k, cos[:, None], sin[:, None])
+        q, k = self.attention_query_key(attn_mod, x[bi, last], x, cos[bi, last], sin[bi, last], cos, sin)
+        hd = q.shape[-1]
         # GQA as repeat_kv: kv head j serves query heads j*g .. j*g+g-1, so group the query heads instead of copying keys.
-        q = q.view(b, k.shape[1], -1, hd)  # [B, KV, g, hd]
+        q = q.reshape(b, k.shape[1], -1, hd)  # [B, KV, g, hd]
         logits = (q.float() @ k.float().transpose(-1, -2)).reshape(b, heads, length) * attn_mod.scaling  # [B, H, L]
         causal = torch.arange(length, device=emb.device)[None] <= last[:, None]  # = the query's non-pad keys
         probs = logits.masked_fill(~causal[:, None], float("-inf")).softmax(-1).mean(1)  # [B, L]
-        cols = start[:, None] + torch.arange(visual.num_tokens, device=emb.device)
-        return probs.gather(1, cols)
+        return probs.gather(1, slots)
 
 
 __all__ = ["VideoMLLM", "VideoInputs", "PromptBatch", "Layout", "compact", "answer_scores", "stack_frames", "read_normalisation", "DTYPES"]

@@ -68,12 +68,14 @@ def tiny_vocabulary() -> list[str]:
     return [UNK] + words + [t for t in extra if t not in words]
 
 
-def build_tiny_tokenizer():
-    """A PreTrainedTokenizerFast over a WordLevel model: whitespace words, single digits, isolated punctuation."""
+def build_tiny_tokenizer(extra_words: tuple[str, ...] = ()):
+    """A PreTrainedTokenizerFast over a WordLevel model: whitespace words, single digits, isolated punctuation;
+    `extra_words` are appended to the vocabulary (a family's own words, e.g. Qwen3's "<0.5 seconds>" timestamps)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(tiny_vocabulary())}
+    words = tiny_vocabulary()
+    vocab = {tok: i for i, tok in enumerate(words + [w for w in extra_words if w not in words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation("isolated")]
