@@ -201,8 +201,14 @@ def cmd_toy_mllm(args: list[str]) -> int:
     return run(args)
 
 
+def cmd_ablation_table(args: list[str]) -> int:
+    from .ablation import main as run  # reads results.csv files (no torch)
+
+    return run(args)
+
+
 COMMANDS = {
-    "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
+    "ablation-table": cmd_ablation_table, "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
     "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm, "data-check": cmd_data_check,
     "eval": cmd_eval, "viz": cmd_viz, "bench": cmd_bench, "submit": cmd_submit, "cache-features": cmd_cache_features,
 }  # fmt: skip

@@ -1,0 +1,60 @@
+"""The ablation table (score_lit.ablation): the best policy and the matched-compute margins, by hand."""
+
+import csv
+
+import pytest
+
+from score_lit.ablation import best_label, main, read_sweep, versus_rules
+from score_lit.errors import ConfigError
+
+FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]
+
+
+def sweep(folder, rows, vanilla=0.8):
+    """results.csv of family `all` rows: (method, ratio, accuracy, tflops), plus vanilla at 1.0 (10 TFLOPs)."""
+    folder.mkdir(parents=True)
+    with (folder / "results.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        for m, r, a, fl in [("vanilla", 1.0, vanilla, 10.0), *rows]:
+            w.writerow({"benchmark": "evidence", "family": "all", "method": m, "retention_ratio": r, "accuracy": a,
+                        "pct_of_vanilla": 100 * a / vanilla, "prefill_tflops": fl, "select_ms": 0.1, "n": 600})  # fmt: skip
+    return folder
+
+
+@pytest.fixture
+def sweeps(tmp_path):
+    rules = sweep(tmp_path / "rules", [("fastv", 0.1, 0.78, 2.5), ("fastv", 0.05, 0.70, 2.0), ("fastv", 0.25, 0.79, 4.0),
+                                       ("uniform", 0.1, 0.50, 1.0), ("uniform", 0.05, 0.40, 0.5), ("uniform", 0.25, 0.75, 2.5)])  # fmt: skip
+    a = sweep(tmp_path / "a", [("score", 0.1, 0.76, 1.0), ("score", 0.05, 0.74, 0.5)])
+    b = sweep(tmp_path / "b", [("score", 0.1, 0.74, 1.0), ("score", 0.05, 0.72, 0.5)])
+    return rules, a, b
+
+
+def test_best_policy_and_matched_margins_by_hand(sweeps):
+    rules, a, b = (read_sweep(x) for x in sweeps)
+    assert best_label({"b": b, "a": a}, (0.1, 0.05)) == "a"  # (0.76 + 0.74) / 2 > (0.74 + 0.72) / 2
+    got = {(v["ratio"], v["method"]): v for v in versus_rules(a, rules, (0.1, 0.05))}
+    # r = 0.1, SCORE at 1.0 TFLOPs: fastv never gets that low (its cheapest is 2.0) -> not reached; uniform at 0.1
+    # (1.0 TFLOPs, 0.50) beats its 0.05 (0.40): margin 76 - 50 = +26 points
+    assert got[0.1, "fastv"]["matched_accuracy"] is None and got[0.1, "fastv"]["same_ratio_accuracy"] == 0.78
+    assert got[0.1, "uniform"]["matched_ratio"] == 0.1 and got[0.1, "uniform"]["margin_points"] == pytest.approx(26.0)
+    # r = 0.05, SCORE at 0.5 TFLOPs: uniform only at 0.05 (0.40) -> +34 points
+    assert got[0.05, "uniform"]["matched_ratio"] == 0.05 and got[0.05, "uniform"]["margin_points"] == pytest.approx(34.0)
+
+
+def test_the_command_prints_both_tables_and_refuses_other_questions(sweeps, tmp_path, capsys):
+    rules, a, b = sweeps
+    assert main(["--rules", str(rules), f"mlp/bernoulli={b}", f"query_mlp/budget={a}", "--out", str(tmp_path / "out")]) == 0
+    md = capsys.readouterr().out
+    assert "Best SCORE policy at r = 0.1, 0.05: **query_mlp/budget**" in md
+    assert "| 0.1 | 76.0 | 1 | uniform | 0.1 | 50.0 | 1 | +26.0 | 50.0 | 1 |" in md
+    assert "| mlp/bernoulli | 74.0 (92.5) | 1 | 0.10 | 72.0 (90.0) | 0.5 | 0.10 |" in md
+    assert (tmp_path / "out" / "ablation.md").read_text() in md
+    other = sweep(tmp_path / "other", [("score", 0.1, 0.7, 1.0), ("score", 0.05, 0.7, 0.5)], vanilla=0.9)
+    with pytest.raises(ConfigError, match="evaluated different questions or models"):
+        main(["--rules", str(rules), f"x={other}"])
+    with pytest.raises(ConfigError, match="no results.csv there"):
+        main(["--rules", str(rules), f"x={tmp_path / 'nowhere'}"])
+    with pytest.raises(ConfigError, match="give each policy sweep as LABEL=DIR"):
+        main(["--rules", str(rules), str(a)])
