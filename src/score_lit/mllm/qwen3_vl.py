@@ -5,8 +5,11 @@ The adapter wraps a loaded `Qwen3VLForConditionalGeneration` (no class patching)
     _encode:  VideoPreprocessor (patch 16, mean / std 0.5) -> model.model.get_video_features(...) ->
               .pooler_output = tokens [B, T, N, D] and .deepstack_features = VisualTokens.deepstack [B, S, T*N, D];
               positions [B, 3, T*N] = (0, r, c) of each temporal unit, relative to that unit's first slot
+    video_inputs: the same pixels + video_grid_thw as the stock forward / `generate` takes them (lmms-eval)
     video_block: per temporal unit u, "<t_u seconds>" <|vision_start|> its N tokens <|vision_end|>; the text
-              slots are always kept, the video slots are selectable
+              slots are always kept, the video slots are selectable; `prompt_block` is the same block with the
+              video placeholder id in the video slots (the prompt of lmms-eval's generate_until)
+    qwen3_chat_template: the prompt of lmms-eval's Qwen3-VL / Qwen3.5 wrappers (score_lit.lmms)
     full_positions: positions.sequence_positions over pre | block | post (the original rule)
     llm_inputs: the kept tokens' DeepStack features + their slots (visual_pos_masks) for language_model
     attention_query_key: Qwen3's q_norm / k_norm before RoPE (FastV's attention)
