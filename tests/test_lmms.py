@@ -102,18 +102,21 @@ def test_lmms_registry_entry_point_and_legacy_plugin(tmp_path):
     code = ("from lmms_eval.models import get_model, get_model_manifest; m = get_model_manifest('score_llava_onevision'); "
             "print(m.chat_class_path, m.simple_class_path, get_model('score_llava_onevision').__name__, "
             "get_model('score_llava_onevision', force_simple=True).__name__, "
-            "get_model('score_qwen2_5_vl').__name__, get_model('score_qwen2_5_vl', force_simple=True).__name__)")  # fmt: skip
+            "get_model('score_qwen2_5_vl').__name__, get_model('score_qwen2_5_vl', force_simple=True).__name__, "
+            "get_model('score_qwen3_vl').__name__, get_model('score_qwen3_vl', force_simple=True).__name__, "
+            "get_model('score_qwen3_5').__name__, get_model('score_qwen3_5', force_simple=True).__name__)")  # fmt: skip
     py = str(LMMS_VENV / "bin/python")
     legacy_env = {**lmms_env(tmp_path), "LMMS_EVAL_PLUGINS": "score_lit.lmms"}
     # the entry point (pyproject) and the legacy plugin route, both at once (two processes on 2 cores); both
-    # families (score_qwen2_5_vl, score_llava_onevision) through each
+    # families (score_qwen2_5_vl, score_llava_onevision, score_qwen3_vl, score_qwen3_5) through each
     procs = [subprocess.Popen([py, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for env in (lmms_env(tmp_path), legacy_env)]  # fmt: skip
     for p in procs:
         stdout, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr[-3000:]
-        assert stdout.split()[-6:] == [
+        assert stdout.split()[-10:] == [
             "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevision",
             "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevisionSimple",
             "ScoreLlavaOnevision", "ScoreLlavaOnevisionSimple", "ScoreQwen2_5_VL", "ScoreQwen2_5_VLSimple",
+            "ScoreQwen3_VL", "ScoreQwen3_VLSimple", "ScoreQwen3_5", "ScoreQwen3_5Simple",
         ]  # fmt: skip

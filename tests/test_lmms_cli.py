@@ -28,6 +28,8 @@ RATIO = 0.1
 FAMILY_ARGS = {
     "qwen2_5_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
     "llava_onevision": ("max_frames_num=16,frame_size=64", "float32"),
+    "qwen3_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
+    "qwen3_5": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704,enable_thinking=false", "bfloat16"),
 }
 CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_onevision", "tiny_random")]
 

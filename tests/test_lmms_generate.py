@@ -11,6 +11,11 @@ over the options) and be right exactly where score_lit eval's option argmax is r
 * llava_onevision: a tiny RANDOM checkpoint + random policy.pt at 0.1, the simple class (--force_simple). A random
   model's greedy token is any word, so this checkpoint's generation_config.json suppresses every token but the
   options (the digits): its generation is then the option argmax, which is what is compared.
+* qwen3_vl, qwen3_5: likewise (tiny RANDOM checkpoints saved to disk, random policy.pt, 0.1, simple class), and the
+  SAME lmms-eval run also does the loglikelihood task score_toy (`--tasks score_toy,score_toy_gen`: one CLI start
+  per family); score_lit eval runs once over both question sets (the task's N docs, then the N generate prompts
+  under ids "<id>#gen"), with the prompt the lmms class builds (system turn; Qwen3.5 with enable_thinking=false).
+  Both tasks must be right on exactly the same questions as score_lit eval.
 Frames are decoded by decord from the toy bench's real mp4 files on both sides; no torchvision, no qwen_vl_utils.
 """
 
@@ -30,7 +35,10 @@ from test_lmms_cli import FAMILY_ARGS, tiny_random
 TOY, BENCH = ROOT / "artifacts/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
 N = 16  # questions per run
-CASES = {"qwen2_5_vl": ("toy", [0.1, 1.0], False), "llava_onevision": ("tiny_random", [0.1], True)}
+N_QWEN3 = 8  # questions per task for the Qwen3 families (two tasks in one run)
+CASES = {"qwen2_5_vl": ("toy", [0.1, 1.0], False), "llava_onevision": ("tiny_random", [0.1], True),
+         "qwen3_vl": ("tiny_random", [0.1], True), "qwen3_5": ("tiny_random", [0.1], True)}  # fmt: skip
+BOTH_TASKS = ("qwen3_vl", "qwen3_5")  # families whose run also does the loglikelihood task score_toy
 
 
 def task_utils():
@@ -40,14 +48,17 @@ def task_utils():
     return mod
 
 
-def same_questions(folder: Path) -> Path:
-    """The first N toy rows with the task's prompt as the question and absolute video paths (score_lit eval's input)."""
+def same_questions(folder: Path, n: int = N, with_plain: bool = False) -> Path:
+    """The first n toy rows with the task's prompt as the question and absolute video paths (score_lit eval's input);
+    with_plain: after the first n rows as they are (score_toy's docs), the prompted ones under ids "<id>#gen"."""
     gu = task_utils()
-    rows = [json.loads(line) for line in BENCH.read_text().splitlines()[:N]]
+    rows = [json.loads(line) for line in BENCH.read_text().splitlines()[:n]]
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "test.jsonl"
-    out.write_text("".join(json.dumps({**r, "question": gu.doc_to_text(r), "video": gu.doc_to_visual(r)[0]}) + "\n"
-                           for r in rows))  # fmt: skip
+    plain = [{**r, "video": str((BENCH.parent / r["video"]).resolve())} for r in rows] if with_plain else []
+    gen = [{**r, "id": f"{r['id']}#gen" if with_plain else r["id"], "question": gu.doc_to_text(r), "video": gu.doc_to_visual(r)[0]}
+           for r in rows]  # fmt: skip
+    out.write_text("".join(json.dumps(r) + "\n" for r in plain + gen))
     return out
 
 
@@ -81,6 +92,8 @@ def only_options(ckpt: Path, options: list[str]) -> None:
 @pytest.mark.parametrize("family", list(CASES))
 def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
     model, ratios, simple = CASES[family]
+    both = family in BOTH_TASKS
+    n = N_QWEN3 if both else N
     need_lmms(BENCH)
     if model == "toy":
         ckpt, pol = TOY, toy_policy_folder(tmp_path)
@@ -88,19 +101,28 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
         ckpt, pol = tiny_random(tmp_path, family)
         only_options(ckpt, [str(d) for d in range(10)])
     frame_args, dtype = FAMILY_ARGS[family]
-    bench = same_questions(tmp_path / "bench")
+    bench = same_questions(tmp_path / "bench", n, with_plain=both)
+    tasks = ["score_toy", "score_toy_gen"] if both else ["score_toy_gen"]
 
     def lmms_cmd(r):
         args = f"pretrained={ckpt},policy={pol},retention_ratio={r},{frame_args},device_map=cpu"
         return [str(LMMS_VENV / "bin/lmms-eval"), "--model", f"score_{family}", "--model_args", args, "--include_path",
-                str(TASK.parent), "--tasks", "score_toy_gen", "--limit", str(N), "--batch_size", "1", "--device", "cpu",
+                str(TASK.parent), "--tasks", ",".join(tasks), "--limit", str(n), "--batch_size", "1", "--device", "cpu",
                 "--log_samples", "--output_path", str(tmp_path / f"lmms-{r}"), *(["--force_simple"] if simple else [])]  # fmt: skip
 
     out = tmp_path / "score_lit"
-    sl_cmd = [sys.executable, "-m", "score_lit", "eval", "conf/eval.yaml", f"mllm.family={family}", f"mllm.path={ckpt}",
-              f"eval.limit={N}", "eval.benchmark=toy", f"eval.root={bench.parent}", "eval.frames=16", "eval.size=64",
-              "eval.methods=[score]", "eval.ratios=[0.1]", f"eval.policy={pol}", "eval.batch_size=1", f"mllm.dtype={dtype}",
-              "eval.viz_samples=0", f"eval.out_dir={out}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    configs = ["conf/eval.yaml"]
+    if both:  # the lmms class's prompt: the stock wrapper's system turn (Qwen3.5: enable_thinking=false)
+        from score_lit.mllm.qwen3_vl import qwen3_chat_template
+
+        template = qwen3_chat_template("You are a helpful assistant.", False, thinking=family == "qwen3_5")
+        (tmp_path / "prompt.yaml").write_text(json.dumps({"mllm": {"prompt_template": template}}))
+        configs.append(str(tmp_path / "prompt.yaml"))
+    sl_cmd = [sys.executable, "-m", "score_lit", "eval", *configs, f"mllm.family={family}", f"mllm.path={ckpt}",
+              f"eval.limit={len(bench.read_text().splitlines())}", "eval.benchmark=toy", f"eval.root={bench.parent}",
+              "eval.frames=16", "eval.size=64", "eval.methods=[score]", "eval.ratios=[0.1]", f"eval.policy={pol}",
+              "eval.batch_size=1", f"mllm.dtype={dtype}", "eval.viz_samples=0", f"eval.out_dir={out}",
+              f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
     logs = {r: tmp_path / f"lmms-{r}.log" for r in ratios}
     procs = {r: subprocess.Popen(lmms_cmd(r), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[r], "w"), stderr=subprocess.STDOUT)
              for r in ratios}  # fmt: skip
@@ -109,28 +131,34 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
         p.wait(timeout=600)
     assert sl.returncode == 0, (sl.stdout + sl.stderr)[-5000:]
     questions = [json.loads(line) for line in (out / "questions.jsonl").read_text().splitlines()]
-    ids = [i for q in questions for i in q["ids"]]
-    expected = {1.0: [c for q in questions for c in q["vanilla"]["correct"]],
-                0.1: [c for q in questions for c in q["methods"]["score@0.1"]["correct"]]}  # fmt: skip
+    correct = {1.0: {}, 0.1: {}}  # ratio -> {id: score_lit eval right?}
+    for q in questions:
+        for i, c1, c01 in zip(q["ids"], q["vanilla"]["correct"], q["methods"]["score@0.1"]["correct"]):
+            correct[1.0][i], correct[0.1][i] = bool(c1), bool(c01)
     rows = {json.loads(line)["id"]: json.loads(line) for line in bench.read_text().splitlines()}
+    gen_ids = [i for i in rows if i.endswith("#gen")] if both else list(rows)
+    assert len(correct[0.1]) == len(rows) and len(gen_ids) == n
     for r in ratios:
         log = logs[r].read_text()
         assert procs[r].returncode == 0 and "Error during evaluation" not in log and "Traceback" not in log, log[-5000:]
-        samples = [json.loads(line) for f in (tmp_path / f"lmms-{r}").rglob("*samples_score_toy_gen.jsonl") for line in open(f)]
-        samples.sort(key=lambda s: s["doc_id"])
-        assert len(samples) == len(ids) == N, log[-3000:]
-        responses = [s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0] for s in samples]
-        options = [rows[i]["options"] for i in ids]
-        # the one greedy token is an option (so it is the argmax over the options as well)...
-        assert all(resp.strip() in opts for resp, opts in zip(responses, options)), responses
-        # ... and right exactly where score_lit eval's option argmax is right
-        got = [bool(s["acc"]) for s in samples]
-        assert got == [bool(c) for c in expected[r]], f"ratio {r}: lmms-eval {got} != score_lit eval {expected[r]}"
-        acc = json.loads(next((tmp_path / f"lmms-{r}").rglob("*_results.json")).read_text())["results"]["score_toy_gen"]["acc,none"]
-        assert round(acc * N) == sum(expected[r])
-        print(f"{family} ratio {r}: lmms-eval generate_until {round(acc * N)}/{N} == score_lit eval {sum(expected[r])}/{N}")
+        results = json.loads(next((tmp_path / f"lmms-{r}").rglob("*_results.json")).read_text())["results"]
+        for task in tasks:
+            files = list((tmp_path / f"lmms-{r}").rglob(f"*samples_{task}.jsonl"))
+            samples = sorted((json.loads(line) for f in files for line in open(f)), key=lambda s: s["doc_id"])
+            assert len(samples) == n, log[-3000:]
+            ids = gen_ids if task == "score_toy_gen" else [i for i in rows if not i.endswith("#gen")]
+            expected = [correct[r][i] for i in ids]
+            if task == "score_toy_gen":
+                responses = [s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0] for s in samples]
+                # the one greedy token is an option (so it is the argmax over the options as well)...
+                assert all(resp.strip() in rows[i]["options"] for resp, i in zip(responses, ids)), responses
+            # ... and right exactly where score_lit eval's option argmax is right (loglikelihood: its lowest CE)
+            got = [bool(s["acc"]) for s in samples]
+            assert got == expected, f"{task} ratio {r}: lmms-eval {got} != score_lit eval {expected}"
+            assert round(results[task]["acc,none"] * n) == sum(expected)
+            print(f"{family} {task} ratio {r}: lmms-eval {sum(got)}/{n} == score_lit eval {sum(expected)}/{n} (per question)")
     if model == "toy":  # the trained toy reads the digit: a non-trivial accuracy, so the equality says something
-        assert sum(expected[1.0]) > N // 2
+        assert sum(correct[1.0].values()) > N // 2
 
 
 @pytest.mark.lmms

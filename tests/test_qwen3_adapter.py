@@ -187,12 +187,11 @@ def test_saved_tiny_loads_and_other_family_policy_is_refused(adapter, batch, tmp
     path = save_tiny(tmp_path / adapter.family, adapter.family, seed=0)
     loaded = build_mllm(MLLMConfig(family=adapter.family, path=str(path)))
     assert loaded.identity()["path"] == str(path) and loaded.mean == (0.5, 0.5, 0.5)
-    if adapter.family == "qwen3_5":
-        # AutoTokenizer maps model_type qwen3_5 to Qwen3_5Tokenizer, which rebuilds a byte-level BPE from the saved
-        # vocabulary (right for real checkpoints; the tiny word-level tokenizer has no merges, so its words fall
-        # apart). Weights and preprocessor config are what this checks; the tokenizer is the in-memory one.
-        assert type(loaded.tokenizer).__name__ == "Qwen3_5Tokenizer"
-        loaded.tokenizer = adapter.tokenizer
+    # AutoTokenizer alone maps model_type qwen3_5 to Qwen3_5Tokenizer, which rebuilds a byte-level BPE from the saved
+    # vocabulary and splits the tiny words apart; the saved tokenizer_config declares PreTrainedTokenizerFast, which
+    # load_tokenizer honours: the reloaded tokenizer gives the in-memory one's ids.
+    text = "<0.5 seconds> which digit appeared ? 12"
+    assert loaded.tokenizer(text)["input_ids"] == adapter.tokenizer(text)["input_ids"]
     masks = make_masks(2, 3, 16)
     a = adapter.score(adapter.encode(batch), adapter.tokenize(batch), masks)
     b = loaded.score(loaded.encode(batch), loaded.tokenize(batch), masks)

@@ -7,8 +7,10 @@ Per request (one at a time: batch size 1):
    frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
 2. the prompt: the adapter's prompt template (the family's chat template; for Qwen the stock wrapper's system prompt)
    with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
-   and {video} = the model's video placeholder token repeated `VideoInputs.num_placeholders` times, as the stock
-   processor expands it; the text is tokenized as score_lit tokenizes it;
+   and {video} = the adapter's `prompt_block`: the model's video placeholder token repeated
+   `VideoInputs.num_placeholders` times, as the stock processor expands it (Qwen3-VL / Qwen3.5: per temporal unit
+   "<t seconds>" <|vision_start|> its placeholders <|vision_end|>, as `score_lit eval` lays the video out); the
+   text is tokenized as score_lit tokenizes it;
 3. the video inputs of the stock forward (`adapter.video_inputs` / `generate_inputs`: pixel_values_videos, ...);
 4. `model.generate` with the stock wrapper's generation arguments (max_new_tokens default per wrapper, temperature
    0 = greedy, top_p / num_beams, eos / pad, use_cache); the family's hooks (`hooks_class`) select with the policy
@@ -75,6 +77,8 @@ class ScoreGeneration:
                 until = [until] if isinstance(until, str) else until
                 for term in (u for u in until if u and u != "\n\n"):  # the stock Qwen wrapper ignores "\n\n"
                     answer = answer.split(term)[0]
+            if hasattr(self, "_strip_thinking"):  # the stock Qwen3-VL / Qwen3.5 wrappers drop <think>...</think>
+                answer = self._strip_thinking(answer)
             self.cache_hook.add_partial("generate_until", (text, gen_kwargs), answer)
             res.append(answer if self.is_simple else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new)))
         return res
@@ -107,19 +111,24 @@ class ScoreGeneration:
         video_in = adapter.video_inputs(collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]))
         before, after = adapter.cfg.prompt_template.split("{video}")
         pre, post = adapter._ids([before.replace("{question}", text), after.replace("{question}", text)])
-        ids = torch.tensor([pre + [adapter.video_token_id] * video_in.num_placeholders + post])
+        block, block_pos = adapter.prompt_block(video_in, spf)
+        ids = torch.tensor([pre + block + post])
         dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
         kwargs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in adapter.generate_inputs(ids, video_in).items()}
-        cur = {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "top_p": None, "num_beams": 1, **gen_kwargs}
+        # the stock wrapper's defaults (Qwen3-VL / Qwen3.5: its DEFAULT_GEN_KWARGS), then the task's
+        cur = {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "top_p": None, "num_beams": 1,
+               **getattr(self, "DEFAULT_GEN_KWARGS", {}), **gen_kwargs}  # fmt: skip
         sample = float(cur["temperature"] or 0.0) > 0
-        self.hooks.positions = adapter.full_positions(len(pre), video_in.positions[0], video_in.n_suffix, len(post))
+        extra = {"top_k": cur["top_k"]} if sample and cur.get("top_k") is not None else {}
+        self.hooks.positions = adapter.full_positions(len(pre), block_pos, video_in.n_suffix, len(post))
         self.hooks.video_positions = video_in.positions[0]
         self.hooks.attach()
         try:
             out = self.model.generate(
                 input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev), **kwargs, do_sample=sample,
                 temperature=cur["temperature"] if sample else None, top_p=cur["top_p"] if sample else None,
-                num_beams=int(cur["num_beams"]), max_new_tokens=int(cur["max_new_tokens"]), use_cache=self.use_cache,
+                num_beams=int(cur.get("num_beams") or 1), max_new_tokens=int(cur["max_new_tokens"]), use_cache=self.use_cache,
+                **extra,
                 eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
             )  # fmt: skip
         finally:

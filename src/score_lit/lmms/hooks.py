@@ -1,4 +1,5 @@
-"""SCORE compression hooked into ONE loaded Qwen2/2.5-VL instance (no class patching), for `model.generate`.
+"""SCORE compression hooked into ONE loaded Qwen2/2.5-VL, Qwen3-VL or Qwen3.5 instance (no class patching), for
+`model.generate`.
 (ScoreHooks1D at the end: the same for LLaVA-OneVision / LLaVA-Video, 1-D RoPE, original or compacted ids.)
 
     hooks = ScoreHooks(model, select).attach()    # select(VisualTokens) -> keep [1, T*N] bool
@@ -14,7 +15,12 @@ Two forward pre-hooks (FrameFusion's interface.py pattern: wrap the instance, ke
    * prefill (empty cache, the call's input_ids hold video tokens): the video rows of `inputs_embeds` are the
      projector output [T, N, D] (raster order per temporal unit, as score_lit's VisualTokens); `select` picks the
      kept ones; inputs_embeds, position_ids and the 2-D attention mask are gathered to text + kept video columns.
-     Kept tokens keep their ORIGINAL positions (the model's own ids, gathered), as score_lit does;
+     Kept tokens keep their ORIGINAL positions (the model's own ids, gathered), as score_lit does. Qwen3-VL: the
+     video columns are not contiguous (each temporal unit's timestamp text and vision start / end tokens sit
+     between them; they are text, always kept), and the stock forward passes the DeepStack inputs to the language
+     model (`visual_pos_masks` [1, L], `deepstack_visual_embeds` per layer [T*N, D]): both are pruned with the same
+     keep mask here. Qwen3.5 (no DeepStack): its linear-attention layers run on the pruned inputs_embeds, so the
+     recurrence and the conv never see a dropped token;
    * decode steps (cache filled): generate's attention mask still counts the dropped columns; they are removed
      again so the mask matches the (shorter) cache. Position ids of new tokens come from the stock model
      (rope_deltas of the full prompt), so they are the unpruned sequence's positions.
@@ -187,6 +193,12 @@ class ScoreHooks(_PruningHooks):
         kwargs["inputs_embeds"] = emb[:, kept]
         if pos is not None:
             kwargs["position_ids"] = self._three_rows(pos)[..., kept]
+        vis_mask, deepstack = kwargs.get("visual_pos_masks"), kwargs.get("deepstack_visual_embeds")
+        if vis_mask is not None:  # Qwen3-VL's DeepStack: the same keep mask as the main tokens
+            if not torch.equal(vis_mask[0].to(vid.device), vid):
+                raise NotImplementedError("ScoreHooks: DeepStack features of tokens other than the one video (images?)")
+            kwargs["visual_pos_masks"] = vis_mask[:, kept.to(vis_mask.device)]
+            kwargs["deepstack_visual_embeds"] = [f[keep.to(f.device)] for f in deepstack or []]  # [T*N, D] -> [k, D]
         mask = kwargs.get("attention_mask")
         if isinstance(mask, Tensor) and mask.ndim == 2:
             kwargs["attention_mask"] = mask[:, kept]

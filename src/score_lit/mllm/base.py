@@ -106,6 +106,20 @@ def stack_frames(frames: Tensor | list | tuple) -> Tensor:
     return frames
 
 
+def load_tokenizer(path: str | Path, **kwargs):
+    """The tokenizer of a checkpoint folder: AutoTokenizer's, unless tokenizer_config.json declares the plain
+    `PreTrainedTokenizerFast` (tokenizer.json as it is), which is then loaded as declared. AutoTokenizer overrides
+    the declared class for some model types (transformers 5.23: qwen3_5 -> Qwen3_5Tokenizer, right for the released
+    checkpoints, which declare Qwen2Tokenizer), and that rebuilds a byte-level BPE that breaks the tiny word-level
+    tokenizer score_lit.mllm.tiny saves (which declares PreTrainedTokenizerFast)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    cfg = Path(path) / "tokenizer_config.json"
+    if cfg.is_file() and json.loads(cfg.read_text()).get("tokenizer_class") == "PreTrainedTokenizerFast":
+        return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
+    return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
 def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[tuple, tuple]) -> tuple[tuple, tuple]:
     """(mean, std) from the first of `files` in the checkpoint directory `path` that exists, else `default`."""
     mean, std = default
@@ -252,10 +266,8 @@ class VideoMLLM:
             model, tokenizer = self.build_tiny(cfg.tiny_seed, cfg.attn_implementation)
             model = model.to(dtype)
         else:
-            from transformers import AutoTokenizer
-
             model = self.model_class().from_pretrained(cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation)
-            tokenizer = AutoTokenizer.from_pretrained(cfg.path)
+            tokenizer = load_tokenizer(cfg.path)
         self.mean, self.std = read_normalisation(cfg.path, self.norm_files, self.default_norm)
         self.model = model.requires_grad_(False).eval()
         self.tokenizer = tokenizer
@@ -309,6 +321,14 @@ class VideoMLLM:
     def video_inputs(self, batch: VideoBatch) -> VideoInputs:
         """frames [B, F, 3, H, W] uint8 -> the model's video inputs (VideoInputs); no model call."""
         raise NotImplementedError
+
+    def prompt_block(self, video: VideoInputs, seconds_per_frame: float | None) -> tuple[list[int], Tensor]:
+        """One video's part of a prompt for the stock `generate` (lmms-eval's generate_until): token ids [Lb] as the
+        stock processor expands the video (the video placeholder id per video token and suffix slot, the block's
+        interleaved text, if any) and the positions [P, Lb'] that `full_positions` takes in place of the video's
+        (Lb' = Lb minus the suffix slots, which full_positions adds). Default: T*N + n_suffix placeholders and the
+        video's relative positions."""
+        return [self.video_token_id] * video.num_placeholders, video.positions[0]
 
     def generate_inputs(self, input_ids: Tensor, video: VideoInputs) -> dict:
         """Keyword arguments of the stock `generate` for a prompt `input_ids` [1, L] holding the video placeholders

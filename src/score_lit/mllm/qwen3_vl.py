@@ -5,8 +5,11 @@ The adapter wraps a loaded `Qwen3VLForConditionalGeneration` (no class patching)
     _encode:  VideoPreprocessor (patch 16, mean / std 0.5) -> model.model.get_video_features(...) ->
               .pooler_output = tokens [B, T, N, D] and .deepstack_features = VisualTokens.deepstack [B, S, T*N, D];
               positions [B, 3, T*N] = (0, r, c) of each temporal unit, relative to that unit's first slot
+    video_inputs: the same pixels + video_grid_thw as the stock forward / `generate` takes them (lmms-eval)
     video_block: per temporal unit u, "<t_u seconds>" <|vision_start|> its N tokens <|vision_end|>; the text
-              slots are always kept, the video slots are selectable
+              slots are always kept, the video slots are selectable; `prompt_block` is the same block with the
+              video placeholder id in the video slots (the prompt of lmms-eval's generate_until)
+    qwen3_chat_template: the prompt of lmms-eval's Qwen3-VL / Qwen3.5 wrappers (score_lit.lmms)
     full_positions: positions.sequence_positions over pre | block | post (the original rule)
     llm_inputs: the kept tokens' DeepStack features + their slots (visual_pos_masks) for language_model
     attention_query_key: Qwen3's q_norm / k_norm before RoPE (FastV's attention)
@@ -49,7 +52,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VIDEO, Layout, PromptBatch, VideoMLLM, _rotate, stack_frames
+from score_lit.mllm.base import VIDEO, Layout, PromptBatch, VideoInputs, VideoMLLM, _rotate, stack_frames
 from score_lit.mllm.positions import sequence_positions, text_positions, video_positions
 from score_lit.mllm.preprocess import VideoPreprocessor
 from score_lit.types import VideoBatch, VisualTokens
@@ -57,6 +60,17 @@ from score_lit.types import VideoBatch, VisualTokens
 QWEN3_TEMPLATE = "<|im_start|>user\n{video}{question}<|im_end|>\n<|im_start|>assistant\n"
 # Words the tiny tokenizer needs for the timestamp text "<0.5 seconds>" ("<", digits, ".", "seconds", ">").
 TIMESTAMP_WORDS = ("<", ">", "seconds")
+
+
+def qwen3_chat_template(system_prompt: str | None = None, enable_thinking: bool | None = None, thinking: bool = False) -> str:
+    """The prompt of lmms-eval's Qwen3-VL / Qwen3.5 wrappers as a score_lit template: a system turn with
+    `system_prompt` (none if None), the user turn (video, then question), the generation prompt. `thinking`
+    (Qwen3.5's chat template) ends it with "<think>\\n" unless enable_thinking is False, then with an empty
+    "<think>\\n\\n</think>\\n\\n" block. {video} is the units alone (no start / end pair around it: module docstring),
+    so the string never equals MLLMConfig's default and is used as given."""
+    system = "" if system_prompt is None else f"<|im_start|>system\n{system_prompt}<|im_end|>\n"
+    think = "" if not thinking else ("<think>\n\n</think>\n\n" if enable_thinking is False else "<think>\n")
+    return system + "<|im_start|>user\n{video}{question}<|im_end|>\n<|im_start|>assistant\n" + think
 
 
 def unit_times(units: int, temporal_patch_size: int, seconds_per_frame: float) -> list[float]:
@@ -149,20 +163,30 @@ class Qwen3VLAdapter(VideoMLLM):
         self._stamps: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ encode
-    def _encode(self, batch: VideoBatch) -> VisualTokens:
-        frames = stack_frames(batch.frames)
-        pixels, grid_thw = self.preprocessor(frames)  # [B*gt*gh*gw, 3*tps*p*p], [B, 3]
-        dev = self.device
-        out = self.model.model.get_video_features(pixels.to(dev), grid_thw.to(dev), return_dict=True)
-        b = frames.shape[0]
+    def video_inputs(self, batch: VideoBatch) -> VideoInputs:
+        """pixel_values_videos [B*gt*gh*gw, 3*tps*p*p] + video_grid_thw [B, 3] (t = T units; the stock model splits
+        it per unit); positions [B, 3, T*N] = (0, r, c) relative to each unit's first slot."""
+        pixels, grid_thw = self.preprocessor(stack_frames(batch.frames))
         gt, gh, gw = (int(g) for g in grid_thw[0].tolist())
         grid = (gt, gh // self.merge, gw // self.merge)  # (T, H', W')
+        positions = video_positions(grid, 0, 0.0).expand(grid_thw.shape[0], -1, -1).clone()
+        return VideoInputs({"pixel_values_videos": pixels, "video_grid_thw": grid_thw}, grid, positions)
+
+    def generate_inputs(self, input_ids: Tensor, video: VideoInputs) -> dict:
+        """+ mm_token_type_ids (0 text, 2 video), which the stock forward needs for its rope index."""
+        return {**video.model_kwargs, "mm_token_type_ids": (input_ids == self.video_token_id).long() * 2}
+
+    def _encode(self, batch: VideoBatch) -> VisualTokens:
+        vi = self.video_inputs(batch)
+        dev = self.device
+        pixels, grid_thw = vi.model_kwargs["pixel_values_videos"], vi.model_kwargs["video_grid_thw"]
+        out = self.model.model.get_video_features(pixels.to(dev), grid_thw.to(dev), return_dict=True)
+        b, grid = grid_thw.shape[0], vi.grid  # (T, H', W')
         tokens = torch.stack(list(out.pooler_output)).view(b, grid[0], grid[1] * grid[2], -1)  # [B, T, N, D]
         feats = getattr(out, "deepstack_features", None)
         deepstack = torch.stack([torch.stack(list(f)) for f in feats], 1) if feats else None  # [B, S, T*N, D]
         # Each unit its own t = 1 grid: (0, r, c) relative to the unit's first slot (video_block adds the offsets).
-        positions = video_positions(grid, 0, 0.0, device=dev).expand(b, -1, -1).clone()  # [B, 3, T*N]
-        return VisualTokens(tokens=tokens, grid=grid, positions=positions, deepstack=deepstack)
+        return VisualTokens(tokens=tokens, grid=grid, positions=vi.positions.to(dev), deepstack=deepstack)
 
     # ---------------------------------------------------------------- sequence
     def _stamp(self, seconds: float) -> list[int]:
@@ -176,10 +200,20 @@ class Qwen3VLAdapter(VideoMLLM):
         """Per unit: "<t seconds>" <|vision_start|> N video slots <|vision_end|>; positions relative to the block:
         text consecutive, unit u's grid at its first slot's id s (t = s, h = s + r, w = s + c), text after it at
         max + 1."""
-        t, h, w = visual.grid
-        n = h * w
         spf = self.cfg.seconds_per_frame if prompts.seconds_per_frame is None else prompts.seconds_per_frame[i]
-        rel = visual.positions[i].cpu()  # [3, T*N] (0, r, c)
+        return self._block(visual.grid, visual.positions[i].cpu(), spf)
+
+    def prompt_block(self, video: VideoInputs, seconds_per_frame: float | None) -> tuple[list[int], Tensor]:
+        """video_block's units for the stock `generate`: the video placeholder id in the video slots."""
+        spf = self.cfg.seconds_per_frame if seconds_per_frame is None else float(seconds_per_frame)
+        ids, pos = self._block(video.grid, video.positions[0].cpu(), spf)
+        return [self.video_token_id if t < 0 else t for t in ids], pos
+
+    def _block(self, grid: tuple[int, int, int], rel: Tensor, spf: float) -> tuple[list[int], Tensor]:
+        """(ids [Lb], -1 per video slot; positions [3, Lb] relative to the block) of a video of `grid` whose tokens
+        sit at `rel` [3, T*N] (0, r, c) within their unit, frames `spf` seconds apart."""
+        t, h, w = grid
+        n = h * w
         ids: list[int] = []
         pos: list[Tensor] = []
         cur = 0

@@ -6,4 +6,9 @@ route is the `lmms_eval.models` entry point (score_lit.lmms.manifests), which ne
 Importing this package imports no lmms-eval code.
 """
 
-AVAILABLE_MODELS = {"score_qwen2_5_vl": "ScoreQwen2_5_VLSimple", "score_llava_onevision": "ScoreLlavaOnevisionSimple"}
+AVAILABLE_MODELS = {
+    "score_qwen2_5_vl": "ScoreQwen2_5_VLSimple",
+    "score_llava_onevision": "ScoreLlavaOnevisionSimple",
+    "score_qwen3_vl": "ScoreQwen3_VLSimple",
+    "score_qwen3_5": "ScoreQwen3_5Simple",
+}

@@ -46,65 +46,79 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.floa
 
 
 class _ScoreQwen(ScoreGeneration):
-    """The SCORE part shared by the simple and chat classes (module docstring)."""
+    """The SCORE part shared by the simple and chat classes (module docstring), and by the Qwen3-VL / Qwen3.5 classes
+    (score_qwen3_vl.py, score_qwen3_5.py), which set `family` and override `prompt_template`."""
 
     hooks_class = ScoreHooks
+    family = "qwen2_5_vl"
 
     def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
                  frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
         self._stock_init(stock)
         from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
-        from score_lit.mllm.qwen_vl import Qwen25VLAdapter
+        from score_lit.mllm import adapter_class
 
+        name = f"score_{self.family}"
         self.retention_ratio = float(retention_ratio)
         if not 0.0 < self.retention_ratio <= 1.0:
             raise ValueError(f"retention_ratio={retention_ratio!r}: use a value in (0, 1]")
         self.frame_size, self.fit = int(frame_size), fit
-        template = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n<|im_start|>user\n"
-                    "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
-        if self.system_prompt is None:
-            template = template.split("<|im_end|>\n", 1)[1]
-        cfg = MLLMConfig(family="qwen2_5_vl", path=self.pretrained, dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
-                         prompt_template=template, min_pixels=self.min_pixels,
+        cfg = MLLMConfig(family=self.family, path=self.pretrained, dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
+                         prompt_template=self.prompt_template(), min_pixels=self.min_pixels,
                          max_pixels=self.max_pixels)  # fmt: skip
-        self.adapter = Qwen25VLAdapter(cfg, model=self.model, tokenizer=self.tokenizer)  # reads the checkpoint's mean / std
+        # reads the checkpoint's mean / std
+        self.adapter = adapter_class(self.family)(cfg, model=self.model, tokenizer=self.tokenizer)
         self.compressor = None
         if self.retention_ratio < 1.0:
             if policy is None:
-                raise ValueError("score_qwen2_5_vl needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
+                raise ValueError(f"{name} needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
             self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
         self.build_hooks()
         eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}")
 
+    def prompt_template(self) -> str:
+        """The stock wrapper's chat prompt (system turn with its system_prompt, unless None) as a score_lit template."""
+        template = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n<|im_start|>user\n"
+                    "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
+        return template if self.system_prompt is not None else template.split("<|im_end|>\n", 1)[1]
+
+    def _stock_args(self, stock: dict) -> dict:
+        """The stock __init__'s arguments: every stock class's defaults (the subclass's win, e.g. Qwen3.5's over
+        Qwen3-VL's), then the given ones."""
+        args: dict = {}
+        for c in reversed(type(self).__mro__):
+            if c.__module__.startswith("lmms_eval.models.") and "__init__" in c.__dict__:
+                ps = inspect.signature(c.__init__).parameters.values()
+                args.update({p.name: p.default for p in ps if p.default is not inspect.Parameter.empty})
+        return {**args, **stock}
+
     def _stock_init(self, stock: dict) -> None:
         """The stock __init__; if it stops at the processor for want of torchvision, finish its tail here."""
-        stock_cls = next(c for c in type(self).__mro__ if c in (_StockChat, _StockSimple))
-        bound = inspect.signature(_StockSimple.__init__).bind(self, **stock)
-        bound.apply_defaults()
-        a = bound.arguments
+        from score_lit.mllm.base import load_tokenizer
+
+        name = f"score_{self.family}"
+        a = self._stock_args(stock)
         self.pretrained = a["pretrained"]
         try:
             super().__init__(**stock)
-            return
         except ImportError as e:
             if "torchvision" not in str(e).lower() or not hasattr(self, "_model"):
                 raise
-            eval_logger.info(f"{stock_cls.__name__}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
+            eval_logger.info(f"{name}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
                              "not needed: SCORE preprocesses with score_lit")  # fmt: skip
-        from transformers import AutoTokenizer
-
-        if self.accelerator.num_processes > 1:
-            raise RuntimeError("score_qwen2_5_vl without torchvision: single process only")
-        self.processor = None
-        self._tokenizer = AutoTokenizer.from_pretrained(self.pretrained)
-        self.system_prompt = a["system_prompt"]
-        self.interleave_visuals = a["interleave_visuals"]
-        self._config = self.model.config
-        self._max_length = 2048
-        self.batch_size_per_gpu = int(a["batch_size"])
-        self.use_cache = a["use_cache"]
-        self._rank, self._world_size = 0, 1
+            if self.accelerator.num_processes > 1:
+                raise RuntimeError(f"{name} without torchvision: single process only")
+            self.processor = None
+            self.system_prompt = a["system_prompt"]
+            self.interleave_visuals = a["interleave_visuals"]
+            self._config = self.model.config
+            self._max_length = 2048
+            self.batch_size_per_gpu = int(a["batch_size"])
+            self.use_cache = a["use_cache"]
+            self._rank, self._world_size = 0, 1
+        # AutoTokenizer's, unless the checkpoint declares the plain PreTrainedTokenizerFast (score_lit's tiny ones)
+        self._tokenizer = load_tokenizer(self.pretrained)
 
     def frame_args(self) -> tuple[int, float | None]:
         return self.max_num_frames, self.fps
@@ -112,7 +126,7 @@ class _ScoreQwen(ScoreGeneration):
     # ------------------------------------------------------------ loglikelihood
     @torch.no_grad()
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        return score_loglikelihood(self, requests, "score_qwen2_5_vl", self.max_num_frames, self.fps)
+        return score_loglikelihood(self, requests, f"score_{self.family}", self.max_num_frames, self.fps)
 
 
 class ScoreQwen2_5_VL(_ScoreQwen, _StockChat):
