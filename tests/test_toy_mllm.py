@@ -112,6 +112,32 @@ def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
     assert shares[-1] > 2 * shares[0], shares
 
 
+def test_question_loss_by_hand():
+    # question_words: the ids of the question's words; a zero probe spreads its softmax evenly over the vocabulary, so
+    # each word's CE is log(vocab); the probe reads the state entering the attention loss's layer at the last prompt
+    # token (video_attention's states["query_input"])
+    from score_lit.mllm.qwen_vl import Qwen25VLAdapter
+    from score_lit.toy_mllm import _forward, build_toy_model, make_batch, make_samples, question_words
+
+    cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
+    model, tok = build_toy_model(cfg)
+    adapter = Qwen25VLAdapter(MLLMConfig(), model=model, tokenizer=tok)
+    samples = make_samples(cfg, "train", 0, 2)
+    vocab = model.lm_head.out_features
+    words = question_words(adapter, samples, vocab)
+    assert samples[0].question.startswith("which ") and samples[0].question.endswith(" digit appeared ?")
+    ids = tok(samples[0].question, add_special_tokens=False)["input_ids"]
+    assert words[0].nonzero().flatten().tolist() == sorted(set(ids)) and len(set(ids)) == 5  # which, red, [UNK], appeared, ?
+    probe = torch.nn.Linear(adapter.hidden_size, vocab)
+    torch.nn.init.zeros_(probe.weight), torch.nn.init.zeros_(probe.bias)
+    batch, labels, colours, asked = make_batch(samples, cfg, 2)
+    out = _forward(adapter, torch.nn.Linear(adapter.hidden_size, 100), batch, labels, colours, True, vision_grad=False,
+                   asked=asked, attention_layer=-1, question=(probe, words))  # fmt: skip
+    assert float(out["question"]) == pytest.approx(math.log(vocab), rel=1e-6)
+    with pytest.raises(ValueError, match="question_weight > 0 reads the attention loss's forward"):
+        ToyConfig(question_weight=1.0)
+
+
 def test_step_groups_by_hand():
     from score_lit.toy_mllm import PRESETS
 

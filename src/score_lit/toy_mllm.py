@@ -87,7 +87,10 @@ PRESETS: dict[str, dict] = {
 PRESETS["evidence2"] = {**PRESETS["evidence"], "init_from": "artifacts/toy-mllm-evidence/train_state.pt",
                         "attention_target": "answer", "joint_steps": 600, "first_only_steps": 0, "easy_fraction": 0.0,
                         "llm_lr": 1.5e-3, "warmup_steps": 20}  # fmt: skip
-EVIDENCE_BASE_STEP = 1250  # the joint step of "evidence" that "evidence2" starts from
+# "evidence3": evidence2 + the question loss (question_weight): at joint step 100 of evidence2 the asked digit's
+# attention share had not moved (colour 0.25, order 0.50), and a linear probe found no trace of the asked colour in
+# the last prompt token's state at any layer.
+PRESETS["evidence3"] = {**PRESETS["evidence2"], "question_weight": 1.0}
 DEFAULT_PRESET = "first"
 
 
@@ -162,6 +165,13 @@ class ToyConfig:
     # (joint step 1,250, test videos): order's last-layer attention sat on both digits (share 1.00) and the
     # answer at 0.43, below picking one of the two; the answer's digit is what the last token must read.
     attention_target: str = "asked"
+    # Question loss of the joint stage (0 = off): question_weight x the cross-entropy of each question word under a
+    # linear probe's softmax over the vocabulary, read from the residual stream entering the attention loss's layer
+    # at the last prompt token: that state must say which words the question holds. Measured at joint step 1,250 of "evidence" (linear probes, colour test videos):
+    # the video tokens' colour is decodable at every LLM layer (1.00), the asked colour at the last prompt token
+    # at none (0.12-0.34, chance 0.25), so that token's query cannot ask for red; 40 steps of the attention loss
+    # alone did not move the asked digit's share (0.22-0.32). Needs attention_weight > 0 (the same forward).
+    question_weight: float = 0.0
     # Start from another toy run instead of from scratch: its training state (a train_state.pt) or its saved
     # directory (model.safetensors; the dense head then starts fresh). The grid and vision stages are skipped:
     # the vision tower is the one trained there (frozen in the joint stage with freeze_vision_in_joint).
@@ -199,6 +209,8 @@ class ToyConfig:
             raise ValueError(f"unknown toy families {unknown}; registered: {sorted(FAMILIES)}")
         if self.size % DIGIT_PX:
             raise ValueError(f"size={self.size} must be a multiple of {DIGIT_PX} (one merged token per digit cell)")
+        if self.question_weight > 0 and self.attention_weight <= 0:
+            raise ValueError("question_weight > 0 reads the attention loss's forward: set attention_weight > 0 too")
         if self.attention_target not in ("asked", "answer"):
             raise ValueError(f"attention_target={self.attention_target!r}: use 'asked' or 'answer'")
         if self.text_width % self.text_heads or (self.text_width // self.text_heads) % 2:
@@ -402,7 +414,7 @@ def model_sizes(model) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------- training
 def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colours: Tensor, answers: bool, vision_grad: bool = True,
-             asked: Tensor | None = None, attention_layer: int | None = None) -> dict[str, Tensor]:
+             asked: Tensor | None = None, attention_layer: int | None = None, question: tuple | None = None) -> dict[str, Tensor]:
     """Dense losses (+ answer CE, + the evidence-attention loss when attention_layer is set) through the
     adapter's own encode / score / video_attention bodies, with gradients.
 
@@ -430,8 +442,19 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
         out["answer_acc"] = out["correct"].float().mean()
         if attention_layer is not None:
             layer = attention_layer % len(adapter.model.model.language_model.layers)
+            states: dict = {}
             with adapter.gradients():
-                probs = adapter.video_attention(visual, prompts, layer)  # [B, V]
+                probs = adapter.video_attention(visual, prompts, layer, states=states)  # [B, V]
+            if question is not None:  # (probe, multi-hot [B, vocab]): which words the question holds
+                probe, words = question
+                qlogits = probe(states["query_input"])  # [B, vocab]
+                w = words.to(qlogits.dtype)
+                # CE of each question word under one softmax, averaged over the words: at its floor the probe spreads
+                # its mass evenly over exactly the question's words, so the state must say which colour / first or last
+                out["question"] = (-(qlogits.log_softmax(-1) * w).sum(-1) / w.sum(-1)).mean()
+                top = qlogits.topk(int(w.sum(-1).max()), -1).indices  # the probe's top words
+                hit = torch.zeros_like(words).scatter(-1, top, True) & words
+                out["question_acc"] = (hit.sum(-1) == words.sum(-1)).float().mean()  # every word among the top
             ev = asked.flatten(1).to(probs.device)  # [B, V] bool
             share = (probs * ev).sum(1) / probs.sum(1).clamp_min(1e-12)  # [B] evidence share of the video attention
             has = ev.any(1)
@@ -441,13 +464,23 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     return out
 
 
-def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None, start=0, on_step=None) -> int:
+def question_words(adapter, samples: list[Sample], vocab: int) -> Tensor:
+    """[B, vocab] bool: the vocabulary ids of each sample's question (the question loss's target)."""
+    words = torch.zeros(len(samples), vocab, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        words[i, adapter.tokenizer(s.question, add_special_tokens=False)["input_ids"]] = True
+    return words
+
+
+def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None, start=0, on_step=None,
+               probe: nn.Module | None = None) -> int:  # fmt: skip
     """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken.
 
     Vision stage: global step step_offset + step draws from group cfg.step_group(...); joint stage (step_offset
     = the vision steps taken): from cfg.joint_group(step_offset, step). One video shape per batch: the next
     cfg.batch_size (evidence group: cfg.evidence_batch_size) samples of that group's deterministic stream.
-    start: the first step (a resumed run); on_step(steps done) after every step (the checkpoint hook)."""
+    start: the first step (a resumed run); on_step(steps done) after every step (the checkpoint hook); probe: the
+    question loss's linear probe (cfg.question_weight)."""
     tps = adapter.temporal_patch_size
     groups = cfg.groups()
     window: dict[str, list[float]] = {}
@@ -465,13 +498,17 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
         batch, labels, colours, asked = make_batch(samples, cfg, tps, units)
         frozen = answers and (evidence or cfg.freeze_vision_in_joint)  # the vision tower gets no gradient
         attn_layer = cfg.attention_layer if answers and cfg.attention_weight > 0 else None
-        out = _forward(adapter, head, batch, labels, colours, answers, vision_grad=not frozen, asked=asked, attention_layer=attn_layer)
+        question = (probe, question_words(adapter, samples, probe.out_features)) if answers and probe is not None else None
+        out = _forward(adapter, head, batch, labels, colours, answers, vision_grad=not frozen, asked=asked, attention_layer=attn_layer,
+                       question=question)  # fmt: skip
         if evidence:
             out["digit_acc_ev"] = out["digit_acc"]  # the evidence families' share, shown apart
         dense = out["dense"] if not frozen else 0.0
         loss = dense * (cfg.dense_weight if answers else 1.0) + (out["ce"] if answers else 0.0)
         if "attn" in out:
             loss = loss + cfg.attention_weight * out["attn"]
+        if "question" in out:
+            loss = loss + cfg.question_weight * out["question"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g_ in opt.param_groups for p in g_["params"]], cfg.grad_clip)
@@ -487,7 +524,8 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
                 window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
-            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "digit_acc_ev", "attn_share", "answer_acc") if k in means)
+            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "digit_acc_ev", "attn_share", "question_acc", "answer_acc")
+                             if k in means)  # fmt: skip
             fams = " ".join(f"{k[4:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("acc/"))
             if any(k.startswith("attn/") for k in means):  # the evidence share of the video attention, per family
                 fams += " | attn " + " ".join(f"{k[5:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("attn/"))
@@ -584,10 +622,14 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
         adapter = build_mllm(MLLMConfig(family=cfg.family, path=tmp))
     model = adapter.model.requires_grad_(True).train()
     head = nn.Linear(adapter.hidden_size, DENSE_CLASSES + len(COLOUR_CLASSES))
+    # the question loss's linear probe (training only, like the dense head: not part of the saved model)
+    probe = nn.Linear(adapter.hidden_size, model.lm_head.out_features) if cfg.question_weight > 0 else None
     history: list[dict] = []  # the learning curves (progress lines), saved as history.json beside the model
     if state is not None:
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
+        if probe is not None and state.get("probe") is not None:
+            probe.load_state_dict(state["probe"])
         history = state["history"]
     done = state["stage"] if state else None  # the last stage the state holds (finished, or joint in progress)
     init = None
@@ -598,7 +640,7 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
     def checkpoint(stage: str, step: int, opt, sched=None, n1: int = 0) -> None:
         state_path.parent.mkdir(parents=True, exist_ok=True)
         save_state(state_path, stage=stage, step=step, n1=n1, config=asdict(cfg), seconds=time.time() - t0,
-                   model=model.state_dict(), head=head.state_dict(), opt=opt.state_dict(),
+                   model=model.state_dict(), head=head.state_dict(), probe=None if probe is None else probe.state_dict(), opt=opt.state_dict(),
                    sched=sched.state_dict() if sched is not None else None, history=history)  # fmt: skip
 
     # Stage 0 (optional): digit grids; stage 1: the families' videos. Vision tower + merger + dense head.
@@ -620,7 +662,7 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
 
     # Stage 2: the whole model on the answers + dense_weight x dense loss.
     vis_ids = {id(p) for p in vis_params}
-    llm_params = [p for p in model.parameters() if id(p) not in vis_ids]
+    llm_params = [p for p in model.parameters() if id(p) not in vis_ids] + ([] if probe is None else list(probe.parameters()))
     opt = torch.optim.AdamW(
         [{"params": llm_params, "lr": cfg.llm_lr}, {"params": vis_params, "lr": cfg.vision_lr}],
         weight_decay=cfg.weight_decay,
@@ -650,7 +692,8 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
             raise _Stopped
 
     try:
-        _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history, start=start, on_step=on_step)
+        _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history, start=start, on_step=on_step,
+                   probe=probe)  # fmt: skip
     except _Stopped:
         print(f"[toy-mllm] stopped after joint step {stop_after} (--stop-after); the state is in {state_path}", flush=True)
         return None

@@ -569,7 +569,7 @@ class VideoMLLM:
         return pids[:, 0] if pids.shape[1] == 1 else pids.permute(1, 0, 2)
 
     @frozen_call
-    def video_attention(self, visual: VisualTokens, prompts: PromptBatch, layer: int) -> Tensor:
+    def video_attention(self, visual: VisualTokens, prompts: PromptBatch, layer: int, states: dict | None = None) -> Tensor:
         """[B, T*N] float32: the attention the last prompt token (the one that predicts the first answer
         token) pays to each video token at decoder layer `layer` (0-based), averaged over heads, with all
         video tokens in the sequence (FastV's ranking signal). Rows sum to at most 1 (text and suffix keys take
@@ -584,6 +584,9 @@ class VideoMLLM:
         query row and k_proj for all rows, rotated with the model's rotary_emb, which applies M-RoPE's
         mrope_section recomposition in transformers 5.23), GQA heads repeated, softmax in float32 over the
         query's causal keys. No L x L attention map is ever built.
+
+        states (optional): gets "query_input" [B, D], the residual stream entering layer `layer` at the query row
+        (the toy MLLM's training reads it: score_lit.toy_mllm, question_weight).
         """
         lm = self.model.model.language_model
         n_layers = len(lm.layers)
@@ -618,6 +621,8 @@ class VideoMLLM:
         x = lm.layers[layer].input_layernorm(hidden)  # [B, L, D]
         heads = int(lm.config.num_attention_heads)
         bi = torch.arange(b, device=emb.device)
+        if states is not None:
+            states["query_input"] = hidden[bi, last]  # [B, D]
         q, k = self.attention_query_key(attn_mod, x[bi, last], x, cos[bi, last], sin[bi, last], cos, sin)
         hd = q.shape[-1]
         # GQA as repeat_kv: kv head j serves query heads j*g .. j*g+g-1, so group the query heads instead of copying keys.
