@@ -271,7 +271,7 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     # From hpc_ckpt_1, or from checkpoints/last.ckpt when ModelCheckpoint saved the same step just after it
     # (a signal at a multiple of val.every_n_steps; resume=auto takes the newer file, the same state).
     assert re.search(r"Restored all states from the checkpoint at \S*(hpc_ckpt_1|checkpoints/last)\.ckpt", text), text[-4000:]
-    assert re.search(r"score_lit: signal 10 at step \d+: saved \S*hpc_ckpt_1\.ckpt; requeued job " + job, text)
+    assert re.search(r"score_lit: signal 10 at step \d+: saved \S*hpc_ckpt_1\.ckpt; requeueing job " + job, text)
     assert "policy checkpoint" in text
 
     import torch

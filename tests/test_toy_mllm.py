@@ -324,7 +324,8 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     report = json.loads((d / "accuracy.json").read_text())
     want = asdict(ToyConfig(**PRESETS[DEFAULT_PRESET]))
     # knobs added after the committed toy was trained, at the values that leave the training as it was
-    got = {"attention_weight": 0.0, "attention_layer": -1, "checkpoint_every": 250, **report["config"]}
+    got = {"attention_weight": 0.0, "attention_layer": -1, "checkpoint_every": 250, "attention_target": "asked", "init_from": "",
+           "question_weight": 0.0, **report["config"]}  # settings added after it was trained, at their defaults
     assert {k: v for k, v in got.items() if k != "out"} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
     assert report["overall"] >= 0.9 and set(report["families"]) == {"stitched", "flash", "distracted"}
     adapter = build_mllm(MLLMConfig(path=str(d)))

@@ -159,9 +159,12 @@ def requeue_on_signal(signum: int = signal.SIGUSR1):
             if trainer.is_global_zero:
                 array = os.environ.get("SLURM_ARRAY_JOB_ID")
                 job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+                # Said BEFORE the requeue: SLURM ends this process as it requeues the job, so a line printed after
+                # `scontrol requeue` returns is sometimes never written (seen under load).
+                print(f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; requeueing job {job}", flush=True)
                 rc = subprocess.call(["scontrol", "requeue", job])
-                print(f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; "
-                      f"{'requeued' if rc == 0 else f'scontrol requeue FAILED ({rc}) for'} job {job}", flush=True)  # fmt: skip
+                if rc != 0:
+                    print(f"score_lit: scontrol requeue FAILED ({rc}) for job {job}: resume it with resume=auto", flush=True)
             trainer.should_stop = True
 
     return RequeueOnSignal()
