@@ -113,7 +113,7 @@ $(EVTOY): | $(STAMP)
 toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
 
-toy-mllm-evidence2: $(STAMP) ## the evidence toy's joint stage continued from its step 1,250 with the attention loss on the answer's digit (about 20 min on 2 idle cores)
+toy-mllm-evidence2: $(STAMP) ## an attempt (docs/RESULTS.md): the evidence toy's joint stage continued from its step 1,250, attention loss on the answer's digit
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
 	$(PY) -m score_lit toy-mllm --preset evidence2 --out artifacts/toy-mllm-evidence2 --resume
 
