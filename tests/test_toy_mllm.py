@@ -233,6 +233,20 @@ def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
     assert report["init"] == {"n1": state["n1"] + 2, "stage": "joint", "step": 2}
     assert {h["stage"] for h in json.loads((out / "history.json").read_text())} == {"joint"}
     assert "grid and vision stages skipped" in capsys.readouterr().out
+    # init_parts="vision": the vision tower from there, the LLM this run's own fresh init
+    from score_lit.toy_mllm import build_toy_model
+
+    fresh, _ = build_toy_model(quick_config(**kw))
+    part = train_toy_mllm(quick_config(out=str(tmp_path / "v"), init_from=str(tmp_path / "a" / "train_state.pt"), init_parts="vision",
+                                       **{**kw, "joint_steps": 0}))  # fmt: skip
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    got = Qwen2_5_VLForConditionalGeneration.from_pretrained(part).state_dict()  # the names of model.state_dict()
+    vis = [k for k in state["model"] if k.startswith("model.visual.")]
+    assert vis and all(torch.equal(got[k], state["model"][k]) for k in vis)
+    llm = [k for k in got if k.startswith("model.language_model.")]
+    assert all(torch.equal(got[k], fresh.state_dict()[k]) for k in llm)  # no joint step: the LLM is the fresh init ...
+    assert not all(torch.equal(state["model"][k], fresh.state_dict()[k]) for k in llm)  # ... not the init run's trained one
     # a saved directory works too (fresh dense head), and so does a state saved before the new settings existed
     out = train_toy_mllm(quick_config(out=str(tmp_path / "c"), init_from=str(out), **kw))
     assert json.loads((out / "accuracy.json").read_text())["init"]["stage"] == "saved"
@@ -325,7 +339,7 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     want = asdict(ToyConfig(**PRESETS[DEFAULT_PRESET]))
     # knobs added after the committed toy was trained, at the values that leave the training as it was
     got = {"attention_weight": 0.0, "attention_layer": -1, "checkpoint_every": 250, "attention_target": "asked", "init_from": "",
-           "question_weight": 0.0, **report["config"]}  # settings added after it was trained, at their defaults
+           "question_weight": 0.0, "init_parts": "all", **report["config"]}  # settings added after it was trained, at their defaults
     assert {k: v for k, v in got.items() if k != "out"} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
     assert report["overall"] >= 0.9 and set(report["families"]) == {"stitched", "flash", "distracted"}
     adapter = build_mllm(MLLMConfig(path=str(d)))

@@ -1,4 +1,4 @@
-"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence|evidence2] [--families a,b] [--text-layers L] [--quick] [--resume] [--stop-after N]`: train the toy MLLM.
+"""`python -m score_lit toy-mllm [--out DIR] [--seed N] [--preset first|evidence|evidence2|evidence3|evidence4] [--families a,b] [--text-layers L] [--quick] [--resume] [--stop-after N]`: train the toy MLLM.
 
 Trains score_lit.toy_mllm's frozen toy Qwen2.5-VL (minutes on 2 CPU cores), saves it as a Hugging Face
 directory usable as `mllm.path=DIR`, evaluates it on the held-out test split with all visual tokens and

@@ -91,6 +91,11 @@ PRESETS["evidence2"] = {**PRESETS["evidence"], "init_from": "artifacts/toy-mllm-
 # attention share had not moved (colour 0.25, order 0.50), and a linear probe found no trace of the asked colour in
 # the last prompt token's state at any layer.
 PRESETS["evidence3"] = {**PRESETS["evidence2"], "question_weight": 1.0}
+# "evidence4": the vision tower of evidence's state at joint step 1,250 (init_parts="vision"), a FRESH LLM, and the
+# attention loss on the answer's digit + the question loss from the first joint step, every family mixed from the
+# start (no first-only steps, no easy colour). Why: in evidence3 the last layer's attention sat saturated on digit
+# tokens (96-100% of it) that the first families had taught it to find before any question asked which one.
+PRESETS["evidence4"] = {**PRESETS["evidence3"], "init_parts": "vision", "joint_steps": 3000, "llm_lr": 2e-3, "warmup_steps": 30}
 DEFAULT_PRESET = "first"
 
 
@@ -176,6 +181,9 @@ class ToyConfig:
     # directory (model.safetensors; the dense head then starts fresh). The grid and vision stages are skipped:
     # the vision tower is the one trained there (frozen in the joint stage with freeze_vision_in_joint).
     init_from: str = ""
+    # What init_from gives: "all" (the whole model) or "vision" (the vision tower + merger and the dense head; the
+    # LLM starts from this run's own fresh init, so a new joint-stage recipe can be tried without the vision stages).
+    init_parts: str = "all"
     warmup_steps: int = 30
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -211,6 +219,8 @@ class ToyConfig:
             raise ValueError(f"size={self.size} must be a multiple of {DIGIT_PX} (one merged token per digit cell)")
         if self.question_weight > 0 and self.attention_weight <= 0:
             raise ValueError("question_weight > 0 reads the attention loss's forward: set attention_weight > 0 too")
+        if self.init_parts not in ("all", "vision"):
+            raise ValueError(f"init_parts={self.init_parts!r}: use 'all' or 'vision'")
         if self.attention_target not in ("asked", "answer"):
             raise ValueError(f"attention_target={self.attention_target!r}: use 'asked' or 'answer'")
         if self.text_width % self.text_heads or (self.text_width // self.text_heads) % 2:
@@ -569,6 +579,16 @@ class _Stopped(Exception):
     """The joint stage reached train_toy_mllm's stop_after."""
 
 
+def _load_parts(model: nn.Module, weights: dict, parts: str) -> None:
+    """Load `weights` into model: all of them, or (parts="vision") only the vision tower's (model.visual.*)."""
+    if parts == "vision":
+        weights = {k: v for k, v in weights.items() if k.startswith("model.visual.")}
+        missing = [k for k in model.state_dict() if k.startswith("model.visual.") and k not in weights]
+        if missing or not weights:
+            raise ValueError(f"init_parts=vision: the init weights lack the vision tower ({missing[:3]})")
+    model.load_state_dict(weights, strict=parts == "all")
+
+
 def _load_init(cfg: ToyConfig, model: nn.Module, head: nn.Module) -> dict:
     """Load cfg.init_from's weights into model (and head, from a training state); returns {"n1": the first joint-stage
     stream position not seen there, "stage", "step"} so that the continuation trains on fresh samples."""
@@ -581,12 +601,12 @@ def _load_init(cfg: ToyConfig, model: nn.Module, head: nn.Module) -> dict:
         if state.get("stage") not in ("vision", "joint"):
             raise ConfigError(f"init_from={src}: its training state ends in the {state.get('stage')!r} stage; "
                               "give one saved after the vision stage (or a saved toy directory)")  # fmt: skip
-        model.load_state_dict(state["model"])
+        _load_parts(model, state["model"], cfg.init_parts)
         head.load_state_dict(state["head"])
         step = state["step"] if state["stage"] == "joint" else 0
         info = {"n1": state["n1"] + step, "stage": state["stage"], "step": step}
     elif (src / "model.safetensors").is_file():
-        model.load_state_dict(build_mllm(MLLMConfig(family=cfg.family, path=str(src))).model.state_dict())
+        _load_parts(model, build_mllm(MLLMConfig(family=cfg.family, path=str(src))).model.state_dict(), cfg.init_parts)
         report = json.loads((src / "accuracy.json").read_text()) if (src / "accuracy.json").is_file() else {}
         info = {"n1": report.get("vision_stage_steps", 0) + report.get("joint_steps", 0), "stage": "saved", "step": report.get("joint_steps", 0)}
     else:
