@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -120,6 +120,9 @@ toy-mllm-evidence2: $(STAMP) ## an attempt (docs/RESULTS.md): the evidence toy's
 toy-mllm-evidence4: $(STAMP) ## the next attempt (docs/RESULTS.md): evidence's vision tower, a fresh LLM trained on every family with the attention and question losses from step 1 (hours; run again to continue)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
 	$(PY) -m score_lit toy-mllm --preset evidence4 --out artifacts/toy-mllm-evidence4 --resume
+
+ablation-evidence: $(STAMP) $(EVTOY) $(EVBENCH) ## issue 14's ablation: policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
+	PY=$(PY) ARGS="$(ARGS)" bash tools/ablation_evidence.sh
 
 train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
 	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence
