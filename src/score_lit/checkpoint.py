@@ -15,8 +15,11 @@ folder whose two files come from different exports is refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -36,24 +39,50 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def sigint_held():
+    """Ctrl-C during the block is held and delivered when it ends (main thread only; elsewhere a no-op).
+
+    Why: a KeyboardInterrupt raised inside torch.save's zip writer surfaces as "RuntimeError: unexpected pos ..."
+    from the writer's __exit__, a traceback instead of the interrupted run's KILLED end and resume hint (seen
+    when a Ctrl-C landed on a periodic checkpoint). Held here, the checkpoint is finished, then the interrupt
+    goes on as if it had come a moment later."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    prev = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, prev)
+    if got:
+        if callable(prev):
+            prev(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt here
+        elif prev == signal.SIG_DFL:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> Path:
     """torch.save to a temporary file in the same folder, (fsync,) then rename over `path`: a kill while writing
-    leaves the previous file intact and no half-written file under the real name. The one atomic writer of
+    leaves the previous file intact and no half-written file under the real name; a Ctrl-C while writing is held
+    until the file is in place (sigint_held). The one atomic writer of
     policy.pt, Lightning checkpoints (resume.AtomicCheckpointIO) and feature-cache entries (fsync=False)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is shared like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with sigint_held():  # a Ctrl-C arrives after the file is in place
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is shared like any file
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
