@@ -6,7 +6,7 @@ against `python -m score_lit eval` on the same questions with the same prompt te
 task's doc_to_text). The prompt asks for the option alone and every option is one token: greedy generation of one
 token must be an option (checked per question: it is the argmax over the whole vocabulary, so it is then the argmax
 over the options) and be right exactly where score_lit eval's option argmax is right (per question, not only counts).
-* qwen2_5_vl: the trained toy (artifacts/toy-mllm, committed) at retention 1.0 and 0.1 (a seeded random policy,
+* qwen2_5_vl: the trained toy (models/toy-mllm, committed) at retention 1.0 and 0.1 (a seeded random policy,
   shared as a FOLDER: config.json + model.safetensors, so `policy=` takes a folder), the chat class (default);
 * llava_onevision: a tiny RANDOM checkpoint + random policy.pt at 0.1, the simple class (--force_simple). A random
   model's greedy token is any word, so this checkpoint's generation_config.json suppresses every token but the
