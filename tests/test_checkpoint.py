@@ -131,3 +131,29 @@ def test_a_bad_policy_folder_is_one_line(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(ConfigError, match="needs config.json and model.safetensors"):
         load_policy(folder)
+
+
+def test_a_policy_pt_written_before_the_policy_registry_grew_loads_and_selects_as_then():
+    """tests/data/policy_before_issue14.pt was written by the code of commit 6473995~1 (before samplers, query_mlp and
+    temporal_mlp), with its logits on fixed tokens in the .json beside it (tools/policy_fixture_before_issue14.py says
+    how); today's load_policy and ScoreCompressor give the same logits and top-k."""
+    import json
+    from pathlib import Path
+
+    from score_lit.checkpoint import load_policy
+    from score_lit.compressors.score import ScoreCompressor
+    from score_lit.policy import MLPPolicy, topk_mask
+    from score_lit.state import surprise_state
+    from score_lit.types import VisualTokens
+
+    data = Path(__file__).parent / "data"
+    then = json.loads((data / "policy_before_issue14.json").read_text())
+    x = torch.tensor(then["tokens"]).reshape(then["shape"])
+    pol, meta = load_policy(data / "policy_before_issue14.pt", expect_mllm={"family": "qwen2_5_vl", "hidden_size": 6})
+    assert isinstance(pol, MLPPolicy) and meta["policy_config"]["name"] == "mlp"
+    with torch.no_grad():
+        now = pol(surprise_state(x))
+    assert now.flatten().tolist() == then["logits"]  # bit for bit
+    visual = VisualTokens(tokens=x, grid=(4, 1, 3), positions=torch.zeros(1, 3, 12, dtype=torch.long))
+    keep = ScoreCompressor(pol).select(visual, 0.25).keep
+    assert torch.equal(keep, topk_mask(torch.tensor([then["logits"]]), 0.25)) and int(keep.sum()) == 3
