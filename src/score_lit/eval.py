@@ -47,6 +47,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .checkpoint import sigint_held
 from .config import Config, check_files, keep_count, retention_label
 from .data.common import Problem, Sample, SampleError
 from .flops import TERA
@@ -533,11 +534,12 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
 
         def on_batch(rec: dict) -> None:
             nonlocal n_done
-            qf.write(json.dumps(rec) + "\n")
-            qf.flush()
-            os.fsync(qf.fileno())
-            n_done += len(rec["ids"])
-            mlflow.log_metric("questions_done", n_done, step=n_done)
+            with sigint_held():  # a Ctrl-C here comes after the record: inside MLflow's sqlite write it left a traceback
+                qf.write(json.dumps(rec) + "\n")
+                qf.flush()
+                os.fsync(qf.fileno())
+                n_done += len(rec["ids"])
+                mlflow.log_metric("questions_done", n_done, step=n_done)
 
         try:
             res = sweep(cfg, progress, done=done, on_batch=on_batch)
