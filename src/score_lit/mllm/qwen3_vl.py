@@ -55,6 +55,7 @@ from torch import Tensor
 from score_lit.mllm.base import VIDEO, Layout, PromptBatch, VideoInputs, VideoMLLM, _rotate, stack_frames
 from score_lit.mllm.positions import sequence_positions, text_positions, video_positions
 from score_lit.mllm.preprocess import VideoPreprocessor
+from score_lit.mllm.qwen_vl import QwenVLAdapter
 from score_lit.types import VideoBatch, VisualTokens
 
 QWEN3_TEMPLATE = "<|im_start|>user\n{video}{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -172,9 +173,8 @@ class Qwen3VLAdapter(VideoMLLM):
         positions = video_positions(grid, 0, 0.0).expand(grid_thw.shape[0], -1, -1).clone()
         return VideoInputs({"pixel_values_videos": pixels, "video_grid_thw": grid_thw}, grid, positions)
 
-    def generate_inputs(self, input_ids: Tensor, video: VideoInputs) -> dict:
-        """+ mm_token_type_ids (0 text, 2 video), which the stock forward needs for its rope index."""
-        return {**video.model_kwargs, "mm_token_type_ids": (input_ids == self.video_token_id).long() * 2}
+    # + mm_token_type_ids (0 text, 2 video), which the stock forward needs for its rope index: Qwen2/2.5-VL's own
+    generate_inputs = QwenVLAdapter.generate_inputs
 
     def _encode(self, batch: VideoBatch) -> VisualTokens:
         vi = self.video_inputs(batch)
