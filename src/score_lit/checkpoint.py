@@ -15,11 +15,8 @@ folder whose two files come from different exports is refused.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import tempfile
-import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ import torch
 from torch import nn
 
 from .config import ConfigError, PolicyConfig
+from .interrupts import sigint_held
 from .policy import build_policy
 
 FORMAT = "score_lit.policy/v1"
@@ -37,30 +35,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-@contextlib.contextmanager
-def sigint_held():
-    """Ctrl-C during the block is held and delivered when it ends (main thread only; elsewhere a no-op).
-
-    Why: a KeyboardInterrupt raised inside torch.save's zip writer surfaces as "RuntimeError: unexpected pos ..."
-    from the writer's __exit__, a traceback instead of the interrupted run's KILLED end and resume hint (seen
-    when a Ctrl-C landed on a periodic checkpoint). Held here, the checkpoint is finished, then the interrupt
-    goes on as if it had come a moment later."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    prev = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, prev)
-    if got:
-        if callable(prev):
-            prev(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt here
-        elif prev == signal.SIG_DFL:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> Path:

@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import sigint_held
+from .interrupts import SigintLatch, sigint_held
 from .config import Config, check_files, keep_count, retention_label
 from .data.common import Problem, Sample, SampleError
 from .flops import TERA
@@ -188,8 +188,10 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
                total=total, initial=total - len(loader))  # fmt: skip
     current: list[str] = []
     interrupted = False
+    latch = SigintLatch().install()  # a Ctrl-C swallowed on its way up (interrupts.py) still ends the sweep here
     try:
         for batch, bad in bar:
+            latch.check()
             for p in bad:
                 log.warning("left out: %s", p)
             problems += bad
@@ -245,6 +247,8 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
         viz = [v for v in viz if v["id"] not in current]
         if not vanilla.correct:  # cut before any batch was recorded: nothing to report
             raise
+    finally:
+        latch.uninstall()
     res = _result(e, bench, family, vanilla, tallies, problems, viz, n_tokens, grid)
     return {**res, "interrupted": interrupted, "questions_total": len(bench.records)}
 

@@ -26,6 +26,7 @@ from .config import Config, ConfigError, check_files, flatten, to_dict
 from .curriculum import DataMonitor, build_datamodule
 from .data_order import check_plan
 from .feature_cache import FeatureCache, model_key
+from .interrupts import SigintLatch
 from .lit_module import ScoreModule
 from .mllm import build_mllm, checkpoint_identity
 from .resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
@@ -56,10 +57,28 @@ class RunLogger(MLFlowLogger):
 
 
 class StopReport(Callback):
-    """On Ctrl-C: mark the MLflow run KILLED (RunLogger) and say how to continue, in one line."""
+    """On Ctrl-C: mark the MLflow run KILLED (RunLogger) and say how to continue, in one line. A Ctrl-C that was
+    swallowed on its way up (inside a weakref callback or __del__: interrupts.py) is raised again at the next batch
+    boundary, so it always ends the run."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self.latch = SigintLatch()
+
+    def on_fit_start(self, trainer, module) -> None:
+        self.latch.install()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.latch.check()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.latch.check()
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.latch.check()
+
+    def on_fit_end(self, trainer, module) -> None:
+        self.latch.uninstall()
 
     def on_exception(self, trainer, module, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:

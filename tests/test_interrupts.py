@@ -1,0 +1,68 @@
+"""A Ctrl-C is never lost: one swallowed on its way up (Python prints "Exception ignored in ..." for a
+KeyboardInterrupt raised inside a weakref callback or __del__, and goes on) still ends a training at its next batch
+boundary, with the interrupted run's usual end (MLflow run KILLED, the resume hint). Seen in CI: a SIGINT that
+landed in SQLAlchemy's `_collection_gced` left a 100,000-step training running."""
+
+import gc
+import signal
+
+import pytest
+from lightning.pytorch.callbacks import Callback
+from mlflow.tracking import MlflowClient
+from test_smoke_fit import tiny_overrides
+
+from score_lit.config import load_config
+from score_lit.interrupts import SigintLatch
+from score_lit.train import fit
+
+
+class _Swallows:
+    def __del__(self):
+        try:  # what the interpreter does to an exception raised in __del__ or a weakref callback: print, drop
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass
+
+
+def test_the_latch_remembers_a_ctrl_c_that_was_swallowed_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+    with SigintLatch() as latch:
+        latch.check()  # nothing pressed: nothing raised
+        _Swallows()
+        gc.collect()
+        with pytest.raises(KeyboardInterrupt):
+            latch.check()
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_the_latch_leaves_an_ignored_sigint_ignored():
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a job started with `&` by a non-interactive shell
+    try:
+        with SigintLatch():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+class _SwallowAtStep(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            _Swallows()  # freed at once: the SIGINT is raised and swallowed inside its __del__
+
+
+def test_a_swallowed_ctrl_c_still_ends_the_training_killed_with_the_resume_hint(tmp_path, capsys):
+    cfg = load_config([], tiny_overrides(tmp_path, steps=50) + ["name=cut", "val.every_n_steps=100"])
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning's graceful shutdown after a KeyboardInterrupt
+            fit(cfg, callbacks=[_SwallowAtStep(2)])
+    finally:
+        signal.signal(signal.SIGINT, before)  # Lightning leaves SIGINT ignored after its shutdown
+    err = capsys.readouterr().err
+    assert "interrupted at step 2:" in err and "resume=auto" in err, err[-2000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert [r.info.status for r in runs] == ["KILLED"]
