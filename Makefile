@@ -41,7 +41,7 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 
 # REQUIRE_LMMS=1: the lmms-eval tests fail instead of skipping when .venv-lmms or the toy bench is missing.
 test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## run the test suite, lmms-eval's CLI and the local SLURM cluster included (builds .venv, .venv-lmms, the toy bench, installs slurm-wlm first if missing)
-	REQUIRE_LMMS=1 $(PY) -m pytest -q $(ARGS)
+	REQUIRE_LMMS=1 $(PY) -m pytest -q --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
