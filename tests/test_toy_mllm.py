@@ -344,3 +344,24 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     assert report["overall"] >= 0.9 and set(report["families"]) == {"stitched", "flash", "distracted"}
     adapter = build_mllm(MLLMConfig(path=str(d)))
     assert adapter.model.config.text_config.num_hidden_layers == ToyConfig().text_layers
+
+
+def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
+    """models/toy-mllm-evidence4 (copied to artifacts/toy-mllm-evidence4 by the Makefile, the frozen model of the
+    evidence benchmark's sweeps) was written by `make toy-mllm-evidence4`: its recorded config is the evidence4
+    preset's, field for field, it was evaluated on every family at both settings, and it loads through the adapter."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from score_lit.toy_mllm import PRESETS
+
+    d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm-evidence4"
+    report = json.loads((d / "accuracy.json").read_text())
+    want = asdict(ToyConfig(**PRESETS["evidence4"]))
+    assert {k: v for k, v in report["config"].items() if k != "out"} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
+    assert set(report["families"]) == {"stitched", "flash", "distracted", "colour", "order", "move"}
+    assert set(report["families_long"]) == {"colour", "order", "move"}
+    adapter = build_mllm(MLLMConfig(path=str(d)))
+    assert adapter.model.config.text_config.num_hidden_layers == want["text_layers"]
+    assert not (d / "train_state.pt").exists()  # the resumable state stays out of the repository (11 MB)

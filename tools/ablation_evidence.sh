@@ -8,7 +8,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 VARIANTS=${VARIANTS:-"mlp query_mlp temporal_mlp"}
 SAMPLERS=${SAMPLERS:-"bernoulli budget"}
-TOY=${TOY:-artifacts/toy-mllm-evidence}
+TOY=${TOY:-artifacts/toy-mllm-evidence4}
 OUT=${OUT:-runs/ablation}
 ARGS=${ARGS:-}
 RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
