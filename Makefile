@@ -108,7 +108,7 @@ $(EVBENCH_LONG): | $(STAMP)
 export-evidence: $(EVBENCH) $(EVBENCH_LONG) ## write the evidence benchmark's test split (200/family at 576 tokens; long: 50/family at 2,048)
 
 # The evidence toy is committed too (models/toy-mllm-evidence4): retraining it is `make toy-mllm-evidence4`
-# (about 2 h 20 min on 2 cores: the `evidence` preset to joint step 1,250, then the `evidence4` preset).
+# (about 3 h on 2 cores: the `evidence` preset to joint step 1,250, 46 min, then the `evidence4` preset, 2 h 12 min).
 $(EVTOY): | $(STAMP)
 	@if [ -f models/toy-mllm-evidence4/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm-evidence4 && cp -r models/toy-mllm-evidence4 artifacts/toy-mllm-evidence4 && echo "artifacts/toy-mllm-evidence4: copied from the committed models/toy-mllm-evidence4"; \
 	else $(MAKE) toy-mllm-evidence4; fi
