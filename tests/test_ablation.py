@@ -10,14 +10,17 @@ from score_lit.errors import ConfigError
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]
 
 
-def sweep(folder, rows, vanilla=0.8):
-    """results.csv of family `all` rows: (method, ratio, accuracy, tflops), plus vanilla at 1.0 (10 TFLOPs)."""
+def sweep(folder, rows, vanilla=0.8, colour=()):
+    """results.csv of family `all` rows: (method, ratio, accuracy, tflops), plus vanilla at 1.0 (10 TFLOPs); `colour`:
+    rows of family colour (its vanilla: 0.9)."""
     folder.mkdir(parents=True)
     with (folder / "results.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()
-        for m, r, a, fl in [("vanilla", 1.0, vanilla, 10.0), *rows]:
-            w.writerow({"benchmark": "evidence", "family": "all", "method": m, "retention_ratio": r, "accuracy": a,
+        fam = [("all", m, r, a, fl) for m, r, a, fl in [("vanilla", 1.0, vanilla, 10.0), *rows]]
+        fam += [("colour", m, r, a, fl) for m, r, a, fl in ([("vanilla", 1.0, 0.9, 10.0), *colour] if colour else [])]
+        for family, m, r, a, fl in fam:
+            w.writerow({"benchmark": "evidence", "family": family, "method": m, "retention_ratio": r, "accuracy": a,
                         "pct_of_vanilla": 100 * a / vanilla, "prefill_tflops": fl, "select_ms": 0.1, "n": 600})  # fmt: skip
     return folder
 
@@ -58,3 +61,21 @@ def test_the_command_prints_both_tables_and_refuses_other_questions(sweeps, tmp_
         main(["--rules", str(rules), f"x={tmp_path / 'nowhere'}"])
     with pytest.raises(ConfigError, match="give each policy sweep as LABEL=DIR"):
         main(["--rules", str(rules), str(a)])
+
+
+def test_one_family_is_compared_on_its_own_rows(tmp_path, capsys):
+    """--family colour: the colour rows only (here SCORE wins on colour, loses on the mean); an unknown family is one line."""
+    rules = sweep(tmp_path / "rules", [("uniform", 0.1, 0.70, 1.0), ("uniform", 0.05, 0.60, 0.5)],
+                  colour=[("uniform", 0.1, 0.30, 1.0), ("uniform", 0.05, 0.25, 0.5)])  # fmt: skip
+    a = sweep(tmp_path / "a", [("score", 0.1, 0.60, 1.0), ("score", 0.05, 0.50, 0.5)],
+              colour=[("score", 0.1, 0.85, 1.0), ("score", 0.05, 0.80, 0.5)])  # fmt: skip
+    assert main(["--rules", str(rules), f"mlp/bernoulli={a}", "--family", "colour", "--out", str(tmp_path / "out")]) == 0
+    md = capsys.readouterr().out
+    assert "Family `colour`. Vanilla (all tokens): accuracy 90.0%" in md
+    assert "| 0.1 | 85.0 | 1 | uniform | 0.1 | 30.0 | 1 | +55.0 | 30.0 | 1 |" in md  # 85 - 30
+    assert "| 0.05 | 80.0 | 0.5 | uniform | 0.05 | 25.0 | 0.5 | +55.0 | 25.0 | 0.5 |" in md
+    assert (tmp_path / "out" / "ablation-colour.md").read_text() in md
+    main(["--rules", str(rules), f"mlp/bernoulli={a}"])
+    assert "| 0.1 | 60.0 | 1 | uniform | 0.1 | 70.0 | 1 | -10.0 | 70.0 | 1 |" in capsys.readouterr().out  # the mean
+    with pytest.raises(ConfigError, match="--family move: the sweeps have no such family; they have all, colour"):
+        main(["--rules", str(rules), f"mlp/bernoulli={a}", "--family", "move"])

@@ -6,7 +6,8 @@ training-free method at matched compute.
 
 Each LABEL=DIR is an eval sweep (DIR/results.csv) whose `score` rows come from one trained policy; --rules is a
 sweep of the training-free methods on the same questions with the same frozen MLLM (checked: every sweep's
-vanilla accuracy must be the same, family by family). Family `all` (the mean over the families) is compared.
+vanilla accuracy must be the same, family by family). Family `all` (the mean over the families) is compared, or
+the one `--family` names (e.g. a family the frozen model answers, when another sits at chance).
 
 Matched compute: for SCORE's row at ratio r (prefill TFLOPs F_r, its selection included), each rule is taken at
 its best accuracy among its ratios whose prefill TFLOPs are <= F_r (score_lit.flops.matched_compute); a rule none
@@ -57,10 +58,10 @@ def score_rows(rows: list[dict], family: str = FAMILY) -> list[dict]:
     return sorted((r for r in rows if r["method"] == "score" and r["family"] == family), key=lambda r: -r["retention_ratio"])
 
 
-def best_label(policies: dict[str, list[dict]], ratios: tuple[float, ...]) -> str:
+def best_label(policies: dict[str, list[dict]], ratios: tuple[float, ...], family: str = FAMILY) -> str:
     """The label whose SCORE accuracy, averaged over `ratios`, is highest (ties: the first given)."""
     def mean_acc(label: str) -> float:
-        acc = {r["retention_ratio"]: r["accuracy"] for r in score_rows(policies[label])}
+        acc = {r["retention_ratio"]: r["accuracy"] for r in score_rows(policies[label], family)}
         return sum(acc.get(x, -math.inf) for x in ratios) / len(ratios)
 
     return max(policies, key=mean_acc)
@@ -94,23 +95,26 @@ def _pct(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
-def markdown(policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[float, ...]) -> str:
-    """The two tables: every policy x ratio (accuracy, % of vanilla, prefill TFLOPs, policy ms), then the best policy
-    against every rule at matched compute."""
-    van = next(r for r in rules if r["method"] == "vanilla" and r["family"] == FAMILY)
-    sweep_ratios = sorted({r["retention_ratio"] for rows in policies.values() for r in score_rows(rows)}, reverse=True)
+def markdown(policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[float, ...], family: str = FAMILY) -> str:
+    """The two tables for `family`: every policy x ratio (accuracy, % of vanilla, prefill TFLOPs, policy ms), then the
+    best policy against every rule at matched compute."""
+    van = next((r for r in rules if r["method"] == "vanilla" and r["family"] == family), None)
+    if van is None:
+        have = sorted({r["family"] for r in rules})
+        raise ConfigError(f"--family {family}: the sweeps have no such family; they have {', '.join(have)}")
+    sweep_ratios = sorted({r["retention_ratio"] for rows in policies.values() for r in score_rows(rows, family)}, reverse=True)
     head = "| policy / sampler | " + " | ".join(f"r={x:g}: acc % (of vanilla) | TFLOPs | policy ms" for x in sweep_ratios) + " |"
-    lines = [f"Vanilla (all tokens): accuracy {_pct(van['accuracy'])}%, {van['prefill_tflops']:.3g} TFLOPs per question.", "",
+    lines = [f"Family `{family}`. Vanilla (all tokens): accuracy {_pct(van['accuracy'])}%, {van['prefill_tflops']:.3g} TFLOPs per question.", "",
              head, "|" + "---|" * (1 + 3 * len(sweep_ratios))]  # fmt: skip
     for label, rows in policies.items():
-        by = {r["retention_ratio"]: r for r in score_rows(rows)}
+        by = {r["retention_ratio"]: r for r in score_rows(rows, family)}
         cells = []
         for x in sweep_ratios:
             r = by.get(x)
             cells += ["-", "-", "-"] if r is None else [f"{_pct(r['accuracy'])} ({r['pct_of_vanilla']:.1f})", f"{r['prefill_tflops']:.3g}",
                                                          f"{r['select_ms']:.2f}"]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    best = best_label(policies, ratios)
+    best = best_label(policies, ratios, family)
     lines += ["", f"Best SCORE policy at r = {', '.join(f'{x:g}' for x in ratios)}: **{best}**, against every training-free "
               "method (matched = its best accuracy at prefill TFLOPs no higher than SCORE's; margin = SCORE minus matched, "
               "accuracy points):", "",
@@ -119,7 +123,7 @@ def markdown(policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[f
     def num(x, fmt: str = ".3g") -> str:
         return "-" if x is None else format(x, fmt)
 
-    for v in versus_rules(policies[best], rules, ratios):
+    for v in versus_rules(policies[best], rules, ratios, family):
         lines.append(f"| {v['ratio']:g} | {_pct(v['score_accuracy'])} | {num(v['score_tflops'])} | {v['method']} | "
                      f"{num(v['matched_ratio'], 'g')} | {_pct(v['matched_accuracy'])} | {num(v['matched_tflops'])} | "
                      f"{num(v['margin_points'], '+.1f')} | {_pct(v['same_ratio_accuracy'])} | {num(v['same_ratio_tflops'])} |")  # fmt: skip
@@ -137,7 +141,8 @@ def main(args: list[str]) -> int:
     p.add_argument("policies", nargs="+", metavar="LABEL=DIR", help="an eval sweep of method score with one policy, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli")
     p.add_argument("--rules", required=True, help="an eval sweep of the training-free methods on the same questions")
     p.add_argument("--ratios", default="0.1,0.05", help="the ratios the best policy is chosen at and compared (default 0.1,0.05)")
-    p.add_argument("--out", default=None, help="also write ablation.md there")
+    p.add_argument("--family", default=FAMILY, help="the family compared (default all: the mean over the families)")
+    p.add_argument("--out", default=None, help="also write ablation.md there (ablation-<family>.md for another family)")
     ns = p.parse_args(args)
     bad = [x for x in ns.policies if "=" not in x]
     if bad:
@@ -149,11 +154,12 @@ def main(args: list[str]) -> int:
         ratios = tuple(float(x) for x in ns.ratios.split(","))
     except ValueError:
         raise ConfigError(f"--ratios {ns.ratios!r}: give comma-separated fractions, e.g. 0.1,0.05") from None
-    md = markdown(policies, rules, ratios)
+    md = markdown(policies, rules, ratios, ns.family)
     print(md, end="")
     if ns.out:
         Path(ns.out).mkdir(parents=True, exist_ok=True)
-        (Path(ns.out) / "ablation.md").write_text(md)
-        print(Path(ns.out) / "ablation.md")
+        path = Path(ns.out) / ("ablation.md" if ns.family == FAMILY else f"ablation-{ns.family}.md")
+        path.write_text(md)
+        print(path)
     return 0
 __all__ = ["read_sweep", "check_same_questions", "best_label", "versus_rules", "markdown", "main"]
