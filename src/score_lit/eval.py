@@ -47,10 +47,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .interrupts import SigintLatch, sigint_held
 from .config import Config, check_files, keep_count, retention_label
 from .data.common import Problem, Sample, SampleError
 from .flops import TERA
+from .interrupts import SigintLatch, sigint_held
 
 log = logging.getLogger("score_lit.eval")
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean",
