@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from score_lit.ablation import best_label, main, read_sweep, versus_rules
+from score_lit.ablation import best_label, main, pool_families, read_sweep, versus_rules
 from score_lit.errors import ConfigError
 
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]
@@ -79,3 +79,26 @@ def test_one_family_is_compared_on_its_own_rows(tmp_path, capsys):
     assert "| 0.1 | 60.0 | 1 | uniform | 0.1 | 70.0 | 1 | -10.0 | 70.0 | 1 |" in capsys.readouterr().out  # the mean
     with pytest.raises(ConfigError, match="--family move: the sweeps have no such family; they have all, colour"):
         main(["--rules", str(rules), f"mlp/bernoulli={a}", "--family", "move"])
+
+
+def test_pooling_families_by_hand():
+    """colour (200 questions) + order (100): accuracy the plain mean of the two, TFLOPs and ms weighted 2:1; move and
+    a (method, ratio) that only colour has are left out."""
+    def row(fam, m, r, acc, fl, n):
+        return {"family": fam, "method": m, "retention_ratio": r, "accuracy": acc, "prefill_tflops": fl, "select_ms": fl / 10,
+                "pct_of_vanilla": 0.0, "n": str(n)}  # fmt: skip
+    rows = [row("colour", "vanilla", 1.0, 0.9, 10.0, 200), row("order", "vanilla", 1.0, 0.7, 13.0, 100),
+            row("move", "vanilla", 1.0, 0.25, 10.0, 200), row("colour", "score", 0.1, 0.85, 1.0, 200),
+            row("order", "score", 0.1, 0.55, 1.6, 100), row("colour", "score", 0.05, 0.8, 0.5, 200)]  # fmt: skip
+    got = {(r["method"], r["retention_ratio"]): r for r in pool_families(rows, ["colour", "order"])}
+    assert set(got) == {("vanilla", 1.0), ("score", 0.1)} and {r["family"] for r in got.values()} == {"colour+order"}
+    van, sc = got["vanilla", 1.0], got["score", 0.1]
+    assert (van["accuracy"], van["prefill_tflops"], van["n"], van["pct_of_vanilla"]) == pytest.approx((0.8, 11.0, 300, 100.0))
+    # (0.85 + 0.55) / 2 = 0.70 = 87.5% of 0.8; (200 x 1.0 + 100 x 1.6) / 300 = 1.2 TFLOPs; ms likewise 0.12
+    assert (sc["accuracy"], sc["prefill_tflops"], sc["select_ms"], sc["pct_of_vanilla"]) == pytest.approx((0.70, 1.2, 0.12, 87.5))
+
+
+def test_the_command_compares_a_pool_of_families(sweeps, tmp_path, capsys):
+    rules, a, b = sweeps
+    with pytest.raises(ConfigError, match="--family colour\\+order: the sweeps have no family colour, order; they have all"):
+        main(["--rules", str(rules), f"a={a}", "--family", "colour+order"])

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from score_lit.data.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, FamilyParamError, check_params
+from score_lit.data.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, VERSIONS, FamilyParamError, check_params
 
 CELL = 16
 N = 40  # samples per family per check
@@ -147,10 +147,10 @@ def test_export_and_read_back(tmp_path):
     jsonl = export_split(tmp_path / "ev", n=2, benchmark="evidence", setting="default")
     man = json.loads((tmp_path / "ev" / "manifest.json").read_text())
     assert man["benchmark"] == "evidence" and man["version"] == VERSION and man["setting"] == "default"
-    assert (man["frames"], man["size"], man["families"]) == (32, 96, list(FAMILIES))
+    assert (man["frames"], man["size"], man["families"]) == (32, 96, ["colour", "order"])
     bench = load_benchmark("evidence", str(tmp_path / "ev"))
-    assert bench.name == f"evidence-v{VERSION}" and len(bench.records) == 6 and not bench.problems
-    assert {r.meta["family"] for r in bench.records} == set(FAMILIES)
+    assert bench.name == f"evidence-v{VERSION}" and len(bench.records) == 4 and not bench.problems
+    assert {r.meta["family"] for r in bench.records} == {"colour", "order"}
     frames, _ = load_video(bench.records[0].video, 32, 96, "pad", None)
     s = FAMILIES[bench.records[0].meta["family"]](0, "test", 0)
     assert frames.shape == (32, 96, 96, 3) and np.abs(frames.astype(int) - s.frames.astype(int)).max() <= 3
@@ -158,3 +158,30 @@ def test_export_and_read_back(tmp_path):
     export_split(tmp_path / "toy", n=1, families=["flash"])
     with pytest.raises(FileNotFoundError, match="not an evidence-benchmark export"):
         load_benchmark("evidence", str(tmp_path / "toy"))
+
+
+def test_version_2_is_version_1_without_move(tmp_path):
+    """Version 2 only drops `move` from the exported set: colour's and order's rows and videos are version 1's."""
+    from score_lit.data.export import export_split
+
+    assert VERSION == 2 and VERSIONS == {1: ("colour", "order", "move"), 2: ("colour", "order")}
+    v1 = export_split(tmp_path / "v1", n=1, benchmark="evidence", version=1)
+    v2 = export_split(tmp_path / "v2", n=1, benchmark="evidence")
+    assert json.loads((tmp_path / "v1" / "manifest.json").read_text())["version"] == 1
+    rows1 = [json.loads(line) for line in v1.read_text().splitlines()]
+    rows2 = [json.loads(line) for line in v2.read_text().splitlines()]
+    assert [r["family"] for r in rows1] == ["colour", "order", "move"] and [r["family"] for r in rows2] == ["colour", "order"]
+    assert rows2 == rows1[:2]
+    for r in rows2:
+        assert (tmp_path / "v2" / r["video"]).read_bytes() == (tmp_path / "v1" / r["video"]).read_bytes()
+
+
+@pytest.mark.parametrize("argv, says", [(["--benchmark", "evidence", "--version", "3"], "--version 3: use one of [1, 2]"),
+                                        (["--version", "1"], "--version 1: only the evidence benchmark has versions")])
+def test_export_refuses_an_unknown_version_in_one_line(tmp_path, argv, says):
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "score_lit", "export-split", *argv, "--out", str(out)],
+                       capture_output=True, text=True)  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
+    assert not out.exists()

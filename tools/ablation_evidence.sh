@@ -3,7 +3,9 @@
 # stage 1 and stage 2 against the evidence toy (each an MLflow run whose params hold policy.name and rl.sampler),
 # then an eval sweep of that policy; one sweep of every training-free method; then the table
 # (runs/ablation/ablation.md: every policy x ratio, and the best against every rule at matched compute).
-# VARIANTS / SAMPLERS / TOY / ARGS (extra overrides for every train and eval) can be set from make.
+# VARIANTS / SAMPLERS / TOY / ARGS (extra overrides for every train and eval) can be set from make; TRAIN_ARGS are
+# overrides for the two trainings only (e.g. policy.hidden=32: the eval reads the policy's shape from policy.pt), and
+# TAG is appended to every run, folder and label of this ablation (e.g. TAG=-h32 beside the default-width runs).
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 VARIANTS=${VARIANTS:-"mlp query_mlp temporal_mlp"}
@@ -11,18 +13,20 @@ SAMPLERS=${SAMPLERS:-"bernoulli budget"}
 TOY=${TOY:-artifacts/toy-mllm-evidence4}
 OUT=${OUT:-runs/ablation}
 ARGS=${ARGS:-}
+TRAIN_ARGS=${TRAIN_ARGS:-}
+TAG=${TAG:-}
 RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
 
 [ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
 labels=()
 for v in $VARIANTS; do
   for s in $SAMPLERS; do
-    run="abl-$v-$s"
+    run="abl-$v-$s$TAG"
     common=(mllm.path="$TOY" policy.name="$v" rl.sampler="$s")
-    [ -f "runs/$run-s1/policy.pt" ] || $PY -m score_lit train conf/stage1.yaml name="$run-s1" "${common[@]}" $ARGS
-    [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2_evidence.yaml name="$run" init_policy="runs/$run-s1/policy.pt" "${common[@]}" $ARGS
-    [ -d "$OUT/$v-$s" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$OUT/$v-$s" $ARGS
-    labels+=("$v/$s=$OUT/$v-$s")
+    [ -f "runs/$run-s1/policy.pt" ] || $PY -m score_lit train conf/stage1.yaml name="$run-s1" "${common[@]}" $TRAIN_ARGS $ARGS
+    [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2_evidence.yaml name="$run" init_policy="runs/$run-s1/policy.pt" "${common[@]}" $TRAIN_ARGS $ARGS
+    [ -d "$OUT/$v-$s$TAG" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$OUT/$v-$s$TAG" $ARGS
+    labels+=("$v/$s$TAG=$OUT/$v-$s$TAG")
   done
 done
 $PY -m score_lit ablation-table --rules "$OUT/rules" "${labels[@]}" --out "$OUT"

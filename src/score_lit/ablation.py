@@ -7,7 +7,9 @@ training-free method at matched compute.
 Each LABEL=DIR is an eval sweep (DIR/results.csv) whose `score` rows come from one trained policy; --rules is a
 sweep of the training-free methods on the same questions with the same frozen MLLM (checked: every sweep's
 vanilla accuracy must be the same, family by family). Family `all` (the mean over the families) is compared, or
-the one `--family` names (e.g. a family the frozen model answers, when another sits at chance).
+the one `--family` names (e.g. a family the frozen model answers, when another sits at chance), or the mean over
+the families `--family a+b` joins (e.g. `colour+order`: the evidence benchmark's version 2 read from version-1
+sweeps, whose colour and order questions are version 2's).
 
 Matched compute: for SCORE's row at ratio r (prefill TFLOPs F_r, its selection included), each rule is taken at
 its best accuracy among its ratios whose prefill TFLOPs are <= F_r (score_lit.flops.matched_compute); a rule none
@@ -52,6 +54,31 @@ def check_same_questions(sweeps: dict[str, list[dict]]) -> None:
         elif van != ref:
             raise ConfigError(f"{name} and {ref_name} evaluated different questions or models (vanilla {van} vs {ref}): "
                               "sweep every policy with the same eval config")  # fmt: skip
+
+
+def pool_families(rows: list[dict], families: list[str]) -> list[dict]:
+    """Rows of family "a+b+..." for every (method, ratio) that every one of `families` has, as eval's `all` is made:
+    accuracy the mean of the families' accuracies (each family weighs the same), prefill TFLOPs and policy ms the
+    question-weighted means, n the sum, % of vanilla against the pooled vanilla accuracy. Returns the new rows."""
+    name = "+".join(families)
+    groups: dict[tuple, dict[str, dict]] = {}
+    for r in rows:
+        if r["family"] in families:
+            groups.setdefault((r["method"], r["retention_ratio"]), {})[r["family"]] = r
+    pooled = []
+    for (method, ratio), by in groups.items():
+        if set(by) != set(families):
+            continue
+        n = {f: float(by[f]["n"]) for f in families}
+        total = sum(n.values())
+        def weighted(k: str, n=n, by=by, total=total) -> float:
+            return sum(n[f] * by[f][k] for f in families) / total
+        pooled.append({**by[families[0]], "family": name, "accuracy": sum(by[f]["accuracy"] for f in families) / len(families),
+                       "prefill_tflops": weighted("prefill_tflops"), "select_ms": weighted("select_ms"), "n": int(total)})  # fmt: skip
+    van = next((r["accuracy"] for r in pooled if r["method"] == "vanilla"), math.nan)
+    for r in pooled:
+        r["pct_of_vanilla"] = 100 * r["accuracy"] / van if van > 0 else math.nan
+    return pooled
 
 
 def score_rows(rows: list[dict], family: str = FAMILY) -> list[dict]:
@@ -141,7 +168,8 @@ def main(args: list[str]) -> int:
     p.add_argument("policies", nargs="+", metavar="LABEL=DIR", help="an eval sweep of method score with one policy, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli")
     p.add_argument("--rules", required=True, help="an eval sweep of the training-free methods on the same questions")
     p.add_argument("--ratios", default="0.1,0.05", help="the ratios the best policy is chosen at and compared (default 0.1,0.05)")
-    p.add_argument("--family", default=FAMILY, help="the family compared (default all: the mean over the families)")
+    p.add_argument("--family", default=FAMILY, help="the family compared (default all: the mean over the families; "
+                   "a+b: the mean over families a and b)")
     p.add_argument("--out", default=None, help="also write ablation.md there (ablation-<family>.md for another family)")
     ns = p.parse_args(args)
     bad = [x for x in ns.policies if "=" not in x]
@@ -150,6 +178,14 @@ def main(args: list[str]) -> int:
     policies = {label: read_sweep(folder) for label, folder in (x.split("=", 1) for x in ns.policies)}
     rules = read_sweep(ns.rules)
     check_same_questions({ns.rules: rules, **policies})
+    if "+" in ns.family:
+        fams = ns.family.split("+")
+        have = sorted({r["family"] for r in rules})
+        missing = [f for f in fams if f not in have]
+        if missing:
+            raise ConfigError(f"--family {ns.family}: the sweeps have no family {', '.join(missing)}; they have {', '.join(have)}")
+        rules = rules + pool_families(rules, fams)
+        policies = {label: rows + pool_families(rows, fams) for label, rows in policies.items()}
     try:
         ratios = tuple(float(x) for x in ns.ratios.split(","))
     except ValueError:
@@ -162,4 +198,4 @@ def main(args: list[str]) -> int:
         path.write_text(md)
         print(path)
     return 0
-__all__ = ["read_sweep", "check_same_questions", "best_label", "versus_rules", "markdown", "main"]
+__all__ = ["read_sweep", "check_same_questions", "pool_families", "best_label", "versus_rules", "markdown", "main"]

@@ -62,6 +62,7 @@ def cmd_export_split(args: list[str]) -> int:
                    help="toy: the first families (flash, stitched, distracted); evidence: score_lit.data.evidence's")
     p.add_argument("--setting", default=None, help="evidence only: default (32 frames of 96 px) or long (64 of 128)")
     p.add_argument("--families", default="", help="comma-separated families (default: all of the benchmark's)")
+    p.add_argument("--version", type=int, default=None, help="evidence only: the benchmark version (default: the current one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=None, help="frames per video (default: the benchmark's setting)")
     p.add_argument("--size", type=int, default=None, help="frame side in px (default: the benchmark's setting)")
@@ -69,7 +70,8 @@ def cmd_export_split(args: list[str]) -> int:
     from .data.export import export_split
 
     families = [f for f in ns.families.split(",") if f] or None
-    print(export_split(ns.out, ns.split, ns.n, families, ns.seed, ns.frames, ns.size, benchmark=ns.benchmark, setting=ns.setting))
+    print(export_split(ns.out, ns.split, ns.n, families, ns.seed, ns.frames, ns.size, benchmark=ns.benchmark, setting=ns.setting,
+                       version=ns.version))
     return 0
 
 

@@ -48,23 +48,30 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 def export_split(
     out: str | Path, split: str = "test", n: int = 200, families: list[str] | None = None, seed: int = 0,
     frames: int | None = None, size: int | None = None, fps: float = 2.0, benchmark: str = "toy", setting: str | None = None,
+    version: int | None = None,
 ) -> Path:  # fmt: skip
     """Generate n samples per family of `split` and write them under `out`. Returns the JSONL path.
 
     benchmark "toy": the first families (default stitched, flash, distracted) at frames x size.
     benchmark "evidence": score_lit.data.evidence's families at a named setting ("default": 32 frames of
-    96 px, "long": 64 of 128), unless frames / size are given; the manifest records the family version.
+    96 px, "long": 64 of 128), unless frames / size are given; `version` (default the current one) picks the
+    default families (evidence.VERSIONS) and is recorded in the manifest.
     Parameters that cannot hold a family stop here, before anything is written (one line naming it)."""
     out = Path(out)
     manifest: dict = {"benchmark": benchmark, "split": split}
     if benchmark == "evidence":
+        version = evidence.VERSION if version is None else version
+        if version not in evidence.VERSIONS:
+            raise evidence.FamilyParamError(f"--version {version}: use one of {sorted(evidence.VERSIONS)}")
         if setting is not None and setting not in evidence.SETTINGS:
             raise evidence.FamilyParamError(f"--setting {setting!r}: use one of {sorted(evidence.SETTINGS)}")
         shape = evidence.SETTINGS[setting or "default"]
         named = (frames is None or frames == shape["frames"]) and (size is None or size == shape["size"])
         frames, size = shape["frames"] if frames is None else frames, shape["size"] if size is None else size
-        families = families or list(evidence.FAMILIES)
-        manifest.update(version=evidence.VERSION, setting=(setting or "default") if named else "custom")
+        families = families or list(evidence.VERSIONS[version])
+        manifest.update(version=version, setting=(setting or "default") if named else "custom")
+    elif version is not None:
+        raise evidence.FamilyParamError(f"--version {version}: only the evidence benchmark has versions (--benchmark evidence)")
     elif benchmark == "toy":
         frames, size = frames or 16, size or 64
         families = families or ["flash", "stitched", "distracted"]
