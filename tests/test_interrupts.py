@@ -66,3 +66,18 @@ def test_a_swallowed_ctrl_c_still_ends_the_training_killed_with_the_resume_hint(
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert [r.info.status for r in runs] == ["KILLED"]
+
+
+class _FailAtStep(Callback):
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == 2:
+            raise RuntimeError("a bug at step 2")
+
+
+def test_the_latch_does_not_outlive_a_fit_that_ends_or_fails(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    fit(load_config([], tiny_overrides(tmp_path, steps=3) + ["name=ends", "val.every_n_steps=100"]))
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(RuntimeError, match="a bug at step 2"):
+        fit(load_config([], tiny_overrides(tmp_path, steps=5) + ["name=fails", "val.every_n_steps=100"]), callbacks=[_FailAtStep()])
+    assert signal.getsignal(signal.SIGINT) is before

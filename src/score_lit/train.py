@@ -63,10 +63,7 @@ class StopReport(Callback):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.latch = SigintLatch()
-
-    def on_fit_start(self, trainer, module) -> None:
-        self.latch.install()
+        self.latch = SigintLatch()  # installed around trainer.fit by `fit` (Lightning's own SIGINT handling nests inside)
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self.latch.check()
@@ -76,9 +73,6 @@ class StopReport(Callback):
 
     def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self.latch.check()
-
-    def on_fit_end(self, trainer, module) -> None:
-        self.latch.uninstall()
 
     def on_exception(self, trainer, module, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
@@ -191,7 +185,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         PolicyExport(policy_path, cfg),
         DataMonitor(),
         tracking,
-        StopReport(cfg),
+        stop := StopReport(cfg),
         TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
         *callbacks,
     ]
@@ -235,7 +229,10 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
             trainer.loggers = [logger]
         run_id = logger.run_id if logger is not None else None
         tracking.info["run_id"] = run_id
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # The latch outside fit: Lightning records the SIGINT handler it finds at the start and puts it back at its
+        # teardown (also after an exception), so installed inside fit the latch would outlive the run.
+        with stop.latch:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as e:  # Lightning ends the run inside fit; anything else must not leave it RUNNING
         if logger is not None and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
             logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
