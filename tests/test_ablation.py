@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from score_lit.ablation import best_label, main, pool_families, read_sweep, versus_rules
+from score_lit.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
 from score_lit.errors import ConfigError
 
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]
@@ -50,7 +50,7 @@ def test_the_command_prints_both_tables_and_refuses_other_questions(sweeps, tmp_
     rules, a, b = sweeps
     assert main(["--rules", str(rules), f"mlp/bernoulli={b}", f"query_mlp/budget={a}", "--out", str(tmp_path / "out")]) == 0
     md = capsys.readouterr().out
-    assert "Best SCORE policy at r = 0.1, 0.05: **query_mlp/budget**" in md
+    assert "Best SCORE policy at r = 0.1, 0.05 (the largest smallest margin at matched compute): **query_mlp/budget**" in md
     assert "| 0.1 | 76.0 | 1 | uniform | 0.1 | 50.0 | 1 | +26.0 | 50.0 | 1 |" in md
     assert "| mlp/bernoulli | 74.0 (92.5) | 1 | 0.10 | 72.0 (90.0) | 0.5 | 0.10 |" in md
     assert (tmp_path / "out" / "ablation.md").read_text() in md
@@ -102,3 +102,14 @@ def test_the_command_compares_a_pool_of_families(sweeps, tmp_path, capsys):
     rules, a, b = sweeps
     with pytest.raises(ConfigError, match="--family colour\\+order: the sweeps have no family colour, order; they have all"):
         main(["--rules", str(rules), f"a={a}", "--family", "colour+order"])
+
+
+def test_the_best_policy_by_margin_is_not_the_most_accurate_one_that_costs_more(sweeps, tmp_path):
+    rules, a, _ = (read_sweep(x) for x in sweeps)
+    # c: more accurate on the mean ((0.80 + 0.71) / 2 > (0.76 + 0.74) / 2) but at 3.0 TFLOPs at r = 0.1, where fastv
+    # (0.1: 0.78 at 2.5) and uniform (0.25: 0.75 at 2.5) reach it: its smallest margin is 80 - 78 = +2, a's is +26
+    c = read_sweep(sweep(tmp_path / "c", [("score", 0.1, 0.80, 3.0), ("score", 0.05, 0.71, 0.5)]))
+    assert best_label({"a": a, "c": c}, (0.1, 0.05)) == "c"
+    assert best_by_margin({"c": c, "a": a}, rules, (0.1, 0.05)) == "a"
+    got = {(v["ratio"], v["method"]): v["margin_points"] for v in versus_rules(c, rules, (0.1, 0.05))}
+    assert got[0.1, "fastv"] == pytest.approx(2.0) and got[0.1, "uniform"] == pytest.approx(5.0)
