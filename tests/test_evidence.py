@@ -160,8 +160,10 @@ def test_export_and_read_back(tmp_path):
         load_benchmark("evidence", str(tmp_path / "toy"))
 
 
-def test_version_2_is_version_1_without_move(tmp_path):
-    """Version 2 only drops `move` from the exported set: colour's and order's rows and videos are version 1's."""
+def test_version_2_is_version_1_without_move(tmp_path, capsys):
+    """Version 2 only drops `move` from the exported set: colour's and order's rows and videos are version 1's. An
+    export of version 1 still reads, named evidence-v1, with a note that it is not the current version."""
+    from score_lit.data.benchmarks import load_benchmark
     from score_lit.data.export import export_split
 
     assert VERSION == 2 and VERSIONS == {1: ("colour", "order", "move"), 2: ("colour", "order")}
@@ -172,6 +174,9 @@ def test_version_2_is_version_1_without_move(tmp_path):
     rows2 = [json.loads(line) for line in v2.read_text().splitlines()]
     assert [r["family"] for r in rows1] == ["colour", "order", "move"] and [r["family"] for r in rows2] == ["colour", "order"]
     assert rows2 == rows1[:2]
+    assert load_benchmark("evidence", str(tmp_path / "v1")).name == "evidence-v1"
+    assert "is version 1 of the evidence benchmark, the current one is 2" in capsys.readouterr().err
+    assert load_benchmark("evidence", str(tmp_path / "v2")).name == "evidence-v2" and capsys.readouterr().err == ""
     for r in rows2:
         assert (tmp_path / "v2" / r["video"]).read_bytes() == (tmp_path / "v1" / r["video"]).read_bytes()
 

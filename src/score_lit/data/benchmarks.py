@@ -37,6 +37,7 @@ fields is accepted wherever a parquet file is.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 from .benchmark_readers import load_egoschema, load_longvideobench, load_mlvu, load_mvbench, load_nextqa
@@ -83,6 +84,12 @@ def load_evidence(root: str, limit: int | None = None, split: str | None = None)
     b = load_toy(root, limit, split)
     suffix = "" if man.get("setting") in ("default", None) else f"-{man['setting']}"
     b.name = f"evidence-v{man['version']}{suffix}"
+    from .evidence import VERSION
+
+    if man.get("version") != VERSION:  # allowed (to reproduce older numbers), but never by accident
+        print(f"note: {folder} is version {man.get('version')} of the evidence benchmark, the current one is {VERSION} "
+              f"(score_lit/data/evidence.py says what changed); delete it and run `make export-evidence` for the current one",
+              file=sys.stderr, flush=True)  # fmt: skip
     return b
 
 
