@@ -16,9 +16,14 @@ ARGS=${ARGS:-}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TAG=${TAG:-}
 RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
+PAPER="policy.name=mlp policy.hidden=256 rl.sampler=bernoulli"
 
 [ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
-labels=()
+# The paper's recipe (mlp, 256 wide, Bernoulli rollouts; the stage configs' default is the ablation's winner) beside them
+[ -f runs/abl-paper-s1/policy.pt ] || $PY -m score_lit train conf/stage1.yaml name=abl-paper-s1 mllm.path="$TOY" $PAPER $ARGS
+[ -f runs/abl-paper/policy.pt ] || $PY -m score_lit train conf/stage2_evidence.yaml name=abl-paper init_policy=runs/abl-paper-s1/policy.pt mllm.path="$TOY" $PAPER $ARGS
+[ -d "$OUT/paper" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy=runs/abl-paper/policy.pt eval.out_dir="$OUT/paper" $ARGS
+labels=("paper:mlp/bernoulli/256=$OUT/paper")
 for v in $VARIANTS; do
   for s in $SAMPLERS; do
     run="abl-$v-$s$TAG"
@@ -30,3 +35,4 @@ for v in $VARIANTS; do
   done
 done
 $PY -m score_lit ablation-table --rules "$OUT/rules" "${labels[@]}" --out "$OUT"
+$PY -m score_lit ablation-table --rules "$OUT/rules" "${labels[@]}" --family colour+order --out "$OUT"  # version 2's families
