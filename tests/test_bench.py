@@ -46,6 +46,8 @@ def test_config_errors_name_the_closest_key():
         BenchConfig(arch="nope")
     with pytest.raises(ConfigError, match="ratios"):
         load_bench_config([], ["ratios=[0.0]"])
+    with pytest.raises(ConfigError, match="policy_name='mpl': use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]"):
+        load_bench_config([], ["policy_name=mpl"])
 
 
 @pytest.mark.slow
@@ -87,6 +89,22 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
     (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
     assert res["visual_tokens"] == 4 * 3 * 3  # 4 frames x (5x5 patches pooled 2x2 -> 3x3): one frame is one unit
     assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}
+
+
+@pytest.mark.parametrize("name", ["query_mlp", "temporal_mlp"])
+def test_bench_times_every_policy_variant(tmp_path, capsys, name):
+    """query_mlp embeds the question inside the timed policy stage; both run the whole chain."""
+    from score_lit.data.export import write_mp4
+
+    video = tmp_path / "v.mp4"
+    write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)
+    args = ["arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=1", f"policy_name={name}",
+            "policy_hidden=32", f"video={video}", f"out_dir={tmp_path}", "name=v", "device=cpu", "threads=1"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads((tmp_path / "v.json").read_text())
+    assert (out["config"]["policy_name"], out["config"]["policy_hidden"]) == (name, 32)
+    rows = {r["retention_ratio"]: r for r in out["results"][0]["ratios"]}
+    assert rows[0.5]["kept_tokens"] == 4 and rows[0.5]["policy_ms"] > 0
 
 
 def test_an_arch_of_another_family_is_one_line():

