@@ -16,6 +16,17 @@ from score_lit.interrupts import SigintLatch
 from score_lit.train import fit
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_in_a_terminal():
+    """SIGINT at Python's default handler for every test here, as in a terminal: a suite started in the background
+    (bash `&`, nohup) inherits SIGINT ignored, and the latch leaves an ignored SIGINT ignored."""
+    prev = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, prev)
+
+
 class _Swallows:
     def __del__(self):
         try:  # what the interpreter does to an exception raised in __del__ or a weakref callback: print, drop
