@@ -46,8 +46,11 @@ def test_config_errors_name_the_closest_key():
         BenchConfig(arch="nope")
     with pytest.raises(ConfigError, match="ratios"):
         load_bench_config([], ["ratios=[0.0]"])
-    with pytest.raises(ConfigError, match="policy_name='mpl': use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]"):
+    with pytest.raises(ConfigError, match="^policy_name='mpl' is not registered \\(did you mean policy_name=mlp\\?\\); "
+                                          "use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]$"):
         load_bench_config([], ["policy_name=mpl"])
+    with pytest.raises(ConfigError, match="^policy_hidden=0 must be a positive width"):
+        load_bench_config([], ["policy_hidden=0"])
 
 
 @pytest.mark.slow

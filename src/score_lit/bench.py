@@ -44,8 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from score_lit import names
-from score_lit.config import ConfigError, MLLMConfig, _check_ratio, keep_count, load_config
+from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, _check_ratio, keep_count, load_config
 from score_lit.flops import prefill_flops
 
 QUESTION = (
@@ -147,10 +146,10 @@ class BenchConfig:
             _check_ratio("ratios", r)
         if not self.frames or any(f < 2 or f % 2 for f in self.frames):
             raise ConfigError(f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]")
-        if self.policy_name not in names.POLICIES:
-            raise ConfigError(f"policy_name={self.policy_name!r}: use one of {sorted(names.POLICIES)}")
-        if self.policy_hidden < 1:
-            raise ConfigError(f"policy_hidden={self.policy_hidden}: the policy's width must be positive, e.g. 32 or 256")
+        try:  # PolicyConfig's own checks of the name and the width, under this config's keys
+            PolicyConfig(name=self.policy_name, hidden=self.policy_hidden)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("policy.", "policy_")) from None
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -380,7 +379,6 @@ def run(cfg: BenchConfig) -> Path:
     """The whole benchmark: build, time every frame count, write the JSON, print the tables; returns the JSON path."""
     import torch
 
-    from score_lit.config import PolicyConfig
     from score_lit.policy import build_policy
 
     if cfg.threads:
