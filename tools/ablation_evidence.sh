@@ -19,18 +19,23 @@ RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
 PAPER="policy.name=mlp policy.hidden=256 rl.sampler=bernoulli"
 
 [ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
+
+# one RUN SWEEP OVERRIDES...: stage 1 (runs/RUN-s1), stage 2 (runs/RUN) and the score-only sweep (SWEEP), each skipped
+# if its output is there
+one() {
+  local run=$1 sweep=$2
+  shift 2
+  [ -f "runs/$run-s1/policy.pt" ] || $PY -m score_lit train conf/stage1.yaml name="$run-s1" mllm.path="$TOY" "$@" $ARGS
+  [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2_evidence.yaml name="$run" init_policy="runs/$run-s1/policy.pt" mllm.path="$TOY" "$@" $ARGS
+  [ -d "$sweep" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$sweep" $ARGS
+}
+
 # The paper's recipe (mlp, 256 wide, Bernoulli rollouts; the stage configs' default is the ablation's winner) beside them
-[ -f runs/abl-paper-s1/policy.pt ] || $PY -m score_lit train conf/stage1.yaml name=abl-paper-s1 mllm.path="$TOY" $PAPER $ARGS
-[ -f runs/abl-paper/policy.pt ] || $PY -m score_lit train conf/stage2_evidence.yaml name=abl-paper init_policy=runs/abl-paper-s1/policy.pt mllm.path="$TOY" $PAPER $ARGS
-[ -d "$OUT/paper" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy=runs/abl-paper/policy.pt eval.out_dir="$OUT/paper" $ARGS
+one abl-paper "$OUT/paper" $PAPER
 labels=("paper:mlp/bernoulli/256=$OUT/paper")
 for v in $VARIANTS; do
   for s in $SAMPLERS; do
-    run="abl-$v-$s$TAG"
-    common=(mllm.path="$TOY" policy.name="$v" rl.sampler="$s")
-    [ -f "runs/$run-s1/policy.pt" ] || $PY -m score_lit train conf/stage1.yaml name="$run-s1" "${common[@]}" $TRAIN_ARGS $ARGS
-    [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2_evidence.yaml name="$run" init_policy="runs/$run-s1/policy.pt" "${common[@]}" $TRAIN_ARGS $ARGS
-    [ -d "$OUT/$v-$s$TAG" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$OUT/$v-$s$TAG" $ARGS
+    one "abl-$v-$s$TAG" "$OUT/$v-$s$TAG" policy.name="$v" rl.sampler="$s" $TRAIN_ARGS
     labels+=("$v/$s$TAG=$OUT/$v-$s$TAG")
   done
 done
