@@ -127,13 +127,17 @@ toy-mllm-evidence4: $(STAMP) ## the next attempt (docs/RESULTS.md): evidence's v
 ablation-evidence: $(STAMP) $(EVTOY) $(EVBENCH) ## issue 14's ablation: policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
 	PY=$(PY) ARGS="$(ARGS)" bash tools/ablation_evidence.sh
 
+# stage 1 against the evidence toy, then conf/stage2_evidence.yaml: `make train-evidence`, or what eval-evidence needs first
+define TRAIN_EVIDENCE
+$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence4
+$(PY) -m score_lit train conf/stage2_evidence.yaml
+endef
+
 train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
-	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence4
-	$(PY) -m score_lit train conf/stage2_evidence.yaml
+	$(TRAIN_EVIDENCE)
 
 $(EVPOLICY): | $(EVTOY)
-	$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence4
-	$(PY) -m score_lit train conf/stage2_evidence.yaml
+	$(TRAIN_EVIDENCE)
 
 eval-evidence: $(STAMP) $(EVTOY) $(EVBENCH) | $(EVPOLICY) ## retention sweep on the evidence benchmark (576 tokens), FLOPs columns included
 	$(PY) -m score_lit eval conf/eval_evidence.yaml $(ARGS)
