@@ -66,15 +66,14 @@ def pool_families(rows: list[dict], families: list[str]) -> list[dict]:
         if r["family"] in families:
             groups.setdefault((r["method"], r["retention_ratio"]), {})[r["family"]] = r
     pooled = []
-    for (method, ratio), by in groups.items():
+    for by in groups.values():
         if set(by) != set(families):
             continue
         n = {f: float(by[f]["n"]) for f in families}
         total = sum(n.values())
-        def weighted(k: str, n=n, by=by, total=total) -> float:
-            return sum(n[f] * by[f][k] for f in families) / total
-        pooled.append({**by[families[0]], "family": name, "accuracy": sum(by[f]["accuracy"] for f in families) / len(families),
-                       "prefill_tflops": weighted("prefill_tflops"), "select_ms": weighted("select_ms"), "n": int(total)})  # fmt: skip
+        weighted = {k: sum(n[f] * by[f][k] for f in families) / total for k in ("prefill_tflops", "select_ms")}
+        pooled.append({**by[families[0]], **weighted, "family": name, "n": int(total),
+                       "accuracy": sum(by[f]["accuracy"] for f in families) / len(families)})  # fmt: skip
     van = next((r["accuracy"] for r in pooled if r["method"] == "vanilla"), math.nan)
     for r in pooled:
         r["pct_of_vanilla"] = 100 * r["accuracy"] / van if van > 0 else math.nan
