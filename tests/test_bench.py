@@ -94,9 +94,11 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
     assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}
 
 
-@pytest.mark.parametrize("name", ["query_mlp", "temporal_mlp"])
-def test_bench_times_every_policy_variant(tmp_path, capsys, name):
-    """query_mlp embeds the question inside the timed policy stage; both run the whole chain."""
+# The tiny LLM is 64 wide: state 2D = 128, policy 32 wide. mlp: 128 x 32 + 32 + 32 + 1 = 4,161. query_mlp adds the
+# question's LayerNorm (2 x 64) and FiLM (64 x 64 + 64): 8,449. temporal_mlp adds a depthwise conv (32 x 3 + 32): 4,289.
+@pytest.mark.parametrize("name, cls, params", [("query_mlp", "QueryPolicy", 8449), ("temporal_mlp", "TemporalPolicy", 4289)])
+def test_bench_times_every_policy_variant(tmp_path, capsys, name, cls, params):
+    """The variant named is the one timed (query_mlp embeds the question inside the timed policy stage)."""
     from score_lit.data.export import write_mp4
 
     video = tmp_path / "v.mp4"
@@ -106,6 +108,7 @@ def test_bench_times_every_policy_variant(tmp_path, capsys, name):
     assert main(args) == 0
     out = json.loads((tmp_path / "v.json").read_text())
     assert (out["config"]["policy_name"], out["config"]["policy_hidden"]) == (name, 32)
+    assert out["policy"] == {"class": cls, "parameters": params}
     rows = {r["retention_ratio"]: r for r in out["results"][0]["ratios"]}
     assert rows[0.5]["kept_tokens"] == 4 and rows[0.5]["policy_ms"] > 0
 

@@ -397,8 +397,9 @@ def run(cfg: BenchConfig) -> Path:
         video = cfg.video or default_video(tmp)
         print(f"bench: video {video}", flush=True)
         results = [bench_frames(cfg, adapter, policy, video, f, ratios) for f in cfg.frames]
+    timed = {"class": type(policy).__name__, "parameters": sum(p.numel() for p in policy.parameters())}  # what was timed
     out = {"config": asdict(cfg), "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
-           "video": video, "environment": env, "results": results}  # fmt: skip
+           "policy": timed, "video": video, "environment": env, "results": results}  # fmt: skip
     path = output_path(cfg, env)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
