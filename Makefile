@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -148,6 +148,17 @@ eval-evidence-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(EVPOLICY) ## the same 
 BENCH ?= conf/bench_cpu.yaml
 bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
 	$(PY) -m score_lit bench $(BENCH) $(ARGS)
+
+# The GPU check (issue 17): tools/gpu_check.sh with the python3 that has CUDA torch (not .venv's CPU build). On a
+# GPU machine without a registry, carry `make gpu-wheels`'s .whl/ along: the script installs it into a temp folder.
+GPU_PYTHON ?= python3
+bench-gpu: ## one GPU, under 8 min: 7B/8B prefill speedups vs FLOP-ideal, policy share, a training step's phases and memory (OUT=runs/gpu-check)
+	PYTHON=$(GPU_PYTHON) bash tools/gpu_check.sh $(or $(OUT),runs/gpu-check) $(ARGS)
+
+gpu-wheels: ## download into .whl/ the wheels (Python 3.12, x86-64) the GPU check needs beyond torch, transformers and lightning
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl omegaconf==$$(grep -oP '^omegaconf==\K.*' $(LOCK))
+	@ls -l .whl
 
 data-check: $(STAMP) ## list every problem of a dataset file: make data-check FILE=data.jsonl [ARGS='--frames 32']
 	@test -n "$(FILE)" || { echo "usage: make data-check FILE=path/to/annotations.jsonl [ARGS='--frames 32']"; exit 2; }

