@@ -9,7 +9,8 @@ model is built directly there (`torch.device` context + dtype), so a 7B never ma
 
 One timed run is the whole chain for one video, synchronised (torch.cuda.synchronize) at each border:
 
-    decode   load_video (PyAV integrity probe + decord get_batch + fit to size x size) -> uint8 tensor on the device
+    decode   load_video (PyAV integrity probe + decord get_batch + fit to size x size) -> uint8 tensor on the device;
+             with video=synthetic (also where decord or PyAV is missing) drawing the frames in memory instead
     vision   adapter.encode: preprocessing (normalise, patchify, on the device) + vision tower + patch merger
     policy   surprise_state [LN(x); LN(dx)] + a randomly initialised policy (policy_name, policy_hidden wide; query_mlp
              also embeds the question) + global top-k
