@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -39,9 +39,19 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 	bash tools/freeze_lock.sh $(LMMS_VENV) $(LMMS_LOCK)
 	@touch $(STAMP) $(LMMS_STAMP)  # the venvs are what the new locks say: no rebuild
 
-# REQUIRE_LMMS=1: the lmms-eval tests fail instead of skipping when .venv-lmms or the toy bench is missing.
-test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## run the test suite, lmms-eval's CLI and the local SLURM cluster included (builds .venv, .venv-lmms, the toy bench, installs slurm-wlm first if missing)
+# Two tiers. `make test` (CI, .ci/run): every test except the integration tier, under 5 min on 2 cores.
+# The integration tier (marker `integration`: lmms-eval's real CLI, the local SLURM cluster, 2-process DDP / ZeRO-3,
+# kill -9 and resume, a Ctrl-C'd CLI sweep, two concurrent trainings) takes about 10 min more: `make test-all`
+# runs everything, `make test-integration` that tier alone. REQUIRE_LMMS=1: the lmms-eval tests fail instead of
+# skipping when .venv-lmms or the toy bench is missing.
+test: $(STAMP) ## the test suite without its integration tier (CI runs this; builds .venv if missing; under 5 min)
+	$(PY) -m pytest -q -m "not integration" --durations=10 $(ARGS)
+
+test-all: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## the whole suite, integration tier included (builds .venv-lmms and the toy bench, installs slurm-wlm if missing; about 15 min)
 	REQUIRE_LMMS=1 $(PY) -m pytest -q --durations=15 $(ARGS)
+
+test-integration: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## only the integration tier: lmms-eval CLI, SLURM cluster, DDP / ZeRO-3, kill -9 (about 10 min)
+	REQUIRE_LMMS=1 $(PY) -m pytest -q -m integration --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
 	$(PY) -m pytest -q -m "not slow" $(ARGS)

@@ -30,12 +30,23 @@ def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | in
     return over + list(extra)
 
 
+INTEGRATION = ("lmms", "slurm", "distributed", "resume")  # markers whose tests are all integration tests too
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every lmms / slurm / distributed / resume test is also `integration`: `make test` (-m "not integration")
+    leaves them to `make test-all` and `make test-integration`."""
+    for item in items:
+        if any(item.get_closest_marker(m) for m in INTEGRATION):
+            item.add_marker(pytest.mark.integration)
+
+
 def need_lmms(*paths: Path) -> None:
-    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after building
+    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test-all` sets it after building
     both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
     missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
     if missing:
-        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
+        msg = f"missing {missing}: `make test-all` / `make test-lmms` build .venv-lmms and the toy bench"
         pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
 
 

@@ -201,6 +201,7 @@ def _csv(path):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(open(path))]
 
 
+@pytest.mark.integration
 def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     """Ctrl-C (a real SIGINT) in the middle of a sweep keeps what was measured (a partial CSV, a KILLED parent run
     with its metrics so far); eval.resume=true goes on from there to the CSV of an uninterrupted sweep."""

@@ -2,7 +2,7 @@
 over the families with an lmms-eval class (score_qwen2_5_vl, score_llava_onevision).
 
 Both run on the same checkpoint, policy, ratio and exported toy questions; they must count the SAME number of
-correct answers (same frames, same selection, same scoring). tiny_random (runs in `make test`): a tiny RANDOM
+correct answers (same frames, same selection, same scoring). tiny_random (runs in `make test-all`): a tiny RANDOM
 checkpoint of the family and a RANDOM policy, built in seconds, 20 questions: accuracy near chance, the equality
 is the point. trained_toy (`make test-lmms` trains what it needs; skipped without artifacts/toy-mllm and
 runs/stage2/policy.pt): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
@@ -56,7 +56,7 @@ def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
 def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, family, model):
     if model == "trained_toy":
         missing = [str(p.relative_to(ROOT)) for p in (TOY, POLICY) if not p.exists()]
-        if missing:  # a skip even under REQUIRE_LMMS=1: `make test` does not train (the tiny_random case runs instead)
+        if missing:  # a skip even under REQUIRE_LMMS=1: `make test-all` does not train (the tiny_random case runs instead)
             pytest.skip(f"missing {missing}: `make test-lmms` makes them (copies the committed toy, trains stage 1 and 2)")
         need_lmms(BENCH)
         ckpt, pol, n_questions = TOY.relative_to(ROOT), POLICY.relative_to(ROOT), 100  # the toy misses 6 of them at 10%

@@ -32,7 +32,7 @@ import torch
 from conftest import LMMS_VENV, ROOT, lmms_env, need_lmms
 from test_lmms_cli import FAMILY_ARGS, tiny_random
 
-TOY, BENCH = ROOT / "models/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"  # the committed toy (make test copies nothing)
+TOY, BENCH = ROOT / "models/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"  # the committed toy (make test-all copies nothing)
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
 N = 16  # questions per run
 N_QWEN3 = 8  # questions per task for the Qwen3 families (two tasks in one run)

@@ -53,6 +53,7 @@ def test_overwrite_and_resume_together_are_refused():
         load_config([], ["overwrite=true", "resume=auto"])
 
 
+@pytest.mark.integration
 def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
     # steps: far more than the first run can take before the SIGINT below reaches it (it ends the run)
     args = [sys.executable, "-m", "score_lit", "train", *tiny_overrides(tmp_path, steps=100_000), "name=same"]
