@@ -237,8 +237,9 @@ def markdown(doc: dict) -> str:
     from score_lit.bench_step import table as step_table
 
     env = doc["environment"]
+    gpu = f"CUDA {env['cuda']}, {env['gpu_memory_gib']:.0f} GiB" if env.get("cuda") and env.get("gpu_memory_gib") else "no CUDA"
     lines = [f"# GPU check ({doc['mode']}): {env['device_name']}", "",
-             f"torch {env['torch']} (CUDA {env['cuda']}), transformers {env['transformers']}, lightning {env['lightning']}, "
+             f"torch {env['torch']} ({gpu}), transformers {env['transformers']}, lightning {env['lightning']}, "
              f"Python {env['python']}; attention: {'FlashAttention 2' if env['flash_attention_2'] else 'SDPA'}; "
              f"{doc['total_s']:.0f} s in all.", "", f"What is timed: {doc['what_is_timed']}", ""]  # fmt: skip
     for name, part in doc["parts"].items():
