@@ -162,7 +162,7 @@ bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45
 # The GPU check (issue 17): tools/gpu_check.sh with the python3 that has CUDA torch (not .venv's CPU build). On a
 # GPU machine without a registry, carry `make gpu-wheels`'s .whl/ along: the script installs it into a temp folder.
 GPU_PYTHON ?= python3
-bench-gpu: ## one GPU, under 8 min: 7B/8B prefill speedups vs FLOP-ideal, policy share, a training step's phases and memory (OUT=runs/gpu-check)
+bench-gpu: ## one GPU, sized for 8 min on an H200 (never run on one yet): 7B/8B prefill speedups vs FLOP-ideal, policy share, a training step's phases and memory (OUT=runs/gpu-check)
 	PYTHON=$(GPU_PYTHON) bash tools/gpu_check.sh $(or $(OUT),runs/gpu-check) $(ARGS)
 
 gpu-wheels: ## download into .whl/ the wheels (Python 3.12, x86-64) the GPU check needs beyond torch, transformers and lightning
