@@ -2,7 +2,7 @@
 # The GPU check (issue 17): prefill speedups against the FLOP-ideal, the policy's share, one training step's phases
 # and peak memory, for the Qwen2.5-VL-7B and Qwen3-VL-8B architectures with random weights (score_lit/gpu_check.py).
 #
-#   bash tools/gpu_check.sh OUT            # one GPU, under 8 min on an H200: OUT/gpu_check.json, gpu_check.md, gpu_check.log
+#   bash tools/gpu_check.sh OUT            # one GPU, sized for 8 min on an H200: OUT/gpu_check.json, gpu_check.md, gpu_check.log
 #   bash tools/gpu_check.sh OUT --tiny     # the tiny architectures on CPU: what the test runs
 #   make bench-gpu OUT=runs/gpu-check      # the same through make
 #

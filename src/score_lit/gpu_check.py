@@ -1,6 +1,6 @@
 """The GPU check: the paper's speed claims measured on one GPU, in one run (tools/gpu_check.sh, make bench-gpu).
 
-    bash tools/gpu_check.sh OUT              # one GPU: under 8 min on an H200; OUT/gpu_check.{json,md} + the log
+    bash tools/gpu_check.sh OUT              # one GPU, sized for 8 min on an H200 (not yet run on one); OUT/gpu_check.{json,md} + the log
     bash tools/gpu_check.sh OUT --tiny       # the same code on the tiny random architectures, on CPU (the test)
 
 Parts, in order of importance (a part that fails is recorded with its error and the next one runs; once the
