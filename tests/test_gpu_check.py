@@ -82,10 +82,11 @@ def test_bad_arguments_are_one_line_and_write_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_the_script_runs_every_part_on_the_tiny_architectures(tmp_path):
-    """The whole script as the GPU runs it (synthetic frames, the training step in a real Trainer), on CPU."""
+    """The whole script as the GPU runs it (bfloat16, synthetic frames, the training step in a real Trainer), on CPU."""
     out = tmp_path / "gpu"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(["bash", str(SCRIPT), str(out), "--tiny"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(["bash", str(SCRIPT), str(out), "--tiny", "--dtype", "bfloat16"], capture_output=True, text=True, env=env,
+                       timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == str(out / "gpu_check.json")
     assert sorted(os.listdir(out)) == ["gpu_check.json", "gpu_check.log", "gpu_check.md"]
@@ -96,6 +97,7 @@ def test_the_script_runs_every_part_on_the_tiny_architectures(tmp_path):
         "train_step_tiny_qwen2_5_vl_K4_8f", "build_tiny_qwen3_vl", "prefill_tiny_qwen3_vl", "profile_tiny_qwen3_vl"]}  # fmt: skip
     for fam in ("qwen2_5_vl", "qwen3_vl"):
         p = parts[f"prefill_tiny_{fam}"]
+        assert p["bench"]["environment"]["dtype"] == "bfloat16"
         assert p["bench"]["video"] == bench.SYNTHETIC and [res["frames"] for res in p["bench"]["results"]] == [4, 8]
         # tiny: patch 8, merge 2 -> 64 px = 4 x 4 tokens per temporal unit of 2 frames: 4 frames = 32 tokens, 8 = 64
         assert [(r["frames"], r["visual_tokens"], r["ratio"], r["kept"]) for r in p["summary"]][:5] == [

@@ -161,7 +161,7 @@ class Check:
         return result
 
 
-def run(out: Path, mode: str = "full", budget_s: float = 360.0) -> Path:
+def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "auto") -> Path:
     import torch
 
     from score_lit import bench
@@ -176,7 +176,7 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0) -> Path:
     step_arch = plan["step"][0]
     for arch, family, frames, repeats in plan["prefill"]:
         cfg = bench.BenchConfig(name=f"gpu_{arch}", family=family, arch=arch, frames=frames, size=plan["size"], ratios=RATIOS,
-                                warmup=plan["warmup"], repeats=repeats, video=bench.SYNTHETIC, out_dir=str(out))  # fmt: skip
+                                warmup=plan["warmup"], repeats=repeats, video=bench.SYNTHETIC, dtype=dtype, out_dir=str(out))  # fmt: skip
         dev, dtype, attn = bench._resolve(cfg)
         built = {}
 
@@ -278,12 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help="folder for gpu_check.json and gpu_check.md")
     p.add_argument("--tiny", action="store_true", help="the tiny random architectures (the CPU test of this script)")
     p.add_argument("--budget-s", type=float, default=360.0, help="no part starts after this many seconds (default 360)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
+                   help="the models' dtype (auto: bfloat16 on a GPU, float32 on CPU; the test runs bfloat16 on CPU, as the GPU does)")
     a = p.parse_args(argv)
     out = Path(a.out)
     if out.exists() and not out.is_dir():
         print(f"gpu_check: error: {out} is a file; give a folder (it is created if missing)", file=sys.stderr)
         return 2
-    print(run(out, "tiny" if a.tiny else "full", a.budget_s), flush=True)
+    print(run(out, "tiny" if a.tiny else "full", a.budget_s, a.dtype), flush=True)
     return 0
 
 
