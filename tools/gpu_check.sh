@@ -32,5 +32,4 @@ if compgen -G "$root/.whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH="$root/src${site:+:$site}${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 cd "$root"
-set -o pipefail
 "$py" -m score_lit.gpu_check "$out" "$@" 2>&1 | tee "$out/gpu_check.log"

@@ -219,6 +219,7 @@ def _to(adapter, dev):
 
 
 SYNTHETIC = "synthetic"  # video=synthetic: frames drawn in memory, no file and no codec
+SYNTHETIC_SPF = 0.5  # seconds between synthetic frames (2 fps sampling)
 
 
 def synthetic_video(frames: int, size: int) -> np.ndarray:
@@ -298,7 +299,7 @@ class Chain:
         from score_lit.types import VideoBatch
 
         if self.video == SYNTHETIC:
-            video, spf = synthetic_video(self.frames, self.cfg.size), 0.5
+            video, spf = synthetic_video(self.frames, self.cfg.size), SYNTHETIC_SPF
         else:
             video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
         x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
@@ -421,16 +422,22 @@ def output_path(cfg: BenchConfig, env: dict) -> Path:
     return Path(cfg.out_dir) / f"{cfg.name}_{'-'.join(map(str, cfg.frames))}f_{slug}.json"
 
 
-def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
-    """Every frame count of cfg on a built adapter: the JSON document (config, model, policy, video, environment,
-    results). A randomly initialised cfg.policy_name policy is timed: its cost does not depend on its weights."""
+def timed_policy(cfg: BenchConfig, adapter, dev):
+    """The policy bench times: cfg.policy_name, cfg.policy_hidden wide, randomly initialised (seed cfg.seed; its cost
+    does not depend on its weights), on `dev`, in eval mode."""
     import torch
 
     from score_lit.policy import build_policy
 
-    n_params = sum(p.numel() for p in adapter.model.parameters())
     torch.manual_seed(cfg.seed)
-    policy = build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
+    return build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
+
+
+def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
+    """Every frame count of cfg on a built adapter, timing `timed_policy`: the JSON document (config, model, policy,
+    video, environment, results)."""
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    policy = timed_policy(cfg, adapter, dev)
     ratios = sorted(set([1.0] + [float(r) for r in cfg.ratios]), reverse=True)
     env = environment(dev, dtype, attn)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Training-step benchmark: where one SCORE training step's time and memory go, on a named architecture.
 
     from score_lit.bench_step import StepBenchConfig, measure_steps
-    measure_steps(StepBenchConfig(arch="qwen2_5_vl_7b", frames=64, group_size=8), adapter)   # tools/gpu_check.sh
+    measure_steps(StepBenchConfig(frames=64, group_size=8), adapter)   # tools/gpu_check.sh, on the 7B's adapter
 
 The step is the real one: ScoreModule.training_step in a real Lightning Trainer (one device), the run's settings
 from a stage config (conf/stage1.yaml: the policy, the sampler, the estimator, the optimizer), K = group_size
@@ -17,8 +17,8 @@ rollouts per sample. Per step the module itself times its phases (lit_module.py)
 
 Peak memory: torch.cuda.max_memory_allocated over each timed step (on CUDA; None on CPU, where
 tools/profile_step.py samples the resident set instead), and what was allocated when the step began (the
-frozen weights). The batch is a video of `frames` frames (decoded, or synthetic where no decoder imports: the
-same frames for every step, which leaves the step's cost unchanged); every step has new sample ids, so its
+frozen weights). The batch is bench's synthetic video of `frames` frames (the same frames for every step, which
+leaves the step's cost unchanged); every step has new sample ids, so its
 full-video baseline pass is part of it, as in a first epoch. Medians over `repeats` steps after `warmup`.
 Needs omegaconf (the stage config) and lightning; no MLflow: the per-step metrics go to an in-memory logger.
 """
@@ -100,13 +100,16 @@ def _peak_memory():
     return PeakMemory()
 
 
-def _batches(frames, n: int, batch_size: int, frames_count: int, spf: float):
-    """n VideoBatches of the same frames [B, F, 3, H, W] uint8, each with new ids (no baseline-cache hits)."""
+def _batches(frames, n: int, batch_size: int):
+    """n VideoBatches of the same frames ([F, 3, H, W] uint8 -> [B, F, 3, H, W]), each with new ids (no baseline-cache
+    hits)."""
     import torch
 
+    from score_lit.bench import SYNTHETIC_SPF
     from score_lit.types import VideoBatch
 
     x = frames[None].expand(batch_size, *frames.shape).contiguous()
+    frames_count, spf = frames.shape[0], SYNTHETIC_SPF
     options = ["a red square", "a blue circle", "a green star", "nothing moves"]
     return [VideoBatch(ids=[f"step{i}_{b}" for b in range(batch_size)], frames=x,
                        questions=[f"What moves across the {frames_count} frames of this video?"] * batch_size,
@@ -115,21 +118,25 @@ def _batches(frames, n: int, batch_size: int, frames_count: int, spf: float):
             for i in range(n)]  # fmt: skip
 
 
-def measure_steps(cfg: StepBenchConfig, adapter, frames, spf: float = 0.5) -> dict:
-    """Train warmup + repeats steps of a fresh ScoreModule around `adapter` (built, on its device) on `frames`
-    ([F, 3, H, W] uint8); returns the per-phase medians (ms), frozen share, rollouts/s and peak memory."""
+def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
+    """Train warmup + repeats steps of a fresh ScoreModule around `adapter` (built, on its device) on a synthetic
+    video of cfg.frames frames of cfg.size x cfg.size; returns the per-phase medians (ms), frozen share, rollouts/s
+    and peak memory."""
     import lightning as L
+    import torch
     from torch.utils.data import DataLoader
 
+    from score_lit.bench import synthetic_video
     from score_lit.config import load_config
     from score_lit.lit_module import ScoreModule
 
     dev = adapter.device
+    frames = torch.from_numpy(synthetic_video(cfg.frames, cfg.size)).permute(0, 3, 1, 2).contiguous()  # [F, 3, H, W] uint8
     run_cfg = load_config([cfg.config], [*cfg.overrides, f"rl.group_size={cfg.group_size}", "name=bench_step"])
     L.seed_everything(run_cfg.seed, verbose=False)
     module = ScoreModule(run_cfg, adapter)
     n = cfg.warmup + cfg.repeats
-    loader = DataLoader(_batches(frames, n, cfg.batch_size, cfg.frames, spf), batch_size=None, shuffle=False)
+    loader = DataLoader(_batches(frames, n, cfg.batch_size), batch_size=None, shuffle=False)
     logger, memory = _recorder(), _peak_memory()
     trainer = L.Trainer(
         accelerator="gpu" if dev.type == "cuda" else "cpu", devices=[dev.index or 0] if dev.type == "cuda" else 1,
@@ -146,7 +153,7 @@ def measure_steps(cfg: StepBenchConfig, adapter, frames, spf: float = 0.5) -> di
     rows = [logger.steps[s] for s in timed]
     med = {f"{p}_ms": 1000 * statistics.median(r[f"time/{p}"] for r in rows) for p in PHASES}
     peaks = [memory.steps[s].get("peak_mib") for s in timed if s in memory.steps]
-    visual = adapter.encode(_batches(frames.to(dev), 1, 1, cfg.frames, spf)[0]).num_tokens
+    visual = adapter.encode(_batches(frames.to(dev), 1, 1)[0]).num_tokens
     return {
         "config": asdict(cfg),
         "settings": {"policy": f"{run_cfg.policy.name}/{run_cfg.policy.hidden}", "sampler": run_cfg.rl.sampler,

@@ -177,20 +177,20 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
     for arch, family, frames, repeats in plan["prefill"]:
         cfg = bench.BenchConfig(name=f"gpu_{arch}", family=family, arch=arch, frames=frames, size=plan["size"], ratios=RATIOS,
                                 warmup=plan["warmup"], repeats=repeats, video=bench.SYNTHETIC, dtype=dtype, out_dir=str(out))  # fmt: skip
-        dev, dtype, attn = bench._resolve(cfg)
+        dev, model_dtype, attn = bench._resolve(cfg)
         built = {}
 
-        def build(cfg=cfg, dev=dev, dtype=dtype, attn=attn, built=built):
+        def build(cfg=cfg, dev=dev, model_dtype=model_dtype, attn=attn, built=built):
             t = time.perf_counter()
-            built["adapter"] = bench.build_adapter(cfg, dev, dtype, attn)
+            built["adapter"] = bench.build_adapter(cfg, dev, model_dtype, attn)
             return {"build_s": time.perf_counter() - t, "parameters": sum(p.numel() for p in built["adapter"].model.parameters())}
 
         if check.part(f"build_{arch}_{family}", build) is None:
             continue
         adapter = built["adapter"]
 
-        def prefill(cfg=cfg, adapter=adapter, dev=dev, dtype=dtype, attn=attn):
-            doc = bench.measure(cfg, adapter, dev, dtype, attn)
+        def prefill(cfg=cfg, adapter=adapter, dev=dev, model_dtype=model_dtype, attn=attn):
+            doc = bench.measure(cfg, adapter, dev, model_dtype, attn)
             for res in doc["results"]:
                 print("\n" + bench.table(res) + "\n", flush=True)
             rows = summarise(doc)
@@ -199,18 +199,15 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
         done = check.part(f"prefill_{arch}_{family}", prefill)
         if done is not None:
             def prof(cfg=cfg, adapter=adapter, dev=dev):
-                policy = _policy(adapter, cfg, dev)
-                chain = bench.Chain(cfg, adapter, policy, bench.SYNTHETIC, max(cfg.frames))
+                chain = bench.Chain(cfg, adapter, bench.timed_policy(cfg, adapter, dev), bench.SYNTHETIC, max(cfg.frames))
                 return {"frames": max(cfg.frames), "top_ops": profile(chain, [1.0, 0.1])}
 
             check.part(f"profile_{arch}_{family}", prof)
         if arch == step_arch and family == plan["step"][1]:
             _, _, k, step_frames, warm, reps = plan["step"]
             for f in step_frames:
-                def step(f=f, cfg=cfg, adapter=adapter, dev=dev):
-                    scfg = StepBenchConfig(frames=f, size=cfg.size, group_size=k, warmup=warm, repeats=reps)
-                    frames = torch.from_numpy(bench.synthetic_video(f, cfg.size)).permute(0, 3, 1, 2).contiguous()  # [F, 3, H, W]
-                    return measure_steps(scfg, adapter, frames)
+                def step(f=f, cfg=cfg, adapter=adapter):
+                    return measure_steps(StepBenchConfig(frames=f, size=cfg.size, group_size=k, warmup=warm, repeats=reps), adapter)
 
                 check.part(f"train_step_{arch}_{family}_K{k}_{f}f", step)
         del adapter, built
@@ -219,16 +216,6 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
             torch.cuda.empty_cache()
     print(markdown(check.save()), flush=True)
     return out / "gpu_check.json"
-
-
-def _policy(adapter, cfg, dev):
-    import torch
-
-    from score_lit.config import PolicyConfig
-    from score_lit.policy import build_policy
-
-    torch.manual_seed(cfg.seed)
-    return build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
 
 
 def markdown(doc: dict) -> str:
