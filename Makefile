@@ -108,7 +108,7 @@ eval: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## retention sweep: every method 
 viz: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
 	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/toy-bench/videos/distracted_00000.mp4) $(ARGS)
 
-# The evidence benchmark (score_lit.data.evidence, version 2 = version 1 without move): export, its toy model, the SCORE recipe, sweeps.
+# The evidence benchmark (score_lit.toy.evidence, version 2 = version 1 without move): export, its toy model, the SCORE recipe, sweeps.
 $(EVBENCH): | $(STAMP)
 	$(PY) -m score_lit export-split --benchmark evidence --setting default --out artifacts/evidence-bench --n 200
 

@@ -1,10 +1,10 @@
-"""The ablation table (score_lit.ablation): the best policy and the matched-compute margins, by hand."""
+"""The ablation table (score_lit.evaluation.ablation): the best policy and the matched-compute margins, by hand."""
 
 import csv
 
 import pytest
 
-from score_lit.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
+from score_lit.evaluation.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
 from score_lit.errors import ConfigError
 
 FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]

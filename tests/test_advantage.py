@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from score_lit.advantage import ESTIMATORS, compute_advantage, group_zscore
+from score_lit.rl.advantage import ESTIMATORS, compute_advantage, group_zscore
 from score_lit.config import RLConfig
 
 

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from score_lit.cli import main
 from score_lit.config import DataError, load_config
-from score_lit.data.export import export_split, write_mp4
-from score_lit.train import fit
+from score_lit.toy.export import export_split, write_mp4
+from score_lit.training.fit import fit
 
 
 @pytest.fixture(scope="module")

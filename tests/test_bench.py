@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from score_lit.bench import ARCHS, BenchConfig, ideal_speedup, load_bench_config, main, prefill_flops
+from score_lit.perf.bench import ARCHS, BenchConfig, ideal_speedup, load_bench_config, main, prefill_flops
 from score_lit.config import ConfigError
 
 # d = 8, 2 heads of head_dim 4 (d_q = 8), 1 KV head (d_kv = 4), d_ff = 16, 2 layers, vocab 32.
@@ -55,7 +55,7 @@ def test_config_errors_name_the_closest_key():
 
 @pytest.mark.slow
 def test_bench_runs_on_a_tiny_config(tmp_path, capsys):
-    from score_lit.data.export import write_mp4
+    from score_lit.toy.export import write_mp4
 
     rng = np.random.default_rng(0)
     video = tmp_path / "v.mp4"
@@ -81,7 +81,7 @@ def test_bench_runs_on_a_tiny_config(tmp_path, capsys):
 
 
 def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
-    from score_lit.data.export import write_mp4
+    from score_lit.toy.export import write_mp4
 
     video = tmp_path / "v.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)  # decord 0.6.0 fails on widths 16 and 48
@@ -99,7 +99,7 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
 @pytest.mark.parametrize("name, cls, params", [("query_mlp", "QueryPolicy", 8449), ("temporal_mlp", "TemporalPolicy", 4289)])
 def test_bench_times_every_policy_variant(tmp_path, capsys, name, cls, params):
     """The variant named is the one timed (query_mlp embeds the question inside the timed policy stage)."""
-    from score_lit.data.export import write_mp4
+    from score_lit.toy.export import write_mp4
 
     video = tmp_path / "v.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)
@@ -121,6 +121,6 @@ def test_an_arch_of_another_family_is_one_line():
 def test_a_plain_bench_run_never_overwrites_the_committed_reference():
     from pathlib import Path
 
-    from score_lit.bench import output_path
+    from score_lit.perf.bench import output_path
 
     assert output_path(BenchConfig(), {"device": "cpu"}) == Path("runs/bench/bench_cpu_small.json")

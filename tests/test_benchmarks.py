@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from score_lit.data.benchmarks import BENCHMARKS, load_benchmark
-from score_lit.data.export import export_split, write_mp4
+from score_lit.toy.export import export_split, write_mp4
 from score_lit.data.video_qa import VideoQADataset
 
 DIRECT = "Answer with the option's letter from the given choices directly."

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from score_lit.checkpoint import save_policy
+from score_lit.training.checkpoint import save_policy
 from score_lit.compressors import REGISTRY, apply_selection, build_compressor
 from score_lit.compressors.dycoke import DyCoke, ttm_similarity
 from score_lit.compressors.score import ScoreCompressor
@@ -13,8 +13,8 @@ from score_lit.compressors.simple import RandomTokens, SpatialPool, UniformFrame
 from score_lit.compressors.surprise import SurpriseTopK
 from score_lit.compressors.visionzip import VisionZip
 from score_lit.config import PolicyConfig, keep_count
-from score_lit.policy import build_policy, topk_mask
-from score_lit.state import surprise_state
+from score_lit.rl.policy import build_policy, topk_mask
+from score_lit.rl.state import surprise_state
 from score_lit.types import VisualTokens
 
 IDENT = {"family": "qwen2_5_vl", "hidden_size": 3, "path": "tiny-random"}
@@ -321,7 +321,7 @@ def test_a_question_conditioned_score_policy_selects_by_the_question(tmp_path):
     assert comp.selection_flops((4, 4, 3), 0.25, 10) > mlp.selection_flops((4, 4, 3), 0.25, 10) > 0
 
 
-# ---- selection FLOPs (score_lit.flops) --------------------------------------------------------------
+# ---- selection FLOPs (score_lit.evaluation.flops) --------------------------------------------------------------
 
 
 def test_selection_flops_of_every_method_by_hand():

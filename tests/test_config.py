@@ -23,7 +23,7 @@ def test_defaults_yaml_and_overrides_layer_in_order(tmp_path):
 def test_shipped_configs_load():
     files = sorted((ROOT / "conf").glob("*.yaml"))
     assert {f.name for f in files} >= {"stage1.yaml", "stage2.yaml"}
-    from score_lit.bench import load_bench_config
+    from score_lit.perf.bench import load_bench_config
 
     for f in files:
         if f.name.startswith("bench_"):
@@ -161,10 +161,10 @@ def test_show_config_prints_the_resolved_values():
 
 
 def test_the_name_lists_the_config_checks_are_the_registries():
-    from score_lit import names
-    from score_lit.advantage import ESTIMATORS
+    from score_lit.config import names
+    from score_lit.rl.advantage import ESTIMATORS
     from score_lit.data import FAMILIES
-    from score_lit.policy import ACTIVATIONS, POLICIES
+    from score_lit.rl.policy import ACTIVATIONS, POLICIES
 
     assert sorted(names.ESTIMATORS) == sorted(ESTIMATORS) and sorted(names.POLICIES) == sorted(POLICIES)
     assert sorted(names.ACTIVATIONS) == sorted(ACTIVATIONS) and sorted(names.FAMILIES) == sorted(FAMILIES)
@@ -187,8 +187,8 @@ def test_loading_a_config_imports_no_torch():
 
 
 def test_a_registered_name_is_accepted_by_the_config():
-    from score_lit import names
-    from score_lit.advantage import ESTIMATORS, register_estimator
+    from score_lit.config import names
+    from score_lit.rl.advantage import ESTIMATORS, register_estimator
     from score_lit.config import RLConfig
 
     try:

@@ -7,11 +7,11 @@ import torch
 from conftest import tiny_run
 from lightning.pytorch.callbacks import Callback
 
-from score_lit.checkpoint import load_policy
+from score_lit.training.checkpoint import load_policy
 from score_lit.config import load_config
 from score_lit.data.common import DataError
-from score_lit.data_order import CurriculumSampler, PhaseSpan, plan_differences
-from score_lit.train import fit
+from score_lit.data.order import CurriculumSampler, PhaseSpan, plan_differences
+from score_lit.training.fit import fit
 
 SPANS = [PhaseSpan("stage1", 3, 2, 5), PhaseSpan("stage2", 2, 1, 3)]
 

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from score_lit.config import DataConfig, load_config
-from score_lit.curriculum import CurriculumDataModule
-from score_lit.data import assets
+from score_lit.data.datamodule import CurriculumDataModule
+from score_lit.toy import assets
 from score_lit.data.common import collate
 from score_lit.data.phases import SyntheticVideoQA
-from score_lit.data.synthetic import DIGIT_PX, FAMILIES, distracted, flash, run_lengths, stitched
+from score_lit.toy.synthetic import DIGIT_PX, FAMILIES, distracted, flash, run_lengths, stitched
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -1,6 +1,6 @@
 """Two-process fits of the project's own training step on the tiny real-class Qwen2.5-VL, on CPU.
 
-Each test starts `python tests/dist/fit.py OUT key=value ...` (score_lit.train.fit with a recording
+Each test starts `python tests/dist/fit.py OUT key=value ...` (score_lit.training.fit.fit with a recording
 callback); Lightning's launcher re-executes it for rank 1. Each rank writes the sample ids it trained,
 what ZeRO did to a frozen weight and to its optimizer state, and its policy weights (tests/dist/fit.py).
 
@@ -8,7 +8,7 @@ How these CPU runs differ from the GPU runs they stand for (conf/trainer/ddp.yam
 - 2 CPU processes with gloo collectives, not 8 GPUs with NCCL.
 - fp32 everywhere (trainer.precision=32-true, mllm.dtype=float32), not bf16-mixed: no bf16 weights under an
   fp32 master copy, no autocast, so no bf16 rounding in the rollouts' CE.
-- ZeRO-3 runs through score_lit.strategies.CPUDeepSpeedStrategy (Lightning's DeepSpeedStrategy minus its
+- ZeRO-3 runs through score_lit.training.strategies.CPUDeepSpeedStrategy (Lightning's DeepSpeedStrategy minus its
   CUDA-only and device-index checks, root device cpu:0) on DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu),
   without its shared-memory all-reduce kernel; a GPU run uses the stock DeepSpeedStrategy.
 - No DeepSpeed fused / CPU-Adam optimizer: the torch AdamW of ScoreModule, as on GPU (DeepSpeed's own
@@ -33,7 +33,7 @@ import pytest
 import torch
 from conftest import tiny_run
 
-from score_lit.checkpoint import load_policy
+from score_lit.training.checkpoint import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "dist" / "fit.py"
@@ -87,7 +87,7 @@ def test_trainer_configs_build_their_strategy(name):
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
     from score_lit.config import ConfigError, load_config
-    from score_lit.strategies import CPUDeepSpeedStrategy, build_strategy
+    from score_lit.training.strategies import CPUDeepSpeedStrategy, build_strategy
 
     path = ROOT / "conf" / "trainer" / f"{name}.yaml"
     assert path.read_text().startswith(f"# python -m score_lit train conf/stage1.yaml conf/trainer/{name}.yaml")

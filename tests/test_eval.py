@@ -9,13 +9,13 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from score_lit.checkpoint import save_policy
+from score_lit.training.checkpoint import save_policy
 from score_lit.cli import main
 from score_lit.config import PolicyConfig, load_config
-from score_lit.data.export import export_split
-from score_lit.eval import Tally, _by_family, _rows, compute_table, sweep
-from score_lit.flops import TERA, policy_flops, prefill_flops
-from score_lit.policy import build_policy
+from score_lit.toy.export import export_split
+from score_lit.evaluation.sweep import Tally, _by_family, _rows, compute_table, sweep
+from score_lit.evaluation.flops import TERA, policy_flops, prefill_flops
+from score_lit.rl.policy import build_policy
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
 
 def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
     # eval.cache_dir: cache-features fills it for the benchmark's questions; the sweep then reads it, decoding nothing.
-    from score_lit.cache_features import fill_cache
+    from score_lit.data.feature_cache_fill import fill_cache
 
     d, policy = bench
     over = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform]",
@@ -212,7 +212,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     import time
     from pathlib import Path
 
-    from score_lit.eval import run_eval
+    from score_lit.evaluation.sweep import run_eval
 
     # 48 questions, one per batch: the SIGINT after 3 recorded batches must reach the sweep before it ends
     export_split(tmp_path / "bench", split="test", n=24, families=["flash", "stitched"], frames=4, size=64)
@@ -264,7 +264,7 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
     from pathlib import Path
 
     from score_lit.config import Config, ConfigError, EvalConfig
-    from score_lit.eval import resolve_out_dir, sweep_identity
+    from score_lit.evaluation.sweep import resolve_out_dir, sweep_identity
 
     monkeypatch.chdir(tmp_path)  # runs/eval/ is relative to where the command runs
     new, again = Config(eval=EvalConfig(methods=["uniform"])), Config(eval=EvalConfig(methods=["uniform"], resume=True))

@@ -1,4 +1,4 @@
-"""The evidence benchmark's families (score_lit.data.evidence): what each promises, checked on pixels."""
+"""The evidence benchmark's families (score_lit.toy.evidence): what each promises, checked on pixels."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from score_lit.data.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, VERSIONS, FamilyParamError, check_params
+from score_lit.toy.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, VERSIONS, FamilyParamError, check_params
 
 CELL = 16
 N = 40  # samples per family per check
@@ -141,7 +141,7 @@ def test_export_cli_refuses_bad_parameters_in_one_line(tmp_path):
 
 def test_export_and_read_back(tmp_path):
     from score_lit.data.benchmarks import load_benchmark
-    from score_lit.data.export import export_split
+    from score_lit.toy.export import export_split
     from score_lit.data.video_qa import load_video
 
     jsonl = export_split(tmp_path / "ev", n=2, benchmark="evidence", setting="default")
@@ -164,7 +164,7 @@ def test_version_2_is_version_1_without_move(tmp_path, capsys):
     """Version 2 only drops `move` from the exported set: colour's and order's rows and videos are version 1's. An
     export of version 1 still reads, named evidence-v1, with a note that it is not the current version."""
     from score_lit.data.benchmarks import load_benchmark
-    from score_lit.data.export import export_split
+    from score_lit.toy.export import export_split
 
     assert VERSION == 2 and VERSIONS == {1: ("colour", "order", "move"), 2: ("colour", "order")}
     v1 = export_split(tmp_path / "v1", n=1, benchmark="evidence", version=1)

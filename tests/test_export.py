@@ -6,8 +6,8 @@ import decord
 import numpy as np
 import pytest
 
-from score_lit.data.export import export_split
-from score_lit.data.synthetic import FAMILIES
+from score_lit.toy.export import export_split
+from score_lit.toy.synthetic import FAMILIES
 
 
 def test_export_decodes_back_with_decord(tmp_path):

@@ -135,11 +135,11 @@ def test_score_unchanged_by_video_attention(pair, batch):
 
 
 def test_fastv_selection_flops_in_deployment():
-    # (e) FastV's FLOPs: its first K layers over every token + the ranking (score_lit.flops). On a 2-layer LLM at
+    # (e) FastV's FLOPs: its first K layers over every token + the ranking (score_lit.evaluation.flops). On a 2-layer LLM at
     # the paper's K = 2 no layer sees the pruned sequence: more than vanilla at every ratio, by the ranking.
     from types import SimpleNamespace
 
-    from score_lit.flops import fastv_rank_flops, prefill_flops, question_flops
+    from score_lit.evaluation.flops import fastv_rank_flops, prefill_flops, question_flops
 
     text = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, intermediate_size=16,
                            num_hidden_layers=2, vocab_size=32)  # fmt: skip

@@ -5,10 +5,10 @@ import torch
 from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
-from score_lit.cache_features import fill_cache
+from score_lit.data.feature_cache_fill import fill_cache
 from score_lit.config import load_config
-from score_lit.feature_cache import FeatureCache
-from score_lit.train import fit
+from score_lit.data.feature_cache import FeatureCache
+from score_lit.training.fit import fit
 
 
 def overrides(tmp_path, name, cache):

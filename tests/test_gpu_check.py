@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from score_lit import bench
-from score_lit.gpu_check import Check, check_targets, markdown, summarise
+from score_lit.perf import bench
+from score_lit.perf.gpu_check import Check, check_targets, markdown, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 from test_smoke_fit import tiny_overrides
 
 from score_lit.config import load_config
-from score_lit.interrupts import SigintLatch
-from score_lit.train import fit
+from score_lit.training.interrupts import SigintLatch
+from score_lit.training.fit import fit
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 frozen model whose answer CE rises when marked evidence tokens are dropped must raise the policy's keep
 probability of exactly those tokens. The smoke fit (tests/test_smoke_fit.py) only shows that parameters change;
 this shows that they change the right way: rollouts, rewards, the split estimator and the loss together, with
-each rollout sampler (score_lit.samplers).
+each rollout sampler (score_lit.rl.samplers).
 
 The stub stands in for the frozen MLLM of this test only (no user runs it): 16 tokens per video, 4 of them
 evidence; every token's first feature says which (+2 evidence, -2 other, plus noise), so the policy can see it;
@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from score_lit.config import Config
-from score_lit.lit_module import ScoreModule
-from score_lit.state import surprise_state
+from score_lit.training.module import ScoreModule
+from score_lit.rl.state import surprise_state
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 T, N, D = 4, 4, 8  # temporal units, tokens per unit, width

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from reference import llava_reference_scores as reference_scores
 from test_qwen_adapter import make_batch, make_masks, select
 
-from score_lit.checkpoint import load_policy, save_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.compressors import apply_selection, build_compressor
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
 from score_lit.mllm.base import VideoMLLM
 from score_lit.mllm.llava_onevision import LLAVA_OV_TEMPLATE, LlavaOnevisionAdapter
 from score_lit.mllm.tiny import save_tiny
-from score_lit.policy import build_policy
+from score_lit.rl.policy import build_policy
 from score_lit.types import VideoBatch
 
 FAMILY = "llava_onevision"
@@ -211,7 +211,7 @@ def test_short_fit_on_llava(tmp_path):
     from test_smoke_fit import tiny_overrides
 
     from score_lit.config import load_config
-    from score_lit.train import fit
+    from score_lit.training.fit import fit
 
     cfg = load_config([], tiny_overrides(tmp_path, steps=2) + [f"mllm.family={FAMILY}", "mllm.path=null"])
     res = fit(cfg)

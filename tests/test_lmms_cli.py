@@ -36,11 +36,11 @@ CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_o
 
 def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
     """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
-    from score_lit.checkpoint import save_policy
+    from score_lit.training.checkpoint import save_policy
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm import build_mllm
     from score_lit.mllm.tiny import save_tiny
-    from score_lit.policy import build_policy
+    from score_lit.rl.policy import build_policy
 
     ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
     identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()

@@ -63,10 +63,10 @@ def same_questions(folder: Path, n: int = N, with_plain: bool = False) -> Path:
 
 
 def toy_policy_folder(tmp_path: Path) -> Path:
-    from score_lit.checkpoint import save_policy_dir
+    from score_lit.training.checkpoint import save_policy_dir
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm import build_mllm
-    from score_lit.policy import build_policy
+    from score_lit.rl.policy import build_policy
 
     identity = build_mllm(MLLMConfig(family="qwen2_5_vl", path=str(TOY))).identity()
     with torch.random.fork_rng(devices=[]):
@@ -172,7 +172,7 @@ def test_lmms_policy_folder_errors_are_one_line(tmp_path):
     corrupt.mkdir()
     (corrupt / "config.json").write_text((good / "config.json").read_text())
     (corrupt / "model.safetensors").write_bytes((good / "model.safetensors").read_bytes()[:40])  # cut inside the header
-    from score_lit.checkpoint import load_policy, save_policy_dir
+    from score_lit.training.checkpoint import load_policy, save_policy_dir
 
     ckpt, llava_pt = tiny_random(tmp_path, "llava_onevision")
     pol, meta = load_policy(llava_pt)

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from score_lit.config import PolicyConfig, keep_count
-from score_lit.loss import policy_gradient_loss
-from score_lit.policy import build_policy, log_prob, sample_masks, stable_topk_mask, topk_mask
-from score_lit.rewards import fidelity_reward, sparsity_reward
-from score_lit.state import surprise_norm, surprise_state, temporal_residual
+from score_lit.rl.loss import policy_gradient_loss
+from score_lit.rl.policy import build_policy, log_prob, sample_masks, stable_topk_mask, topk_mask
+from score_lit.rl.rewards import fidelity_reward, sparsity_reward
+from score_lit.rl.state import surprise_norm, surprise_state, temporal_residual
 
 
 def test_loss_value_and_gradient_by_hand():
@@ -100,7 +100,7 @@ def test_surprise_state_by_hand():
 
 def test_query_policy_starts_as_the_mlp_and_needs_its_question():
     from score_lit.config import PolicyConfig
-    from score_lit.policy import MLPPolicy, QueryPolicy
+    from score_lit.rl.policy import MLPPolicy, QueryPolicy
 
     cfg = PolicyConfig(name="query_mlp", hidden=8)
     torch.manual_seed(0)
@@ -120,8 +120,8 @@ def test_query_policy_starts_as_the_mlp_and_needs_its_question():
 
 def test_temporal_policy_starts_as_the_mlp_and_sees_only_its_temporal_neighbours():
     from score_lit.config import PolicyConfig
-    from score_lit.flops import policy_flops, temporal_policy_flops
-    from score_lit.policy import MLPPolicy, TemporalPolicy
+    from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
+    from score_lit.rl.policy import MLPPolicy, TemporalPolicy
 
     torch.manual_seed(0)
     tp, m = TemporalPolicy(12, PolicyConfig(name="temporal_mlp", hidden=8)), MLPPolicy(12, PolicyConfig(hidden=8))

@@ -18,12 +18,12 @@ import torch
 from reference import qwen3_reference_scores, qwen3_stock_ids
 from test_qwen_adapter import make_batch, make_masks, select
 
-from score_lit.checkpoint import load_policy, save_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
 from score_lit.mllm.base import VIDEO
 from score_lit.mllm.tiny import save_tiny
-from score_lit.policy import build_policy
+from score_lit.rl.policy import build_policy
 
 FAMILIES = ["qwen3_vl", "qwen3_5"]
 SPF = [1.0, 2.0]  # seconds between sampled frames, per sample: unit times 0.5, 2.5, ... and 1.0, 5.0, ...
@@ -208,8 +208,8 @@ def test_cached_rows_carry_deepstack(tmp_path):
     # whose second is encoded gives the same VisualTokens, DeepStack features included, as encoding both.
     from dataclasses import replace
 
-    from score_lit.encode import encode
-    from score_lit.feature_cache import FeatureCache
+    from score_lit.data.encode import encode
+    from score_lit.data.feature_cache import FeatureCache
 
     adapter = build_mllm(MLLMConfig(family="qwen3_vl"))
     batch = make_batch(seconds_per_frame=SPF)

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from score_lit.checkpoint import load_policy, save_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.cli import main
 from score_lit.config import MLLMConfig, PolicyConfig, load_config
-from score_lit.data.export import export_split
+from score_lit.toy.export import export_split
 from score_lit.mllm import build_mllm
-from score_lit.names import METHODS
-from score_lit.policy import build_policy
+from score_lit.config.names import METHODS
+from score_lit.rl.policy import build_policy
 
 FAMILIES = ["qwen3_vl", "qwen3_5"]
 
@@ -23,7 +23,7 @@ FAMILIES = ["qwen3_vl", "qwen3_5"]
 def test_two_step_fit(family, tmp_path):
     from test_smoke_fit import tiny_overrides
 
-    from score_lit.train import fit
+    from score_lit.training.fit import fit
 
     res = fit(load_config([], tiny_overrides(tmp_path, steps=2) + [f"mllm.family={family}", "mllm.path=null"]))
     policy, meta = load_policy(res.policy_path, expect_mllm=build_mllm(MLLMConfig(family=family)).identity())
@@ -54,8 +54,8 @@ def test_eval_sweep_every_method_viz_and_bench(family, tmp_path, capsys):
            "eval.size=32", "--method", "score,fastv", "--ratio", "0.25", "--out", str(d / "viz")]  # fmt: skip
     assert main(viz) == 0 and len(capsys.readouterr().out.strip().splitlines()) == 3  # grid + a GIF per method
 
-    from score_lit.bench import main as bench_main
-    from score_lit.data.export import write_mp4
+    from score_lit.perf.bench import main as bench_main
+    from score_lit.toy.export import write_mp4
 
     mp4 = d / "v.mp4"
     write_mp4(mp4, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)
@@ -69,7 +69,7 @@ def test_eval_sweep_every_method_viz_and_bench(family, tmp_path, capsys):
 @pytest.mark.parametrize("arch,family,layers", [("qwen3_vl_8b", "qwen3_vl", 36), ("qwen3_5_9b", "qwen3_5", 32)])
 def test_released_size_archs_are_configs_of_the_real_classes(arch, family, layers):
     # bench's random-weight architectures: every key is accepted by the real config class (no weights are built).
-    from score_lit.bench import ARCHS, BenchConfig
+    from score_lit.perf.bench import ARCHS, BenchConfig
     from score_lit.config import ConfigError
     from score_lit.mllm import adapter_class
 

@@ -14,8 +14,8 @@ import torch
 from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
-from score_lit.checkpoint import load_policy
-from score_lit.resume import AtomicCheckpointIO
+from score_lit.training.checkpoint import load_policy
+from score_lit.training.resume import AtomicCheckpointIO
 
 STEPS = 24
 

@@ -1,4 +1,4 @@
-"""A run folder belongs to one run (score_lit.rundir): a reused name refuses, overwrite=true moves the old run
+"""A run folder belongs to one run (score_lit.training.rundir): a reused name refuses, overwrite=true moves the old run
 aside, a second concurrent training with the same name refuses, a failed start writes nothing, and Ctrl-C ends
 the MLflow run KILLED with the resume hint."""
 
@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from test_smoke_fit import tiny_overrides
 
 from score_lit.config import ConfigError, load_config
-from score_lit.rundir import lock_path
-from score_lit.train import fit
+from score_lit.training.rundir import lock_path
+from score_lit.training.fit import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_a_start_that_fails_after_its_mlflow_run_opened_ends_it_failed(tmp_path,
     def broken(*a, **k):
         raise RuntimeError("the tracking server went away")
 
-    monkeypatch.setattr("score_lit.train.log_params_once", broken)
+    monkeypatch.setattr("score_lit.training.fit.log_params_once", broken)
     with pytest.raises(RuntimeError, match="went away"):
         fit(load_config([], tiny_overrides(tmp_path, steps=2) + ["name=broken"]))
     assert [r.info.status for r in _runs(tmp_path)] == ["FAILED"]

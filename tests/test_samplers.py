@@ -1,4 +1,4 @@
-"""Rollout samplers (score_lit.samplers): the budget shift by hand, the exact gradient of the budget policy's
+"""Rollout samplers (score_lit.rl.samplers): the budget shift by hand, the exact gradient of the budget policy's
 log-probability against finite differences, and the Bernoulli sampler unchanged."""
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from score_lit.config import ConfigError, RLConfig
-from score_lit.policy import log_prob, sample_masks
-from score_lit.samplers import budget_shift, rollout_log_prob, sample_rollouts
+from score_lit.rl.policy import log_prob, sample_masks
+from score_lit.rl.samplers import budget_shift, rollout_log_prob, sample_rollouts
 
 
 def test_budget_shift_by_hand():

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_run
 
-from score_lit import slurm
+from score_lit.training import slurm
 from score_lit.config import load_config
-from score_lit.slurm import Partition, SlurmError
+from score_lit.training.slurm import Partition, SlurmError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools" / "slurm"

@@ -9,11 +9,11 @@ import torch
 from conftest import tiny_run
 from mlflow.tracking import MlflowClient
 
-from score_lit.checkpoint import load_policy, save_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import load_config
-from score_lit.lit_module import ScoreModule
+from score_lit.training.module import ScoreModule
 from score_lit.mllm import build_mllm
-from score_lit.train import fit
+from score_lit.training.fit import fit
 
 TRAIN_METRICS = [
     "reward/fidelity", "reward/sparsity", "dce/mean", "keep_ratio/mean", "advantage/std", "policy/entropy",
@@ -38,7 +38,7 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
         built["mllm"] = build_mllm(mcfg)
         return built["mllm"]
 
-    monkeypatch.setattr("score_lit.train.build_mllm", capture)
+    monkeypatch.setattr("score_lit.training.fit.build_mllm", capture)
     res = fit(cfg)
 
     # the policy changed, the frozen model did not

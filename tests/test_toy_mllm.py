@@ -1,4 +1,4 @@
-"""The toy MLLM (score_lit.toy_mllm): dense labels from evidence, a --quick training run end to end.
+"""The toy MLLM (score_lit.toy.model): dense labels from evidence, a --quick training run end to end.
 
 The quick run (tiny widths, a few steps) proves the pipeline, not the accuracy: the saved directory
 loads with stock from_pretrained and through the adapter, accuracy.json is well formed, and the same
@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 from score_lit.config import ConfigError, MLLMConfig
 from score_lit.data import FAMILIES as ALL_FAMILIES
-from score_lit.data.synthetic import FAMILIES, stitched
+from score_lit.toy.synthetic import FAMILIES, stitched
 from score_lit.mllm import build_mllm
-from score_lit.toy_cli import cmd_toy_mllm
-from score_lit.toy_mllm import COLOUR_CLASSES, NONE, QUADRANT, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
+from score_lit.toy.cli import cmd_toy_mllm
+from score_lit.toy.model import COLOUR_CLASSES, NONE, QUADRANT, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
 
 
 def test_dense_labels_by_hand():
@@ -68,7 +68,7 @@ def test_object_labels_by_hand():
 
 
 def test_asked_mask_by_hand():
-    from score_lit.toy_mllm import asked_mask
+    from score_lit.toy.model import asked_mask
 
     # Two 32-px objects as above; the question asks about the second only: its 4 tokens in unit 15.
     ev = {"objects": [{"label": "4", "frames": [4, 10], "cell": [2, 4], "px": 32},
@@ -92,7 +92,7 @@ def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
     # Five joint steps on colour alone with only the attention loss's gradient in the LLM (no answer CE
     # weight would do it this fast): the asked digit's share of the last prompt token's video attention rises.
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
-    from score_lit.toy_mllm import _forward, build_toy_model, make_batch, make_samples
+    from score_lit.toy.model import _forward, build_toy_model, make_batch, make_samples
 
     cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
     model, tok = build_toy_model(cfg)
@@ -117,7 +117,7 @@ def test_question_loss_by_hand():
     # each word's CE is log(vocab); the probe reads the state entering the attention loss's layer at the last prompt
     # token (video_attention's states["query_input"])
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
-    from score_lit.toy_mllm import _forward, build_toy_model, make_batch, make_samples, question_words
+    from score_lit.toy.model import _forward, build_toy_model, make_batch, make_samples, question_words
 
     cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
     model, tok = build_toy_model(cfg)
@@ -139,7 +139,7 @@ def test_question_loss_by_hand():
 
 
 def test_step_groups_by_hand():
-    from score_lit.toy_mllm import PRESETS
+    from score_lit.toy.model import PRESETS
 
     cfg = ToyConfig(**{**PRESETS["evidence"], "evidence_every": 3})
     assert cfg.groups() == [["stitched", "flash", "distracted"], ["colour", "order", "move"]]
@@ -191,7 +191,7 @@ def test_quick_run_is_deterministic(quick_dir, tmp_path, capsys):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import score_lit.toy_mllm as tm
+    import score_lit.toy.model as tm
 
     kw = dict(families=("flash",), joint_steps=4, checkpoint_every=1, eval_per_family=2, eval_batch_size=2)
     straight = load_file(train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw)) / "model.safetensors")
@@ -219,7 +219,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
-    import score_lit.toy_mllm as tm
+    import score_lit.toy.model as tm
 
     kw = dict(families=("flash",), joint_steps=4, checkpoint_every=0, eval_per_family=2, eval_batch_size=2)
     assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), stop_after=2) is None
@@ -234,7 +234,7 @@ def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
     assert {h["stage"] for h in json.loads((out / "history.json").read_text())} == {"joint"}
     assert "grid and vision stages skipped" in capsys.readouterr().out
     # init_parts="vision": the vision tower from there, the LLM this run's own fresh init
-    from score_lit.toy_mllm import build_toy_model
+    from score_lit.toy.model import build_toy_model
 
     fresh, _ = build_toy_model(quick_config(**kw))
     part = train_toy_mllm(quick_config(out=str(tmp_path / "v"), init_from=str(tmp_path / "a" / "train_state.pt"), init_parts="vision",
@@ -268,7 +268,7 @@ def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):
 
 def test_presets_and_a_bad_preset_is_one_line(capsys):
     from score_lit.cli import main
-    from score_lit.toy_mllm import FIRST_TOY, PRESETS
+    from score_lit.toy.model import FIRST_TOY, PRESETS
 
     assert ToyConfig().family_names() == list(FIRST_TOY)
     ev = ToyConfig(**PRESETS["evidence"])
@@ -279,7 +279,7 @@ def test_presets_and_a_bad_preset_is_one_line(capsys):
 
 
 def test_unit_subsampling_and_the_colour_curriculum():
-    from score_lit.toy_mllm import PRESETS, make_batch, make_samples
+    from score_lit.toy.model import PRESETS, make_batch, make_samples
 
     cfg = ToyConfig(**PRESETS["evidence"])
     samples = make_samples(cfg, "train", 0, 3, families=["colour", "order", "move"])
@@ -299,7 +299,7 @@ def test_unit_subsampling_and_the_colour_curriculum():
 def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from score_lit.toy_mllm import build_toy_model
+    from score_lit.toy.model import build_toy_model
 
     cfg = quick_config(out=str(tmp_path / "f"), vision_steps=0, freeze_vision_in_joint=True, families=("flash",))
     fresh, _ = build_toy_model(cfg)
@@ -309,7 +309,7 @@ def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
 
 
 def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic():
-    from score_lit.toy_mllm import QUADRANT, ToyConfig, dense_labels, grid_samples
+    from score_lit.toy.model import QUADRANT, ToyConfig, dense_labels, grid_samples
 
     cfg = ToyConfig(evidence_size=96)
     a, b = grid_samples(cfg, 5, 3), grid_samples(cfg, 5, 3)
@@ -332,7 +332,7 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     from dataclasses import asdict
     from pathlib import Path
 
-    from score_lit.toy_mllm import DEFAULT_PRESET, PRESETS
+    from score_lit.toy.model import DEFAULT_PRESET, PRESETS
 
     d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm"
     report = json.loads((d / "accuracy.json").read_text())
@@ -353,7 +353,7 @@ def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
     from dataclasses import asdict
     from pathlib import Path
 
-    from score_lit.toy_mllm import PRESETS
+    from score_lit.toy.model import PRESETS
 
     d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm-evidence4"
     report = json.loads((d / "accuracy.json").read_text())

@@ -5,7 +5,7 @@
 Stage 2 on real mp4 files (the toy train split, exported once to artifacts/toy-train: 400 videos,
 16 frames of 64x64, decoded with decord), with the trained toy MLLM, K=8, batch 4. Two runs of two
 passes over the data each: without the cache, and from a cache that `cache-features` filled first
-(score_lit.cache_features; both passes read it). Per pass, the mean over steps of time/data (loading + decoding), time/encode (vision tower +
+(score_lit.data.feature_cache_fill; both passes read it). Per pass, the mean over steps of time/data (loading + decoding), time/encode (vision tower +
 projector) and time/step (everything), from the runs' MLflow histories; the first 5 steps of each
 pass and the step after each validation (none here) are left out as warm-up.
 """
@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from score_lit.cache_features import fill_cache  # noqa: E402
+from score_lit.data.feature_cache_fill import fill_cache  # noqa: E402
 from score_lit.config import load_config  # noqa: E402
-from score_lit.data.export import export_split  # noqa: E402
-from score_lit.train import fit  # noqa: E402
+from score_lit.toy.export import export_split  # noqa: E402
+from score_lit.training.fit import fit  # noqa: E402
 
 
 def main() -> None:

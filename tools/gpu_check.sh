@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check (issue 17): prefill speedups against the FLOP-ideal, the policy's share, one training step's phases
-# and peak memory, for the Qwen2.5-VL-7B and Qwen3-VL-8B architectures with random weights (score_lit/gpu_check.py).
+# and peak memory, for the Qwen2.5-VL-7B and Qwen3-VL-8B architectures with random weights (score_lit/perf/gpu_check.py).
 #
 #   bash tools/gpu_check.sh OUT            # one GPU, sized for 8 min on an H200: OUT/gpu_check.json, gpu_check.md, gpu_check.log
 #   bash tools/gpu_check.sh OUT --tiny     # the tiny architectures on CPU: what the test runs
@@ -32,4 +32,4 @@ if compgen -G "$root/.whl/*.whl" > /dev/null; then
 fi
 export PYTHONPATH="$root/src${site:+:$site}${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 cd "$root"
-"$py" -m score_lit.gpu_check "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
+"$py" -m score_lit.perf.gpu_check "$out" "$@" 2>&1 | tee "$out/gpu_check.log"

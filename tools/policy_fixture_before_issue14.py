@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from score_lit.checkpoint import save_policy
+from score_lit.training.checkpoint import save_policy
 from score_lit.config import PolicyConfig
-from score_lit.policy import build_policy
-from score_lit.state import surprise_state
+from score_lit.rl.policy import build_policy
+from score_lit.rl.state import surprise_state
 
 out = Path(__file__).resolve().parents[1] / "tests" / "data"
 out.mkdir(parents=True, exist_ok=True)

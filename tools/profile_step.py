@@ -31,7 +31,7 @@ from lightning.pytorch.callbacks import Callback  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from score_lit.config import load_config  # noqa: E402
-from score_lit.train import fit  # noqa: E402
+from score_lit.training.fit import fit  # noqa: E402
 
 
 class Profile(Callback):

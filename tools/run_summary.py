@@ -25,7 +25,7 @@ def main() -> int:
     ns = p.parse_args()
     from mlflow.tracking import MlflowClient
 
-    from score_lit.viz import find_run
+    from score_lit.evaluation.viz import find_run
 
     client = MlflowClient(ns.tracking_uri)
     print("| run | sampled keep ratio (step 0, then mean of the last steps) | training dCE (nats) | val accuracy, all tokens | at 25% | at 10% | val dCE at 10% |")

@@ -22,13 +22,13 @@ import argparse
 import json
 import sys
 
-from .config import ConfigError, DataError, check_files, load_config, split_args, to_dict
+from score_lit.config import ConfigError, DataError, check_files, load_config, split_args, to_dict
 
 
 def cmd_train(args: list[str]) -> int:
     cfg = load_config(*split_args(args))  # validate before the heavy imports: bad input fails in a blink
     check_files(cfg)
-    from .train import fit, report
+    from score_lit.training.fit import fit, report
 
     report(fit(cfg))
     return 0
@@ -45,8 +45,8 @@ def cmd_plot_run(args: list[str]) -> int:
     p.add_argument("--tracking-uri", default=None, help="default: the project's sqlite:///.../mlflow.db")
     p.add_argument("--out", default="curves.png")
     ns = p.parse_args(args)
-    from .config import Config
-    from .viz import find_run, plot_training_curves
+    from score_lit.config import Config
+    from score_lit.evaluation.viz import find_run, plot_training_curves
 
     uri = ns.tracking_uri or Config().tracking_uri
     print(plot_training_curves(uri, find_run(uri, ns.run_id), ns.out))
@@ -59,7 +59,7 @@ def cmd_export_split(args: list[str]) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--n", type=int, default=200, help="samples per family")
     p.add_argument("--benchmark", default="toy", choices=["toy", "evidence"],
-                   help="toy: the first families (flash, stitched, distracted); evidence: score_lit.data.evidence's")
+                   help="toy: the first families (flash, stitched, distracted); evidence: score_lit.toy.evidence's")
     p.add_argument("--setting", default=None, help="evidence only: default (32 frames of 96 px) or long (64 of 128)")
     p.add_argument("--families", default="", help="comma-separated families (default: all of the benchmark's)")
     p.add_argument("--version", type=int, default=None, help="evidence only: the benchmark version (default: the current one)")
@@ -67,7 +67,7 @@ def cmd_export_split(args: list[str]) -> int:
     p.add_argument("--frames", type=int, default=None, help="frames per video (default: the benchmark's setting)")
     p.add_argument("--size", type=int, default=None, help="frame side in px (default: the benchmark's setting)")
     ns = p.parse_args(args)
-    from .data.export import export_split
+    from score_lit.toy.export import export_split
 
     families = [f for f in ns.families.split(",") if f] or None
     print(export_split(ns.out, ns.split, ns.n, families, ns.seed, ns.frames, ns.size, benchmark=ns.benchmark, setting=ns.setting,
@@ -77,7 +77,7 @@ def cmd_export_split(args: list[str]) -> int:
 
 def _kind(path: str) -> str:
     """image_qa or video_qa, from the first readable row (a 'video' field or an 'image' field)."""
-    from .data.common import read_rows
+    from score_lit.data.common import read_rows
 
     rows, problems = read_rows(path)
     if not rows and problems:
@@ -113,11 +113,11 @@ def cmd_data_check(args: list[str]) -> int:
 
     bar = tqdm(desc=f"checking {Path(ns.file).name}", unit="row", file=sys.stderr, dynamic_ncols=True)
     if kind == "video_qa":
-        from .data.video_qa import check_video_qa
+        from score_lit.data.video_qa import check_video_qa
 
         rows, problems = check_video_qa(ns.file, ns.root, ns.frames, ns.size, ns.fit, ns.fps, progress=bar.update)
     else:
-        from .data.pseudo_video import check_image_qa
+        from score_lit.data.pseudo_video import check_image_qa
 
         rows, problems = check_image_qa(ns.file, ns.root, ns.size, ns.fit, progress=bar.update)
     bar.close()
@@ -141,7 +141,7 @@ def cmd_eval(args: list[str]) -> int:
     check_files(cfg)
     from transformers.utils import logging as hf_logging
 
-    from .eval import run_eval
+    from score_lit.evaluation.sweep import run_eval
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would interleave with the sweep's own
     print(run_eval(cfg))  # the CSV's path is the last line
@@ -167,8 +167,8 @@ def cmd_viz(args: list[str]) -> int:
     except ConfigError as e:  # name the flags the user typed, not the config keys they became
         raise ConfigError(str(e).replace("eval.viz_ratio", "--ratio").replace("eval.methods", "--method")) from None
     check_files(cfg)
-    from .data.common import SampleError
-    from .eval import visualize_video
+    from score_lit.data.common import SampleError
+    from score_lit.evaluation.sweep import visualize_video
 
     try:
         paths = visualize_video(cfg, ns.video, methods, ns.ratio, ns.question, ns.out)
@@ -180,31 +180,31 @@ def cmd_viz(args: list[str]) -> int:
 
 
 def cmd_bench(args: list[str]) -> int:
-    from .bench import main as bench_main  # bench imports no torch at module level; a bad config stops in a blink
+    from score_lit.perf.bench import main as bench_main  # bench imports no torch at module level; a bad config stops in a blink
 
     return bench_main(args)
 
 
 def cmd_submit(args: list[str]) -> int:
-    from .slurm import main as submit_main  # imports no torch: bad input stops in a blink
+    from score_lit.training.slurm import main as submit_main  # imports no torch: bad input stops in a blink
 
     return submit_main(args)
 
 
 def cmd_cache_features(args: list[str]) -> int:
-    from .cache_features import main as run
+    from score_lit.data.feature_cache_fill import main as run
 
     return run(args)
 
 
 def cmd_toy_mllm(args: list[str]) -> int:
-    from .toy_cli import cmd_toy_mllm as run
+    from score_lit.toy.cli import cmd_toy_mllm as run
 
     return run(args)
 
 
 def cmd_ablation_table(args: list[str]) -> int:
-    from .ablation import main as run  # reads results.csv files (no torch)
+    from score_lit.evaluation.ablation import main as run  # reads results.csv files (no torch)
 
     return run(args)
 

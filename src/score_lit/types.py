@@ -32,7 +32,7 @@ class VideoBatch:
     # [B] seconds between sampled frames, for time-scaled M-RoPE (Qwen2.5-VL); None -> config. A list, not a
     # tensor: precision plugins (bf16-mixed under DeepSpeed) cast float tensors of a batch, and positions must not round.
     seconds_per_frame: list[float] | None = None
-    features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.feature_cache); None = encode
+    features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.data.feature_cache); None = encode
     cache_keys: list[str | None] | None = None  # [B] feature-cache key per row (None = not cached)
     skipped: list[Any] = field(default_factory=list)  # data.common.Problem for each bad sample skipped to fill this batch
 

@@ -1,7 +1,7 @@
 """One multi-process fit for tests/test_distributed.py: python tests/dist/fit.py OUT [key=value ...].
 
 Lightning's launcher re-executes this script once per extra rank (with LOCAL_RANK etc. set), so it
-builds the config from argv alone and calls score_lit.train.fit, the project's own entry point. Each
+builds the config from argv alone and calls score_lit.training.fit.fit, the project's own entry point. Each
 rank writes OUT/rank<r>.json (the sample ids it trained per step, what ZeRO did to a frozen weight
 and to the optimizer state) and OUT/policy_init_rank<r>.pt, OUT/policy_rank<r>.pt (its policy weights
 before and after training).
@@ -18,10 +18,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from score_lit.config import load_config
-from score_lit.encode import encode
-from score_lit.lit_module import ScoreModule
+from score_lit.data.encode import encode
+from score_lit.training.module import ScoreModule
 from score_lit.mllm import build_mllm
-from score_lit.train import fit
+from score_lit.training.fit import fit
 
 CONSTRUCTED: dict = {}  # the frozen weights right after ScoreModule.configure_model built them (if it did)
 

@@ -10,7 +10,7 @@ per temporal unit, grid (T, H', W')) and a retention ratio r, and keeps about k 
 (score_lit.config.keep_count). A method whose structure cannot meet the budget exactly (e.g. whole
 frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
 the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
-method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.flops).
+method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.evaluation.flops).
 `import score_lit.compressors` imports no method module.
 """
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from score_lit import names
+from score_lit.config import names
 from score_lit.types import Selection, VisualTokens
 
 REGISTRY: dict[str, str] = {
@@ -47,7 +47,7 @@ class Compressor(Protocol):
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """FLOPs of one question's selection beyond a prefill of its text + kept tokens: shape = (T, N, D),
-        text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.flops). The
+        text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.evaluation.flops). The
         sweep reports NaN FLOPs for a compressor without it."""
         ...
 

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from score_lit.config import keep_count
-from score_lit.flops import dycoke_flops
-from score_lit.policy import stable_topk_mask
+from score_lit.evaluation.flops import dycoke_flops
+from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 
@@ -96,6 +96,6 @@ class DyCoke:
         return Selection(keep=keep, tokens=merge_into_earlier(x, keep.reshape(b, t, n)).reshape(b, t * n, -1))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """Normalise, cosine to the reference, merge: at most 6 V D (score_lit.flops.dycoke_flops). shape = (T, N, D)."""
+        """Normalise, cosine to the reference, merge: at most 6 V D (score_lit.evaluation.flops.dycoke_flops). shape = (T, N, D)."""
         t, n, d = shape
         return dycoke_flops(t, n, d)

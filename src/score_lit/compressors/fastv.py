@@ -18,11 +18,11 @@ How this differs from the paper's FastV:
   on top of the pruned prefill. The sweep's prefill time covers only `mllm.score`; the selection time
   (this partial forward) is counted only if the sweep times `select` as well -- read the timing column
   before comparing FastV's speed with the other methods.
-- FLOPs (`selection_flops`, score_lit.flops.fastv_flops). The sweep's FLOPs column counts what the
+- FLOPs (`selection_flops`, score_lit.evaluation.flops.fastv_flops). The sweep's FLOPs column counts what the
   paper's FastV costs in deployment: layers < K over all tokens, layers >= K over the kept ones, plus the
   ranking; its selection cost is K (layer(L_text + V) - layer(L_text + k)) + rank(L_text + V). With
   K >= num_layers (the 2-layer toy) every layer sees every token: more than vanilla at any ratio. What
-  this class plus the sweep execute differs (score_lit.flops docstring says by how much).
+  this class plus the sweep execute differs (score_lit.evaluation.flops docstring says by how much).
 - Budget. The paper's R is the share of tokens DROPPED at layer K; here `ratio` is the share KEPT
   (r = 1 - R), the sweep's common knob. The default K=2 follows the paper.
 - Which query row ranks. The paper describes the attention a token receives on average; its released
@@ -40,8 +40,8 @@ from typing import Any
 import torch
 
 from score_lit.config import keep_count
-from score_lit.flops import fastv_flops
-from score_lit.policy import stable_topk_mask
+from score_lit.evaluation.flops import fastv_flops
+from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 

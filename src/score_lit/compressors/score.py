@@ -1,16 +1,16 @@
 """The trained SCORE policy as a compressor (../../docs/METHOD.md "Inference").
 
-    h = [LN(x); LN(dx)]   (score_lit.state.surprise_state)
+    h = [LN(x); LN(dx)]   (score_lit.rl.state.surprise_state)
     logits = policy(h)    [B, T*N]
     keep = top-k(logits), k = ceil(r * T * N), globally over the video, or k_t = ceil(r * N) per unit
 
 Top-k of the logits equals top-k of p = sigmoid(logits). One trained policy serves every ratio.
-The policy is loaded with score_lit.checkpoint.load_policy when only a path is given; with `mllm`
+The policy is loaded with score_lit.training.checkpoint.load_policy when only a path is given; with `mllm`
 the checkpoint's model width is checked against mllm.identity() (a policy trained for another model
 family fails with load_policy's message). The policy runs on the tokens' device in its own dtype
 (float32 from training): the state is float32 and is cast to the policy, not the policy to bf16.
 
-Selection FLOPs (score_lit.flops.policy_flops): the state (dX, two layer norms) and the MLP over every
+Selection FLOPs (score_lit.evaluation.flops.policy_flops): the state (dX, two layer norms) and the MLP over every
 one of the T N tokens, whatever the ratio: (T-1) N D + 10 V D + V (4 D h + 4 h + 1).
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from score_lit.checkpoint import load_policy
-from score_lit.flops import policy_flops, temporal_policy_flops
-from score_lit.policy import MLPPolicy, QueryPolicy, TemporalPolicy, topk_mask
-from score_lit.state import surprise_state
+from score_lit.training.checkpoint import load_policy
+from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
+from score_lit.rl.policy import MLPPolicy, QueryPolicy, TemporalPolicy, topk_mask
+from score_lit.rl.state import surprise_state
 from score_lit.types import Selection, VisualTokens
 
 SELECTIONS = ("global", "per_frame")
@@ -84,7 +84,7 @@ class ScoreCompressor:
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """State + MLP over all T N tokens (module docstring). shape = (T, N, D). The `mlp`, `query_mlp`
         and `temporal_mlp` policies have a formula; another registered policy raises NotImplementedError (add its
-        count to score_lit.flops)."""
+        count to score_lit.evaluation.flops)."""
         t, n, d = shape
         if isinstance(self.policy, QueryPolicy):  # + the question's FiLM (D x 2h, its norm) and 2 ops per token x unit
             h = self.policy.hidden

@@ -19,7 +19,7 @@ every content-aware method must clear at the same retention ratio r, budget k = 
 - `RandomTokens(seed)`: k tokens uniformly at random per sample, from a torch.Generator seeded with
   `seed` at every call (the same call gives the same mask; samples of a batch differ).
 
-Selection FLOPs (score_lit.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
+Selection FLOPs (score_lit.evaluation.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
 every token into its window sum and divides each sum once, V D.
 """
 
@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from score_lit.config import keep_count
-from score_lit.flops import pool_flops
-from score_lit.policy import stable_topk_mask
+from score_lit.evaluation.flops import pool_flops
+from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 
@@ -98,7 +98,7 @@ class SpatialPool:
         return Selection(keep=keep.reshape(b, t * n), tokens=out.reshape(b, t * n, d))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """V D: window sums and means (score_lit.flops.pool_flops). shape = (T, N, D)."""
+        """V D: window sums and means (score_lit.evaluation.flops.pool_flops). shape = (T, N, D)."""
         t, n, d = shape
         return pool_flops(t * n, d)
 

@@ -6,7 +6,7 @@ Score every token by the norm of its temporal residual at the same spatial posit
 
 and keep the k = ceil(r * T * N) highest, globally over the video (units that change get more of the
 budget), ties to the earlier token (a static video keeps its earliest tokens first). These are the
-features the policy sees (score_lit.state.temporal_residual), with no learning on top.
+features the policy sees (score_lit.rl.state.temporal_residual), with no learning on top.
 
 The first unit has no predecessor and needs a rule (../../docs/METHOD.md "State"); `first_unit`:
 - "next" (default): s_{0,i} = ||x_{0,i} - x_{1,i}||, its change TO unit 1. A first unit that differs
@@ -27,9 +27,9 @@ import torch
 from torch import Tensor
 
 from score_lit.config import keep_count
-from score_lit.flops import surprise_flops
-from score_lit.policy import stable_topk_mask
-from score_lit.state import surprise_norm
+from score_lit.evaluation.flops import surprise_flops
+from score_lit.rl.policy import stable_topk_mask
+from score_lit.rl.state import surprise_norm
 from score_lit.types import Selection, VisualTokens
 
 FIRST_UNIT_RULES = ("next", "self", "zero")
@@ -66,6 +66,6 @@ class SurpriseTopK:
         return Selection(keep=stable_topk_mask(scores, keep_count(ratio, t * n)))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """Residuals and their norms, about 3 V D (score_lit.flops.surprise_flops). shape = (T, N, D)."""
+        """Residuals and their norms, about 3 V D (score_lit.evaluation.flops.surprise_flops). shape = (T, N, D)."""
         t, n, d = shape
         return surprise_flops(t, n, d, self.first_unit)

@@ -1,10 +1,10 @@
 """Data sources, registered by name. `import score_lit.data` loads no images (they load on first use).
 
-FAMILIES holds every synthetic family by name: the first toy's (score_lit.data.synthetic: stitched, flash,
-distracted) and the evidence benchmark's (score_lit.data.evidence: colour, order, move)."""
+FAMILIES holds every synthetic family by name: the first toy's (score_lit.toy.synthetic: stitched, flash,
+distracted) and the evidence benchmark's (score_lit.toy.evidence: colour, order, move)."""
 
-from .. import names
-from . import evidence, synthetic
+from score_lit.config import names
+from score_lit.toy import evidence, synthetic
 
 FAMILIES = {**synthetic.FAMILIES, **evidence.FAMILIES}
 

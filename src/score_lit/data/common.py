@@ -6,7 +6,7 @@ Two kinds of bad input, handled at two moments (issue "bad input: a clear report
   is not among the options): the reader leaves the row out and returns a `Problem` for it;
 * found while LOADING one sample (a truncated or corrupt mp4, a zero-length video, one shorter than
   the frames asked for, an unreadable image): the loader raises `SampleError`; the curriculum's
-  dataset wrapper then reports it and serves the next good sample in its place (score_lit.curriculum).
+  dataset wrapper then reports it and serves the next good sample in its place (score_lit.data.datamodule).
 
 Either way the sample is skipped, reported once with its file and reason, and counted in
 `data/skipped`; training stops only when more than `data.max_bad_fraction` of a dataset is bad
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
-from ..types import VideoBatch
+from score_lit.errors import DataError  # noqa: F401  (re-exported: the readers' error for unusable datasets)
+from score_lit.types import VideoBatch
 
 
 class SampleError(Exception):
@@ -63,7 +63,7 @@ class Sample:
     evidence: dict = field(default_factory=dict)  # where the answer is visible (synthetic data only)
     seconds_per_frame: float | None = None  # time between sampled frames, if known (real videos)
     meta: dict = field(default_factory=dict)  # e.g. {"family": ..., "source": file, "line": n}
-    features: dict | None = None  # cached projector output (score_lit.feature_cache), replaces frames
+    features: dict | None = None  # cached projector output (score_lit.data.feature_cache), replaces frames
     cache_key: str | None = None  # feature-cache key of this sample (None = not cacheable)
 
 

@@ -1,4 +1,4 @@
-"""The datasets of a curriculum phase (score_lit.curriculum): generated families or annotation files, a
+"""The datasets of a curriculum phase (score_lit.data.datamodule): generated families or annotation files, a
 seeded held-out split, and the guard that makes a dataset safe to train on.
 
 Bad samples never stop an epoch (score_lit.data.common): rows that fail to read are left out at setup
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
-from ..feature_cache import FeatureCache
-from . import build_family
-from .common import DataError, Problem, Sample, SampleError
+from score_lit.config import DataConfig
+from score_lit.data.feature_cache import FeatureCache
+from score_lit.data import build_family
+from score_lit.data.common import DataError, Problem, Sample, SampleError
 
 SYNTHETIC_VERSION = 1  # bump when a generator's output changes (invalidates feature-cache entries)
 
@@ -72,14 +72,14 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         val = SyntheticVideoQA(cfg, "val", cfg.val_samples) if cfg.val_samples > 0 else None
         return PhaseData(SyntheticVideoQA(cfg, "train", cfg.train_samples), val, [], {})
     if cfg.source == "image_qa":
-        from .pseudo_video import PseudoVideoDataset
-        from .pseudo_video import read_image_qa as read
+        from score_lit.data.pseudo_video import PseudoVideoDataset
+        from score_lit.data.pseudo_video import read_image_qa as read
 
         def make(records, salt):
             return PseudoVideoDataset(records, cfg.frames, cfg.size, cfg.fit, cfg.distractors, cfg.min_run, cfg.max_run, cfg.seed + salt)
     else:
-        from .video_qa import VideoQADataset
-        from .video_qa import read_video_qa as read
+        from score_lit.data.video_qa import VideoQADataset
+        from score_lit.data.video_qa import read_video_qa as read
 
         def make(records, salt):
             return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps)

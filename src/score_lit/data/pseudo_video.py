@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from .common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
+from score_lit.data.common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
 
 CACHE_VERSION = "pseudo_video/1"  # bump when the frames a (seed, index) gives change
 _PLAIN_KEYS = ("id", "image", "question", "answer", "options")

@@ -8,7 +8,7 @@ Reading (`read_video_qa`) accepts two row formats, detected per row of a JSONL f
 * multiple-choice rows {"video", "question", "answer", "options"? (list of texts, or dict letter -> text),
   "id"? (default "<file stem>:<line>"), "start"? / "end"? (seconds)}; the answer may be the option
   text, its letter or its 0-based index. Without "options" the row is open-ended. The toy split that
-  score_lit.data.export writes is such a file.
+  score_lit.toy.export writes is such a file.
 Every other field goes to `meta` (family, data_source, evidence, fps, ...) with {"source": file}.
 Bad rows become `Problem`s and are left out; `check_video_qa` also decodes every video (data-check).
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
+from score_lit.data.common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
 
 _LLAVA_KEYS = ("id", "video", "conversations", "start", "end")
 _MC_KEYS = ("id", "video", "question", "options", "answer", "start", "end")

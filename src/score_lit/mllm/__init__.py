@@ -68,7 +68,7 @@ def check_path(path: str) -> Path:
 def checkpoint_identity(cfg: Any) -> dict[str, Any]:
     """What `build_mllm(cfg).identity()` will say, read from the checkpoint's config.json alone (no weights): lets
     the trainer size the policy and check an init policy before the frozen model is built (ZeRO-3 builds it
-    inside DeepSpeed's zero.Init, score_lit.lit_module.ScoreModule.configure_model)."""
+    inside DeepSpeed's zero.Init, score_lit.training.module.ScoreModule.configure_model)."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(check_path(cfg.path)))

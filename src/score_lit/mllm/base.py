@@ -297,7 +297,7 @@ class VideoMLLM:
 
     @classmethod
     def vision_dims(cls, width: int, depth: int, mlp: int, out_width: int) -> dict:
-        """Vision sub-config entries for a tower of these sizes (score_lit.toy_mllm's knobs; optional)."""
+        """Vision sub-config entries for a tower of these sizes (score_lit.toy.model's knobs; optional)."""
         raise NotImplementedError(f"no toy-MLLM recipe for family {cls.family!r}")
 
     @classmethod
@@ -586,7 +586,7 @@ class VideoMLLM:
         query's causal keys. No L x L attention map is ever built.
 
         states (optional): gets "query_input" [B, D], the residual stream entering layer `layer` at the query row
-        (the toy MLLM's training reads it: score_lit.toy_mllm, question_weight).
+        (the toy MLLM's training reads it: score_lit.toy.model, question_weight).
         """
         lm = self.model.model.language_model
         n_layers = len(lm.layers)

@@ -112,7 +112,7 @@ def qwen_tiny_dicts(tokenizer) -> tuple[dict, dict, dict]:
 
 def _config(family: str, tokenizer, text_overrides: dict | None = None, vision_overrides: dict | None = None):
     """(model class, config) of `family`'s tiny model (its adapter's `tiny_config`); the overrides update the
-    text / vision sub-config dicts (sizes of the trained toy model, score_lit.toy_mllm)."""
+    text / vision sub-config dicts (sizes of the trained toy model, score_lit.toy.model)."""
     from score_lit.mllm import adapter_class
 
     return adapter_class(family).tiny_config(tokenizer, text_overrides, vision_overrides)

@@ -1,0 +1,41 @@
+"""The names a config may hold, in lists that import no torch: the config checks every name when it loads,
+so a typo costs a second, not a traceback after the run folder exists (score_lit.config).
+
+Each list mirrors a registry that holds the implementations (and imports torch). Registering adds the name
+here too (`register_estimator`, `register_sampler`, `register_policy`, `data.register_family`, `compressors.register`), and tests/test_config.py holds
+every list equal to its registry. Model families are listed by score_lit.mllm.REGISTRY itself (torch-free).
+"""
+
+from __future__ import annotations
+
+ESTIMATORS: list[str] = ["split", "grpo", "rloo"]  # score_lit.rl.advantage.ESTIMATORS
+SAMPLERS: list[str] = ["bernoulli", "budget"]  # score_lit.rl.samplers.SAMPLERS
+POLICIES: list[str] = ["mlp", "query_mlp", "temporal_mlp"]  # score_lit.rl.policy.POLICIES
+ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.rl.policy.ACTIVATIONS
+# score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)
+FAMILIES: list[str] = ["stitched", "flash", "distracted", "colour", "order", "move"]
+# score_lit.compressors.REGISTRY: eval.methods
+METHODS: list[str] = ["score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke"]
+# score_lit.data.benchmarks.BENCHMARKS: eval.benchmark
+BENCHMARKS: list[str] = ["toy", "evidence", "videomme", "mvbench", "mlvu", "longvideobench", "egoschema", "nextqa"]
+
+
+def add(names: list[str], name: str) -> None:
+    """Record a newly registered name (idempotent)."""
+    if name not in names:
+        names.append(name)
+
+
+def registrar(registry: dict, listed: list[str]):
+    """The `register_<kind>(name)` decorator of a registry: it adds the decorated object to `registry` and its name
+    to `listed`, the registry's torch-free list here."""
+
+    def register(name: str):
+        def deco(obj):
+            registry[name] = obj
+            add(listed, name)
+            return obj
+
+        return deco
+
+    return register

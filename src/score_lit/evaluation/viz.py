@@ -1,0 +1,156 @@
+"""Pictures: training curves read back from MLflow (what the run really logged), and kept-token maps.
+
+    python -m score_lit plot-run RUN_ID [--tracking-uri URI] [--out curves.png]
+    python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+CURVES = (("keep_ratio/mean", "mean keep ratio"), ("dce/mean", "mean dCE (nats)"), ("reward/fidelity", "fidelity reward"))
+
+
+def metric_history(tracking_uri: str, run_id: str, key: str) -> tuple[list[int], list[float]]:
+    from mlflow.tracking import MlflowClient
+
+    hist = sorted(MlflowClient(tracking_uri).get_metric_history(run_id, key), key=lambda m: m.step)
+    return [m.step for m in hist], [m.value for m in hist]
+
+
+def find_run(tracking_uri: str, run: str) -> str:
+    """The id of `run`: an MLflow run id, or a run name (the newest run of that name in any experiment).
+    ConfigError (one line) when neither exists in the store."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from score_lit.config import ConfigError
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
+        raise ConfigError(f"no MLflow store at {tracking_uri}: train a run first, or pass --tracking-uri of the store that holds {run!r}")
+    client = MlflowClient(tracking_uri)
+    try:
+        return client.get_run(run).info.run_id
+    except MlflowException:
+        pass
+    exps = [e.experiment_id for e in client.search_experiments()]
+    escaped = run.replace("'", "\\'")
+    found = client.search_runs(exps, f"attributes.run_name = '{escaped}'", order_by=["attributes.start_time DESC"], max_results=1) if exps else []
+    if not found:
+        raise ConfigError(f"no MLflow run with id or name {run!r} in {tracking_uri}: give a run id or name that `make mlflow-ui` lists (or --tracking-uri)")
+    return found[0].info.run_id
+
+
+def plot_training_curves(tracking_uri: str, run_id: str, out: str | Path, title: str = "") -> Path:
+    """One panel per curve, raw values plus a running mean; validation accuracies on the last panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(CURVES) + 1, figsize=(4 * (len(CURVES) + 1), 3.2))
+    for ax, (key, label) in zip(axes, CURVES):
+        steps, vals = metric_history(tracking_uri, run_id, key)
+        ax.plot(steps, vals, color="0.75", lw=0.8)
+        if len(vals) >= 5:
+            w = max(1, len(vals) // 20)
+            smooth = np.convolve(vals, np.ones(w) / w, mode="valid")
+            ax.plot(steps[w - 1 :], smooth, lw=1.8)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    ax = axes[-1]
+    from mlflow.tracking import MlflowClient
+
+    keys = sorted(k for k in MlflowClient(tracking_uri).get_run(run_id).data.metrics if k.startswith("val/accuracy_"))
+    for key in keys:
+        steps, vals = metric_history(tracking_uri, run_id, key)
+        ax.plot(steps, vals, marker="o", ms=3, label=key.removeprefix("val/accuracy_"))
+    ax.set_title("validation accuracy", fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    if keys:
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Kept-token pictures
+
+
+def overlay_kept(frame: np.ndarray, keep_unit: np.ndarray, dim: float = 0.22, color=(255, 200, 0)) -> np.ndarray:
+    """One frame [H, W, 3] uint8 with the tokens of its temporal unit (keep_unit [H', W'] bool) highlighted:
+    dropped tokens' pixels dimmed, kept tokens outlined. Token (h, w) covers rows h*H/H' .. (h+1)*H/H'."""
+    h, w = frame.shape[:2]
+    gh, gw = keep_unit.shape
+    ys = np.minimum(np.arange(h) * gh // h, gh - 1)
+    xs = np.minimum(np.arange(w) * gw // w, gw - 1)
+    kept_px = keep_unit[ys[:, None], xs[None, :]]  # [H, W]
+    out = frame.astype(np.float32)
+    out[~kept_px] *= dim
+    edge = np.zeros_like(kept_px)
+    edge[1:] |= kept_px[1:] != kept_px[:-1]
+    edge[:-1] |= kept_px[1:] != kept_px[:-1]
+    edge[:, 1:] |= kept_px[:, 1:] != kept_px[:, :-1]
+    edge[:, :-1] |= kept_px[:, 1:] != kept_px[:, :-1]
+    out[edge & kept_px] = color
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _unit_masks(keep, grid) -> np.ndarray:
+    t, gh, gw = grid
+    return np.asarray(keep, dtype=bool).reshape(t, gh, gw)
+
+
+def kept_token_grid(frames: np.ndarray, rows: list, grid: tuple, path, title: str = "") -> Path:
+    """PNG: one row per (label, keep [T*N]) and one column per temporal unit (its first frame)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = grid[0]
+    per_unit = max(1, len(frames) // t)
+    fig, axes = plt.subplots(len(rows), t, figsize=(1.25 * t + 1.4, 1.35 * len(rows) + 0.5), squeeze=False)
+    for i, (label, keep) in enumerate(rows):
+        units = _unit_masks(keep, grid)
+        for u in range(t):
+            ax = axes[i][u]
+            ax.imshow(overlay_kept(frames[min(u * per_unit, len(frames) - 1)], units[u]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if u == 0:
+                ax.set_ylabel(f"{label}\n{int(units.sum())} kept", fontsize=7, rotation=0, ha="right", va="center")
+            if i == 0:
+                ax.set_title(f"t={u}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def kept_token_gif(frames: np.ndarray, keep, grid: tuple, path, fps: float = 4.0, scale: int = 4) -> Path:
+    """Animated GIF of every frame with its temporal unit's kept tokens highlighted (nearest-neighbour upscaled)."""
+    from PIL import Image
+
+    units = _unit_masks(keep, grid)
+    per_unit = max(1, len(frames) // grid[0])
+    imgs = []
+    for f, frame in enumerate(frames):
+        im = overlay_kept(frame, units[min(f // per_unit, grid[0] - 1)])
+        imgs.append(Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST))
+    imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return Path(path)

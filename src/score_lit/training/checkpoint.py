@@ -1,0 +1,146 @@
+"""The policy checkpoint: policy weights plus what is needed to rebuild and check them, nothing else.
+
+    runs/<name>/policy.pt = {"format": "score_lit.policy/v1", "policy_config": {...}, "in_dim": 2D,
+                             "mllm": {"family", "hidden_size", "path"}, "state_dict": {...}, "meta": {...}}
+
+    runs/<name>/policy/   = the same as a shareable folder, the layout of a Hugging Face model repository:
+                            config.json (format, policy config, state width, the MLLM identity, meta, the
+                            weights' sha256) + model.safetensors (loading it never runs pickled code)
+
+Either loads with `load_policy(path)` alone: no Lightning, no optimizer, no frozen MLLM. Writes are
+atomic (a temporary file in the same folder, then os.replace), so a kill mid-write leaves the
+previous file intact; in a folder, config.json is written last and names the weights' sha256, so a
+folder whose two files come from different exports is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from score_lit.config import ConfigError, PolicyConfig
+from score_lit.training.interrupts import sigint_held
+from score_lit.rl.policy import build_policy
+
+FORMAT = "score_lit.policy/v1"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> Path:
+    """torch.save to a temporary file in the same folder, (fsync,) then rename over `path`: a kill while writing
+    leaves the previous file intact and no half-written file under the real name; a Ctrl-C while writing is held
+    until the file is in place (sigint_held). The one atomic writer of
+    policy.pt, Lightning checkpoints (resume.AtomicCheckpointIO) and feature-cache entries (fsync=False)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sigint_held():  # a Ctrl-C arrives after the file is in place
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is shared like any file
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def save_policy(path: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict, meta: dict | None = None) -> Path:
+    state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
+    return atomic_torch_save(
+        {"format": FORMAT, "policy_config": asdict(cfg), "in_dim": policy.in_dim, "mllm": dict(mllm_identity),
+         "state_dict": state, "meta": meta or {}},
+        path,
+    )  # fmt: skip
+
+
+def save_policy_dir(folder: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict,
+                    meta: dict | None = None) -> Path:  # fmt: skip
+    """The policy as a shareable folder: model.safetensors, then config.json (module docstring)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import save as safetensors_bytes
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    blob = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()})
+    config = {"format": FORMAT, "policy_config": asdict(cfg), "in_dim": policy.in_dim, "mllm": dict(mllm_identity),
+              "meta": meta or {}, "weights_sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
+    for name, data in (("model.safetensors", blob), ("config.json", (json.dumps(config, indent=2, default=str) + "\n").encode())):
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, folder / name)
+    return folder
+
+
+def _read_policy_dir(p: Path) -> dict:
+    """A policy folder as the checkpoint dict of a policy.pt (format, policy_config, in_dim, mllm, meta, state_dict)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import load as safetensors_load
+
+    files = [p / "config.json", p / "model.safetensors"]
+    if not all(f.is_file() for f in files):
+        raise ConfigError(f"policy folder {str(p)!r} needs config.json and model.safetensors: pass a folder written by "
+                          "training (runs/<name>/policy/) or a policy.pt")  # fmt: skip
+    try:
+        config = json.loads(files[0].read_text())
+        blob = files[1].read_bytes()
+        state = safetensors_load(blob)
+    except Exception as e:
+        raise ConfigError(f"policy folder {str(p)!r} is not readable ({type(e).__name__}): re-export it from its run") from None
+    if isinstance(config, dict) and config.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
+        raise ConfigError(f"policy folder {str(p)!r}: model.safetensors is not the one its config.json was written with "
+                          "(an interrupted or mixed copy): re-export it from its run")  # fmt: skip
+    return {**config, "state_dict": state} if isinstance(config, dict) else {}
+
+
+def load_policy(path: str | os.PathLike, expect_mllm: dict | None = None) -> tuple[nn.Module, dict]:
+    """A policy.pt or a policy folder -> (policy in eval mode, the checkpoint dict without weights). Clear errors
+    for bad files."""
+    p = Path(path)
+    if p.is_dir():
+        ckpt = _read_policy_dir(p)
+    elif not p.is_file():
+        raise ConfigError(f"policy checkpoint {str(path)!r} does not exist: pass the policy.pt of a finished run (runs/<name>/policy.pt) "
+                          "or its policy/ folder")  # fmt: skip
+    else:
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ConfigError(f"policy checkpoint {str(path)!r} is not readable ({type(e).__name__}): re-export it from its run") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ConfigError(
+            f"{str(path)!r} is not a score_lit policy checkpoint (expected format {FORMAT}); "
+            "a Lightning .ckpt resumes training with resume=PATH, a policy.pt initialises or evaluates"
+        )
+    # Another family is refused even at an equal width (e.g. two tiny models of width 64): its tokens mean other things.
+    if expect_mllm is not None and any(ckpt["mllm"].get(k) != expect_mllm.get(k) for k in ("family", "hidden_size")):
+        raise ConfigError(
+            f"policy {str(path)!r} was trained for {ckpt['mllm'].get('family')} with width {ckpt['mllm'].get('hidden_size')}, "
+            f"but the configured MLLM is {expect_mllm.get('family')} with width {expect_mllm.get('hidden_size')}: "
+            "use a policy trained for this model"
+        )
+    policy = build_policy(ckpt["in_dim"], PolicyConfig(**ckpt["policy_config"]))
+    policy.load_state_dict(ckpt["state_dict"])
+    policy.eval()
+    return policy, {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -1,0 +1,257 @@
+"""One training run: build the frozen MLLM, the module and the data, fit, export the policy, report.
+
+    result = fit(load_config(["conf/stage1.yaml"], ["stage1.steps=20"]))
+    result.policy_path, result.run_id, result.tracking_uri
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
+from score_lit.config import Config, ConfigError, check_files, flatten, to_dict
+from score_lit.data.datamodule import DataMonitor, build_datamodule
+from score_lit.data.order import check_plan
+from score_lit.data.feature_cache import FeatureCache, model_key
+from score_lit.training.interrupts import SigintLatch
+from score_lit.training.module import ScoreModule
+from score_lit.mllm import build_mllm, checkpoint_identity
+from score_lit.training.resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
+from score_lit.training.rundir import claim_run_dir, move_aside, release_all
+from score_lit.training.strategies import build_strategy
+from score_lit.evaluation.viz import plot_training_curves
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    policy_path: Path
+    checkpoint_dir: Path
+    run_id: str
+    tracking_uri: str
+    experiment: str
+    final_metrics: dict
+
+
+class RunLogger(MLFlowLogger):
+    """MLFlowLogger whose run ends KILLED, not FAILED, when the training was interrupted by Ctrl-C:
+    Lightning finalizes every interrupted run as "failed"; `interrupted` is set by StopReport first."""
+
+    interrupted = False
+
+    def finalize(self, status: str = "success") -> None:
+        super().finalize("KILLED" if status == "failed" and self.interrupted else status)
+
+
+class StopReport(Callback):
+    """On Ctrl-C: mark the MLflow run KILLED (RunLogger) and say how to continue, in one line. A Ctrl-C that was
+    swallowed on its way up (inside a weakref callback or __del__: interrupts.py) is raised again at the next batch
+    boundary, so it always ends the run."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.latch = SigintLatch()  # installed around trainer.fit by `fit` (Lightning's own SIGINT handling nests inside)
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.latch.check()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.latch.check()
+
+    def on_validation_batch_end(self, trainer, module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.latch.check()
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, RunLogger):
+                    logger.interrupted = True
+            print(f"interrupted at step {trainer.global_step}: continue this run with the same command and resume=auto "
+                  f"(its last checkpoint is in {self.cfg.run_dir / 'checkpoints'})", file=sys.stderr, flush=True)  # fmt: skip
+
+
+class PolicyExport(Callback):
+    """Writes runs/<name>/policy.pt and the shareable folder runs/<name>/policy/ (atomically) after every validation
+    and at the end of training."""
+
+    def __init__(self, path: Path, cfg: Config):
+        self.path, self.cfg = path, cfg
+
+    def _save(self, trainer: L.Trainer, module: ScoreModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            phase = trainer.datamodule.sampler().phase_of(max(trainer.global_step - 1, 0))[0]
+            meta = {"global_step": trainer.global_step, "phase": self.cfg.phases[phase], "run_name": self.cfg.name}
+            save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
+            save_policy_dir(self.path.with_suffix(""), module.policy, self.cfg.policy, module.mllm.identity(), meta)  # policy/
+
+    def on_validation_end(self, trainer, module):
+        self._save(trainer, module)
+
+    def on_train_end(self, trainer, module):
+        self._save(trainer, module)
+
+
+def _rank_world(cfg: Config) -> tuple[int, int]:
+    """(rank, world size) the Trainer will have, known before it exists (the plan records the world size)."""
+    import os
+
+    return int(os.environ.get("RANK", 0)), cfg.trainer.devices * cfg.trainer.num_nodes
+
+
+# Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
+# Not the user's business: the hint to prepend srun (a SLURM install on a workstation is not a SLURM job), and
+# that resuming writes into a checkpoint folder that holds the run's own earlier checkpoints.
+warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning vs torch 2.10
+
+
+class _DropLines(logging.Filter):
+    """Drops log records whose message starts with one of `starts` (advertisements, not information)."""
+
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
+
+
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropLines("💡 Tip: For seamless cloud logging"))
+logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(_DropLines("Experiment with name"))
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
+
+
+def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
+    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder)."""
+    check_files(cfg)  # every file the run reads, before anything is built or written
+    ckpt_path = resolve_resume(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    # ZeRO-3 with a checkpoint: the frozen model is built later, partitioned as it is created (ScoreModule.configure_model).
+    lazy = cfg.trainer.strategy == "deepspeed_zero3" and cfg.mllm.path is not None
+    mllm = None if lazy else build_mllm(cfg.mllm)
+    identity = checkpoint_identity(cfg.mllm) if lazy else mllm.identity()
+    cache_dirs = {cfg.phase(p).data.cache_dir for p in cfg.phases} - {None}
+    if len(cache_dirs) > 1:
+        raise ConfigError(f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)")
+    cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, identity)) if cache_dirs else None
+    module = ScoreModule(cfg, mllm, identity)
+    if cfg.init_policy:
+        policy, meta_ = load_policy(cfg.init_policy, expect_mllm=identity)
+        saved = {k: meta_["policy_config"].get(k) for k in ("name", "hidden", "activation")}
+        wanted = {k: getattr(cfg.policy, k) for k in saved}
+        if saved != wanted:
+            diff = ", ".join(f"policy.{k}={saved[k]} there, {wanted[k]} here" for k in saved if saved[k] != wanted[k])
+            raise ConfigError(f"init_policy={cfg.init_policy} is another policy ({diff}): set the same policy.* as the run "
+                              "that wrote it, or give a policy of this architecture")  # fmt: skip
+        module.policy.load_state_dict(policy.state_dict())
+    datamodule = build_datamodule(cfg, cache)
+    datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written
+    meta = checkpoint_meta(ckpt_path) if ckpt_path else {}
+    if meta.get("plan") is not None:
+        check_plan(meta["plan"], datamodule.sampler(*_rank_world(cfg)).signature())  # before anything is overwritten
+
+    rank0 = rank_zero_only.rank == 0
+    try:
+        taken = claim_run_dir(cfg) if rank0 else False  # the lock, and no other run in the folder (rundir.py)
+        return _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken)
+    finally:
+        release_all()
+
+
+def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> FitResult:
+    run_dir = cfg.run_dir
+    ckpt_dir = run_dir / "checkpoints"
+    policy_path = run_dir / "policy.pt"
+    tracking = TrackingIdentity(cfg, None, cfg.tracking.experiment)  # the MLflow run id is set once it exists
+    callbacks = [
+        ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
+        PolicyExport(policy_path, cfg),
+        DataMonitor(),
+        tracking,
+        stop := StopReport(cfg),
+        TQDMProgressBar(refresh_rate=10),  # plain lines: readable in SLURM logs, unlike rich's live display
+        *callbacks,
+    ]
+    t = cfg.trainer
+    strategy = build_strategy(cfg)
+    plugins = [] if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower() else [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: hpc_ckpt_<n>.ckpt at a step boundary, requeue, stop
+        from score_lit.training.resume import requeue_on_signal
+
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # Lightning's saves inside the handler: can hang DDP
+        callbacks.append(requeue_on_signal(signal.SIGUSR1))
+    # The Trainer is built (its arguments checked) before anything is written; its logger is attached below.
+    try:
+        trainer = L.Trainer(
+            max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
+            precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
+            check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=callbacks,
+            default_root_dir=str(run_dir), enable_model_summary=False,
+            use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
+        )  # fmt: skip
+    except (MisconfigurationException, ValueError, RuntimeError) as e:
+        raise ConfigError(f"the Trainer refuses these trainer.* settings: {str(e).strip().splitlines()[0]}") from None
+
+    if taken:
+        moved = move_aside(run_dir)
+        print(f"overwrite=true: the run that was in {run_dir} is now in {moved}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    logger = None
+    if rank0:  # only rank 0 writes the config and opens the store (ranks racing to create a fresh sqlite schema fail)
+        (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        ensure_store(cfg.tracking_uri)  # a fresh sqlite store: its tables once, whoever else opens it now
+        logger = RunLogger(
+            experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
+            tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
+            synchronous=not cfg.tracking.async_logging,
+            run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
+        )  # fmt: skip
+    try:
+        if logger is not None:
+            log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
+            trainer.loggers = [logger]
+        run_id = logger.run_id if logger is not None else None
+        tracking.info["run_id"] = run_id
+        # The latch outside fit: Lightning records the SIGINT handler it finds at the start and puts it back at its
+        # teardown (also after an exception), so installed inside fit the latch would outlive the run.
+        with stop.latch:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except BaseException as e:  # Lightning ends the run inside fit; anything else must not leave it RUNNING
+        if logger is not None and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
+            logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    if cfg.tracking.async_logging:
+        import mlflow
+
+        mlflow.flush_async_logging()  # every queued metric is in the store before the curves read it back
+    if logger is not None:
+        logger.experiment.log_artifact(run_id, str(policy_path))
+        curves = plot_training_curves(cfg.tracking_uri, run_id, run_dir / "curves.png", f"{cfg.name} ({run_id[:8]})")
+        logger.experiment.log_artifact(run_id, str(curves))
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return FitResult(run_dir, policy_path, ckpt_dir, run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
+
+
+def report(result: FitResult, out=sys.stdout) -> None:
+    print(f"policy checkpoint : {result.policy_path}", file=out)
+    print(f"training curves   : {result.run_dir / 'curves.png'}", file=out)
+    print(f"lightning ckpts   : {result.checkpoint_dir}", file=out)
+    print(f"mlflow run        : {result.run_id} (experiment '{result.experiment}') in {result.tracking_uri}", file=out)
+    print("open it with      : make mlflow-ui   (then http://127.0.0.1:5000)", file=out)
