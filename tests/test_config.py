@@ -172,12 +172,15 @@ def test_the_name_lists_the_config_checks_are_the_registries():
     from score_lit.data.benchmarks import BENCHMARKS
 
     assert sorted(names.METHODS) == sorted(REGISTRY) and sorted(names.BENCHMARKS) == sorted(BENCHMARKS)
+    from score_lit.mllm import REGISTRY as MLLMS
+
+    assert names.MLLM_FAMILIES == {name: tuple(f.position_ids) for name, f in MLLMS.items()}
 
 
 def test_loading_a_config_imports_no_torch():
     # Every name is checked at load against torch-free lists: a typo costs a fraction of a second.
     code = ("import sys; from score_lit.config import load_config; load_config(['conf/stage2.yaml', 'conf/trainer/cpu.yaml']); "
-            "load_config(['conf/eval.yaml']); print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))")  # fmt: skip
+            "load_config(['conf/eval.yaml']); from score_lit.toy.config import load_preset; load_preset('evidence4'); print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
     r = subprocess.run([sys.executable, "-m", "score_lit", "show-config", "rl.estimator=spilt"], capture_output=True, text=True, timeout=60)

@@ -2,7 +2,7 @@
 
     python -m score_lit train conf/stage1.yaml stage1.steps=50
     python -m score_lit data-check /data/videos.jsonl --frames 32  # every bad row / video, before a run
-    python -m score_lit show-config conf/stage1.yaml rl.group_size=4
+    python -m score_lit show-config conf/stage1.yaml rl.group_size=4   # any file in conf/ (bench_*, toy/* too)
     python -m score_lit plot-run RUN_ID --out curves.png
     python -m score_lit eval conf/eval.yaml eval.ratios=[0.1,0.05]  # retention sweep: methods x ratios
     python -m score_lit cache-features conf/stage2.yaml stage2.data.cache_dir=/data/features  # fill the feature cache
@@ -12,8 +12,8 @@
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
     python -m score_lit toy-mllm --out artifacts/toy-mllm      # train the frozen toy MLLM (minutes)
 
-Arguments ending in .yaml/.yml are config files merged in order; `key=value` arguments override
-last. A bad config stops here with one line on stderr (exit 2), before anything is written.
+Arguments ending in .yaml/.yml are config files merged in order (each with the files its `defaults:` list
+names, score_lit.config.loader); `key=value` arguments override last. A bad config stops here with one line on stderr (exit 2), before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +22,25 @@ import argparse
 import json
 import sys
 
-from score_lit.config import ConfigError, DataError, check_files, load_config, split_args, to_dict
+from score_lit.config import ConfigError, DataError, check_files, load_config, schema_of, split_args, to_dict
+
+# The config schemas by the name a YAML's `schema:` key gives (score_lit.config.loader): "module:Class", imported
+# when used (none imports torch). A file without the key is a run's (train, eval, viz, submit, cache-features).
+SCHEMAS = {
+    "run": "score_lit.config:Config",
+    "bench": "score_lit.perf.bench:BenchConfig",  # python -m score_lit bench
+    "toy": "score_lit.toy.config:ToyConfig",  # python -m score_lit toy-mllm
+}
+
+
+def schema_class(name: str) -> type:
+    """The dataclass of a schema name (a key of SCHEMAS)."""
+    import importlib
+
+    if name not in SCHEMAS:
+        raise ConfigError(f"schema: {name!r} is not a config schema; use one of {sorted(SCHEMAS)}")
+    module, attr = SCHEMAS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def cmd_train(args: list[str]) -> int:
@@ -35,7 +53,9 @@ def cmd_train(args: list[str]) -> int:
 
 
 def cmd_show_config(args: list[str]) -> int:
-    print(json.dumps(to_dict(load_config(*split_args(args))), indent=2))
+    """Print the resolved config of any file in conf/, with the schema its `schema:` key names (default: run)."""
+    files, overrides = split_args(args)
+    print(json.dumps(to_dict(load_config(files, overrides, schema=schema_class(schema_of(files)))), indent=2))
     return 0
 
 

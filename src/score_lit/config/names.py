@@ -3,11 +3,20 @@ so a typo costs a second, not a traceback after the run folder exists (score_lit
 
 Each list mirrors a registry that holds the implementations (and imports torch). Registering adds the name
 here too (`register_estimator`, `register_sampler`, `register_policy`, `data.register_family`, `compressors.register`), and tests/test_config.py holds
-every list equal to its registry. Model families are listed by score_lit.mllm.REGISTRY itself (torch-free).
+every list equal to its registry. Model families: MLLM_FAMILIES mirrors score_lit.mllm.REGISTRY (a family added
+with `score_lit.mllm.register` must be added to it too, with the mllm.position_ids modes it implements).
 """
 
 from __future__ import annotations
 
+# score_lit.mllm.REGISTRY: mllm.family -> the mllm.position_ids modes it implements ("compacted" needs 1-D RoPE)
+MLLM_FAMILIES: dict[str, tuple[str, ...]] = {
+    "qwen2_5_vl": ("original",),
+    "qwen2_vl": ("original",),
+    "llava_onevision": ("original", "compacted"),
+    "qwen3_vl": ("original",),
+    "qwen3_5": ("original",),
+}
 ESTIMATORS: list[str] = ["split", "grpo", "rloo"]  # score_lit.rl.advantage.ESTIMATORS
 SAMPLERS: list[str] = ["bernoulli", "budget"]  # score_lit.rl.samplers.SAMPLERS
 POLICIES: list[str] = ["mlp", "query_mlp", "temporal_mlp"]  # score_lit.rl.policy.POLICIES

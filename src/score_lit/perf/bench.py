@@ -43,11 +43,11 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, _check_ratio, keep_count, load_config
+from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, check_ratio, keep_count, load_config, split_args
 from score_lit.evaluation.flops import prefill_flops
 
 QUESTION = (
@@ -112,7 +112,10 @@ STAGES = ("decode", "vision", "policy", "prefill", "e2e")
 
 @dataclass
 class BenchConfig:
-    """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run)."""
+    """One benchmark. `python -m score_lit bench [CONFIG.yaml ...] [key=value ...]` overrides these defaults (the CPU run).
+    Its YAML files say `schema: bench` (score_lit.config.loader), which `show-config` reads."""
+
+    SCHEMA: ClassVar[str] = "bench"
 
     name: str = "bench_cpu_small"  # output file <out_dir>/<name>.json (GPU: + frame counts and device)
     # Adapter family: of `path`, or of the random-weight model. `tiny` is an arch of every family; cpu-small and
@@ -148,7 +151,7 @@ class BenchConfig:
             raise ConfigError(f"arch={self.arch} is a {ARCHS[self.arch][0]} architecture, not family={self.family}: "
                               "use arch=tiny or path=<local checkpoint>")  # fmt: skip
         for r in self.ratios:
-            _check_ratio("ratios", r)
+            check_ratio("ratios", r)
         if not self.frames or any(f < 2 or f % 2 for f in self.frames):
             raise ConfigError(f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]")
         try:  # PolicyConfig's own checks of the name and the width, under this config's keys
@@ -164,7 +167,8 @@ class BenchConfig:
 
 
 def load_bench_config(files: list[str] = (), overrides: list[str] = ()) -> BenchConfig:
-    """Dataclass defaults <- YAML files <- key=value overrides; an unknown key names the closest valid one."""
+    """Dataclass defaults <- YAML files (composed) <- key=value overrides, through the one loader
+    (score_lit.config.load_config); an unknown key names the closest valid one."""
     return load_config(files, overrides, schema=BenchConfig)
 
 
@@ -180,7 +184,8 @@ def ideal_speedup(cfg_text: Any, text_tokens: int, visual_tokens: int, ratio: fl
 # ---------------------------------------------------------------------------------------------- setup
 
 
-def _resolve(cfg: BenchConfig):
+def resolve_device(cfg: BenchConfig):
+    """(torch.device, dtype name, attention implementation) that cfg's `auto` values resolve to on this machine."""
     import torch
 
     auto = "cuda" if torch.cuda.is_available() else "cpu"
@@ -455,7 +460,7 @@ def run(cfg: BenchConfig) -> Path:
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    dev, dtype, attn = _resolve(cfg)
+    dev, dtype, attn = resolve_device(cfg)
     t0 = time.perf_counter()
     print(f"bench: building {cfg.path or cfg.arch} on {dev} ({dtype}, {attn})", flush=True)
     adapter = build_adapter(cfg, dev, dtype, attn)
@@ -472,11 +477,7 @@ def run(cfg: BenchConfig) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m score_lit bench [CONFIG.yaml ...] [key=value ...]`; prints the JSON's path as its last line."""
-    files = [a for a in argv or [] if "=" not in a]
-    bad = [a for a in files if not a.endswith((".yaml", ".yml"))]
-    if bad:
-        raise ConfigError(f"argument {bad[0]!r} is neither a .yaml config file nor a key=value override")
-    cfg = load_bench_config(files, [a for a in argv or [] if "=" in a])  # before the heavy imports
+    cfg = load_bench_config(*split_args(list(argv or [])))  # before the heavy imports
     print(run(cfg), flush=True)
     return 0
 

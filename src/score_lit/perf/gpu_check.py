@@ -177,7 +177,7 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
     for arch, family, frames, repeats in plan["prefill"]:
         cfg = bench.BenchConfig(name=f"gpu_{arch}", family=family, arch=arch, frames=frames, size=plan["size"], ratios=RATIOS,
                                 warmup=plan["warmup"], repeats=repeats, video=bench.SYNTHETIC, dtype=dtype, out_dir=str(out))  # fmt: skip
-        dev, model_dtype, attn = bench._resolve(cfg)
+        dev, model_dtype, attn = bench.resolve_device(cfg)
         built = {}
 
         def build(cfg=cfg, dev=dev, model_dtype=model_dtype, attn=attn, built=built):
