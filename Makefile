@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence2 toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -125,10 +125,6 @@ $(EVTOY): | $(STAMP)
 
 toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
-
-toy-mllm-evidence2: $(STAMP) ## an attempt (docs/RESULTS.md): the evidence toy's joint stage continued from its step 1,250, attention loss on the answer's digit
-	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
-	$(PY) -m score_lit toy-mllm --preset evidence2 --out artifacts/toy-mllm-evidence2 --resume
 
 toy-mllm-evidence4: $(STAMP) ## the next attempt (docs/RESULTS.md): evidence's vision tower, a fresh LLM trained on every family with the attention and question losses from step 1 (hours; run again to continue)
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250

@@ -1,4 +1,4 @@
-"""The toy MLLM (score_lit.toy.model): dense labels from evidence, a --quick training run end to end.
+"""The toy MLLM (score_lit.toy: config, model, losses, loop, evaluate): dense labels from evidence, a --quick training run end to end.
 
 The quick run (tiny widths, a few steps) proves the pipeline, not the accuracy: the saved directory
 loads with stock from_pretrained and through the adapter, accuracy.json is well formed, and the same
@@ -8,6 +8,7 @@ seed gives bit-identical weights (once through the function, once through the CL
 import json
 import math
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from score_lit.data import FAMILIES as ALL_FAMILIES
 from score_lit.toy.synthetic import FAMILIES, stitched
 from score_lit.mllm import build_mllm
 from score_lit.toy.cli import cmd_toy_mllm
-from score_lit.toy.model import COLOUR_CLASSES, NONE, QUADRANT, ToyConfig, colour_labels, dense_labels, quick_config, train_toy_mllm
+from score_lit.toy.config import ToyConfig, load_preset, quick_config
+from score_lit.toy.loop import train_toy_mllm
+from score_lit.toy.losses import COLOUR_CLASSES, NONE, QUADRANT, colour_labels, dense_labels
 
 
 def test_dense_labels_by_hand():
@@ -68,7 +71,7 @@ def test_object_labels_by_hand():
 
 
 def test_asked_mask_by_hand():
-    from score_lit.toy.model import asked_mask
+    from score_lit.toy.losses import asked_mask
 
     # Two 32-px objects as above; the question asks about the second only: its 4 tokens in unit 15.
     ev = {"objects": [{"label": "4", "frames": [4, 10], "cell": [2, 4], "px": 32},
@@ -92,7 +95,8 @@ def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
     # Five joint steps on colour alone with only the attention loss's gradient in the LLM (no answer CE
     # weight would do it this fast): the asked digit's share of the last prompt token's video attention rises.
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
-    from score_lit.toy.model import _forward, build_toy_model, make_batch, make_samples
+    from score_lit.toy.losses import _forward
+    from score_lit.toy.model import build_toy_model, make_batch, make_samples
 
     cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
     model, tok = build_toy_model(cfg)
@@ -117,7 +121,8 @@ def test_question_loss_by_hand():
     # each word's CE is log(vocab); the probe reads the state entering the attention loss's layer at the last prompt
     # token (video_attention's states["query_input"])
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
-    from score_lit.toy.model import _forward, build_toy_model, make_batch, make_samples, question_words
+    from score_lit.toy.losses import _forward, question_words
+    from score_lit.toy.model import build_toy_model, make_batch, make_samples
 
     cfg = quick_config(families=("colour",), evidence_batch_size=2, text_layers=2)
     model, tok = build_toy_model(cfg)
@@ -139,9 +144,7 @@ def test_question_loss_by_hand():
 
 
 def test_step_groups_by_hand():
-    from score_lit.toy.model import PRESETS
-
-    cfg = ToyConfig(**{**PRESETS["evidence"], "evidence_every": 3})
+    cfg = load_preset("evidence", ["evidence_every=3"])
     assert cfg.groups() == [["stitched", "flash", "distracted"], ["colour", "order", "move"]]
     # steps 0, 1, 2 evidence (its 0th, 1st, 2nd), 3 first families (its 0th), 4 evidence (its 3rd), 7 first (its 1st)
     assert [cfg.step_group(s) for s in range(8)] == [(1, 0), (1, 1), (1, 2), (0, 0), (1, 3), (1, 4), (1, 5), (0, 1)]
@@ -149,7 +152,7 @@ def test_step_groups_by_hand():
     assert ToyConfig(families=("flash",)).step_group(5) == (0, 5)
     # joint stage after n1 = 5 vision steps (global 0-4 used group 0 once: step 3), first_only_steps = 2:
     # joint steps 0, 1 -> group 0, its 1st and 2nd; then the mix resumes at global 5 = evidence's 4th ...
-    two = ToyConfig(**{**PRESETS["evidence"], "evidence_every": 3, "first_only_steps": 2})
+    two = load_preset("evidence", ["evidence_every=3", "first_only_steps=2"])
     # ... and global 7, group 0's index 1 in the mix, becomes 1 + 2 = 3 (skipping the two first-only draws)
     assert [two.joint_group(5, s) for s in range(5)] == [(0, 1), (0, 2), (1, 4), (1, 5), (0, 3)]
 
@@ -191,7 +194,7 @@ def test_quick_run_is_deterministic(quick_dir, tmp_path, capsys):
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    import score_lit.toy.model as tm
+    import score_lit.toy.loop as tm
 
     kw = dict(families=("flash",), joint_steps=4, checkpoint_every=1, eval_per_family=2, eval_batch_size=2)
     straight = load_file(train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw)) / "model.safetensors")
@@ -219,7 +222,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
-    import score_lit.toy.model as tm
+    import score_lit.toy.loop as tm
 
     kw = dict(families=("flash",), joint_steps=4, checkpoint_every=0, eval_per_family=2, eval_batch_size=2)
     assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), stop_after=2) is None
@@ -268,10 +271,10 @@ def test_text_layers_sets_the_toy_llm_depth(quick_dir, tmp_path):
 
 def test_presets_and_a_bad_preset_is_one_line(capsys):
     from score_lit.cli import main
-    from score_lit.toy.model import FIRST_TOY, PRESETS
+    from score_lit.toy.config import FIRST_TOY
 
-    assert ToyConfig().family_names() == list(FIRST_TOY)
-    ev = ToyConfig(**PRESETS["evidence"])
+    assert ToyConfig().family_names() == list(FIRST_TOY) and load_preset("first") == ToyConfig()
+    ev = load_preset("evidence")
     assert ev.family_names() == [*FIRST_TOY, "colour", "order", "move"] and ev.freeze_vision_in_joint
     assert main(["toy-mllm", "--preset", "nope", "--out", "/nonexistent/x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -279,9 +282,9 @@ def test_presets_and_a_bad_preset_is_one_line(capsys):
 
 
 def test_unit_subsampling_and_the_colour_curriculum():
-    from score_lit.toy.model import PRESETS, make_batch, make_samples
+    from score_lit.toy.model import make_batch, make_samples
 
-    cfg = ToyConfig(**PRESETS["evidence"])
+    cfg = load_preset("evidence")
     samples = make_samples(cfg, "train", 0, 3, families=["colour", "order", "move"])
     units = torch.tensor([[0, 5], [3, 15], [7, 8]])
     batch, labels, _, asked = make_batch(samples, cfg, 2, units)
@@ -309,7 +312,7 @@ def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
 
 
 def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic():
-    from score_lit.toy.model import QUADRANT, ToyConfig, dense_labels, grid_samples
+    from score_lit.toy.model import grid_samples
 
     cfg = ToyConfig(evidence_size=96)
     a, b = grid_samples(cfg, 5, 3), grid_samples(cfg, 5, 3)
@@ -332,11 +335,11 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     from dataclasses import asdict
     from pathlib import Path
 
-    from score_lit.toy.model import DEFAULT_PRESET, PRESETS
+    from score_lit.toy.config import DEFAULT_PRESET
 
     d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm"
     report = json.loads((d / "accuracy.json").read_text())
-    want = asdict(ToyConfig(**PRESETS[DEFAULT_PRESET]))
+    want = asdict(load_preset(DEFAULT_PRESET))
     # knobs added after the committed toy was trained, at the values that leave the training as it was
     got = {"attention_weight": 0.0, "attention_layer": -1, "checkpoint_every": 250, "attention_target": "asked", "init_from": "",
            "question_weight": 0.0, "init_parts": "all", **report["config"]}  # settings added after it was trained, at their defaults
@@ -353,11 +356,9 @@ def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
     from dataclasses import asdict
     from pathlib import Path
 
-    from score_lit.toy.model import PRESETS
-
     d = Path(__file__).resolve().parents[1] / "models" / "toy-mllm-evidence4"
     report = json.loads((d / "accuracy.json").read_text())
-    want = asdict(ToyConfig(**PRESETS["evidence4"]))
+    want = asdict(load_preset("evidence4"))  # conf/toy/evidence4.yaml, composed on conf/toy/evidence.yaml
     assert {k: v for k, v in report["config"].items() if k != "out"} == {
         k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
     assert set(report["families"]) == {"stitched", "flash", "distracted", "colour", "order", "move"}
@@ -365,3 +366,27 @@ def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
     adapter = build_mllm(MLLMConfig(path=str(d)))
     assert adapter.model.config.text_config.num_hidden_layers == want["text_layers"]
     assert not (d / "train_state.pt").exists()  # the resumable state stays out of the repository (11 MB)
+
+
+def test_toy_command_line_reads_presets_files_flags_then_overrides(tmp_path):
+    from score_lit.toy.cli import toy_config
+
+    y = tmp_path / "mine.yaml"
+    y.write_text("schema: toy\njoint_steps: 50\nseed: 4\n")
+    cfg, ns = toy_config(["--preset", "evidence", str(y), "--seed", "5", "--out", str(tmp_path / "o"), "joint_steps=60", "--resume"])
+    # evidence's joint_steps 3000 <- the file's 50 <- the override's 60; the file's seed 4 <- the flag's 5
+    assert (cfg.joint_steps, cfg.seed, cfg.out, cfg.text_layers, ns.resume) == (60, 5, str(tmp_path / "o"), 4, True)
+    quick, _ = toy_config(["--quick", "--families", "flash,colour", "--text-layers", "3"])
+    assert quick == quick_config(families=("flash", "colour"), text_layers=3)
+    with pytest.raises(ConfigError, match=r"unknown config key 'joint_step'.*did you mean 'joint_steps'"):
+        toy_config(["joint_step=4"])
+    with pytest.raises(ConfigError, match="is a run config|is a bench config"):
+        toy_config([str(Path(__file__).resolve().parents[1] / "conf" / "bench_cpu.yaml")])
+
+
+def test_the_torch_free_toy_names_are_the_generators():
+    from score_lit.data import FAMILIES
+    from score_lit.toy import config, evidence, synthetic
+
+    assert config.DIGIT_PX == synthetic.DIGIT_PX and set(config.FIRST_TOY) == set(synthetic.FAMILIES)
+    assert config.EVIDENCE_FAMILIES == tuple(evidence.FAMILIES) and set(FAMILIES) == {*config.FIRST_TOY, *config.EVIDENCE_FAMILIES}

@@ -25,7 +25,6 @@ from score_lit.config.loader import (
     to_dict,
 )
 from score_lit.config.retention import check_ratio, keep_count, retention_label
-from score_lit.config.retention import check_ratio as _check_ratio  # the name perf.bench imported
 from score_lit.config.schema import (
     METHODS,
     PHASES,
