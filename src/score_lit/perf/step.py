@@ -16,7 +16,7 @@ rollouts per sample. Per step the module itself times its phases (lit_module.py)
     frozen_share  (frozen_vision + frozen_llm) / step
 
 Peak memory: torch.cuda.max_memory_allocated over each timed step (on CUDA; None on CPU, where
-tools/profile_step.py samples the resident set instead), and what was allocated when the step began (the
+score_lit.perf.profile_step samples the resident set instead), and what was allocated when the step began (the
 frozen weights). The batch is bench's synthetic video of `frames` frames (the same frames for every step, which
 leaves the step's cost unchanged); every step has new sample ids, so its
 full-video baseline pass is part of it, as in a first epoch. Medians over `repeats` steps after `warmup`.

@@ -1,6 +1,6 @@
 """Where a training step's time and memory go, on the toy setup (a benchmark, not a test).
 
-    python tools/profile_step.py            # about 2 min on 2 cores; writes measurements/train_step_cpu.json
+    python -m score_lit.perf.profile_step            # about 2 min on 2 cores; writes measurements/train_step_cpu.json
 
 1. Stage 1 with the toy MLLM (K=8, batch 4, 16 frames of 64x64), 120 steps: the medians of the
    step's timed phases from the run's MLflow history (steps 20+), the share of step time inside the
@@ -16,22 +16,19 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+import psutil
+import torch
+from lightning.pytorch.callbacks import Callback
+from mlflow.tracking import MlflowClient
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.callbacks import Callback  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from score_lit.config import load_config  # noqa: E402
-from score_lit.training.fit import fit  # noqa: E402
+from score_lit.config import PROJECT_ROOT as ROOT
+from score_lit.config import load_config
+from score_lit.training.fit import fit
 
 
 class Profile(Callback):

@@ -1,6 +1,6 @@
 """What share of a training step the feature cache saves, on the toy setup (a benchmark, not a test).
 
-    python tools/cache_bench.py            # about 1 min on 2 cores; prints a table, writes measurements/feature_cache_cpu.json
+    python -m score_lit.perf.cache_bench            # about 1 min on 2 cores; prints a table, writes measurements/feature_cache_cpu.json
 
 Stage 2 on real mp4 files (the toy train split, exported once to artifacts/toy-train: 400 videos,
 16 frames of 64x64, decoded with decord), with the trained toy MLLM, K=8, batch 4. Two runs of two
@@ -15,19 +15,16 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from mlflow.tracking import MlflowClient
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from score_lit.data.feature_cache_fill import fill_cache  # noqa: E402
-from score_lit.config import load_config  # noqa: E402
-from score_lit.toy.export import export_split  # noqa: E402
-from score_lit.training.fit import fit  # noqa: E402
+from score_lit.config import PROJECT_ROOT as ROOT
+from score_lit.config import load_config
+from score_lit.data.feature_cache_fill import fill_cache
+from score_lit.toy.export import export_split
+from score_lit.training.fit import fit
 
 
 def main() -> None:
