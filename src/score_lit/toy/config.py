@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
-from score_lit.config import ConfigError, load_config, names
+from score_lit.config import CONF_DIR, ConfigError, load_config, names
 
-PRESET_DIR = Path(__file__).resolve().parents[3] / "conf" / "toy"
+PRESET_DIR = CONF_DIR / "toy"
 DEFAULT_PRESET = "first"
 DIGIT_PX = 16  # score_lit.toy.synthetic.DIGIT_PX: one merged token of a tower with patch 8, merge 2
 FIRST_TOY = ("stitched", "flash", "distracted")  # the first toy benchmark's families (score_lit.toy.synthetic)
