@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,14 +112,17 @@ def _rank_world(cfg: Config) -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), cfg.trainer.devices * cfg.trainer.num_nodes
 
 
-# Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
-# Not the user's business: the hint to prepend srun (a SLURM install on a workstation is not a SLURM job), and
-# that resuming writes into a checkpoint folder that holds the run's own earlier checkpoints.
-warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning vs torch 2.10
+# Warnings of Lightning that are not the user's business. Intentional here: the frozen MLLM stays in eval mode, and
+# manual optimization checkpoints post-step. Noise: the hint to prepend srun (a SLURM install on a workstation is not
+# a SLURM job), that resuming writes into a checkpoint folder holding the run's own earlier checkpoints, and a
+# deprecation inside Lightning (Lightning vs torch 2.10).
+QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode at the start of training",
+    r".*ModelCheckpoint with manual optimization",
+    r"The `srun` command is available on your system",
+    r"Checkpoint directory .* exists and is not empty",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
 
 
 class _DropLines(logging.Filter):
@@ -132,14 +136,43 @@ class _DropLines(logging.Filter):
         return not str(record.getMessage()).startswith(self.starts)
 
 
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_DropLines("💡 Tip: For seamless cloud logging"))
-logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(_DropLines("Experiment with name"))
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
+_QUIET_LOGS = [
+    *[(name, _DropLines("💡 Tip: For seamless cloud logging")) for name in ("lightning.pytorch.utilities.rank_zero",
+                                                                            "lightning.fabric.utilities.rank_zero")],
+    ("lightning.pytorch.loggers.mlflow", _DropLines("Experiment with name")),
+]  # fmt: skip
+
+
+@contextmanager
+def quiet_run():
+    """While a run lasts (`fit` enters it): QUIET_WARNINGS ignored, Lightning's and MLflow's advertisement lines
+    dropped, MLflow's "Creating initial MLflow database tables" below the log level. Set here, where a run starts,
+    not when this module is imported: importing score_lit changes no process-wide warning or logging state, and
+    the caller's own settings are back when the run ends (warnings.catch_warnings)."""
+    store = logging.getLogger("mlflow.store.db.utils")
+    level = store.level
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        for name, f in _QUIET_LOGS:
+            logging.getLogger(name).addFilter(f)
+        store.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            store.setLevel(level)
+            for name, f in _QUIET_LOGS:
+                logging.getLogger(name).removeFilter(f)
 
 
 def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
-    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder)."""
+    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder). The
+    warnings and log lines `quiet_run` names are silenced for the run's duration."""
+    with quiet_run():
+        return _prepare_and_fit(cfg, callbacks)
+
+
+def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
     check_files(cfg)  # every file the run reads, before anything is built or written
     ckpt_path = resolve_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
