@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import tiny_run
+from helpers import tiny_run
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 

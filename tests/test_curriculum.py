@@ -4,7 +4,7 @@ run that continues at its step, in its phase, with the batches an uninterrupted 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_run
+from helpers import tiny_run
 from lightning.pytorch.callbacks import Callback
 
 from score_lit.training.checkpoint import load_policy

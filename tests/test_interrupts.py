@@ -9,7 +9,7 @@ import signal
 import pytest
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
-from test_smoke_fit import tiny_overrides
+from helpers import tiny_overrides
 
 from score_lit.config import load_config
 from score_lit.training.interrupts import SigintLatch

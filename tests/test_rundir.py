@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_smoke_fit import tiny_overrides
+from helpers import tiny_overrides
 
 from score_lit.config import ConfigError, load_config
 from score_lit.training.rundir import lock_path

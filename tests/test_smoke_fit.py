@@ -6,7 +6,7 @@ its documented name plus the whole config as params.
 """
 
 import torch
-from conftest import tiny_run
+from helpers import tiny_overrides
 from mlflow.tracking import MlflowClient
 
 from score_lit.training.checkpoint import load_policy, save_policy
@@ -21,9 +21,6 @@ TRAIN_METRICS = [
 ]  # fmt: skip
 VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10", "val/dce_bound_ok"]
 
-
-def tiny_overrides(tmp_path, steps=4):
-    return tiny_run(tmp_path, steps=steps, data={"val_samples": 4, "train_samples": 40})
 
 def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     base = load_config([], tiny_overrides(tmp_path))
