@@ -1,6 +1,6 @@
 """What every dataset reader shares: the sample that travels, how a problem is reported, frame fitting.
 
-Two kinds of bad input, handled at two moments (issue "bad input: a clear report, nothing lost"):
+Two kinds of bad input, handled at two moments (the aim: a clear report, nothing good lost):
 
 * found while READING an annotation file (a malformed JSON line, a missing media file, an answer that
   is not among the options): the reader leaves the row out and returns a `Problem` for it;

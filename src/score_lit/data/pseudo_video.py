@@ -27,14 +27,24 @@ Choices where the paper says nothing:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from score_lit.data.common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, multiple_choice_qa, read_qa_file, row_id
+from score_lit.data.common import (
+    FITS,
+    Problem,
+    Sample,
+    SampleError,
+    fit_frames,
+    llava_qas,
+    multiple_choice_qa,
+    read_qa_file,
+    row_id,
+)
 
 CACHE_VERSION = "pseudo_video/1"  # bump when the frames a (seed, index) gives change
 _PLAIN_KEYS = ("id", "image", "question", "answer", "options")

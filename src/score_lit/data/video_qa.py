@@ -51,7 +51,16 @@ import numpy as np
 import torch
 
 from score_lit.data.common import (
-    FITS, Problem, Sample, SampleError, fit_frames, llava_qas, multiple_choice_qa, read_qa_file, row_id, text_field,
+    FITS,
+    Problem,
+    Sample,
+    SampleError,
+    fit_frames,
+    llava_qas,
+    multiple_choice_qa,
+    read_qa_file,
+    row_id,
+    text_field,
 )  # fmt: skip
 
 _LLAVA_KEYS = ("id", "video", "conversations", "start", "end")

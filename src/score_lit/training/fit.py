@@ -22,18 +22,26 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
 from score_lit.config import Config, ConfigError, check_files, flatten, to_dict
 from score_lit.data.datamodule import DataMonitor, build_datamodule
-from score_lit.data.order import check_plan
 from score_lit.data.feature_cache import FeatureCache, model_key
+from score_lit.data.order import check_plan
+from score_lit.evaluation.viz import plot_training_curves
+from score_lit.mllm import build_mllm, checkpoint_identity
+from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
 from score_lit.training.interrupts import SigintLatch
 from score_lit.training.module import ScoreModule
-from score_lit.mllm import build_mllm, checkpoint_identity
-from score_lit.training.resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
+from score_lit.training.resume import (
+    AtomicCheckpointIO,
+    TrackingIdentity,
+    checkpoint_meta,
+    ensure_store,
+    log_params_once,
+    previous_run_id,
+    resolve_resume,
+)
 from score_lit.training.rundir import claim_run_dir, move_aside, release_all
 from score_lit.training.strategies import build_strategy
-from score_lit.evaluation.viz import plot_training_curves
 
 
 @dataclass
