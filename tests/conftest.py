@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 from helpers import INTEGRATION
 
+from score_lit.training.quiet import QUIET_WARNINGS
+
+
+def pytest_configure(config):
+    """The warnings a training run silences (score_lit.training.quiet) are silenced in tests that build a bare
+    Trainer too (`fit` silences them itself)."""
+    for pattern in QUIET_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{pattern}")
+
 
 def pytest_collection_modifyitems(config, items):
     """Every lmms / slurm / distributed / resume test is also `integration`: `make test` (-m "not integration")
