@@ -115,8 +115,9 @@ def text_field(obj: dict, key: str) -> str:
 
 
 def parse_options(obj: dict) -> tuple[list[str], object]:
-    """(options, answer as given, a key of a dict mapped to its option's text) of a multiple-choice row; ([], answer)
-    without an "options" field (open-ended QA). Both readers (image QA, video QA) parse their rows with this.
+    """(options, answer) of a multiple-choice row: the answer as given, or the option's text when it names a key of
+    a dict of options; ([], answer) without an "options" field (open-ended QA). Both readers (image QA, video QA)
+    parse their rows with this.
 
     What a user writing such a file would expect, where the readers used to differ:
     * a dict of options is keyed by letters: the keys must be A, B, C, ... (any case, in any order in the file),

@@ -61,7 +61,7 @@ from score_lit.data.common import (
     read_qa_file,
     row_id,
     text_field,
-)  # fmt: skip
+)
 
 _LLAVA_KEYS = ("id", "video", "conversations", "start", "end")
 _MC_KEYS = ("id", "video", "question", "options", "answer", "start", "end")
