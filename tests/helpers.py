@@ -1,5 +1,6 @@
 """Builders the test modules share (pytest puts this folder on sys.path: `from helpers import ...`): tiny training
-runs, video batches and masks for the adapter tests, the lmms-eval environment. conftest.py keeps only pytest hooks."""
+runs, video batches and masks for the adapter tests, the lmms-eval environment. conftest.py keeps only pytest hooks
+and imports this module, so torch is imported inside the builders that need it, not here."""
 
 from __future__ import annotations
 
@@ -7,9 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
-
-from score_lit.types import VideoBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 LMMS_VENV = ROOT / ".venv-lmms"
@@ -50,6 +48,10 @@ QWEN_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
 
 def make_batch(b=2, f=8, size=32, seed=0, seconds_per_frame=None):
     """A VideoBatch of b random videos (f frames of size x size) with two questions of different lengths."""
+    import torch
+
+    from score_lit.types import VideoBatch
+
     g = torch.Generator().manual_seed(seed)
     questions = [
         "What color is the ball ?",
@@ -70,6 +72,8 @@ def make_batch(b=2, f=8, size=32, seed=0, seconds_per_frame=None):
 
 def make_masks(b, k, v, seed=0):
     """Different keep counts per row: all, ~half, a few, none (cycled)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     masks = torch.rand(b, k, v, generator=g) < 0.5
     masks[:, 0] = True
@@ -82,6 +86,8 @@ def make_masks(b, k, v, seed=0):
 
 def select(batch, i):
     """Sample i of `batch` as a batch of one."""
+    from score_lit.types import VideoBatch
+
     return VideoBatch(
         ids=batch.ids[i : i + 1],
         frames=batch.frames[i : i + 1],
@@ -124,6 +130,8 @@ FAMILY_ARGS = {
 
 def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
     """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
+    import torch
+
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm import build_mllm
     from score_lit.mllm.tiny import save_tiny
