@@ -98,23 +98,24 @@ def test_move_aside_renames_to_a_free_old_name_and_deletes_nothing(tmp_path):
 def test_a_training_claims_checks_its_trainer_then_moves_the_old_run_aside(tmp_path):
     """End to end: overwrite=true moves the old run aside only once the Trainer has accepted its arguments (a start
     that fails there moves, writes and opens nothing), then trains into a fresh folder."""
-    args = tiny_overrides(tmp_path, steps=1) + ["name=r"]
-    first = fit(load_config([], args))
-    run_dir = first.run_dir
+    run_dir = tmp_path / "runs" / "r"
+    (run_dir / "checkpoints").mkdir(parents=True)  # an earlier run's folder (what a claim looks at: its entries)
+    for name in ("config.json", "policy.pt", "tracking.json"):
+        (run_dir / name).write_text(f"the old {name}")
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    assert {"config.json", "policy.pt", "tracking.json"} <= set(before)
+    args = tiny_overrides(tmp_path, steps=1) + ["name=r", "overwrite=true"]
 
     with pytest.raises(ConfigError, match=r"the Trainer refuses these trainer.\* settings"):  # no GPU here
-        fit(load_config([], args + ["overwrite=true", "trainer.accelerator=cuda"]))
+        fit(load_config([], args + ["trainer.accelerator=cuda"]))
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
-    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith("r.old-")]  # nothing moved yet
-    assert len(_runs(tmp_path)) == 1  # no MLflow run was opened by the refused start
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith("r.old-")]  # nothing moved
+    assert not (tmp_path / "mlflow.db").exists()  # and no MLflow store opened
 
-    second = fit(load_config([], args + ["overwrite=true"]))
-    aside = [p for p in run_dir.parent.iterdir() if p.name.startswith("r.old-")]
-    assert len(aside) == 1 and (aside[0] / "policy.pt").read_bytes() == before["policy.pt"]  # moved, not deleted
-    assert second.run_dir == run_dir and (run_dir / "policy.pt").is_file() and second.run_id != first.run_id
-    assert len(_runs(tmp_path)) == 2
+    res = fit(load_config([], args))
+    (aside,) = [p for p in run_dir.parent.iterdir() if p.name.startswith("r.old-")]
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file()} == before  # moved, not deleted
+    assert res.run_dir == run_dir and (run_dir / "policy.pt").read_bytes() != before["policy.pt"]
+    assert [r.info.run_id for r in _runs(tmp_path)] == [res.run_id]
 
 
 def test_overwrite_and_resume_together_are_refused():
