@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms lint format bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,14 @@ test-slurm: $(STAMP) slurm-binaries ## start a one-node SLURM cluster on localho
 
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
 	$(PY) -m pytest -q -m distributed $(ARGS)
+
+lint: $(STAMP) ## ruff check + ruff format --check over src tests tools (what tests/test_lint.py checks)
+	$(VENV)/bin/ruff check src tests tools
+	$(VENV)/bin/ruff format --check src tests tools
+
+format: $(STAMP) ## rewrite src tests tools in the project's style: ruff check --fix, then ruff format
+	$(VENV)/bin/ruff check --fix src tests tools
+	$(VENV)/bin/ruff format src tests tools
 
 $(LMMS_STAMP): pyproject.toml $(LMMS_LOCK) tools/lmms/setup_venv.sh
 	bash tools/lmms/setup_venv.sh $(LMMS_VENV) $(LMMS_LOCK)

@@ -3,7 +3,7 @@ property over every registered family (LLaVA-OneVision in both position-id modes
 against each stock model are in tests/test_qwen_adapter.py and tests/test_llava_adapter.py."""
 
 import pytest
-from test_qwen_adapter import make_batch, make_masks, select
+from helpers import make_batch, make_masks, select
 
 from score_lit.config import MLLMConfig
 from score_lit.mllm import REGISTRY, build_mllm

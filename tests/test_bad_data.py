@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import tiny_run
+from helpers import tiny_run
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
@@ -18,7 +18,7 @@ from score_lit.training.fit import fit
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    """6 good toy videos (real mp4 files) plus one row for each fault the issue lists."""
+    """6 good toy videos (real mp4 files) plus one row for each fault of EXPECTED and one malformed line."""
     d = tmp_path_factory.mktemp("planted")
     src = export_split(d / "bench", split="val", n=6, families=["flash"], frames=16, size=64)
     good = [json.loads(line) for line in src.read_text().splitlines()]

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, PolicyConfig
 from score_lit.rl.policy import build_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 
 IDENT = {"family": "qwen2_5_vl", "hidden_size": 16, "path": "tiny-random"}
 
@@ -134,16 +134,16 @@ def test_a_bad_policy_folder_is_one_line(tmp_path):
 
 
 def test_a_policy_pt_written_before_the_policy_registry_grew_loads_and_selects_as_then():
-    """tests/data/policy_before_issue14.pt was written by the code of commit 6473995~1 (before samplers, query_mlp and
-    temporal_mlp), with its logits on fixed tokens in the .json beside it (tools/policy_fixture_before_issue14.py says
+    """The policy.pt in tests/data was written by the code of commit 6473995~1 (before samplers, query_mlp and
+    temporal_mlp), with its logits on fixed tokens in the .json beside it (the tools/policy_fixture_*.py script says
     how); today's load_policy and ScoreCompressor give the same logits and top-k."""
     import json
     from pathlib import Path
 
-    from score_lit.training.checkpoint import load_policy
     from score_lit.compressors.score import ScoreCompressor
     from score_lit.rl.policy import MLPPolicy, topk_mask
     from score_lit.rl.state import surprise_state
+    from score_lit.training.checkpoint import load_policy
     from score_lit.types import VisualTokens
 
     data = Path(__file__).parent / "data"

@@ -4,13 +4,13 @@ run that continues at its step, in its phase, with the batches an uninterrupted 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_run
+from helpers import tiny_run
 from lightning.pytorch.callbacks import Callback
 
-from score_lit.training.checkpoint import load_policy
 from score_lit.config import load_config
 from score_lit.data.common import DataError
-from score_lit.data.order import CurriculumSampler, PhaseSpan, plan_differences
+from score_lit.data.order import CurriculumSampler, PhaseSpan, check_plan, plan_differences
+from score_lit.training.checkpoint import load_policy
 from score_lit.training.fit import fit
 
 SPANS = [PhaseSpan("stage1", 3, 2, 5), PhaseSpan("stage2", 2, 1, 3)]
@@ -66,6 +66,8 @@ def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
 
     first, second = Recorder(), Recorder()
     fit(load_config([], tiny(tmp_path, 3, 1, "stopped")), callbacks=[first])  # stops at step 4, inside stage 2
+    with pytest.raises(DataError, match=r"another curriculum plan than this config's: stage1.steps \(3 -> 2\)\. Resume"):
+        fit(load_config([], tiny(tmp_path, 2, 3, "stopped") + ["resume=auto"]))  # check_plan guards the resume
     b = fit(load_config([], tiny(tmp_path, 3, 3, "stopped") + ["resume=auto"]), callbacks=[second])
     assert sorted(second.ids) == [4, 5]  # only the missing steps, in stage 2
     assert {**first.ids, **second.ids} == straight.ids  # the same batches at every step
@@ -75,10 +77,21 @@ def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
         torch.testing.assert_close(wb.state_dict()[k], v, rtol=0, atol=1e-6)
 
 
-def test_resuming_with_another_plan_is_refused(tmp_path):
-    fit(load_config([], tiny(tmp_path, 2, 1, "plan")))
-    with pytest.raises(DataError, match=r"another curriculum plan than this config's: stage1.steps \(2 -> 1\)\. Resume"):
-        fit(load_config([], tiny(tmp_path, 1, 3, "plan") + ["resume=auto"]))
+def test_resuming_with_another_plan_is_refused():
+    """A plan: [[phase, steps, batch_size, dataset size] per phase, seed, world size] (CurriculumSampler.signature)."""
+    old = [["stage1", 2, 2, 6], ["stage2", 1, 2, 6], 0, 1]
+    check_plan(old, old)
+    check_plan(old, [["stage1", 2, 2, 6], ["stage2", 3, 2, 6], 0, 1])  # the last phase trains longer: a resume
+    with pytest.raises(DataError) as e:
+        check_plan(old, [["stage1", 1, 2, 6], ["stage2", 3, 2, 6], 0, 1])
+    assert str(e.value) == (
+        "the checkpoint was trained on another curriculum plan than this config's: stage1.steps (2 -> 1). Resume with "
+        "the config it was trained with (only the last phase's steps may grow), or start a new run name"
+    )
+    with pytest.raises(DataError, match=r"stage2.steps \(5 -> 3\); seed \(0 -> 1\)\. Resume"):
+        check_plan([["stage1", 2, 2, 6], ["stage2", 5, 2, 6], 0, 1], [["stage1", 2, 2, 6], ["stage2", 3, 2, 6], 1, 1])
+    with pytest.raises(DataError, match=r"plan \(\[\] -> "):  # a checkpoint without a plan
+        check_plan([], old)
 
 
 def test_plan_differences_name_the_keys():

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from score_lit.config import DataConfig, load_config
-from score_lit.data.datamodule import CurriculumDataModule
-from score_lit.toy import assets
 from score_lit.data.common import collate
+from score_lit.data.datamodule import CurriculumDataModule
 from score_lit.data.phases import SyntheticVideoQA
+from score_lit.toy import assets
 from score_lit.toy.synthetic import DIGIT_PX, FAMILIES, distracted, flash, run_lengths, stitched
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run
+from helpers import tiny_run
 
 from score_lit.training.checkpoint import load_policy
 

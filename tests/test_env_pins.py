@@ -1,9 +1,9 @@
 """environment.yml's pip section pins exactly what pyproject.toml pins (dependencies + dev extra)."""
 
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

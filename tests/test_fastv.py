@@ -10,7 +10,8 @@
 
 import pytest
 import torch
-from test_qwen_adapter import FAMILIES, make_batch, make_masks
+from helpers import QWEN_FAMILIES as FAMILIES
+from helpers import make_batch, make_masks
 
 from score_lit.compressors import build_compressor
 from score_lit.compressors.fastv import FastV

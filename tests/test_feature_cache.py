@@ -2,7 +2,7 @@
 time and never writes it, and a changed input (file contents, sampling, model) misses the cache."""
 
 import torch
-from conftest import tiny_run
+from helpers import tiny_run
 from mlflow.tracking import MlflowClient
 
 from score_lit.data.feature_cache_fill import fill_cache

@@ -1,19 +1,21 @@
 """A Ctrl-C is never lost: one swallowed on its way up (Python prints "Exception ignored in ..." for a
 KeyboardInterrupt raised inside a weakref callback or __del__, and goes on) still ends a training at its next batch
 boundary, with the interrupted run's usual end (MLflow run KILLED, the resume hint). Seen in CI: a SIGINT that
-landed in SQLAlchemy's `_collection_gced` left a 100,000-step training running."""
+landed in SQLAlchemy's `_collection_gced` left a 100,000-step training running. The latch and sigint_held are
+tested as functions; one fit shows a training ends on a swallowed Ctrl-C (test_smoke_fit: the latch does not outlive
+a fit that ends)."""
 
 import gc
 import signal
 
 import pytest
+from helpers import tiny_overrides
 from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
-from test_smoke_fit import tiny_overrides
 
 from score_lit.config import load_config
-from score_lit.training.interrupts import SigintLatch
 from score_lit.training.fit import fit
+from score_lit.training.interrupts import SigintLatch, sigint_held
 
 
 @pytest.fixture(autouse=True)
@@ -79,16 +81,28 @@ def test_a_swallowed_ctrl_c_still_ends_the_training_killed_with_the_resume_hint(
     assert [r.info.status for r in runs] == ["KILLED"]
 
 
-class _FailAtStep(Callback):
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.global_step == 2:
-            raise RuntimeError("a bug at step 2")
-
-
-def test_the_latch_does_not_outlive_a_fit_that_ends_or_fails(tmp_path):
+def test_the_latch_is_removed_when_its_block_fails_and_a_new_install_forgets_an_old_ctrl_c():
     before = signal.getsignal(signal.SIGINT)
-    fit(load_config([], tiny_overrides(tmp_path, steps=3) + ["name=ends", "val.every_n_steps=100"]))
+    latch = SigintLatch()
+    with pytest.raises(RuntimeError, match="a bug"):
+        with latch:  # as `fit` holds it around trainer.fit
+            assert signal.getsignal(signal.SIGINT) == latch._handler
+            raise RuntimeError("a bug")
     assert signal.getsignal(signal.SIGINT) is before
-    with pytest.raises(RuntimeError, match="a bug at step 2"):
-        fit(load_config([], tiny_overrides(tmp_path, steps=5) + ["name=fails", "val.every_n_steps=100"]), callbacks=[_FailAtStep()])
-    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(KeyboardInterrupt):
+        with latch:
+            signal.raise_signal(signal.SIGINT)  # an ordinary Ctrl-C: raised at once, and remembered
+    assert latch.pending and signal.getsignal(signal.SIGINT) is before
+    with latch:  # installed again (a second fit in the same process): that old Ctrl-C is not raised again
+        latch.check()
+
+
+def test_a_ctrl_c_inside_sigint_held_comes_when_the_block_ends():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with sigint_held():
+            signal.raise_signal(signal.SIGINT)
+            done.append("the rest of the block ran")
+    assert done == ["the rest of the block ran"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with sigint_held():  # no Ctrl-C: nothing raised
+        pass

@@ -12,8 +12,8 @@ newline; (f) a saved tiny checkpoint loads through build_mllm; (g) video_attenti
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import make_batch, make_masks, select
 from reference import llava_reference_scores as reference_scores
-from test_qwen_adapter import make_batch, make_masks, select
 
 from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.compressors import apply_selection, build_compressor
@@ -208,7 +208,7 @@ def test_frames_must_be_uint8_video(adapter, batch):
 @pytest.mark.slow
 def test_short_fit_on_llava(tmp_path):
     # A 2-step Lightning fit with mllm.family=llava_onevision mllm.path=null: the policy (width 2 x 64) trains.
-    from test_smoke_fit import tiny_overrides
+    from helpers import tiny_overrides
 
     from score_lit.config import load_config
     from score_lit.training.fit import fit

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import lmms_env, need_lmms
+from helpers import lmms_env, need_lmms
 
 ROOT = Path(__file__).resolve().parents[1]
 LMMS_VENV = ROOT / ".venv-lmms"

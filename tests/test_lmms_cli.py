@@ -15,39 +15,13 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
-from conftest import LMMS_VENV, ROOT, lmms_env, need_lmms
+from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, tiny_random
 
 TOY, BENCH, POLICY = ROOT / "artifacts/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl", ROOT / "runs/stage2/policy.pt"
 RATIO = 0.1
-# Per family: its lmms-eval frame arguments (each stock wrapper names them its own way) and the dtype the stock
-# wrapper loads in (Qwen: bfloat16; llava_hf: dtype=auto, the checkpoint's float32), which score_lit eval then uses.
-FAMILY_ARGS = {
-    "qwen2_5_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
-    "llava_onevision": ("max_frames_num=16,frame_size=64", "float32"),
-    "qwen3_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
-    "qwen3_5": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704,enable_thinking=false", "bfloat16"),
-}
 CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_onevision", "tiny_random")]
-
-
-def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
-    """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
-    from score_lit.training.checkpoint import save_policy
-    from score_lit.config import MLLMConfig, PolicyConfig
-    from score_lit.mllm import build_mllm
-    from score_lit.mllm.tiny import save_tiny
-    from score_lit.rl.policy import build_policy
-
-    ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
-    identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
-    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(hidden=16), identity)
 
 
 @pytest.mark.lmms

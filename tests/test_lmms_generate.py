@@ -29,8 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LMMS_VENV, ROOT, lmms_env, need_lmms
-from test_lmms_cli import FAMILY_ARGS, tiny_random
+from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, tiny_random
 
 TOY, BENCH = ROOT / "models/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"  # the committed toy (make test-all copies nothing)
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"

@@ -14,10 +14,10 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCKS = {"venv": ROOT / "requirements/lock-venv.txt", "lmms": ROOT / "requirements/lock-lmms.txt"}

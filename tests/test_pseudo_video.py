@@ -192,8 +192,8 @@ def test_read_time_faults_leave_good_rows(tmp_path, images):
     assert [r.id for r in records] == list(NAMES)
     assert [(p.line, p.sample_id) for p in problems] == [
         (6, "x1"), (7, "x2"), (8, None), (9, "x4"), (10, "x5"), (11, "astronaut")]
-    expect = ["image file not found", "not among the options ['a', 'b']", "malformed JSON line", "missing field 'image'",
-              "missing field 'question'", "duplicate id (first at line 1)"]  # fmt: skip
+    expect = ["image file not found", "not among the options ['a', 'b']", "malformed JSON line", "missing required field 'image'",
+              "missing required field 'question'", "duplicate id (first at line 1)"]  # fmt: skip
     assert all(e in p.reason for e, p in zip(expect, problems)), [p.reason for p in problems]
     assert problems[0].path == str(tmp_path / "gone.png")
     assert all(load_image(r.image, SIZE).shape == (SIZE, SIZE, 3) for r in records)

@@ -15,8 +15,8 @@ Equivalences (max abs differences are printed with -s):
 
 import pytest
 import torch
+from helpers import make_batch, make_masks, select
 from reference import qwen3_reference_scores, qwen3_stock_ids
-from test_qwen_adapter import make_batch, make_masks, select
 
 from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig

@@ -21,7 +21,7 @@ FAMILIES = ["qwen3_vl", "qwen3_5"]
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_two_step_fit(family, tmp_path):
-    from test_smoke_fit import tiny_overrides
+    from helpers import tiny_overrides
 
     from score_lit.training.fit import fit
 

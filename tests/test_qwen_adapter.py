@@ -12,6 +12,8 @@ import sys
 
 import pytest
 import torch
+from helpers import QWEN_FAMILIES as FAMILIES
+from helpers import make_batch, make_masks
 from reference import qwen_reference_scores as reference_scores
 
 from score_lit.config import MLLMConfig
@@ -19,45 +21,6 @@ from score_lit.mllm import build_mllm
 from score_lit.mllm.base import VideoMLLM
 from score_lit.mllm.positions import sequence_positions
 from score_lit.mllm.tiny import save_tiny
-from score_lit.types import VideoBatch
-
-FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
-
-
-def make_batch(b=2, f=8, size=32, seed=0, seconds_per_frame=None):
-    g = torch.Generator().manual_seed(seed)
-    questions = ["What color is the ball ?", "How many people are in the video and what do they hold in the last frame ?"]
-    answers = ["red", "B. two"]
-    options = [["red", "green", "blue", "yellow"], ["A. one", "B. two", "C. three", "D. four"]]
-    return VideoBatch(
-        ids=[f"s{i}" for i in range(b)],
-        frames=torch.randint(0, 256, (b, f, 3, size, size), generator=g, dtype=torch.uint8),
-        questions=questions[:b],
-        answers=answers[:b],
-        options=options[:b],
-        answer_index=torch.tensor([0, 1][:b]),
-        seconds_per_frame=seconds_per_frame,
-    )
-
-
-def make_masks(b, k, v, seed=0):
-    """Different keep counts per row: all, ~half, a few, none (cycled)."""
-    g = torch.Generator().manual_seed(seed)
-    masks = torch.rand(b, k, v, generator=g) < 0.5
-    masks[:, 0] = True
-    if k > 2:
-        masks[:, 2] = torch.rand(b, v, generator=g) < 0.15
-    if k > 3:
-        masks[:, 3] = False
-    return masks
-
-
-def select(batch, i):
-    return VideoBatch(
-        ids=batch.ids[i : i + 1], frames=batch.frames[i : i + 1], questions=batch.questions[i : i + 1],
-        answers=batch.answers[i : i + 1], options=batch.options[i : i + 1], answer_index=batch.answer_index[i : i + 1],
-        seconds_per_frame=None if batch.seconds_per_frame is None else batch.seconds_per_frame[i : i + 1],
-    )
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_run
+from helpers import tiny_run
 from mlflow.tracking import MlflowClient
 
 from score_lit.training.checkpoint import load_policy

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run
+from helpers import tiny_run
 
 from score_lit.training import slurm
 from score_lit.config import load_config

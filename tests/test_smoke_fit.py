@@ -5,15 +5,17 @@ checkpoints hold no frozen weights, policy.pt loads on its own, and MLflow has e
 its documented name plus the whole config as params.
 """
 
+import signal
+
 import torch
-from conftest import tiny_run
+from helpers import tiny_overrides
 from mlflow.tracking import MlflowClient
 
-from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import load_config
-from score_lit.training.module import ScoreModule
 from score_lit.mllm import build_mllm
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.training.fit import fit
+from score_lit.training.module import ScoreModule
 
 TRAIN_METRICS = [
     "reward/fidelity", "reward/sparsity", "dce/mean", "keep_ratio/mean", "advantage/std", "policy/entropy",
@@ -21,9 +23,6 @@ TRAIN_METRICS = [
 ]  # fmt: skip
 VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10", "val/dce_bound_ok"]
 
-
-def tiny_overrides(tmp_path, steps=4):
-    return tiny_run(tmp_path, steps=steps, data={"val_samples": 4, "train_samples": 40})
 
 def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
     base = load_config([], tiny_overrides(tmp_path))
@@ -87,7 +86,12 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
 
 
 def test_resume_auto_continues_from_last_checkpoint(tmp_path):
-    first = fit(load_config([], tiny_overrides(tmp_path, steps=2)))
+    prev = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (the suite may run under `&`)
+    try:
+        first = fit(load_config([], tiny_overrides(tmp_path, steps=2)))
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit's Ctrl-C latch did not outlive it
+    finally:
+        signal.signal(signal.SIGINT, prev)
     ckpt = torch.load(first.checkpoint_dir / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 2
     resumed = fit(load_config([], tiny_overrides(tmp_path, steps=4) + ["resume=auto"]))

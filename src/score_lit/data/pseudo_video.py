@@ -5,7 +5,8 @@ annotation file, each held still for a run of identical frames, with hard cuts b
 run is redundant, a cut is news": the same lesson as the synthetic `stitched` family, on real pictures.
 
 Reading (`read_image_qa`) accepts two row formats, detected per row of a JSONL file or JSON list:
-plain image QA {"image", "question", "answer", "options"? (list, or dict letter -> text), "id"?} and
+plain image QA {"image", "question", "answer", "options"? (list, or dict letter -> text), "id"?}, options and
+answer parsed as the video-QA reader parses them (common.parse_options says what is accepted), and
 LLaVA conversations {"id", "image", "conversations"} (each human/gpt pair is one record; options are
 taken from 'A. x' lines of the question when the answer resolves to one of them, else open-ended).
 Bad rows become `Problem`s and are left out; `check_image_qa` also decodes every image (data-check).
@@ -26,14 +27,24 @@ Choices where the paper says nothing:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps
 
-from score_lit.data.common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
+from score_lit.data.common import (
+    FITS,
+    Problem,
+    Sample,
+    SampleError,
+    fit_frames,
+    llava_qas,
+    multiple_choice_qa,
+    read_qa_file,
+    row_id,
+)
 
 CACHE_VERSION = "pseudo_video/1"  # bump when the frames a (seed, index) gives change
 _PLAIN_KEYS = ("id", "image", "question", "answer", "options")
@@ -55,37 +66,13 @@ class ImageQARecord:
 # Reading an annotation file
 
 
-def _text(obj: dict, key: str) -> str:
-    if obj.get(key) is None:
-        raise ValueError(f"missing field '{key}'")
-    text = str(obj[key]).strip()
-    if not text:
-        raise ValueError(f"empty field '{key}'")
-    return text
-
-
-def _options(obj: dict) -> tuple[list[str], object]:
-    """(options, answer as given); a dict of options is ordered by key and an answer naming a key maps to its text."""
-    opts, answer = obj.get("options"), obj["answer"]
-    if opts is None:
-        return [], answer
-    if isinstance(opts, dict):
-        keys = sorted(opts, key=str)
-        if isinstance(answer, str) and answer.strip() in opts:
-            answer = opts[answer.strip()]
-        opts = [opts[k] for k in keys]
-    if not isinstance(opts, list) or not all(isinstance(o, (str, int, float)) for o in opts):
-        raise ValueError("'options' must be a list of texts or a dict letter -> text")
-    return [str(o).strip() for o in opts], answer
-
-
 def _image_path(obj: dict, root: str) -> str:
     image = obj.get("image")
     if isinstance(image, list) and len(image) == 1:
         image = image[0]
     if image is None or image == "" or image == []:
         text_only = "conversations" in obj
-        raise ValueError("has no image (a text-only row cannot make a pseudo-video)" if text_only else "missing field 'image'")
+        raise ValueError("has no image (a text-only row cannot make a pseudo-video)" if text_only else "missing required field 'image'")
     if not isinstance(image, str):
         raise ValueError(f"'image' must be one path; got {image!r}")
     return os.path.abspath(os.path.join(root, image))
@@ -98,9 +85,7 @@ def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, li
     if llava:
         qas = llava_qas(obj["conversations"])
     else:
-        question, _ = _text(obj, "question"), _text(obj, "answer")
-        opts, answer = _options(obj)
-        qas = [(question, resolve_answer(answer, opts) if opts else str(answer).strip(), opts)]
+        qas = [multiple_choice_qa(obj)]
     meta = {k: v for k, v in obj.items() if k not in (_LLAVA_KEYS if llava else _PLAIN_KEYS)}
     return row_id(obj, path, line), image, qas, None, {**meta, "source": path}
 

@@ -7,8 +7,8 @@ Reading (`read_video_qa`) accepts two row formats, detected per row of a JSONL f
   the pair is open-ended (options [], the gpt text as answer). The question keeps its option lines.
 * multiple-choice rows {"video", "question", "answer", "options"? (list of texts, or dict letter -> text),
   "id"? (default "<file stem>:<line>"), "start"? / "end"? (seconds)}; the answer may be the option
-  text, its letter or its 0-based index. Without "options" the row is open-ended. The toy split that
-  score_lit.toy.export writes is such a file.
+  text, its letter or its 0-based index (common.parse_options: the image-QA reader's rules too). Without
+  "options" the row is open-ended. The toy split that score_lit.toy.export writes is such a file.
 Every other field goes to `meta` (family, data_source, evidence, fps, ...) with {"source": file}.
 Bad rows become `Problem`s and are left out; `check_video_qa` also decodes every video (data-check).
 
@@ -50,7 +50,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from score_lit.data.common import FITS, Problem, Sample, SampleError, fit_frames, llava_qas, read_qa_file, resolve_answer, row_id
+from score_lit.data.common import (
+    FITS,
+    Problem,
+    Sample,
+    SampleError,
+    fit_frames,
+    llava_qas,
+    multiple_choice_qa,
+    read_qa_file,
+    row_id,
+    text_field,
+)
 
 _LLAVA_KEYS = ("id", "video", "conversations", "start", "end")
 _MC_KEYS = ("id", "video", "question", "options", "answer", "start", "end")
@@ -73,37 +84,6 @@ class VideoQARecord:
 # Reading an annotation file
 
 
-def _text(obj: dict, key: str) -> str:
-    if obj.get(key) is None:
-        raise ValueError(f"missing required field '{key}'")
-    if not isinstance(obj[key], (str, int, float)) or isinstance(obj[key], bool):
-        raise ValueError(f"'{key}' must be a text; got {type(obj[key]).__name__}")
-    text = str(obj[key]).strip()
-    if not text:
-        raise ValueError(f"empty field '{key}'")
-    return text
-
-
-def _options(obj: dict) -> tuple[list[str], object]:
-    """(options, answer as given). A dict is ordered by its letter keys; an answer naming a key is that letter."""
-    opts, answer = obj.get("options"), obj["answer"]
-    if opts is None:
-        return [], answer
-    if isinstance(opts, dict):
-        keys = sorted(opts, key=lambda k: str(k).upper())
-        if [str(k).strip().upper() for k in keys] != [chr(ord("A") + i) for i in range(len(keys))]:
-            raise ValueError(f"'options' as a dict needs the keys A, B, C, ...; got {list(opts)}")
-        opts = [opts[k] for k in keys]
-    if not isinstance(opts, list):
-        raise ValueError(f"'options' must be a list of texts or a dict letter -> text; got {type(opts).__name__}")
-    if not opts:
-        raise ValueError("'options' is empty (leave the field out for open-ended QA)")
-    bad = [f"{i}: {type(o).__name__}" for i, o in enumerate(opts) if not isinstance(o, str) or not o.strip()]
-    if bad:
-        raise ValueError(f"'options' must all be non-empty texts; not so at {', '.join(bad)}")
-    return [o.strip() for o in opts], answer
-
-
 def _seconds(obj: dict, key: str) -> float | None:
     v = obj.get(key)
     if v is None:
@@ -116,13 +96,11 @@ def _seconds(obj: dict, key: str) -> float | None:
 def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], tuple, dict]:
     """One row -> (row id, video path, [(question, answer, options)], (start, end), meta). Raises ValueError."""
     llava = "conversations" in obj
-    video = _text(obj, "video")
+    video = text_field(obj, "video")
     if llava:
         qas = llava_qas(obj["conversations"])
     else:
-        question, answer_text = _text(obj, "question"), _text(obj, "answer")
-        opts, answer = _options(obj)
-        qas = [(question, resolve_answer(answer, opts) if opts else answer_text, opts)]
+        qas = [multiple_choice_qa(obj)]
     start, end = _seconds(obj, "start"), _seconds(obj, "end")
     if start is not None and end is not None and start >= end:
         raise ValueError(f"start {start:g} s >= end {end:g} s: the clip window is empty")

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from score_lit.config import ConfigError, PolicyConfig
-from score_lit.training.interrupts import sigint_held
 from score_lit.rl.policy import build_policy
+from score_lit.training.interrupts import sigint_held
 
 FORMAT = "score_lit.policy/v1"
 

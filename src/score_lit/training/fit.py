@@ -7,10 +7,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,18 +19,27 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
 from score_lit.config import Config, ConfigError, check_files, flatten, to_dict
 from score_lit.data.datamodule import DataMonitor, build_datamodule
-from score_lit.data.order import check_plan
 from score_lit.data.feature_cache import FeatureCache, model_key
+from score_lit.data.order import check_plan
+from score_lit.evaluation.viz import plot_training_curves
+from score_lit.mllm import build_mllm, checkpoint_identity
+from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
 from score_lit.training.interrupts import SigintLatch
 from score_lit.training.module import ScoreModule
-from score_lit.mllm import build_mllm, checkpoint_identity
-from score_lit.training.resume import AtomicCheckpointIO, TrackingIdentity, checkpoint_meta, ensure_store, log_params_once, previous_run_id, resolve_resume
+from score_lit.training.quiet import quiet_run
+from score_lit.training.resume import (
+    AtomicCheckpointIO,
+    TrackingIdentity,
+    checkpoint_meta,
+    ensure_store,
+    log_params_once,
+    previous_run_id,
+    resolve_resume,
+)
 from score_lit.training.rundir import claim_run_dir, move_aside, release_all
 from score_lit.training.strategies import build_strategy
-from score_lit.evaluation.viz import plot_training_curves
 
 
 @dataclass
@@ -111,35 +118,14 @@ def _rank_world(cfg: Config) -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), cfg.trainer.devices * cfg.trainer.num_nodes
 
 
-# Intentional here: the frozen MLLM stays in eval mode, and manual optimization checkpoints post-step.
-warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-warnings.filterwarnings("ignore", message=r".*ModelCheckpoint with manual optimization")
-# Not the user's business: the hint to prepend srun (a SLURM install on a workstation is not a SLURM job), and
-# that resuming writes into a checkpoint folder that holds the run's own earlier checkpoints.
-warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")  # Lightning vs torch 2.10
-
-
-class _DropLines(logging.Filter):
-    """Drops log records whose message starts with one of `starts` (advertisements, not information)."""
-
-    def __init__(self, *starts: str):
-        super().__init__()
-        self.starts = starts
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.starts)
-
-
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_DropLines("💡 Tip: For seamless cloud logging"))
-logging.getLogger("lightning.pytorch.loggers.mlflow").addFilter(_DropLines("Experiment with name"))
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
-
-
 def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
-    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder)."""
+    """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder). The
+    warnings and log lines `quiet_run` names are silenced for the run's duration."""
+    with quiet_run():
+        return _prepare_and_fit(cfg, callbacks)
+
+
+def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
     check_files(cfg)  # every file the run reads, before anything is built or written
     ckpt_path = resolve_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

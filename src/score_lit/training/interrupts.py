@@ -52,7 +52,7 @@ class SigintLatch:
         self.pending = True
         raise KeyboardInterrupt
 
-    def install(self) -> "SigintLatch":
+    def install(self) -> SigintLatch:
         self.pending = False
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
             self._prev = signal.signal(signal.SIGINT, self._handler)
@@ -67,7 +67,7 @@ class SigintLatch:
         if self.pending:
             raise KeyboardInterrupt
 
-    def __enter__(self) -> "SigintLatch":
+    def __enter__(self) -> SigintLatch:
         return self.install()
 
     def __exit__(self, *exc) -> None:

@@ -1,0 +1,146 @@
+"""Builders the test modules share (pytest puts this folder on sys.path: `from helpers import ...`): tiny training
+runs, video batches and masks for the adapter tests, the lmms-eval environment. conftest.py keeps only pytest hooks
+and imports this module, so torch is imported inside the builders that need it, not here."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LMMS_VENV = ROOT / ".venv-lmms"
+INTEGRATION = ("lmms", "slurm", "distributed", "resume")  # markers whose tests are all integration tests too
+
+
+# ------------------------------------------------------------------------------------------------ training runs
+
+
+def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | int = 4, *, data: dict | None = None,
+             group: int = 4, hidden: int = 16, val_every: int = 2, extra: tuple | list = ()) -> list[str]:  # fmt: skip
+    """key=value overrides of a tiny CPU training run that writes only under tmp_path (runs/, a sqlite MLflow store).
+
+    steps: {phase: steps} (an int = stage1 only, the default phase list); every listed phase gets the tiny data
+    settings (4 frames of 32 px, batches of 2) updated by `data`; group = rl.group_size, hidden = policy.hidden,
+    val_every = val.every_n_steps; `extra` overrides go last."""
+    steps = {"stage1": steps} if isinstance(steps, int) else steps
+    data = {"frames": 4, "size": 32, "batch_size": 2, **(data or {})}
+    over = [f"name={name}"] if name else []
+    over += [f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]
+    if list(steps) != ["stage1"]:
+        over.append(f"phases=[{','.join(steps)}]")
+    over += [f"{p}.steps={n}" for p, n in steps.items()]
+    over += [f"rl.group_size={group}", f"policy.hidden={hidden}", f"val.every_n_steps={val_every}"]
+    over += [f"{p}.data.{k}={v}" for p in steps for k, v in data.items()]
+    return over + list(extra)
+
+
+def tiny_overrides(tmp_path, steps=4):
+    """tiny_run of `steps` stage-1 steps on 40 training and 4 validation samples."""
+    return tiny_run(tmp_path, steps=steps, data={"val_samples": 4, "train_samples": 40})
+
+
+# ------------------------------------------------------------------------------------------------ adapter batches
+
+QWEN_FAMILIES = ["qwen2_5_vl", "qwen2_vl"]
+
+
+def make_batch(b=2, f=8, size=32, seed=0, seconds_per_frame=None):
+    """A VideoBatch of b random videos (f frames of size x size) with two questions of different lengths."""
+    import torch
+
+    from score_lit.types import VideoBatch
+
+    g = torch.Generator().manual_seed(seed)
+    questions = [
+        "What color is the ball ?",
+        "How many people are in the video and what do they hold in the last frame ?",
+    ]
+    answers = ["red", "B. two"]
+    options = [["red", "green", "blue", "yellow"], ["A. one", "B. two", "C. three", "D. four"]]
+    return VideoBatch(
+        ids=[f"s{i}" for i in range(b)],
+        frames=torch.randint(0, 256, (b, f, 3, size, size), generator=g, dtype=torch.uint8),
+        questions=questions[:b],
+        answers=answers[:b],
+        options=options[:b],
+        answer_index=torch.tensor([0, 1][:b]),
+        seconds_per_frame=seconds_per_frame,
+    )
+
+
+def make_masks(b, k, v, seed=0):
+    """Different keep counts per row: all, ~half, a few, none (cycled)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand(b, k, v, generator=g) < 0.5
+    masks[:, 0] = True
+    if k > 2:
+        masks[:, 2] = torch.rand(b, v, generator=g) < 0.15
+    if k > 3:
+        masks[:, 3] = False
+    return masks
+
+
+def select(batch, i):
+    """Sample i of `batch` as a batch of one."""
+    from score_lit.types import VideoBatch
+
+    return VideoBatch(
+        ids=batch.ids[i : i + 1],
+        frames=batch.frames[i : i + 1],
+        questions=batch.questions[i : i + 1],
+        answers=batch.answers[i : i + 1],
+        options=batch.options[i : i + 1],
+        answer_index=batch.answer_index[i : i + 1],
+        seconds_per_frame=None if batch.seconds_per_frame is None else batch.seconds_per_frame[i : i + 1],
+    )
+
+
+# ------------------------------------------------------------------------------------------------ lmms-eval
+
+
+def need_lmms(*paths: Path) -> None:
+    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test-all` sets it after building
+    both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
+    missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
+    if missing:
+        msg = f"missing {missing}: `make test-all` / `make test-lmms` build .venv-lmms and the toy bench"
+        pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
+
+
+def lmms_env(tmp_path: Path) -> dict:
+    """The environment of an lmms-eval CLI run: offline hubs, its datasets cache under tmp_path, no plugin variable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LMMS_EVAL_PLUGINS", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf-datasets"))
+    return env
+
+
+# Per family: its lmms-eval frame arguments (each stock wrapper names them its own way) and the dtype the stock
+# wrapper loads in (Qwen: bfloat16; llava_hf: dtype=auto, the checkpoint's float32), which score_lit eval then uses.
+FAMILY_ARGS = {
+    "qwen2_5_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
+    "llava_onevision": ("max_frames_num=16,frame_size=64", "float32"),
+    "qwen3_vl": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704", "bfloat16"),
+    "qwen3_5": ("max_num_frames=16,frame_size=64,min_pixels=256,max_pixels=200704,enable_thinking=false", "bfloat16"),
+}
+
+
+def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
+    """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
+    import torch
+
+    from score_lit.config import MLLMConfig, PolicyConfig
+    from score_lit.mllm import build_mllm
+    from score_lit.mllm.tiny import save_tiny
+    from score_lit.rl.policy import build_policy
+    from score_lit.training.checkpoint import save_policy
+
+    ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
+    identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
+    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(hidden=16), identity)
