@@ -72,7 +72,8 @@ from torch import Tensor
 
 from score_lit.config import MLLMConfig
 from score_lit.mllm.attention import attention_map, rotate
-from score_lit.mllm.sequence import Layout, PromptBatch, answer_scores, build_layout, compact, first_answer_index, pad_ids, prompt_positions, row_positions
+from score_lit.mllm.sequence import (Layout, PromptBatch, answer_scores, build_layout, compact, first_answer_index, pad_ids, row_positions,
+                                     sequence_positions)
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -160,6 +161,14 @@ class PromptBuilder:
             else:
                 out.append(self.ids([cont])[0])
         return out
+
+    def generation(self, questions: list[str], seconds_per_frame: list[float] | None = None) -> PromptBatch:
+        """The prompts up to the answer, no answer and no options (lmms-eval's generate path): what a compressor reads
+        (question ids, the prompt's layout for FastV); not for `score`."""
+        pres, posts = zip(*(self.prompt_ids(q) for q in questions))
+        spf = [self.seconds_per_frame] * len(questions) if seconds_per_frame is None else [float(x) for x in seconds_per_frame]
+        option_ids = torch.full((len(questions), 0), -1, dtype=torch.long)
+        return PromptBatch(list(pres), list(posts), [len(p) for p in posts], [0] * len(posts), option_ids, self.ids(list(questions)), spf)
 
     def __call__(self, batch: VideoBatch) -> PromptBatch:
         pres, posts, starts, lens, options = [], [], [], [], []

@@ -88,8 +88,7 @@ class QueryPolicy(nn.Module):
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         if question is None:
             raise ValueError("policy 'query_mlp' is conditioned on the question: pass question=mllm.question_embedding(prompts) "
-                             "(score_lit train and eval do; a caller without the prompt, e.g. lmms-eval's generation hooks, "
-                             "needs a question-blind policy such as 'mlp')")  # fmt: skip
+                             "(score_lit train, eval and the lmms-eval classes do)")  # fmt: skip
         b = state.shape[0]
         gamma, beta = self.film(self.q_norm(question.to(state.dtype))).chunk(2, dim=-1)  # [B, h] each
         h = self.first(state).reshape(b, -1, self.hidden)  # [B, T*N, h]

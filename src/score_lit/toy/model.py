@@ -20,7 +20,7 @@ Recipe (two stages, one deterministic data stream):
 
 Same input format as at RL time, by construction: the model is loaded through the adapter
 (`build_mllm(MLLMConfig(path=...))` on the freshly initialised checkpoint) and the training forward
-calls the adapter's own `encode` and `score` with gradients enabled (`with adapter.gradients():`)
+calls the adapter's own `encode` and `score` bodies with gradients enabled (score_lit.toy.trainable)
 with an all-ones keep mask: the
 prompt template of MLLMConfig, the original M-RoPE positions of score_lit.mllm.positions, the
 preprocessing and the answer-token CE are exactly the ones the RL loop will feed the frozen model.
@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from score_lit.config import MLLMConfig
 from score_lit.data import FAMILIES
 from score_lit.data.common import collate
+from score_lit.toy import trainable
 from score_lit.toy.evidence import COLOURS, SETTINGS
 from score_lit.toy.evidence import FAMILIES as EVIDENCE_FAMILIES
 from score_lit.toy.synthetic import DIGIT_PX, Sample
@@ -408,7 +409,7 @@ def build_toy_model(cfg: ToyConfig):
                          "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads)},
     )  # fmt: skip
     vision = dict(num_heads=cfg.vision_heads, initializer_range=cfg.init_std,
-                  **family.vision_dims(cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
+                  **trainable.vision_dims(cfg.family, cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
     cls, config = family.tiny_config(tokenizer, text, vision)
     config._attn_implementation = "sdpa"
     torch.manual_seed(cfg.seed)
@@ -430,8 +431,7 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
 
     head(tokens) -> [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]: the digit (or digit quadrant) at each merged token (or NONE), and the
     colour of that digit (read only at digit tokens)."""
-    with adapter.gradients(vision_grad):
-        visual = adapter.encode(batch)  # tokens [B, T, N, D], grad flows if vision_grad
+    visual = trainable.encode(adapter, batch, vision_grad)  # tokens [B, T, N, D], grad flows if vision_grad
     logits = head(visual.tokens)  # [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]
     digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
@@ -445,19 +445,16 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     if answers:
         prompts = adapter.tokenize(batch)
         masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)
-        with adapter.gradients():
-            scores = adapter.score(visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
+        scores = trainable.score(adapter, visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
         out["ce"] = scores.ce[:, 0].mean()
         out["correct"] = scores.option_logits[:, 0].argmax(-1) == batch.answer_index  # [B] bool
         out["answer_acc"] = out["correct"].float().mean()
         if attention_layer is not None:
             layer = attention_layer % len(adapter.model.model.language_model.layers)
-            states: dict = {}
-            with adapter.gradients():
-                probs = adapter.video_attention(visual, prompts, layer, states=states)  # [B, V]
+            probs, query_input = trainable.video_attention(adapter, visual, prompts, layer)  # [B, V], [B, D]
             if question is not None:  # (probe, multi-hot [B, vocab]): which words the question holds
                 probe, words = question
-                qlogits = probe(states["query_input"])  # [B, vocab]
+                qlogits = probe(query_input)  # [B, vocab]
                 w = words.to(qlogits.dtype)
                 # CE of each question word under one softmax, averaged over the words: at its floor the probe spreads
                 # its mass evenly over exactly the question's words, so the state must say which colour / first or last
