@@ -11,6 +11,10 @@ mean cross-entropy (lmms-eval's convention: the lowest wins) with is_greedy Fals
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float | None = None) -> list:
@@ -41,7 +45,7 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
 
 
 def document_scores(adapter, compressor, ratio: float, doc_id: str, frames, spf: float | None,
-                    pairs: list[tuple[str, str]]) -> list[tuple[float, "torch.Tensor"]]:  # fmt: skip
+                    pairs: list[tuple[str, str]]) -> list[tuple[float, Tensor]]:  # fmt: skip
     """(mean CE, keep [T*N] bool) of each (context, continuation) of one document's video (frames [F, H, W, 3] uint8): encoded once,
     the compressor (None = keep all) selects once per context, with that context's prompts (a question-conditioned
     policy reads the question), every pair scored with its kept tokens."""

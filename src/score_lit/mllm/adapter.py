@@ -4,7 +4,7 @@ multimodal LLM, written once over a few family hooks.
 A training step touches the frozen model twice (../../../docs/METHOD.md, "Training step"):
 
     encode(batch)            -> VisualTokens      vision tower + projector, once per batch
-    tokenize(batch)          -> PromptBatch        text around the video, answer span, option ids (PromptBuilder:
+    tokenize(batch)          -> PromptBatch        text around the video, answer span, option ids (score_lit.mllm.prompts:
                                                    also run by the DataLoader's collate, in its workers)
     score(visual, prompts, masks [B, K, T*N], layout=None) -> LLMScores   all B*K rollouts in ONE padded LLM batch
 
@@ -62,9 +62,7 @@ sees the real boundary, and its ids are the tail after the prefix's ids (if the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -72,49 +70,13 @@ from torch import Tensor
 
 from score_lit.config import MLLMConfig
 from score_lit.mllm.attention import attention_map, rotate
+from score_lit.mllm.preprocess import read_normalisation
+from score_lit.mllm.prompts import PromptBuilder, load_tokenizer
 from score_lit.mllm.sequence import (Layout, PromptBatch, answer_scores, build_layout, compact, first_answer_index, pad_ids, row_positions,
                                      sequence_positions)
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def stack_frames(frames: Tensor | list | tuple) -> Tensor:
-    """A batch's frames as one [B, F, 3, H, W] tensor (a list of equal-shaped [F, 3, H, W] is stacked)."""
-    if isinstance(frames, (list, tuple)):
-        shapes = {tuple(f.shape) for f in frames}
-        if len(shapes) != 1:
-            raise ValueError(f"all videos of a batch must have one shape [F, 3, H, W]; got {sorted(shapes)}")
-        frames = torch.stack(list(frames))
-    if frames.ndim != 5 or frames.shape[2] != 3:
-        raise ValueError(f"VideoBatch.frames must be [B, F, 3, H, W] (one shape for the whole batch); got {tuple(frames.shape)}")
-    return frames
-
-
-def load_tokenizer(path: str | Path, **kwargs):
-    """The tokenizer of a checkpoint folder: AutoTokenizer's, unless tokenizer_config.json declares the plain
-    `PreTrainedTokenizerFast` (tokenizer.json as it is), which is then loaded as declared. AutoTokenizer overrides
-    the declared class for some model types (transformers 5.23: qwen3_5 -> Qwen3_5Tokenizer, right for the released
-    checkpoints, which declare Qwen2Tokenizer), and that rebuilds a byte-level BPE that breaks the tiny word-level
-    tokenizer score_lit.mllm.tiny saves (which declares PreTrainedTokenizerFast)."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    cfg = Path(path) / "tokenizer_config.json"
-    if cfg.is_file() and json.loads(cfg.read_text()).get("tokenizer_class") == "PreTrainedTokenizerFast":
-        return PreTrainedTokenizerFast.from_pretrained(path, **kwargs)
-    return AutoTokenizer.from_pretrained(path, **kwargs)
-
-
-def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[tuple, tuple]) -> tuple[tuple, tuple]:
-    """(mean, std) from the first of `files` in the checkpoint directory `path` that exists, else `default`."""
-    mean, std = default
-    if path is None or not Path(path).is_dir():
-        return mean, std
-    for name in files:
-        if (pp := Path(path) / name).is_file():
-            pcfg = json.loads(pp.read_text())
-            return tuple(pcfg.get("image_mean", mean)), tuple(pcfg.get("image_std", std))
-    return mean, std
 
 
 @dataclass
@@ -132,62 +94,6 @@ class VideoInputs:
         """Video placeholder tokens of one prompt: T*N + n_suffix."""
         t, h, w = self.grid
         return t * h * w + self.n_suffix
-
-
-class PromptBuilder:
-    """The text side of an adapter: template + tokenizer -> PromptBatch. Light and picklable (no model), so a
-    DataLoader's collate can run it in the workers (score_lit.data.common.collate's `prompts=`)."""
-
-    def __init__(self, tokenizer, template: str, seconds_per_frame: float):
-        self.tokenizer = tokenizer
-        self.before, self.after = template.split("{video}")
-        self.seconds_per_frame = seconds_per_frame
-
-    def ids(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-
-    def prompt_ids(self, question: str) -> tuple[list[int], list[int]]:
-        """(ids of the text before the video, ids of the text after it up to the answer) for `question`."""
-        pre, post = self.ids([self.before.replace("{question}", question), self.after.replace("{question}", question)])
-        return pre, post
-
-    def continuations(self, prefix: str, prefix_ids: list[int], conts: list[str]) -> list[list[int]]:
-        """Token ids of each continuation as it follows `prefix` (joint tokenization, so a BPE sees the
-        real boundary); if the joint ids do not start with the prefix's ids, the continuation alone."""
-        out = []
-        for cont, full in zip(conts, self.ids([prefix + c for c in conts])):
-            if full[: len(prefix_ids)] == prefix_ids and len(full) > len(prefix_ids):
-                out.append(full[len(prefix_ids) :])
-            else:
-                out.append(self.ids([cont])[0])
-        return out
-
-    def generation(self, questions: list[str], seconds_per_frame: list[float] | None = None) -> PromptBatch:
-        """The prompts up to the answer, no answer and no options (lmms-eval's generate path): what a compressor reads
-        (question ids, the prompt's layout for FastV); not for `score`."""
-        pres, posts = zip(*(self.prompt_ids(q) for q in questions))
-        spf = [self.seconds_per_frame] * len(questions) if seconds_per_frame is None else [float(x) for x in seconds_per_frame]
-        option_ids = torch.full((len(questions), 0), -1, dtype=torch.long)
-        return PromptBatch(list(pres), list(posts), [len(p) for p in posts], [0] * len(posts), option_ids, self.ids(list(questions)), spf)
-
-    def __call__(self, batch: VideoBatch) -> PromptBatch:
-        pres, posts, starts, lens, options = [], [], [], [], []
-        for b, q in enumerate(batch.questions):
-            pre, prefix_ids = self.prompt_ids(q)
-            prefix = self.after.replace("{question}", q)
-            answer = self.continuations(prefix, prefix_ids, [batch.answers[b]])[0]
-            if not answer:
-                raise ValueError(f"sample {batch.ids[b]!r}: the answer {batch.answers[b]!r} tokenizes to nothing")
-            pres.append(pre)
-            posts.append(prefix_ids + answer)
-            starts.append(len(prefix_ids))
-            lens.append(len(answer))
-            options.append([ids[0] if ids else -1 for ids in self.continuations(prefix, prefix_ids, list(batch.options[b]))])
-        c = max((len(o) for o in options), default=0)
-        option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
-        spf = batch.seconds_per_frame
-        spf = [self.seconds_per_frame] * len(posts) if spf is None else [float(x) for x in spf]
-        return PromptBatch(pres, posts, starts, lens, option_ids, self.ids(list(batch.questions)), spf)
 
 
 class VideoMLLM:
@@ -457,4 +363,4 @@ def score_rows(mllm: VideoMLLM, visual: VisualTokens, prompts: PromptBatch, mask
     return answer_scores(mllm.model.lm_head, hidden, first_answer_index(lay, prompts, masks), prompts)
 
 
-__all__ = ["VideoMLLM", "VideoInputs", "PromptBuilder", "PromptBatch", "Layout", "score_rows", "stack_frames", "read_normalisation", "load_tokenizer", "DTYPES"]
+__all__ = ["VideoMLLM", "VideoInputs", "PromptBuilder", "PromptBatch", "Layout", "score_rows", "DTYPES"]

@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from score_lit.mllm.adapter import VideoInputs, VideoMLLM, stack_frames
-from score_lit.mllm.preprocess import resize_frames
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
+from score_lit.mllm.preprocess import resize_frames, stack_frames
 from score_lit.types import VideoBatch, VisualTokens
 
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)

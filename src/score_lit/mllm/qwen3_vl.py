@@ -51,11 +51,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from score_lit.mllm.adapter import VideoInputs, VideoMLLM, stack_frames
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
 from score_lit.mllm.attention import rotate
-from score_lit.mllm.sequence import VIDEO, Layout, PromptBatch
 from score_lit.mllm.positions import text_positions, video_positions
-from score_lit.mllm.preprocess import VideoPreprocessor
+from score_lit.mllm.preprocess import VideoPreprocessor, stack_frames
+from score_lit.mllm.sequence import VIDEO, Layout, PromptBatch
 from score_lit.mllm.qwen_vl import QwenVLAdapter
 from score_lit.types import VideoBatch, VisualTokens
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from score_lit.mllm.adapter import VideoInputs, VideoMLLM, stack_frames
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
 from score_lit.mllm.positions import time_scale, video_positions
-from score_lit.mllm.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoPreprocessor
+from score_lit.mllm.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoPreprocessor, stack_frames
 from score_lit.types import VideoBatch, VisualTokens
 
 
