@@ -52,3 +52,17 @@ def test_collate_builds_the_prompt_batch_in_the_workers():
     # the answer targets of a row, by hand: the answer's ids right after answer_start
     p = adapter.tokenize(collate(samples[:1]))
     assert p.targets[0, : p.answer_len[0]].tolist() == p.post_ids[0][p.answer_start[0] : p.answer_start[0] + p.answer_len[0]]
+
+
+def test_baseline_cache_keeps_device_tensors():
+    """put / get round-trip the values exactly as tensors (no Python floats in between), in the order asked."""
+    from score_lit.rl.rollout import BaselineCache
+
+    cache = BaselineCache()
+    ce = torch.tensor([[0.1, 1.5], [0.2, 2.25], [0.3, 3.125]])[:, 1]  # a view, as score_with_baseline passes it
+    cache.put(["a", "b", "c"], ce, torch.tensor([True, False, True]))
+    ce.add_(1.0)  # the cache holds its own copy
+    assert not cache.missing(["c", "a"]) and cache.missing(["a", "d"])
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in cache.ce.values())
+    assert cache.get(["c", "a"], torch.device("cpu")).tolist() == [3.125, 1.5]
+    assert cache.get_correct(["b", "c"], torch.device("cpu")).tolist() == [False, True]

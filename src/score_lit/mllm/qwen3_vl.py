@@ -197,7 +197,9 @@ class Qwen3VLAdapter(VideoMLLM):
         text consecutive, unit u's grid at its first slot's id s (t = s, h = s + r, w = s + c), text after it at
         max + 1."""
         spf = self.cfg.seconds_per_frame if prompts.seconds_per_frame is None else prompts.seconds_per_frame[i]
-        return self._block(visual.grid, visual.positions[i].cpu(), spf)
+        # Every unit's tokens sit at (0, r, c) (video_inputs): taken from the grid on the CPU, not read back from the
+        # device copy in visual.positions.
+        return self._block(visual.grid, video_positions(visual.grid, 0, 0.0), spf)
 
     def prompt_block(self, video: VideoInputs, seconds_per_frame: float | None) -> tuple[list[int], Tensor]:
         """video_block's units for the stock `generate`: the video placeholder id in the video slots."""
