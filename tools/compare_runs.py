@@ -68,6 +68,8 @@ def main() -> int:
         client = MlflowClient(uri)
         rid = find_run(uri, name)
         runs.append((client, rid, set(client.get_run(rid).data.metrics)))
+    for (uri, name), (_, rid, _) in zip(((ns.uri_a, ns.run_a), (ns.uri_b, ns.run_b)), runs):
+        print(f"{name} ({rid}) in {uri}")
     skip = re.compile(ns.exclude)
     keys_a, keys_b = runs[0][2], runs[1][2]
     bad = 0

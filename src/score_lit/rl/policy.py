@@ -98,7 +98,7 @@ class QueryPolicy(nn.Module):
 @register_policy("temporal_mlp")
 class TemporalPolicy(nn.Module):
     """The MLP policy whose hidden units also see the same spatial position in the neighbouring temporal units
-    (ours; issue 14's "small temporal variant"): h = W1 state [B, T, N, h]; h' = h + dwconv_T(h), a depthwise 1-D
+    (ours; the ablation's "small temporal variant", docs/RESULTS.md): h = W1 state [B, T, N, h]; h' = h + dwconv_T(h), a depthwise 1-D
     convolution over T (kernel `TEMPORAL_KERNEL`, zero padding) at every spatial position and hidden unit;
     logit = w2 . act(h') + b2.
 
