@@ -5,7 +5,8 @@ family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's 
 Per request (one at a time: batch size 1):
 1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
    frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
-2. the prompt: the adapter's `prompt_ids` (its one prompt builder: the prompt template (the family's chat template; for Qwen the stock wrapper's system prompt)
+2. the prompt: the adapter's `prompt_ids` (score_lit's one prompt builder) over its prompt template (the family's
+   chat template; for Qwen the stock wrapper's system prompt)
    with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
    and {video} = the adapter's `prompt_block`: the model's video placeholder token repeated
    `VideoInputs.num_placeholders` times, as the stock processor expands it (Qwen3-VL / Qwen3.5: per temporal unit

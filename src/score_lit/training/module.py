@@ -1,7 +1,8 @@
 """The LightningModule: wires the phases of a SCORE step and logs them; the math lives elsewhere.
 
 training_step reads as the named, timed phases of docs/METHOD.md:
-    encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
+    encode   video -> frozen vision tower + projector -> VisualTokens; the text arrives tokenized (batch.prompts,
+             built by the DataLoader's collate in its workers; tokenized here only when the loader was given no builder)
     rollout  state -> policy logits -> K masks (rl.sampler) -> one batched frozen-LLM pass -> CE per rollout
     reward   fidelity and sparsity rewards -> advantage estimator (by name)
     update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed;
