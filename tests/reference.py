@@ -1,4 +1,4 @@
-"""Test-only reference oracles of the adapters' `score` (score_lit.mllm.base.VideoMLLM): the STOCK model's
+"""Test-only reference oracles of the adapters' `score` (score_lit.mllm.adapter.VideoMLLM): the STOCK model's
 own forward, one (sample, rollout) at a time, the slow way. The equivalence tests compare the batched
 path against these (tests/test_qwen_adapter.py, tests/test_llava_adapter.py)."""
 
@@ -10,6 +10,12 @@ from torch import Tensor
 
 from score_lit.mllm.positions import sequence_positions, video_positions
 from score_lit.types import LLMScores, VideoBatch
+
+
+def transformers_523_text_start(n_pre: int, grid: tuple[int, int, int]) -> int:
+    """Where transformers 5.23's get_rope_index starts the post-video text: n_pre + max(H', W') (score_lit.mllm.positions
+    explains why score_lit does not use it). Kept only to document (and test) the difference from next_text_start."""
+    return n_pre + max(int(grid[1]), int(grid[2]))
 
 
 @torch.no_grad()

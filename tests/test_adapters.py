@@ -1,4 +1,4 @@
-"""What every adapter family must do the same way (score_lit.mllm.base.VideoMLLM), one parametrised test per
+"""What every adapter family must do the same way (score_lit.mllm.adapter.VideoMLLM), one parametrised test per
 property over every registered family (LLaVA-OneVision in both position-id modes). The per-family equivalences
 against each stock model are in tests/test_qwen_adapter.py and tests/test_llava_adapter.py."""
 

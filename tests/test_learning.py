@@ -30,7 +30,7 @@ def evidence_of(sample_id: str) -> torch.Tensor:
 
 
 class EvidenceStub:
-    """The three calls of a training step, nothing else (score_lit.mllm.base.VideoMLLM's contract)."""
+    """The three calls of a training step, nothing else (score_lit.mllm.adapter.VideoMLLM's contract)."""
 
     family, hidden_size = "stub", D
 

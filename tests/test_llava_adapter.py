@@ -19,7 +19,7 @@ from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.compressors import apply_selection, build_compressor
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
-from score_lit.mllm.base import VideoMLLM
+from score_lit.mllm.adapter import VideoMLLM
 from score_lit.mllm.llava_onevision import LLAVA_OV_TEMPLATE, LlavaOnevisionAdapter
 from score_lit.mllm.tiny import save_tiny
 from score_lit.rl.policy import build_policy

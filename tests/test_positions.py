@@ -8,9 +8,9 @@ from score_lit.mllm.positions import (
     sequence_positions,
     text_positions,
     time_scale,
-    transformers_523_text_start,
     video_positions,
 )
+from reference import transformers_523_text_start
 
 
 def test_text_positions_same_on_three_axes():

@@ -21,7 +21,7 @@ from reference import qwen3_reference_scores, qwen3_stock_ids
 from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
-from score_lit.mllm.base import VIDEO
+from score_lit.mllm.sequence import VIDEO
 from score_lit.mllm.tiny import save_tiny
 from score_lit.rl.policy import build_policy
 
@@ -93,7 +93,7 @@ def test_score_equals_stock_model(adapter, batch, partial):
 def test_deepstack_gathered_with_the_keep_mask():
     # (d) Qwen3-VL: rows keep tokens {1, 6, 15} and {0, 15} of sample 0; the DeepStack inputs are the features of
     # exactly those tokens, in row-major order, at exactly the kept video slots of the compacted rows.
-    from score_lit.mllm.base import compact
+    from score_lit.mllm.sequence import compact
 
     adapter = build_mllm(MLLMConfig(family="qwen3_vl"))
     one = select(make_batch(seconds_per_frame=SPF), 0)

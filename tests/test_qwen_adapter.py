@@ -18,7 +18,7 @@ from reference import qwen_reference_scores as reference_scores
 
 from score_lit.config import MLLMConfig
 from score_lit.mllm import build_mllm
-from score_lit.mllm.base import VideoMLLM
+from score_lit.mllm.adapter import VideoMLLM
 from score_lit.mllm.positions import sequence_positions
 from score_lit.mllm.tiny import save_tiny
 

@@ -1,6 +1,6 @@
 """The dataclasses that travel through one training step.
 
-One step flows one way (../shared/STYLE.md):
+One step flows one way:
 
     VideoBatch --encode--> VisualTokens --state--> [B, T, N, 2D] --policy--> logits [B, T*N]
       --sample K masks--> Rollout(masks) --frozen MLLM--> Rollout(ce) --rewards--> --advantage--> --loss-->
@@ -33,7 +33,7 @@ class VideoBatch:
     # tensor: precision plugins (bf16-mixed under DeepSpeed) cast float tensors of a batch, and positions must not round.
     seconds_per_frame: list[float] | None = None
     features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.data.feature_cache); None = encode
-    cache_keys: list[str | None] | None = None  # [B] feature-cache key per row (None = not cached)
+    prompts: Any = None  # the tokenized text (score_lit.mllm.sequence.PromptBatch) when the collate built it, else None
     skipped: list[Any] = field(default_factory=list)  # data.common.Problem for each bad sample skipped to fill this batch
 
     def __len__(self) -> int:

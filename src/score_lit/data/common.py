@@ -16,7 +16,9 @@ Either way the sample is skipped, reported once with its file and reason, and co
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -339,8 +341,10 @@ def read_qa_file(path, root: str | None, check_files: bool, parse_row, media: st
     return out, problems, n_rows
 
 
-def collate(samples: list[Sample]) -> VideoBatch:
-    """Samples -> VideoBatch; frames [B', F, 3, H, W] uint8 of the rows without cached features."""
+def collate(samples: list[Sample], prompts: Callable[[VideoBatch], Any] | None = None) -> VideoBatch:
+    """Samples -> VideoBatch; frames [B', F, 3, H, W] uint8 of the rows without cached features. prompts: the
+    adapter's PromptBuilder (score_lit.mllm.adapter), which then tokenizes the batch here, in the DataLoader's workers
+    (`functools.partial(collate, prompts=mllm.prompt_builder)`): batch.prompts is the PromptBatch."""
     todo = [s for s in samples if s.features is None]
     frames = None
     if todo:
@@ -349,7 +353,7 @@ def collate(samples: list[Sample]) -> VideoBatch:
             raise ValueError(f"videos in one batch must share a shape (frames, H, W, 3); got {sorted(shapes)}")
         frames = torch.from_numpy(np.stack([s.frames for s in todo])).permute(0, 1, 4, 2, 3).contiguous()
     spf = [s.seconds_per_frame for s in samples]
-    return VideoBatch(
+    batch = VideoBatch(
         ids=[s.id for s in samples],
         frames=frames,
         questions=[s.question for s in samples],
@@ -358,6 +362,8 @@ def collate(samples: list[Sample]) -> VideoBatch:
         answer_index=torch.tensor([s.options.index(s.answer) if s.answer in s.options else -1 for s in samples]),
         seconds_per_frame=None if any(v is None for v in spf) else [float(v) for v in spf],
         features=[s.features for s in samples] if any(s.features is not None for s in samples) else None,
-        cache_keys=[s.cache_key for s in samples] if any(s.cache_key for s in samples) else None,
         skipped=[p for s in samples for p in s.meta.get("skipped", [])],
     )
+    if prompts is not None:
+        batch.prompts = prompts(batch)
+    return batch

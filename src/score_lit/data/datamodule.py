@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 
 import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader
@@ -31,9 +32,11 @@ log = logging.getLogger("score_lit.data")
 class CurriculumDataModule(L.LightningDataModule):
     """Train: all phases of the run as one stateful epoch of steps. Val: the phases' held-out sets, joined."""
 
-    def __init__(self, cfg: Config, cache: FeatureCache | None = None):
+    def __init__(self, cfg: Config, cache: FeatureCache | None = None, prompts=None):
+        """prompts: the adapter's PromptBuilder; given, every batch is tokenized in the collate (the workers)."""
         super().__init__()
         self.cfg, self.cache = cfg, cache
+        self.collate = collate if prompts is None else partial(collate, prompts=prompts)
         self.phase_data: list[PhaseData] | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -63,14 +66,14 @@ class CurriculumDataModule(L.LightningDataModule):
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
         ds = Phased([Guarded(d.train, self.cache) for d in self.phase_data])
-        return CurriculumLoader(ds, self.sampler(rank, world), lambda: self.trainer.global_step, **self._workers())
+        return CurriculumLoader(ds, self.sampler(rank, world), lambda: self.trainer.global_step, collate_fn=self.collate, **self._workers())
 
     def val_dataloader(self) -> DataLoader | list:
         vals = [Guarded(d.val, self.cache) for d in self.phase_data if d.val is not None]
         if not vals:
             return []
         bs = self.cfg.phase(self.cfg.phases[-1]).data.batch_size
-        return DataLoader(ConcatDataset(vals), batch_size=bs, shuffle=False, collate_fn=collate, **self._workers())
+        return DataLoader(ConcatDataset(vals), batch_size=bs, shuffle=False, collate_fn=self.collate, **self._workers())
 
 
 class DataMonitor(L.Callback):
@@ -120,5 +123,5 @@ class DataMonitor(L.Callback):
 DATAMODULES = {"curriculum": CurriculumDataModule}
 
 
-def build_datamodule(cfg: Config, cache: FeatureCache | None = None) -> CurriculumDataModule:
-    return CurriculumDataModule(cfg, cache)
+def build_datamodule(cfg: Config, cache: FeatureCache | None = None, prompts=None) -> CurriculumDataModule:
+    return CurriculumDataModule(cfg, cache, prompts)

@@ -25,6 +25,7 @@ def encode(mllm, batch: VideoBatch) -> VisualTokens:
             batch, ids=[batch.ids[b] for b in todo], questions=[batch.questions[b] for b in todo],
             answers=[batch.answers[b] for b in todo], options=[batch.options[b] for b in todo],
             answer_index=batch.answer_index[todo], seconds_per_frame=None if spf is None else [spf[b] for b in todo],
+            prompts=None,
         )  # fmt: skip
         visual = mllm.encode(sub)  # frames [len(todo), F, 3, H, W]
         for j, b in enumerate(todo):

@@ -100,8 +100,8 @@ def check_plan(old: list, new: list) -> None:
 class CurriculumLoader(DataLoader):
     """The train DataLoader; stateful for Lightning, so a resumed run continues at its step."""
 
-    def __init__(self, dataset: Dataset, sampler: CurriculumSampler, step_fn, **kw):
-        super().__init__(dataset, batch_sampler=sampler, collate_fn=collate, **kw)
+    def __init__(self, dataset: Dataset, sampler: CurriculumSampler, step_fn, collate_fn=collate, **kw):
+        super().__init__(dataset, batch_sampler=sampler, collate_fn=collate_fn, **kw)
         self.step_fn = step_fn  # -> the number of steps trained so far (trainer.global_step)
 
     def state_dict(self) -> dict:

@@ -5,12 +5,14 @@ family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's 
 Per request (one at a time: batch size 1):
 1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
    frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
-2. the prompt: the adapter's prompt template (the family's chat template; for Qwen the stock wrapper's system prompt)
+2. the prompt: the adapter's `prompt_ids` (score_lit's one prompt builder) over its prompt template (the family's
+   chat template; for Qwen the stock wrapper's system prompt)
    with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
    and {video} = the adapter's `prompt_block`: the model's video placeholder token repeated
    `VideoInputs.num_placeholders` times, as the stock processor expands it (Qwen3-VL / Qwen3.5: per temporal unit
-   "<t seconds>" <|vision_start|> its placeholders <|vision_end|>, as `score_lit eval` lays the video out); the
-   text is tokenized as score_lit tokenizes it;
+   "<t seconds>" <|vision_start|> its placeholders <|vision_end|>, as `score_lit eval` lays the video out), the
+   text tokenized as score_lit tokenizes it; the compressor gets the same prompt (`PromptBuilder.generation`), so a
+   question-conditioned policy (query_mlp) reads the request's question;
 3. the video inputs of the stock forward (`adapter.video_inputs` / `generate_inputs`: pixel_values_videos, ...);
 4. `model.generate` with the stock wrapper's generation arguments (max_new_tokens default per wrapper, temperature
    0 = greedy, top_p / num_beams, eos / pad, use_cache); the family's hooks (`hooks_class`) select with the policy
@@ -48,6 +50,8 @@ class ScoreGeneration:
         """(frames, fps) of this wrapper's model_args."""
         raise NotImplementedError
 
+    _prompts = None  # the PromptBatch of the request being generated (what a question-conditioned policy reads)
+
     def build_hooks(self, **kwargs) -> None:
         """The family's pruning hooks on the loaded model, detached until a generate call."""
         self.hooks = self.hooks_class(self.model, self._keep, **kwargs)
@@ -55,7 +59,7 @@ class ScoreGeneration:
     def _keep(self, visual) -> Tensor:
         if self.compressor is None:  # retention_ratio 1: every token, the hooks only set the positions
             return torch.ones(visual.tokens.shape[0], visual.num_tokens, dtype=torch.bool)
-        return self.compressor.select(visual, self.retention_ratio).keep
+        return self.compressor.select(visual, self.retention_ratio, self._prompts).keep
 
     # --------------------------------------------------------------- lmms-eval
     def generate_until(self, requests) -> list:
@@ -105,12 +109,18 @@ class ScoreGeneration:
         from score_lit.data.common import Sample, collate
         from score_lit.data.video_qa import load_video
 
-        adapter = self.adapter
         frames_n, fps = self.frame_args()
         frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
-        video_in = adapter.video_inputs(collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]))
-        before, after = adapter.cfg.prompt_template.split("{video}")
-        pre, post = adapter._ids([before.replace("{question}", text), after.replace("{question}", text)])
+        return self.generate_frames(text, collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]), gen_kwargs)
+
+    @torch.no_grad()
+    def generate_frames(self, text: str, batch, gen_kwargs: dict) -> tuple[str, int]:
+        """`_generate` after the decoding: batch = the request's one video (a VideoBatch of one row)."""
+        adapter = self.adapter
+        spf = None if batch.seconds_per_frame is None else batch.seconds_per_frame[0]
+        video_in = adapter.video_inputs(batch)
+        pre, post = adapter.prompt_ids(text)
+        self._prompts = adapter.prompt_builder.generation([text], batch.seconds_per_frame)
         block, block_pos = adapter.prompt_block(video_in, spf)
         ids = torch.tensor([pre + block + post])
         dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
@@ -133,6 +143,6 @@ class ScoreGeneration:
             )  # fmt: skip
         finally:
             self.hooks.remove()
-            self.hooks.positions = self.hooks.video_positions = None
+            self.hooks.positions = self.hooks.video_positions = self._prompts = None
         new = out[0, ids.shape[1] :]
         return self.tokenizer.decode(new, skip_special_tokens=True, **self.decode_kwargs), len(new)

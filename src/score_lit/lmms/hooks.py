@@ -33,10 +33,14 @@ sequence (gathered for the kept columns) instead of the stock model's, the polic
 decode step continues from the prompt's last id (+1 per token, all rows), as the original rule does. That makes
 generate use exactly score_lit's positions (for Qwen the original M-RoPE rule, not transformers 5.23's).
 
+Without given positions the prefill keeps the stock model's own ids, gathered (transformers 5.23's get_rope_index,
+which differs from the original Qwen rule for long videos: score_lit.mllm.positions); score_lit's generate path always
+gives them, tests/test_lmms.py compares the hooks with the stock forward that way. The kept columns are chosen by
+the adapter's own compaction (score_lit.mllm.sequence.compact, one row), so a pruned prefill holds the slots `score`
+keeps, in the same order.
+
 Supported (checked, else a clear error): batch size 1 per generate call, one video per prompt, a 2-D attention
-mask or none. Differences from score_lit's own scoring path (score_lit.mllm.qwen_vl): the positions are the stock
-model's (transformers 5.23 get_rope_index, see ../../../shared/ENVIRONMENT.md "Pitfall"), not score_lit's original
-Qwen rule; the policy sees the tokens in the model's dtype (score_lit casts the state the same way).
+mask or none. The policy sees the tokens in the model's dtype (score_lit casts the state the same way).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from score_lit.mllm.sequence import compact
 from score_lit.types import VisualTokens
 
 
@@ -90,6 +95,20 @@ class _PruningHooks:
 
     def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
         raise NotImplementedError
+
+    def _drop(self, ids: Tensor, emb: Tensor, col_keep: Tensor, kwargs: dict) -> Tensor:
+        """Keep the prefill's columns col_keep [L] bool (in order) with the adapter's compaction: inputs_embeds and
+        the 2-D attention mask are gathered; returns the kept columns [L'] (also remembered for the decode steps)."""
+        pruned, order, _ = compact(emb, col_keep[None, None])  # [1, L', D], [1, 1, L']
+        kept = order[0, 0]
+        self._kept, self._prefill_len = kept, ids.shape[1]
+        kwargs["inputs_embeds"] = pruned
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, Tensor) and mask.ndim == 2:
+            kwargs["attention_mask"] = mask[:, kept]
+        elif mask is not None:
+            raise NotImplementedError(f"{type(self).__name__}: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
+        return kept
 
     def _inner(self, module, args, kwargs):
         emb = kwargs.get("inputs_embeds")
@@ -188,9 +207,7 @@ class ScoreHooks(_PruningHooks):
         self.last_keep = keep[None].cpu()
         col_keep = ~vid
         col_keep[cols] = keep
-        kept = col_keep.nonzero().squeeze(1)  # [L'] in original order
-        self._kept, self._prefill_len = kept, ids.shape[1]
-        kwargs["inputs_embeds"] = emb[:, kept]
+        kept = self._drop(ids, emb, col_keep, kwargs)  # [L'] in original order
         if pos is not None:
             kwargs["position_ids"] = self._three_rows(pos)[..., kept]
         vis_mask, deepstack = kwargs.get("visual_pos_masks"), kwargs.get("deepstack_visual_embeds")
@@ -199,11 +216,6 @@ class ScoreHooks(_PruningHooks):
                 raise NotImplementedError("ScoreHooks: DeepStack features of tokens other than the one video (images?)")
             kwargs["visual_pos_masks"] = vis_mask[:, kept.to(vis_mask.device)]
             kwargs["deepstack_visual_embeds"] = [f[keep.to(f.device)] for f in deepstack or []]  # [T*N, D] -> [k, D]
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, Tensor) and mask.ndim == 2:
-            kwargs["attention_mask"] = mask[:, kept]
-        elif mask is not None:
-            raise NotImplementedError(f"ScoreHooks: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
         return kwargs
 
 
@@ -286,9 +298,7 @@ class ScoreHooks1D(_PruningHooks):
         self.last_keep = keep[None].cpu()
         col_keep = torch.ones_like(vid)
         col_keep[cols] = keep
-        kept = col_keep.nonzero().squeeze(1)
-        self._kept, self._prefill_len = kept, ids.shape[1]
-        kwargs["inputs_embeds"] = emb[:, kept]
+        kept = self._drop(ids, emb, col_keep, kwargs)
         pos = kwargs.get("position_ids")
         if self.position_ids == "compacted":
             kwargs["position_ids"] = torch.arange(len(kept), device=emb.device)[None]
@@ -298,9 +308,4 @@ class ScoreHooks1D(_PruningHooks):
             elif pos is None:
                 pos = torch.arange(ids.shape[1], device=emb.device)[None]
             kwargs["position_ids"] = pos[..., kept]
-        mask = kwargs.get("attention_mask")
-        if isinstance(mask, Tensor) and mask.ndim == 2:
-            kwargs["attention_mask"] = mask[:, kept]
-        elif mask is not None:
-            raise NotImplementedError(f"ScoreHooks1D: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
         return kwargs

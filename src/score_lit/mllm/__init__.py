@@ -6,7 +6,7 @@
 `import score_lit.mllm` imports no model code (and not transformers): the registry maps a family name
 to a "module:attribute" string that is imported on first use, and to the mllm.position_ids modes the
 family implements (checked when a config loads). A new family is one adapter file (a subclass of
-score_lit.mllm.base.VideoMLLM that fills in its hooks) plus one registry line (the pattern of
+score_lit.mllm.adapter.VideoMLLM that fills in its hooks) plus one registry line (the pattern of
 lmms-eval's model registry). The registry name is the checkpoint config's `model_type`.
 """
 
@@ -77,7 +77,7 @@ def checkpoint_identity(cfg: Any) -> dict[str, Any]:
 
 
 def build_mllm(cfg: Any) -> Any:
-    """The adapter (a score_lit.mllm.base.VideoMLLM) for cfg.family (an MLLMConfig), wrapping cfg.path's checkpoint
+    """The adapter (a score_lit.mllm.adapter.VideoMLLM) for cfg.family (an MLLMConfig), wrapping cfg.path's checkpoint
     or the tiny random model if path is None."""
     cls = adapter_class(cfg.family)
     if cfg.path is not None:

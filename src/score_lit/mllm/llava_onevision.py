@@ -1,4 +1,4 @@
-"""LLaVA-OneVision / LLaVA-Video: the family hooks of score_lit.mllm.base.VideoMLLM (which owns the sequence).
+"""LLaVA-OneVision / LLaVA-Video: the family hooks of score_lit.mllm.adapter.VideoMLLM (which owns the sequence).
 
 The adapter wraps a loaded `LlavaOnevisionForConditionalGeneration` (the HF ports of LLaVA-OneVision and
 LLaVA-Video; no class patching) and uses its public pieces directly:
@@ -8,7 +8,7 @@ LLaVA-Video; no class patching) and uses its public pieces directly:
              frames concatenated, then ONE image_newline after the last frame  [B, F*N + 1, D].
              tokens = everything but that newline -> [B, T=F, N, D]; a temporal unit is one pooled frame.
              positions [B, 1, T*N] = 0..T*N-1, each token's offset from the video start (1-D RoPE).
-    video_suffix: the newline; full_positions: the base's 1-D slot index.
+    video_suffix: the newline; positions: the adapter's rule, which for 1-D ids is the slot index.
 
 Sequence of one rollout: pre-text | kept video tokens in order | image_newline | post-text. The newline
 (the model's learned `image_newline` parameter, which the stock model appends after a video) is not a
@@ -45,8 +45,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VideoInputs, VideoMLLM, stack_frames
-from score_lit.mllm.preprocess import resize_frames
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
+from score_lit.mllm.preprocess import resize_frames, stack_frames
 from score_lit.types import VideoBatch, VisualTokens
 
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)

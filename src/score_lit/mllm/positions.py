@@ -19,7 +19,9 @@ overlapping the last frames' positions -- a sequence the checkpoints never saw i
 (reported upstream as transformers#45381). Pruning must never shift text positions relative to
 training, so the adapter computes ids here, on the FULL sequence, and gathers the kept columns.
 
-Ids are int64. The temporal floor is taken in float64 (exact for the small scales used).
+Ids are int64. The temporal floor is taken in float64 (exact for the small scales used). The adapters lay out a
+whole batch by the same rule, vectorised (score_lit.mllm.sequence.sequence_positions); `sequence_positions` here is
+the one-sequence form the tests check by hand.
 """
 
 from __future__ import annotations
@@ -67,14 +69,6 @@ def sequence_positions(n_pre: int, video: Tensor, n_post: int) -> Tensor:
     return torch.cat(
         [text_positions(n_pre, 0, video.device), vid, text_positions(n_post, q, video.device)], dim=1
     )
-
-
-def transformers_523_text_start(n_pre: int, grid: tuple[int, int, int]) -> int:
-    """Where transformers 5.23's get_rope_index starts the post-video text: n_pre + max(H', W').
-
-    Kept only to document (and test) the difference from `next_text_start`; never used to build ids.
-    """
-    return n_pre + max(int(grid[1]), int(grid[2]))
 
 
 def temporal_units(num_frames: int, temporal_patch_size: int) -> int:

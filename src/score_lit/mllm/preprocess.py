@@ -14,12 +14,17 @@ build does not exist for our torch pin), so the processor's steps are re-impleme
 4. patchify: [gt, tps, C, gh/m, m, p, gw/m, m, p] -> permute (0,3,6,4,7,2,1,5,8) -> flatten, so the rows
    come in (t, merged row, merged col, m, m) order: every m*m consecutive rows are one merged token,
    and merged tokens are raster order per temporal unit (what VisualTokens expects).
+
+Shared by every family: `stack_frames` (a batch's frames as one tensor) and `read_normalisation` (a checkpoint's
+mean / std).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +32,30 @@ from torch import Tensor
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def stack_frames(frames: Tensor | list | tuple) -> Tensor:
+    """A batch's frames as one [B, F, 3, H, W] tensor (a list of equal-shaped [F, 3, H, W] is stacked)."""
+    if isinstance(frames, (list, tuple)):
+        shapes = {tuple(f.shape) for f in frames}
+        if len(shapes) != 1:
+            raise ValueError(f"all videos of a batch must have one shape [F, 3, H, W]; got {sorted(shapes)}")
+        frames = torch.stack(list(frames))
+    if frames.ndim != 5 or frames.shape[2] != 3:
+        raise ValueError(f"VideoBatch.frames must be [B, F, 3, H, W] (one shape for the whole batch); got {tuple(frames.shape)}")
+    return frames
+
+
+def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[tuple, tuple]) -> tuple[tuple, tuple]:
+    """(mean, std) from the first of `files` in the checkpoint directory `path` that exists, else `default`."""
+    mean, std = default
+    if path is None or not Path(path).is_dir():
+        return mean, std
+    for name in files:
+        if (pp := Path(path) / name).is_file():
+            pcfg = json.loads(pp.read_text())
+            return tuple(pcfg.get("image_mean", mean)), tuple(pcfg.get("image_std", std))
+    return mean, std
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Qwen3.5 (dense, `Qwen3_5ForConditionalGeneration`): the family hooks of score_lit.mllm.base.VideoMLLM.
+"""Qwen3.5 (dense, `Qwen3_5ForConditionalGeneration`): the family hooks of score_lit.mllm.adapter.VideoMLLM.
 
 Qwen3.5's vision side and prompt are Qwen3-VL's (patch 16, per-unit "<t seconds>" timestamp text, each
 temporal unit its own t = 1 grid of interleaved M-RoPE; Qwen3-VL's processor), without DeepStack; so the

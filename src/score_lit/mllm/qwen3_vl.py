@@ -1,4 +1,4 @@
-"""Qwen3-VL: the family hooks of score_lit.mllm.base.VideoMLLM (which owns the sequence).
+"""Qwen3-VL: the family hooks of score_lit.mllm.adapter.VideoMLLM (which owns the sequence).
 
 The adapter wraps a loaded `Qwen3VLForConditionalGeneration` (no class patching) and uses its public pieces:
 
@@ -10,7 +10,6 @@ The adapter wraps a loaded `Qwen3VLForConditionalGeneration` (no class patching)
               slots are always kept, the video slots are selectable; `prompt_block` is the same block with the
               video placeholder id in the video slots (the prompt of lmms-eval's generate_until)
     qwen3_chat_template: the prompt of lmms-eval's Qwen3-VL / Qwen3.5 wrappers (score_lit.lmms)
-    full_positions: positions.sequence_positions over pre | block | post (the original rule)
     llm_inputs: the kept tokens' DeepStack features + their slots (visual_pos_masks) for language_model
     attention_query_key: Qwen3's q_norm / k_norm before RoPE (FastV's attention)
 
@@ -52,9 +51,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VIDEO, Layout, PromptBatch, VideoInputs, VideoMLLM, _rotate, stack_frames
-from score_lit.mllm.positions import sequence_positions, text_positions, video_positions
-from score_lit.mllm.preprocess import VideoPreprocessor
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
+from score_lit.mllm.attention import rotate
+from score_lit.mllm.positions import text_positions, video_positions
+from score_lit.mllm.preprocess import VideoPreprocessor, stack_frames
+from score_lit.mllm.sequence import VIDEO, Layout, PromptBatch
 from score_lit.mllm.qwen_vl import QwenVLAdapter
 from score_lit.types import VideoBatch, VisualTokens
 
@@ -133,11 +134,6 @@ class Qwen3VLAdapter(VideoMLLM):
         return cls.model_class(), cls.config_class()(text_config=t, vision_config=v, **common)
 
     @classmethod
-    def vision_dims(cls, width: int, depth: int, mlp: int, out_width: int) -> dict:
-        """Vision sub-config entries of a tower `width` wide and `depth` deep whose merger outputs `out_width`."""
-        return dict(depth=depth, hidden_size=width, intermediate_size=mlp, out_hidden_size=out_width)
-
-    @classmethod
     def save_processor(cls, model, path) -> None:
         """preprocessor_config.json of a Qwen3-VL checkpoint: the model's patch / merge / temporal patch, mean / std 0.5."""
         from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -201,7 +197,9 @@ class Qwen3VLAdapter(VideoMLLM):
         text consecutive, unit u's grid at its first slot's id s (t = s, h = s + r, w = s + c), text after it at
         max + 1."""
         spf = self.cfg.seconds_per_frame if prompts.seconds_per_frame is None else prompts.seconds_per_frame[i]
-        return self._block(visual.grid, visual.positions[i].cpu(), spf)
+        # Every unit's tokens sit at (0, r, c) (video_inputs): taken from the grid on the CPU, not read back from the
+        # device copy in visual.positions.
+        return self._block(visual.grid, video_positions(visual.grid, 0, 0.0), spf)
 
     def prompt_block(self, video: VideoInputs, seconds_per_frame: float | None) -> tuple[list[int], Tensor]:
         """video_block's units for the stock `generate`: the video placeholder id in the video slots."""
@@ -224,10 +222,6 @@ class Qwen3VLAdapter(VideoMLLM):
             ids += head + [-1] * n + [self.vision_end_id]
             cur = int(unit.max()) + 2
         return ids, torch.cat(pos, dim=1)
-
-    def full_positions(self, n_pre: int, video: Tensor, n_suffix: int, n_post: int) -> Tensor:
-        """M-RoPE ids by the original rule over pre | block | post: [3, n_pre + Lb + n_suffix + n_post]."""
-        return sequence_positions(n_pre, video, n_suffix + n_post)
 
     def llm_inputs(self, visual: VisualTokens, lay: Layout, order: Tensor, attn: Tensor) -> dict[str, Any]:
         """DeepStack inputs of the B*K compacted rows: visual_pos_masks [B*K, L] (the kept video slots) and per
@@ -255,6 +249,6 @@ class Qwen3VLAdapter(VideoMLLM):
         q = attn_mod.q_norm(q).transpose(1, 2)  # [B, H, 1, hd]
         k = attn_mod.k_norm(attn_mod.k_proj(x).view(b, length, -1, hd)).transpose(1, 2)  # [B, KV, L, hd]
         r = cos.shape[-1]
-        q = torch.cat([_rotate(q[..., :r], cos_q[:, None, None], sin_q[:, None, None]), q[..., r:]], -1)
-        k = torch.cat([_rotate(k[..., :r], cos[:, None], sin[:, None]), k[..., r:]], -1)
+        q = torch.cat([rotate(q[..., :r], cos_q[:, None, None], sin_q[:, None, None]), q[..., r:]], -1)
+        k = torch.cat([rotate(k[..., :r], cos[:, None], sin[:, None]), k[..., r:]], -1)
         return q, k

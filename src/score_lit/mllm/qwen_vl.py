@@ -1,4 +1,4 @@
-"""Qwen2-VL / Qwen2.5-VL: the family hooks of score_lit.mllm.base.VideoMLLM (which owns the sequence).
+"""Qwen2-VL / Qwen2.5-VL: the family hooks of score_lit.mllm.adapter.VideoMLLM (which owns the sequence).
 
 The adapter wraps a loaded `Qwen2VLForConditionalGeneration` / `Qwen2_5_VLForConditionalGeneration`
 instance (no class patching) and uses its public pieces directly:
@@ -7,7 +7,7 @@ instance (no class patching) and uses its public pieces directly:
               lmms-eval's generate_until hands the stock `generate`)
     _encode:  video_inputs -> model.model.get_video_features(...)
               .pooler_output -> tokens [B, T, N, D]; positions.video_positions -> [B, 3, T*N]
-    full_positions: positions.sequence_positions (M-RoPE ids of pre | video | post, the original rule)
+    positions: the adapter's one rule (score_lit.mllm.sequence), which is positions.sequence_positions's
     score etc.: the base's, model.model.language_model(inputs_embeds, attention_mask, position_ids) ->
               model.lm_head applied only at the answer-predicting positions.
 
@@ -32,9 +32,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VideoInputs, VideoMLLM, stack_frames
-from score_lit.mllm.positions import sequence_positions, time_scale, video_positions
-from score_lit.mllm.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoPreprocessor
+from score_lit.mllm.adapter import VideoInputs, VideoMLLM
+from score_lit.mllm.positions import time_scale, video_positions
+from score_lit.mllm.preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, VideoPreprocessor, stack_frames
 from score_lit.types import VideoBatch, VisualTokens
 
 
@@ -104,10 +104,6 @@ class QwenVLAdapter(VideoMLLM):
         tokens = torch.stack(list(out.pooler_output)).view(b, t, h * w, -1)  # [B, T, N, D]
         return VisualTokens(tokens=tokens, grid=vi.grid, positions=vi.positions.to(dev))  # positions [B, 3, T*N]
 
-    def full_positions(self, n_pre: int, video: Tensor, n_suffix: int, n_post: int) -> Tensor:
-        """M-RoPE ids by the original rule (score_lit.mllm.positions): [3, n_pre + V + n_suffix + n_post]."""
-        return sequence_positions(n_pre, video, n_suffix + n_post)
-
 
 class Qwen25VLAdapter(QwenVLAdapter):
     family = "qwen2_5_vl"
@@ -115,13 +111,6 @@ class Qwen25VLAdapter(QwenVLAdapter):
     # full attention, block 0 windowed, as in the real model's alternation.
     tiny_vision = dict(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=32,
                        fullatt_block_indexes=[1], tokens_per_second=2)  # fmt: skip
-
-    @classmethod
-    def vision_dims(cls, width: int, depth: int, mlp: int, out_width: int) -> dict:
-        """Vision sub-config entries of a tower `width` wide and `depth` deep whose merger outputs `out_width`
-        (the toy MLLM's knobs): windowed and full attention alternate, the last block full."""
-        full = sorted({*range(1, depth, 2), depth - 1})
-        return dict(depth=depth, hidden_size=width, intermediate_size=mlp, out_hidden_size=out_width, fullatt_block_indexes=full)
 
     @classmethod
     def model_class(cls):
@@ -143,11 +132,6 @@ class Qwen25VLAdapter(QwenVLAdapter):
 class Qwen2VLAdapter(QwenVLAdapter):
     family = "qwen2_vl"
     tiny_vision = dict(embed_dim=32, hidden_size=64, mlp_ratio=2)  # embed_dim = vision width, hidden_size = LLM width
-
-    @classmethod
-    def vision_dims(cls, width: int, depth: int, mlp: int, out_width: int) -> dict:
-        """As Qwen25VLAdapter.vision_dims; Qwen2-VL names the widths embed_dim / hidden_size and an mlp_ratio."""
-        return dict(depth=depth, embed_dim=width, hidden_size=out_width, mlp_ratio=mlp // width)
 
     @classmethod
     def model_class(cls):

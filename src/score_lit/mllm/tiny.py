@@ -139,7 +139,7 @@ def save_hf_dir(model, tokenizer, path: str | os.PathLike) -> Path:
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    # Declare the plain class, so base.load_tokenizer reads tokenizer.json back as it is (AutoTokenizer alone would
+    # Declare the plain class, so score_lit.mllm.prompts.load_tokenizer reads tokenizer.json back as it is (AutoTokenizer alone would
     # turn a qwen3_5 checkpoint's into a Qwen3_5Tokenizer that splits the tiny vocabulary's words apart).
     tc = path / "tokenizer_config.json"
     tc.write_text(json.dumps({**json.loads(tc.read_text()), "tokenizer_class": "PreTrainedTokenizerFast"}, indent=2))

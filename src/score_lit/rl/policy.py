@@ -88,8 +88,7 @@ class QueryPolicy(nn.Module):
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         if question is None:
             raise ValueError("policy 'query_mlp' is conditioned on the question: pass question=mllm.question_embedding(prompts) "
-                             "(score_lit train and eval do; a caller without the prompt, e.g. lmms-eval's generation hooks, "
-                             "needs a question-blind policy such as 'mlp')")  # fmt: skip
+                             "(score_lit train, eval and the lmms-eval classes do)")  # fmt: skip
         b = state.shape[0]
         gamma, beta = self.film(self.q_norm(question.to(state.dtype))).chunk(2, dim=-1)  # [B, h] each
         h = self.first(state).reshape(b, -1, self.hidden)  # [B, T*N, h]
@@ -99,7 +98,7 @@ class QueryPolicy(nn.Module):
 @register_policy("temporal_mlp")
 class TemporalPolicy(nn.Module):
     """The MLP policy whose hidden units also see the same spatial position in the neighbouring temporal units
-    (ours; issue 14's "small temporal variant"): h = W1 state [B, T, N, h]; h' = h + dwconv_T(h), a depthwise 1-D
+    (ours; the ablation's "small temporal variant", docs/RESULTS.md): h = W1 state [B, T, N, h]; h' = h + dwconv_T(h), a depthwise 1-D
     convolution over T (kernel `TEMPORAL_KERNEL`, zero padding) at every spatial position and hidden unit;
     logit = w2 . act(h') + b2.
 

@@ -13,28 +13,34 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from score_lit.mllm.base import VideoMLLM
+from score_lit.mllm.adapter import VideoMLLM
 from score_lit.types import LLMScores, Rollout, VisualTokens
 
 
 @dataclass
 class BaselineCache:
-    """Per-sample results with all visual tokens: CE_base and whether the answer was right."""
+    """Per-sample results with all visual tokens: CE_base and whether the answer was right, kept as 0-d tensors on
+    the device they were computed on (no host sync to store them, none to read them back)."""
 
-    ce: dict[str, float] = field(default_factory=dict)
-    correct: dict[str, bool] = field(default_factory=dict)
+    ce: dict[str, Tensor] = field(default_factory=dict)  # id -> 0-d float32
+    correct: dict[str, Tensor] = field(default_factory=dict)  # id -> 0-d bool
 
     def missing(self, ids: list[str]) -> bool:
         return any(i not in self.ce for i in ids)
 
     def put(self, ids: list[str], ce: Tensor, correct: Tensor | None = None) -> None:
-        for j, i in enumerate(ids):
-            self.ce[i] = float(ce[j])
-            if correct is not None:
-                self.correct[i] = bool(correct[j])
+        """ce [B] (and correct [B] bool) of the samples `ids`, copied out of the batch's tensors."""
+        self.ce.update(zip(ids, ce.detach().float().clone().unbind(0)))
+        if correct is not None:
+            self.correct.update(zip(ids, correct.detach().clone().unbind(0)))
 
     def get(self, ids: list[str], device: torch.device) -> Tensor:
-        return torch.tensor([self.ce[i] for i in ids], dtype=torch.float32, device=device)
+        """[B] float32 CE_base of `ids` on `device`."""
+        return torch.stack([self.ce[i] for i in ids]).to(device)
+
+    def get_correct(self, ids: list[str], device: torch.device) -> Tensor:
+        """[B] bool: the full-token answer of `ids` was right."""
+        return torch.stack([self.correct[i] for i in ids]).to(device)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from score_lit.data.common import Sample
 from score_lit.mllm.positions import temporal_units
+from score_lit.toy import trainable
 from score_lit.toy.config import DIGIT_PX
 from score_lit.toy.evidence import COLOURS
 from score_lit.types import VideoBatch
@@ -84,8 +85,7 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
 
     head(tokens) -> [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]: the digit (or digit quadrant) at each merged token (or NONE), and the
     colour of that digit (read only at digit tokens)."""
-    with adapter.gradients(vision_grad):
-        visual = adapter.encode(batch)  # tokens [B, T, N, D], grad flows if vision_grad
+    visual = trainable.encode(adapter, batch, vision_grad)  # tokens [B, T, N, D], grad flows if vision_grad
     logits = head(visual.tokens)  # [B, T, N, DENSE_CLASSES + len(COLOUR_CLASSES)]
     digit_logits, colour_logits = logits[..., :DENSE_CLASSES], logits[..., DENSE_CLASSES:]
     digit = labels != NONE
@@ -99,19 +99,16 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
     if answers:
         prompts = adapter.tokenize(batch)
         masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)
-        with adapter.gradients():
-            scores = adapter.score(visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
+        scores = trainable.score(adapter, visual, prompts, masks)  # ce [B, 1], option_logits [B, 1, C]
         out["ce"] = scores.ce[:, 0].mean()
         out["correct"] = scores.option_logits[:, 0].argmax(-1) == batch.answer_index  # [B] bool
         out["answer_acc"] = out["correct"].float().mean()
         if attention_layer is not None:
             layer = attention_layer % len(adapter.model.model.language_model.layers)
-            states: dict = {}
-            with adapter.gradients():
-                probs = adapter.video_attention(visual, prompts, layer, states=states)  # [B, V]
+            probs, query_input = trainable.video_attention(adapter, visual, prompts, layer)  # [B, V], [B, D]
             if question is not None:  # (probe, multi-hot [B, vocab]): which words the question holds
                 probe, words = question
-                qlogits = probe(states["query_input"])  # [B, vocab]
+                qlogits = probe(query_input)  # [B, vocab]
                 w = words.to(qlogits.dtype)
                 # CE of each question word under one softmax, averaged over the words: at its floor the probe spreads
                 # its mass evenly over exactly the question's words, so the state must say which colour / first or last

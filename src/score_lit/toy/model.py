@@ -20,7 +20,7 @@ Recipe (two stages, one deterministic data stream):
 
 Same input format as at RL time, by construction: the model is loaded through the adapter
 (`build_mllm(MLLMConfig(path=...))` on the freshly initialised checkpoint) and the training forward
-calls the adapter's own `encode` and `score` with gradients enabled (`with adapter.gradients():`)
+calls the adapter's own `encode` and `score` bodies with gradients enabled (score_lit.toy.trainable)
 with an all-ones keep mask: the
 prompt template of MLLMConfig, the original M-RoPE positions of score_lit.mllm.positions, the
 preprocessing and the answer-token CE are exactly the ones the RL loop will feed the frozen model.
@@ -49,6 +49,7 @@ from torch import Tensor
 
 from score_lit.data import FAMILIES
 from score_lit.data.common import collate
+from score_lit.toy import trainable
 from score_lit.toy.config import ToyConfig
 from score_lit.toy.evidence import COLOURS
 from score_lit.toy.losses import COLOUR_CLASSES, asked_mask, colour_labels, dense_labels
@@ -138,7 +139,7 @@ def build_toy_model(cfg: ToyConfig):
                          "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads)},
     )  # fmt: skip
     vision = dict(num_heads=cfg.vision_heads, initializer_range=cfg.init_std,
-                  **family.vision_dims(cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
+                  **trainable.vision_dims(cfg.family, cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
     cls, config = family.tiny_config(tokenizer, text, vision)
     config._attn_implementation = "sdpa"
     torch.manual_seed(cfg.seed)

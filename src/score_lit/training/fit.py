@@ -147,7 +147,8 @@ def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
             raise ConfigError(f"init_policy={cfg.init_policy} is another policy ({diff}): set the same policy.* as the run "
                               "that wrote it, or give a policy of this architecture")  # fmt: skip
         module.policy.load_state_dict(policy.state_dict())
-    datamodule = build_datamodule(cfg, cache)
+    # the text is tokenized in the DataLoader's workers (collate) when the adapter exists now (not under lazy ZeRO-3)
+    datamodule = build_datamodule(cfg, cache, prompts=None if mllm is None else mllm.prompt_builder)
     datamodule.setup("fit")  # read the annotation files now: bad data fails before anything is written
     meta = checkpoint_meta(ckpt_path) if ckpt_path else {}
     if meta.get("plan") is not None:

@@ -1,7 +1,8 @@
 """The LightningModule: wires the phases of a SCORE step and logs them; the math lives elsewhere.
 
 training_step reads as the named, timed phases of docs/METHOD.md:
-    encode   video -> frozen vision tower + projector -> VisualTokens; tokenize the text
+    encode   video -> frozen vision tower + projector -> VisualTokens; the text arrives tokenized (batch.prompts,
+             built by the DataLoader's collate in its workers; tokenized here only when the loader was given no builder)
     rollout  state -> policy logits -> K masks (rl.sampler) -> one batched frozen-LLM pass -> CE per rollout
     reward   fidelity and sparsity rewards -> advantage estimator (by name)
     update   policy-gradient loss -> backward -> clip -> optimizer step   (manual optimization, so it is timed;
@@ -29,7 +30,7 @@ from score_lit.config import Config, retention_label
 from score_lit.data.encode import encode
 from score_lit.rl.loss import policy_gradient_loss
 from score_lit.mllm import build_mllm
-from score_lit.mllm.base import VideoMLLM
+from score_lit.mllm.adapter import VideoMLLM
 from score_lit.rl.policy import build_policy, topk_mask
 from score_lit.rl.rewards import fidelity_reward, sparsity_reward
 from score_lit.rl.rollout import BaselineCache, collect_rollouts, score_with_baseline
@@ -126,6 +127,7 @@ class ScoreModule(L.LightningModule):
         rl = self.cfg.rl
         self._step = self.global_step  # the step this batch trains (metrics are logged at it)
         t_start = time.perf_counter()
+        self._timings = {}  # this step's phases only: a step after a validation has no time/data
         if self._step_end is not None:  # loading + decoding the batch, and Lightning's own work in between
             self._timings["time/data"] = t_start - self._step_end
         with self._phase("encode"):
@@ -204,7 +206,7 @@ class ScoreModule(L.LightningModule):
             for j in range(len(self.val_ratios)):
                 self.val_acc[j].update(correct[:, j])
             ids = [i for i, m in zip(batch.ids, mc.tolist()) if m]
-            self.val_acc_full.update(torch.tensor([float(self.baseline.correct[i]) for i in ids], device=dce.device))
+            self.val_acc_full.update(self.baseline.get_correct(ids, dce.device).float())
 
     def on_validation_epoch_end(self) -> None:
         logs = {}

@@ -95,7 +95,7 @@ class _ScoreQwen(ScoreGeneration):
 
     def _stock_init(self, stock: dict) -> None:
         """The stock __init__; if it stops at the processor for want of torchvision, finish its tail here."""
-        from score_lit.mllm.base import load_tokenizer
+        from score_lit.mllm.prompts import load_tokenizer
 
         name = f"score_{self.family}"
         a = self._stock_args(stock)
