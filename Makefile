@@ -138,7 +138,7 @@ toy-mllm-evidence4: $(STAMP) ## the next attempt (docs/RESULTS.md): evidence's v
 	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
 	$(PY) -m score_lit toy-mllm --preset evidence4 --out artifacts/toy-mllm-evidence4 --resume
 
-ablation-evidence: $(STAMP) $(EVTOY) $(EVBENCH) ## issue 14's ablation: policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
+ablation-evidence: $(STAMP) $(EVTOY) $(EVBENCH) ## the policy ablation (docs/RESULTS.md): policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
 	PY=$(PY) ARGS="$(ARGS)" bash tools/ablation_evidence.sh
 
 # stage 1 against the evidence toy, then conf/stage2_evidence.yaml: `make train-evidence`, or what eval-evidence needs first
@@ -163,7 +163,7 @@ BENCH ?= conf/bench_cpu.yaml
 bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
 	$(PY) -m score_lit bench $(BENCH) $(ARGS)
 
-# The GPU check (issue 17): tools/gpu_check.sh with the python3 that has CUDA torch (not .venv's CPU build). On a
+# The GPU check (score_lit.perf.gpu_check): tools/gpu_check.sh with the python3 that has CUDA torch (not .venv's CPU build). On a
 # GPU machine without a registry, carry `make gpu-wheels`'s .whl/ along: the script installs it into a temp folder.
 GPU_PYTHON ?= python3
 bench-gpu: ## one GPU, sized for 8 min on an H200 (never run on one yet): 7B/8B prefill speedups vs FLOP-ideal, policy share, a training step's phases and memory (OUT=runs/gpu-check)

@@ -147,9 +147,9 @@ def test_a_policy_pt_written_before_the_policy_registry_grew_loads_and_selects_a
     from score_lit.types import VisualTokens
 
     data = Path(__file__).parent / "data"
-    then = json.loads((data / "policy_before_issue14.json").read_text())
+    then = json.loads((data / "policy_before_registry_growth.json").read_text())
     x = torch.tensor(then["tokens"]).reshape(then["shape"])
-    pol, meta = load_policy(data / "policy_before_issue14.pt", expect_mllm={"family": "qwen2_5_vl", "hidden_size": 6})
+    pol, meta = load_policy(data / "policy_before_registry_growth.pt", expect_mllm={"family": "qwen2_5_vl", "hidden_size": 6})
     assert isinstance(pol, MLPPolicy) and meta["policy_config"]["name"] == "mlp"
     with torch.no_grad():
         now = pol(surprise_state(x))

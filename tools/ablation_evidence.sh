@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make ablation-evidence: issue 14's ablation on the evidence benchmark. For every policy variant x rollout sampler:
+# make ablation-evidence: the policy ablation on the evidence benchmark. For every policy variant x rollout sampler:
 # stage 1 and stage 2 against the evidence toy (each an MLflow run whose params hold policy.name and rl.sampler),
 # then an eval sweep of that policy; one sweep of every training-free method; then the table
 # (runs/ablation/ablation.md: every policy x ratio, and the best against every rule at matched compute).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check (issue 17): prefill speedups against the FLOP-ideal, the policy's share, one training step's phases
+# The GPU check (score_lit.perf.gpu_check): prefill speedups against the FLOP-ideal, the policy's share, one training step's phases
 # and peak memory, for the Qwen2.5-VL-7B and Qwen3-VL-8B architectures with random weights (score_lit/perf/gpu_check.py).
 #
 #   bash tools/gpu_check.sh OUT            # one GPU, sized for 8 min on an H200: OUT/gpu_check.json, gpu_check.md, gpu_check.log

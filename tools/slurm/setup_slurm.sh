@@ -1,6 +1,6 @@
 #!/bin/bash
-# Single-node SLURM (Debian 12, slurm-wlm 22.05.8) for tests. Run as root. From the tested recipe in
-# shared/slurm-local (its README lists the pitfalls); adapted: free ports per cluster, WITH_DBD=0 by default,
+# Single-node SLURM (Debian 12, slurm-wlm 22.05.8) for tests. Run as root. A tested recipe (tools/slurm/README.md),
+# with free ports per cluster, WITH_DBD=0 by default,
 # and a munged that is already running (another local cluster) is used, not restarted or recorded.
 # Needs: apt-get install -y slurm-wlm munge   (+ slurmdbd mariadb-server if WITH_DBD=1)
 #   BASE=/tmp/slurm bash tools/slurm/setup_slurm.sh && export SLURM_CONF=/tmp/slurm/etc/slurm.conf

@@ -92,7 +92,7 @@ def summarise(bench: dict) -> list[dict]:
 
 
 def check_targets(rows: list[dict]) -> dict:
-    """The issue's targets at r = 0.1 for the two largest frame counts: share of ideal >= 0.9, policy < 0.5%."""
+    """The check's targets at r = 0.1 for the two largest frame counts: share of ideal >= 0.9, policy < 0.5%."""
     frames = sorted({r["frames"] for r in rows})[-2:]
     out = {}
     for r in rows:

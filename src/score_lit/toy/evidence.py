@@ -48,7 +48,7 @@ Fixed before any method was trained or evaluated on it: the families, their para
 below were version 1 (`VERSION`, written into the export's manifest). A change after seeing results
 bumps the version, and both are reported (`VERSIONS`: the families each version exports by default).
 
-Version 2 (after the first sweeps) drops `move` from the exported set, as the benchmark issue asks of a
+Version 2 (after the first sweeps) drops `move` from the exported set, as the benchmark's design asks of a
 family the toy cannot learn: the evidence toy (models/toy-mllm-evidence4) answers it at chance with
 every token (0.23 at 576 tokens, 0.20 at 2,048; four options), so every method scores chance there and
 the family only dilutes the mean. Nothing else changed: colour and order are the same generators, so

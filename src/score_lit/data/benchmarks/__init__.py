@@ -22,7 +22,7 @@ no random fallback as in LongVideoBench's parser). `meta["family"]` is the categ
 | nextqa         | nextqa_mc_test          | exact_match                     | type (CW, TN, ..) |
 
 Sources: EvolvingLMMs-Lab/lmms-eval `lmms_eval/tasks/<task>/utils.py` and its yaml files (dataset_path,
-doc_to_visual, doc_to_text, metric_list), read through the project's search tool; each reader's docstring
+doc_to_visual, doc_to_text, metric_list); each reader's docstring
 says exactly which files it expects. Aggregation differs per task in lmms-eval (mlvu_dev reports the MEAN
 OF PER-TYPE accuracies; the others the accuracy over all questions): callers report both from `family`.
 
