@@ -5,7 +5,7 @@
 
 The step is the real one: ScoreModule.training_step in a real Lightning Trainer (one device), the run's settings
 from a stage config (conf/stage1.yaml: the policy, the sampler, the estimator, the optimizer), K = group_size
-rollouts per sample. Per step the module itself times its phases (lit_module.py):
+rollouts per sample. Per step the module itself times its phases (training/module.py):
 
     encode        frozen_vision (vision tower + projector) and tokenizing
     rollout       policy forward + K masks + frozen_llm (all B*K rollouts and the full-video baseline in one
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 
 from score_lit.config import ConfigError
 
-# A SLURM install on a workstation is not a SLURM job (the same filter as train.py's).
+# A SLURM install on a workstation is not a SLURM job (the same filter as training/quiet.py's).
 warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system")
 PHASES = ("frozen_vision", "encode", "frozen_llm", "rollout", "reward", "update", "step")
 
