@@ -13,7 +13,9 @@ from score_lit.training.checkpoint import save_policy
 from score_lit.cli import main
 from score_lit.config import PolicyConfig, load_config
 from score_lit.toy.export import export_split
-from score_lit.evaluation.sweep import Tally, _by_family, _rows, compute_table, sweep
+from score_lit.evaluation.records import BatchRecord, Outcome
+from score_lit.evaluation.report import by_family, compute_table, result_rows
+from score_lit.evaluation.sweep import sweep
 from score_lit.evaluation.flops import TERA, policy_flops, prefill_flops
 from score_lit.rl.policy import build_policy
 
@@ -29,14 +31,12 @@ def bench(tmp_path_factory):
 
 def test_family_average_and_share_of_vanilla_by_hand():
     family = {"a1": "a", "a2": "a", "b1": "b"}
-    assert _by_family({"a1": True, "a2": False, "b1": True}, family) == {"a": 0.5, "b": 1.0, "all": 0.75}
+    assert by_family({"a1": True, "a2": False, "b1": True}, family) == {"a": 0.5, "b": 1.0, "all": 0.75}
 
-    class E:
-        pass
-
-    van = Tally({"a1": True, "a2": True, "b1": False}, {"a1": 10, "a2": 10, "b1": 10}, prefill_s=0.3)
-    meth = Tally({"a1": True, "a2": False, "b1": False}, {"a1": 2, "a2": 3, "b1": 4}, prefill_s=0.03, select_s=0.003)
-    rows = {(r["method"], r["family"]): r for r in _rows(E(), "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    van = Outcome([True, True, False], [10, 10, 10], prefill_s=0.3)
+    meth = Outcome([True, False, False], [2, 3, 4], prefill_s=0.03, select_s=0.003)
+    rec = BatchRecord(["a1", "a2", "b1"], vanilla=van, methods={("x", 0.2): meth}, n_tokens=10)
+    rows = {(r["method"], r["family"]): r for r in result_rows(rec, family, "t")}
     assert rows[("x", "a")]["accuracy"] == 0.5 and rows[("x", "a")]["pct_of_vanilla"] == 50.0
     assert rows[("x", "all")]["accuracy"] == 0.25 and rows[("x", "all")]["pct_of_vanilla"] == 50.0  # 0.25 / 0.5
     assert rows[("x", "all")]["kept_tokens_mean"] == 3.0 and rows[("x", "all")]["budget_tokens"] == 2
@@ -48,11 +48,10 @@ def test_family_average_and_share_of_vanilla_by_hand():
 
 def test_flops_columns_by_hand():
     family = {"a1": "a", "a2": "a", "b1": "b"}
-    van = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 10, "a2": 10, "b1": 10},
-                flops={"a1": 100e12, "a2": 100e12, "b1": 200e12}, select_flops={"a1": 0, "a2": 0, "b1": 0})  # fmt: skip
-    meth = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 2, "a2": 2, "b1": 2},
-                 flops={"a1": 10e12, "a2": 30e12, "b1": 50e12}, select_flops={"a1": 1e12, "a2": 1e12, "b1": 4e12})  # fmt: skip
-    rows = {(r["method"], r["family"]): r for r in _rows(None, "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    van = Outcome([True, True, True], [10, 10, 10], flops=[100e12, 100e12, 200e12], select_flops=[0, 0, 0])
+    meth = Outcome([True, True, True], [2, 2, 2], flops=[10e12, 30e12, 50e12], select_flops=[1e12, 1e12, 4e12])
+    rec = BatchRecord(["a1", "a2", "b1"], vanilla=van, methods={("x", 0.2): meth}, n_tokens=10)
+    rows = {(r["method"], r["family"]): r for r in result_rows(rec, family, "t")}
     assert rows[("x", "a")]["prefill_tflops"] == 20.0 and rows[("x", "a")]["flops_pct_of_vanilla"] == 20.0  # 20 / 100
     assert rows[("x", "b")]["prefill_tflops"] == 50.0 and rows[("x", "b")]["flops_pct_of_vanilla"] == 25.0  # 50 / 200
     assert rows[("x", "all")]["prefill_tflops"] == 30.0 and rows[("x", "all")]["select_tflops"] == 2.0  # over questions
@@ -140,9 +139,10 @@ def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
     from score_lit.mllm import build_mllm
 
     text_cfg = build_mllm(cfg.mllm).model.config.text_config
-    for qid, f in res["vanilla"].flops.items():
+    rec = res["record"]
+    for j, f in enumerate(rec.vanilla.flops):
         text = next(n for n in range(1, 1000) if prefill_flops(text_cfg, n + 128) == f)
-        assert res["tallies"][("score", 0.1)].flops[qid] == prefill_flops(text_cfg, text + 13) + sel
+        assert rec.methods[("score", 0.1)].flops[j] == prefill_flops(text_cfg, text + 13) + sel
 
 
 def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
@@ -155,7 +155,7 @@ def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
     plain = sweep(load_config(["conf/eval.yaml"], over), progress=False)
     cfg = load_config(["conf/eval.yaml"], [*over, f"eval.cache_dir={tmp_path / 'features'}"])
     (filled,) = fill_cache(cfg, log=lambda line: None)
-    assert filled.rows == filled.written == len(plain["vanilla"].flops) > 0  # every question of the sweep
+    assert filled.rows == filled.written == len(plain["record"].ids) > 0  # every question of the sweep
     import score_lit.data.video_qa as vq
 
     def no_decoding(*a, **k):
