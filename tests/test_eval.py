@@ -277,3 +277,41 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
         resolve_out_dir(again)
     (first / "sweep.json").write_text(json.dumps({"identity": sweep_identity(again), "parent_run_id": "x", "finished": False}))
     assert resolve_out_dir(again) == (first, True)  # eval.resume=true alone finds the newest unfinished sweep
+
+
+def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(bench, monkeypatch):
+    # 6 questions in batches of 4: 2 batches x 3 ratios. A ranking method ranks 2 times (FastV: 2 partial forwards,
+    # not 6); uniform selects per ratio, 6 times.
+    from score_lit.compressors.fastv import FastV
+    from score_lit.compressors.score import ScoreCompressor
+    from score_lit.compressors.simple import RandomTokens, UniformFrames
+    from score_lit.compressors.surprise import SurpriseTopK
+    from score_lit.mllm.base import VideoMLLM
+
+    calls = {}
+
+    def counted(cls, name):
+        real = getattr(cls, name)
+
+        def wrapper(*a, **k):
+            calls[f"{cls.__name__}.{name}"] = calls.get(f"{cls.__name__}.{name}", 0) + 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counted(VideoMLLM, "video_attention")
+    for cls in (FastV, ScoreCompressor, SurpriseTopK, RandomTokens):
+        counted(cls, "rank")
+    counted(UniformFrames, "select")
+    d, policy = bench
+    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
+                                           "eval.methods=[score,surprise,random,fastv,uniform]", "eval.ratios=[1.0,0.25,0.05]",
+                                           "eval.frames=4", "eval.size=32", "eval.batch_size=4"])  # fmt: skip
+    res = sweep(cfg, progress=False)
+    assert len(res["record"].ids) == 6
+    assert calls == {"VideoMLLM.video_attention": 2, "FastV.rank": 2, "ScoreCompressor.rank": 2, "SurpriseTopK.rank": 2,
+                     "RandomTokens.rank": 2, "UniformFrames.select": 6}  # fmt: skip
+    kept = {(m, r): res["record"].methods[(m, r)].kept for m in ("score", "fastv") for r in (1.0, 0.25, 0.05)}
+    assert all(k == [8] * 6 for k in (kept[("score", 1.0)], kept[("fastv", 1.0)]))  # each cut has its own budget
+    assert all(k == [2] * 6 for k in (kept[("score", 0.25)], kept[("fastv", 0.25)]))
+    assert all(k == [1] * 6 for k in (kept[("score", 0.05)], kept[("fastv", 0.05)]))
