@@ -12,7 +12,7 @@ from score_lit.evaluation.records import BatchRecord, KeptMap, Outcome, read_rec
 from score_lit.evaluation.report import result_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import compare_sweeps  # noqa: E402
+import compare_sweeps
 
 FAMILY = {"a1": "a", "a2": "a", "b1": "b"}
 

@@ -120,5 +120,5 @@ def apply_selection(visual: VisualTokens, sel: Selection) -> tuple[VisualTokens,
     return merged, sel.keep[:, None]
 
 
-__all__ = ["REGISTRY", "Compressor", "Ranker", "ranks", "keep_top", "register", "build_compressor", "apply_selection", "Selection",
-           "Tensor"]  # fmt: skip
+__all__ = ["REGISTRY", "Compressor", "Ranker", "Selection", "Tensor", "apply_selection", "build_compressor", "keep_top", "ranks",
+           "register"]  # fmt: skip

@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from score_lit.training.checkpoint import load_policy
-from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
 from score_lit.compressors.topk import TopK
+from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
 from score_lit.rl.policy import MLPPolicy, QueryPolicy, TemporalPolicy
 from score_lit.rl.state import surprise_state
+from score_lit.training.checkpoint import load_policy
 from score_lit.types import VisualTokens
 
 SELECTIONS = ("global", "per_frame")

@@ -32,7 +32,7 @@ class Outcome:
     prefill_s: float = 0.0  # wall time of the LLM calls
     select_s: float = 0.0  # wall time of the selection (a ranking method: its ranking + this ratio's cut)
 
-    def extend(self, other: "Outcome") -> None:
+    def extend(self, other: Outcome) -> None:
         self.correct += other.correct
         self.kept += other.kept
         self.flops += other.flops
@@ -45,8 +45,8 @@ class Outcome:
                 "prefill_s": self.prefill_s, "select_s": self.select_s}  # fmt: skip
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Outcome":
-        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]  # noqa: E731  (None: not measured)
+    def from_dict(cls, d: dict) -> Outcome:
+        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]
         return cls([bool(c) for c in d.get("correct", [])], [int(k) for k in d.get("kept", [])], nan(d.get("flops", [])),
                    nan(d.get("select_flops", [])), float(d.get("prefill_s", 0.0)), float(d.get("select_s", 0.0)))  # fmt: skip
 
@@ -74,7 +74,7 @@ class BatchRecord:
     n_tokens: int = 0  # T*N visual tokens per question
     grid: tuple = ()  # (T, H', W')
 
-    def extend(self, other: "BatchRecord") -> None:
+    def extend(self, other: BatchRecord) -> None:
         """Append `other`'s questions (a batch with none only adds its left-out videos)."""
         self.left_out += other.left_out
         self.viz += other.viz
@@ -87,7 +87,7 @@ class BatchRecord:
         self.n_tokens, self.grid = other.n_tokens, tuple(other.grid)
 
     @classmethod
-    def merge(cls, records, keys=()) -> "BatchRecord":
+    def merge(cls, records, keys=()) -> BatchRecord:
         """One record holding every record's questions in order; `keys` fixes the order of the methods."""
         total = cls([], methods={k: Outcome([], []) for k in keys})
         for r in records:
@@ -103,7 +103,7 @@ class BatchRecord:
         })  # fmt: skip
 
     @classmethod
-    def from_json(cls, line: str) -> "BatchRecord":
+    def from_json(cls, line: str) -> BatchRecord:
         d = json.loads(line)
         methods = {}
         for key, out in d.get("methods", {}).items():

@@ -32,8 +32,9 @@ Outputs in eval.out_dir: questions.jsonl (one BatchRecord per batch, score_lit.e
 as it comes; eval.resume=true reads it back), sweep.json (the settings, whether it finished), results.csv
 (one row per benchmark, family, method, ratio), results.md and accuracy_vs_retention.png (one line per
 method; score_lit.evaluation.report); kept-token pictures of a few questions. MLflow: one parent run per
-sweep and one child run per (method, ratio) (score_lit.evaluation.tracking). A video that fails to load is reported once and left out of every row (never
-replaced by another question); the number evaluated is in the table.
+sweep and one child run per (method, ratio) (score_lit.evaluation.tracking). A video that fails to load
+is reported once and left out of every row (never replaced by another question); the number evaluated is
+in the table.
 """
 
 from __future__ import annotations
@@ -84,11 +85,12 @@ def collate_eval(items: list) -> tuple:
 
 
 
-def _timed(fn, device):
+def _timed(device, fn, *args):
+    """(fn(*args), its wall time in seconds), the device synchronised before and after."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out, time.perf_counter() - t0
@@ -124,30 +126,29 @@ class _Measure:
         ans = batch.answer_index.to(dev)
         full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
         text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
-        scores, dt = _timed(lambda: mllm.score(visual, prompts, full), dev)
+        scores, dt = _timed(dev, mllm.score, visual, prompts, full)
         flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
         correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
         vanilla = Outcome(correct, [visual.num_tokens] * len(batch), flops, [0] * len(text), dt)
         rec = BatchRecord(list(batch.ids), left_out, vanilla, {}, [], visual.num_tokens, tuple(visual.grid))
         for m, comp in self.comps.items():
-            ranking, rank_s = _timed(lambda: comp.rank(visual, prompts), dev) if ranks(comp) else (None, 0.0)
+            ranking, rank_s = _timed(dev, comp.rank, visual, prompts) if ranks(comp) else (None, 0.0)
             for r in e.ratios:
                 if ranking is None:
-                    sel, sel_s = _timed(lambda: comp.select(visual, r, prompts), dev)
+                    sel, sel_s = _timed(dev, comp.select, visual, r, prompts)
                 else:  # the ranking of this batch, cut at r
-                    cut = lambda: keep_top(ranking, r, visual.grid, comp.per_frame).to(visual.tokens.device)  # noqa: E731
-                    keep, sel_s = _timed(cut, dev)
-                    sel = Selection(keep=keep)
+                    keep, sel_s = _timed(dev, keep_top, ranking, r, visual.grid, comp.per_frame)
+                    sel = Selection(keep=keep.to(visual.tokens.device))
                 vis, masks = apply_selection(visual, sel)
-                scores, dt = _timed(lambda: mllm.score(vis, prompts, masks.to(dev)), dev)
+                scores, dt = _timed(dev, mllm.score, vis, prompts, masks.to(dev))
                 kept = sel.keep.sum(-1).tolist()
                 sf = [_selection_flops(comp, shape, r, n, text_cfg, self.no_flops) for n in text]
                 flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, kept, sf)]
                 correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
                 rec.methods[(m, r)] = Outcome(correct, kept, flops, sf, dt, rank_s + sel_s)
                 if abs(r - e.viz_ratio) < 1e-9:
-                    keep = sel.keep.cpu()
-                    rec.viz += [KeptMap(q, m, r, keep[j].tolist(), tuple(visual.grid)) for j, q in enumerate(batch.ids) if q in viz_ids]
+                    on_cpu = sel.keep.cpu()
+                    rec.viz += [KeptMap(q, m, r, on_cpu[j].tolist(), tuple(visual.grid)) for j, q in enumerate(batch.ids) if q in viz_ids]
         return rec
 
 
@@ -222,7 +223,7 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
 
 
 def _postfix(total: BatchRecord, ratios) -> dict:
-    mean = lambda xs: sum(xs) / max(len(xs), 1)  # noqa: E731
+    mean = lambda xs: sum(xs) / max(len(xs), 1)
     out = {"vanilla": f"{mean(total.vanilla.correct):.3f}"}
     if ("score", ratios[-1]) in total.methods:
         out["score"] = f"{mean(total.methods[('score', ratios[-1])].correct):.3f}@{ratios[-1]}"
