@@ -10,6 +10,7 @@ the CPU time a fair comparison on a shared machine; alternate the trees and repe
 import statistics
 import sys
 import time
+from itertools import pairwise
 
 import score_lit
 from score_lit.config import load_config
@@ -21,8 +22,8 @@ def main(argv: list[str]) -> int:
     cfg = load_config(files or ["conf/eval.yaml"], [a for a in argv if a not in files])
     wall, cpu = [], []
     sweep(cfg, progress=False, on_batch=lambda rec: (wall.append(time.perf_counter()), cpu.append(time.process_time())))
-    gw = [b - a for a, b in zip(wall, wall[1:])]
-    gc = [b - a for a, b in zip(cpu, cpu[1:])]
+    gw = [b - a for a, b in pairwise(wall)]
+    gc = [b - a for a, b in pairwise(cpu)]
     if not gw:
         print("fewer than 2 batches: nothing to time (raise eval.limit)")
         return 1
