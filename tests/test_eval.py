@@ -9,13 +9,15 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from score_lit.training.checkpoint import save_policy
 from score_lit.cli import main
 from score_lit.config import PolicyConfig, load_config
-from score_lit.toy.export import export_split
-from score_lit.evaluation.sweep import Tally, _by_family, _rows, compute_table, sweep
 from score_lit.evaluation.flops import TERA, policy_flops, prefill_flops
+from score_lit.evaluation.records import BatchRecord, Outcome
+from score_lit.evaluation.report import by_family, compute_table, result_rows
+from score_lit.evaluation.sweep import sweep
 from score_lit.rl.policy import build_policy
+from score_lit.toy.export import export_split
+from score_lit.training.checkpoint import save_policy
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +31,12 @@ def bench(tmp_path_factory):
 
 def test_family_average_and_share_of_vanilla_by_hand():
     family = {"a1": "a", "a2": "a", "b1": "b"}
-    assert _by_family({"a1": True, "a2": False, "b1": True}, family) == {"a": 0.5, "b": 1.0, "all": 0.75}
+    assert by_family({"a1": True, "a2": False, "b1": True}, family) == {"a": 0.5, "b": 1.0, "all": 0.75}
 
-    class E:
-        pass
-
-    van = Tally({"a1": True, "a2": True, "b1": False}, {"a1": 10, "a2": 10, "b1": 10}, prefill_s=0.3)
-    meth = Tally({"a1": True, "a2": False, "b1": False}, {"a1": 2, "a2": 3, "b1": 4}, prefill_s=0.03, select_s=0.003)
-    rows = {(r["method"], r["family"]): r for r in _rows(E(), "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    van = Outcome([True, True, False], [10, 10, 10], prefill_s=0.3)
+    meth = Outcome([True, False, False], [2, 3, 4], prefill_s=0.03, select_s=0.003)
+    rec = BatchRecord(["a1", "a2", "b1"], vanilla=van, methods={("x", 0.2): meth}, n_tokens=10)
+    rows = {(r["method"], r["family"]): r for r in result_rows(rec, family, "t")}
     assert rows[("x", "a")]["accuracy"] == 0.5 and rows[("x", "a")]["pct_of_vanilla"] == 50.0
     assert rows[("x", "all")]["accuracy"] == 0.25 and rows[("x", "all")]["pct_of_vanilla"] == 50.0  # 0.25 / 0.5
     assert rows[("x", "all")]["kept_tokens_mean"] == 3.0 and rows[("x", "all")]["budget_tokens"] == 2
@@ -48,11 +48,10 @@ def test_family_average_and_share_of_vanilla_by_hand():
 
 def test_flops_columns_by_hand():
     family = {"a1": "a", "a2": "a", "b1": "b"}
-    van = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 10, "a2": 10, "b1": 10},
-                flops={"a1": 100e12, "a2": 100e12, "b1": 200e12}, select_flops={"a1": 0, "a2": 0, "b1": 0})  # fmt: skip
-    meth = Tally({"a1": True, "a2": True, "b1": True}, {"a1": 2, "a2": 2, "b1": 2},
-                 flops={"a1": 10e12, "a2": 30e12, "b1": 50e12}, select_flops={"a1": 1e12, "a2": 1e12, "b1": 4e12})  # fmt: skip
-    rows = {(r["method"], r["family"]): r for r in _rows(None, "t", family, van, {("x", 0.2): meth}, n_tokens=10)}
+    van = Outcome([True, True, True], [10, 10, 10], flops=[100e12, 100e12, 200e12], select_flops=[0, 0, 0])
+    meth = Outcome([True, True, True], [2, 2, 2], flops=[10e12, 30e12, 50e12], select_flops=[1e12, 1e12, 4e12])
+    rec = BatchRecord(["a1", "a2", "b1"], vanilla=van, methods={("x", 0.2): meth}, n_tokens=10)
+    rows = {(r["method"], r["family"]): r for r in result_rows(rec, family, "t")}
     assert rows[("x", "a")]["prefill_tflops"] == 20.0 and rows[("x", "a")]["flops_pct_of_vanilla"] == 20.0  # 20 / 100
     assert rows[("x", "b")]["prefill_tflops"] == 50.0 and rows[("x", "b")]["flops_pct_of_vanilla"] == 25.0  # 50 / 200
     assert rows[("x", "all")]["prefill_tflops"] == 30.0 and rows[("x", "all")]["select_tflops"] == 2.0  # over questions
@@ -140,9 +139,10 @@ def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
     from score_lit.mllm import build_mllm
 
     text_cfg = build_mllm(cfg.mllm).model.config.text_config
-    for qid, f in res["vanilla"].flops.items():
+    rec = res["record"]
+    for j, f in enumerate(rec.vanilla.flops):
         text = next(n for n in range(1, 1000) if prefill_flops(text_cfg, n + 128) == f)
-        assert res["tallies"][("score", 0.1)].flops[qid] == prefill_flops(text_cfg, text + 13) + sel
+        assert rec.methods[("score", 0.1)].flops[j] == prefill_flops(text_cfg, text + 13) + sel
 
 
 def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
@@ -155,7 +155,7 @@ def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
     plain = sweep(load_config(["conf/eval.yaml"], over), progress=False)
     cfg = load_config(["conf/eval.yaml"], [*over, f"eval.cache_dir={tmp_path / 'features'}"])
     (filled,) = fill_cache(cfg, log=lambda line: None)
-    assert filled.rows == filled.written == len(plain["vanilla"].flops) > 0  # every question of the sweep
+    assert filled.rows == filled.written == len(plain["record"].ids) > 0  # every question of the sweep
     import score_lit.data.video_qa as vq
 
     def no_decoding(*a, **k):
@@ -277,3 +277,41 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
         resolve_out_dir(again)
     (first / "sweep.json").write_text(json.dumps({"identity": sweep_identity(again), "parent_run_id": "x", "finished": False}))
     assert resolve_out_dir(again) == (first, True)  # eval.resume=true alone finds the newest unfinished sweep
+
+
+def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(bench, monkeypatch):
+    # 6 questions in batches of 4: 2 batches x 3 ratios. A ranking method ranks 2 times (FastV: 2 partial forwards,
+    # not 6); uniform selects per ratio, 6 times.
+    from score_lit.compressors.fastv import FastV
+    from score_lit.compressors.score import ScoreCompressor
+    from score_lit.compressors.simple import RandomTokens, UniformFrames
+    from score_lit.compressors.surprise import SurpriseTopK
+    from score_lit.mllm.base import VideoMLLM
+
+    calls = {}
+
+    def counted(cls, name):
+        real = getattr(cls, name)
+
+        def wrapper(*a, **k):
+            calls[f"{cls.__name__}.{name}"] = calls.get(f"{cls.__name__}.{name}", 0) + 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    counted(VideoMLLM, "video_attention")
+    for cls in (FastV, ScoreCompressor, SurpriseTopK, RandomTokens):
+        counted(cls, "rank")
+    counted(UniformFrames, "select")
+    d, policy = bench
+    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
+                                           "eval.methods=[score,surprise,random,fastv,uniform]", "eval.ratios=[1.0,0.25,0.05]",
+                                           "eval.frames=4", "eval.size=32", "eval.batch_size=4"])  # fmt: skip
+    res = sweep(cfg, progress=False)
+    assert len(res["record"].ids) == 6
+    assert calls == {"VideoMLLM.video_attention": 2, "FastV.rank": 2, "ScoreCompressor.rank": 2, "SurpriseTopK.rank": 2,
+                     "RandomTokens.rank": 2, "UniformFrames.select": 6}  # fmt: skip
+    kept = {(m, r): res["record"].methods[(m, r)].kept for m in ("score", "fastv") for r in (1.0, 0.25, 0.05)}
+    assert all(k == [8] * 6 for k in (kept[("score", 1.0)], kept[("fastv", 1.0)]))  # each cut has its own budget
+    assert all(k == [2] * 6 for k in (kept[("score", 0.25)], kept[("fastv", 0.25)]))
+    assert all(k == [1] * 6 for k in (kept[("score", 0.05)], kept[("fastv", 0.05)]))

@@ -188,7 +188,7 @@ def cmd_viz(args: list[str]) -> int:
         raise ConfigError(str(e).replace("eval.viz_ratio", "--ratio").replace("eval.methods", "--method")) from None
     check_files(cfg)
     from score_lit.data.common import SampleError
-    from score_lit.evaluation.sweep import visualize_video
+    from score_lit.evaluation.viz import visualize_video
 
     try:
         paths = visualize_video(cfg, ns.video, methods, ns.ratio, ns.question, ns.out)

@@ -4,11 +4,17 @@ training-free baselines it is compared against (../docs/METHOD.md "What the pape
     from score_lit.compressors import build_compressor
     comp = build_compressor("surprise", mllm=mllm)                 # or "score", policy=..., selection=...
     sel = comp.select(visual, ratio=0.1, prompts=prompts)          # -> Selection(keep [B, T*N], tokens?)
+    if ranks(comp):                                                # score, surprise, fastv, random
+        scores = comp.rank(visual, prompts)                        # [B, T*N], once for every ratio
+        keep = keep_top(scores, 0.1, visual.grid, comp.per_frame)  # == comp.select(visual, 0.1, prompts).keep
 
 Every compressor gets the frozen projector output (`VisualTokens`: tokens [B, T, N, D] in raster order
 per temporal unit, grid (T, H', W')) and a retention ratio r, and keeps about k = ceil(r * T * N) tokens
-(score_lit.config.keep_count). A method whose structure cannot meet the budget exactly (e.g. whole
-frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
+(score_lit.config.keep_count). The top-k methods (a `Ranker`: score, surprise, fastv, random) rank the
+tokens once, independently of r, and every ratio is a cut of that ranking by one shared top-k
+(score_lit.compressors.topk.keep_top; `select` = rank + cut); the structural and merging methods (uniform,
+pool, visionzip, dycoke) choose per ratio and have only `select`. A method whose structure cannot meet the
+budget exactly (e.g. whole frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
 the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
 method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.evaluation.flops).
 `import score_lit.compressors` imports no method module.
@@ -40,6 +46,7 @@ REGISTRY: dict[str, str] = {
 class Compressor(Protocol):
     name: str
     needs_prompts: bool  # True if select() uses the tokenized prompts (in-LLM methods)
+    ranks: bool  # True for a Ranker: rank() once, then keep_top at every ratio (False: select per ratio)
 
     def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
         """keep [B, T*N] bool (+ merged token values [B, T*N, D] for merging methods)."""
@@ -50,6 +57,28 @@ class Compressor(Protocol):
         text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.evaluation.flops). The
         sweep reports NaN FLOPs for a compressor without it."""
         ...
+
+
+class Ranker(Compressor, Protocol):
+    """A top-k method: a ratio-free ranking, cut at a ratio by keep_top (score_lit.compressors.topk)."""
+
+    per_frame: bool  # the cut keeps keep_count(r, N) per temporal unit instead of keep_count(r, T*N) overall
+
+    def rank(self, visual: VisualTokens, prompts: Any = None) -> Tensor:
+        """[B, T*N] float scores, higher = kept first; the same at every ratio."""
+        ...
+
+
+def ranks(comp: Compressor) -> bool:
+    """Whether `comp` is a Ranker (a registered class without the attribute is not)."""
+    return bool(getattr(comp, "ranks", False))
+
+
+def keep_top(scores: Tensor, ratio: float, grid: tuple[int, int, int], per_frame: bool = False) -> Tensor:
+    """The shared cut of a ranking: score_lit.compressors.topk.keep_top (imported on first use)."""
+    from score_lit.compressors.topk import keep_top as cut
+
+    return cut(scores, ratio, grid, per_frame)
 
 
 def register(name: str, target: str) -> None:
@@ -91,4 +120,5 @@ def apply_selection(visual: VisualTokens, sel: Selection) -> tuple[VisualTokens,
     return merged, sel.keep[:, None]
 
 
-__all__ = ["REGISTRY", "Compressor", "register", "build_compressor", "apply_selection", "Selection", "Tensor"]
+__all__ = ["REGISTRY", "Compressor", "Ranker", "Selection", "Tensor", "apply_selection", "build_compressor", "keep_top", "ranks",
+           "register"]  # fmt: skip

@@ -79,6 +79,7 @@ class DyCoke:
 
     name = "dycoke"
     needs_prompts = False
+    ranks = False  # merges per ratio: select only
 
     def __init__(self, similarity: float = 0.9):
         if not -1.0 <= similarity <= 1.0:

@@ -12,12 +12,12 @@ How this differs from the paper's FastV:
   other method in the sweep (pre-LLM pruning), so prefill times of the methods are comparable and the
   answer is scored by the same `mllm.score` path. The layers < K therefore see fewer tokens than in the
   paper (accuracy may differ from the paper's FastV, in either direction).
-- Cost. The ranking is an extra partial forward over the FULL sequence: layers 0..K-1 in the model's
-  own attention implementation (SDPA), plus layer K's input norm and q/k projections (one query row,
-  no L x L map). That is about K / num_layers of a full-sequence prefill (2/28 ~ 7% for Qwen2.5-VL-7B)
-  on top of the pruned prefill. The sweep's prefill time covers only `mllm.score`; the selection time
-  (this partial forward) is counted only if the sweep times `select` as well -- read the timing column
-  before comparing FastV's speed with the other methods.
+- Cost. The ranking (`rank`) is an extra partial forward over the FULL sequence: layers 0..K-1 in the
+  model's own attention implementation (SDPA), plus layer K's input norm and q/k projections (one query
+  row, no L x L map). That is about K / num_layers of a full-sequence prefill (2/28 ~ 7% for
+  Qwen2.5-VL-7B) on top of the pruned prefill. It does not depend on the ratio: the sweep runs it once
+  per batch and cuts it at every ratio. The sweep's prefill time covers only `mllm.score`; this partial
+  forward is in its select time.
 - FLOPs (`selection_flops`, score_lit.evaluation.flops.fastv_flops). The sweep's FLOPs column counts what the
   paper's FastV costs in deployment: layers < K over all tokens, layers >= K over the kept ones, plus the
   ranking; its selection cost is K (layer(L_text + V) - layer(L_text + k)) + rank(L_text + V). With
@@ -39,13 +39,13 @@ from typing import Any
 
 import torch
 
+from score_lit.compressors.topk import TopK
 from score_lit.config import keep_count
 from score_lit.evaluation.flops import fastv_flops
-from score_lit.rl.policy import stable_topk_mask
-from score_lit.types import Selection, VisualTokens
+from score_lit.types import VisualTokens
 
 
-class FastV:
+class FastV(TopK):
     """Keep the global top-k visual tokens by the layer-K attention of the last prompt token."""
 
     name = "fastv"
@@ -65,12 +65,11 @@ class FastV:
             )
 
     @torch.no_grad()
-    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+    def rank(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
+        """[B, T*N] float32: the layer-K attention of the last prompt token (one partial forward)."""
         if prompts is None:
             raise ValueError("fastv needs the tokenized prompts: select(visual, ratio, prompts=mllm.tokenize(batch))")
-        scores = self.mllm.video_attention(visual, prompts, self.layer_used)  # [B, T*N]
-        k = keep_count(ratio, visual.num_tokens)
-        return Selection(keep=stable_topk_mask(scores, k).to(visual.tokens.device))
+        return self.mllm.video_attention(visual, prompts, self.layer_used)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """Deployment cost beyond a prefill of the kept tokens (module docstring): K (layer(L_text + V) -

@@ -4,7 +4,9 @@
     logits = policy(h)    [B, T*N]
     keep = top-k(logits), k = ceil(r * T * N), globally over the video, or k_t = ceil(r * N) per unit
 
-Top-k of the logits equals top-k of p = sigmoid(logits). One trained policy serves every ratio.
+Top-k of the logits equals top-k of p = sigmoid(logits). One trained policy serves every ratio: `rank` is
+the logits (state, policy and question embedding once per batch), cut at each ratio by
+score_lit.compressors.topk.keep_top.
 The policy is loaded with score_lit.training.checkpoint.load_policy when only a path is given; with `mllm`
 the checkpoint's model width is checked against mllm.identity() (a policy trained for another model
 family fails with load_policy's message). The policy runs on the tokens' device in its own dtype
@@ -22,20 +24,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from score_lit.training.checkpoint import load_policy
+from score_lit.compressors.topk import TopK
 from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
-from score_lit.rl.policy import MLPPolicy, QueryPolicy, TemporalPolicy, topk_mask
+from score_lit.rl.policy import MLPPolicy, QueryPolicy, TemporalPolicy
 from score_lit.rl.state import surprise_state
-from score_lit.types import Selection, VisualTokens
+from score_lit.training.checkpoint import load_policy
+from score_lit.types import VisualTokens
 
 SELECTIONS = ("global", "per_frame")
 
 
-class ScoreCompressor:
+class ScoreCompressor(TopK):
     """Top-k of a trained policy's logits over the surprise-augmented state (module docstring)."""
 
     name = "score"
-    needs_prompts = False
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class ScoreCompressor:
             policy, _ = load_policy(policy_path, expect_mllm=mllm.identity() if mllm is not None else None)
         self.policy = policy.eval()
         self.selection = selection
+        self.per_frame = selection == "per_frame"  # k_t = ceil(r * N) in every unit (score_lit.compressors.topk)
         self.mllm = mllm
         # A question-conditioned policy (query_mlp) reads the prompt: eval then passes the tokenized prompts.
         self.needs_prompts = bool(getattr(policy, "needs_question", False))
@@ -72,14 +75,14 @@ class ScoreCompressor:
         question = None
         if self.needs_prompts:
             if prompts is None:
-                raise ValueError("the score policy is conditioned on the question: select(visual, ratio, prompts=mllm.tokenize(batch))")
+                raise ValueError("the score policy is conditioned on the question: select(visual, ratio, prompts=mllm.tokenize(batch)) "
+                                 "or rank(visual, prompts=...)")
             question = self.mllm.question_embedding(prompts).to(state.device, state.dtype)
         return self.policy(state, question).float()
 
-    @torch.no_grad()
-    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
-        keep = topk_mask(self.logits(visual, prompts), ratio, visual.grid, per_frame=self.selection == "per_frame")
-        return Selection(keep=keep)
+    def rank(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
+        """[B, T*N] float32: the keep logits (`logits`), cut per ratio by the shared top-k."""
+        return self.logits(visual, prompts)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """State + MLP over all T N tokens (module docstring). shape = (T, N, D). The `mlp`, `query_mlp`

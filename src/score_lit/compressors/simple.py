@@ -16,8 +16,10 @@ every content-aware method must clear at the same retention ratio r, budget k = 
   LLM then sees (the papers re-grid instead; positions here stay those of the full grid). If even
   s = max(H', W') is over budget, one token per unit remains: T tokens, more than k when k < T.
   The count is then T * ceil(H'/s) * ceil(W'/s) <= k, usually below k (the grid is coarse).
-- `RandomTokens(seed)`: k tokens uniformly at random per sample, from a torch.Generator seeded with
-  `seed` at every call (the same call gives the same mask; samples of a batch differ).
+- `RandomTokens(seed)`: k tokens uniformly at random per sample: its ranking (`rank`) is uniform noise
+  from a torch.Generator seeded with `seed` at every call (the same call gives the same scores; samples of
+  a batch differ), cut at k by the shared top-k (score_lit.compressors.topk), so the masks of two ratios
+  are nested.
 
 Selection FLOPs (score_lit.evaluation.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
 every token into its window sum and divides each sum once, V D.
@@ -30,9 +32,9 @@ from typing import Any
 
 import torch
 
+from score_lit.compressors.topk import TopK
 from score_lit.config import keep_count
 from score_lit.evaluation.flops import pool_flops
-from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
 
@@ -43,6 +45,7 @@ class UniformFrames:
 
     name = "uniform"
     needs_prompts = False
+    ranks = False  # whole units chosen per ratio: select only
 
     @staticmethod
     def units(t: int, k: int, n: int) -> list[int]:
@@ -67,6 +70,7 @@ class SpatialPool:
 
     name = "pool"
     needs_prompts = False
+    ranks = False  # a window size per ratio: select only
 
     @staticmethod
     def window(t: int, h: int, w: int, k: int) -> int:
@@ -103,22 +107,20 @@ class SpatialPool:
         return pool_flops(t * n, d)
 
 
-class RandomTokens:
+class RandomTokens(TopK):
     """k uniformly random tokens per sample; reproducible: a fresh torch.Generator(seed) at every call."""
 
     name = "random"
-    needs_prompts = False
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
-    @torch.no_grad()
-    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+    def rank(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
+        """[B, T*N] float32 uniform noise on the CPU (the same scores on every device), the generator reseeded
+        with `seed` at every call."""
         b, t, n, _ = visual.tokens.shape
         g = torch.Generator(device="cpu").manual_seed(self.seed)
-        u = torch.rand(b, t * n, generator=g)  # on the CPU: the same mask on every device
-        keep = stable_topk_mask(u, keep_count(ratio, t * n))
-        return Selection(keep=keep.to(visual.tokens.device))
+        return torch.rand(b, t * n, generator=g)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """0: random numbers and a top-k, no arithmetic on the tokens. shape = (T, N, D)."""

@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from score_lit.config import keep_count
+from score_lit.compressors.topk import TopK
 from score_lit.evaluation.flops import surprise_flops
-from score_lit.rl.policy import stable_topk_mask
 from score_lit.rl.state import surprise_norm
-from score_lit.types import Selection, VisualTokens
+from score_lit.types import VisualTokens
 
 FIRST_UNIT_RULES = ("next", "self", "zero")
 
@@ -48,11 +47,10 @@ def surprise_scores(x: Tensor, first_unit: str = "next") -> Tensor:
     return s
 
 
-class SurpriseTopK:
+class SurpriseTopK(TopK):
     """Global top-k by ||x_t - x_{t-1}||; the first unit by `first_unit` ("next" default; module docstring)."""
 
     name = "surprise"
-    needs_prompts = False
 
     def __init__(self, first_unit: str = "next"):
         if first_unit not in FIRST_UNIT_RULES:
@@ -60,10 +58,10 @@ class SurpriseTopK:
         self.first_unit = first_unit
 
     @torch.no_grad()
-    def select(self, visual: VisualTokens, ratio: float, prompts: Any = None) -> Selection:
+    def rank(self, visual: VisualTokens, prompts: Any = None) -> Tensor:
+        """[B, T*N] float32: surprise_scores in sequence order."""
         b, t, n, _ = visual.tokens.shape
-        scores = surprise_scores(visual.tokens, self.first_unit).reshape(b, t * n)
-        return Selection(keep=stable_topk_mask(scores, keep_count(ratio, t * n)))
+        return surprise_scores(visual.tokens, self.first_unit).reshape(b, t * n)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """Residuals and their norms, about 3 V D (score_lit.evaluation.flops.surprise_flops). shape = (T, N, D)."""

@@ -66,6 +66,7 @@ class VisionZip:
 
     name = "visionzip"
     needs_prompts = False
+    ranks = False  # dominant and merged tokens chosen per ratio: select only
 
     def __init__(self, dominant_share: float = 0.85):
         if not 0.0 <= dominant_share <= 1.0:

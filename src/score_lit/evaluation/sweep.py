@@ -3,8 +3,10 @@
     python -m score_lit eval conf/eval.yaml eval.methods=[score,surprise] eval.ratios=[0.1,0.05]
 
 For each batch of questions: decode (or read the feature cache) -> encode once -> tokenize once; then
-vanilla (all tokens) once, and for each (method, ratio) the method's selection (score_lit.compressors)
-followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
+vanilla (all tokens) once, and for each method: a ranking method (score, surprise, fastv, random:
+score_lit.compressors.Ranker) ranks the batch ONCE and is cut at every ratio (keep_top), any other method
+selects per ratio; each (method, ratio) then makes one LLM call on text + kept tokens. Recorded per
+(method, ratio):
   accuracy         argmax over the options' first-token logits == the answer, per family; family `all`
                    is the mean of the families' accuracies (each family weighs the same);
   pct_of_vanilla   accuracy / vanilla's accuracy on the same questions in the same run, x 100;
@@ -13,7 +15,9 @@ followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
                    below one frame's worth);
   prefill_ms       wall time of the LLM call (text + kept tokens, through the answer-predicting
                    position) per question, batch of eval.batch_size; select_ms the method's own time
-                   (FastV's partial forward for its ranking is here, not in prefill_ms);
+                   (FastV's partial forward for its ranking is here, not in prefill_ms); for a ranking
+                   method its ranking's time (run once, shared by the ratios) plus this ratio's cut, what
+                   selecting at this ratio alone costs;
   prefill_tflops   compute per question (mean), TFLOPs: the LLM prefill over the prompt's text (before the
                    video, and after it up to the answer) + the kept visual tokens, lm_head on the last
                    position (score_lit.evaluation.flops.prefill_flops), plus select_tflops, what the method's selection
@@ -24,38 +28,33 @@ followed by one LLM call on text + kept tokens. Recorded per (method, ratio):
                    / vanilla's on the same questions x 100; a method whose selection has no formula gets NaN.
                    flops.matched_compute(rows) picks, per method, the best accuracy at no more compute than
                    SCORE's.
-Outputs in eval.out_dir: results.csv (one row per benchmark, family, method, ratio), results.md, and
-accuracy_vs_retention.png (one line per method); kept-token pictures of a few questions. MLflow: one
-parent run per sweep (CSV, table, plot and pictures as its artifacts) and one child run per (method,
-ratio) with `method`, `retention_ratio`, `benchmark` as params and tags, so the UI's compare view puts
-ratios side by side. A video that fails to load is reported once and left out of every row (never
-replaced by another question); the number evaluated is in the table.
+Outputs in eval.out_dir: questions.jsonl (one BatchRecord per batch, score_lit.evaluation.records, appended
+as it comes; eval.resume=true reads it back), sweep.json (the settings, whether it finished), results.csv
+(one row per benchmark, family, method, ratio), results.md and accuracy_vs_retention.png (one line per
+method; score_lit.evaluation.report); kept-token pictures of a few questions. MLflow: one parent run per
+sweep and one child run per (method, ratio) (score_lit.evaluation.tracking). A video that fails to load
+is reported once and left out of every row (never replaced by another question); the number evaluated is
+in the table.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import sys
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from score_lit.config import Config, check_files, keep_count, retention_label
+from score_lit.config import Config, check_files
 from score_lit.data.common import Problem, Sample, SampleError
-from score_lit.evaluation.flops import TERA
+from score_lit.evaluation.records import BatchRecord, KeptMap, Outcome, read_records
 from score_lit.training.interrupts import SigintLatch, sigint_held
 
 log = logging.getLogger("score_lit.evaluation.sweep")
-FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean",
-          "budget_tokens", "over_budget", "prefill_ms", "select_ms", "prefill_tflops", "select_tflops",
-          "flops_pct_of_vanilla", "n"]  # fmt: skip
 
 
 class EvalDataset(Dataset):
@@ -85,63 +84,90 @@ def collate_eval(items: list) -> tuple:
     return (collate(good) if good else None), [p for p in items if isinstance(p, Problem)]
 
 
-@dataclass
-class Tally:
-    """Per-question results of one (method, ratio)."""
 
-    correct: dict  # id -> bool
-    kept: dict  # id -> int
-    prefill_s: float = 0.0
-    select_s: float = 0.0
-    flops: dict = field(default_factory=dict)  # id -> prefill FLOPs incl. the selection (score_lit.evaluation.flops)
-    select_flops: dict = field(default_factory=dict)  # id -> the selection's part of them
-
-    @classmethod
-    def new(cls) -> "Tally":
-        return cls({}, {})
-
-
-def _timed(fn, device):
+def _timed(device, fn, *args):
+    """(fn(*args), its wall time in seconds), the device synchronised before and after."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return out, time.perf_counter() - t0
 
 
-def _tally_part(t: "Tally", ids: list[str]) -> dict:
-    """The per-question results of `ids` in t (one line of questions.jsonl), JSON-ready."""
-    return {"correct": [t.correct[i] for i in ids], "kept": [t.kept[i] for i in ids], "flops": [t.flops.get(i) for i in ids],
-            "select_flops": [t.select_flops.get(i) for i in ids]}  # fmt: skip
+class _Measure:
+    """What every batch needs: the model, the compressors, the LLM's sizes (FLOPs), the settings."""
 
+    def __init__(self, cfg: Config, mllm):
+        from score_lit.compressors import build_compressor
 
-def _restore(t: "Tally", ids: list[str], part: dict, prefill_s: float, select_s: float) -> None:
-    for i, c, k, f, sf in zip(ids, part["correct"], part["kept"], part["flops"], part["select_flops"]):
-        t.correct[i], t.kept[i] = bool(c), int(k)
-        if f is not None:
-            t.flops[i], t.select_flops[i] = float(f), float(sf)
-    t.prefill_s += prefill_s
-    t.select_s += select_s
+        e = cfg.eval
+        self.e, self.mllm, self.dev = e, mllm, mllm.device
+        self.comps = {
+            m: build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+            for m in e.methods
+        }  # fmt: skip
+        self.text_cfg = mllm.model.config.text_config  # the LLM's sizes, for the FLOPs columns
+        self.no_flops: set = set()  # methods without a selection FLOPs formula (warned once)
+
+    def keys(self) -> list[tuple[str, float]]:
+        return [(m, r) for m in self.e.methods for r in self.e.ratios]
+
+    def batch(self, batch, left_out: list[Problem], viz_ids: list[str]) -> BatchRecord:
+        """Vanilla, then every method at every ratio, on one batch; kept-token maps for `viz_ids`."""
+        from score_lit.compressors import Selection, apply_selection, keep_top, ranks
+        from score_lit.data.encode import encode
+        from score_lit.evaluation.flops import prefill_flops, question_flops
+
+        e, mllm, dev, text_cfg = self.e, self.mllm, self.dev, self.text_cfg
+        visual = encode(mllm, batch)
+        prompts = mllm.tokenize(batch)
+        ans = batch.answer_index.to(dev)
+        full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
+        text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
+        scores, dt = _timed(dev, mllm.score, visual, prompts, full)
+        flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
+        correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
+        vanilla = Outcome(correct, [visual.num_tokens] * len(batch), flops, [0] * len(text), dt)
+        rec = BatchRecord(list(batch.ids), left_out, vanilla, {}, [], visual.num_tokens, tuple(visual.grid))
+        for m, comp in self.comps.items():
+            ranking, rank_s = _timed(dev, comp.rank, visual, prompts) if ranks(comp) else (None, 0.0)
+            for r in e.ratios:
+                if ranking is None:
+                    sel, sel_s = _timed(dev, comp.select, visual, r, prompts)
+                else:  # the ranking of this batch, cut at r
+                    keep, sel_s = _timed(dev, keep_top, ranking, r, visual.grid, comp.per_frame)
+                    sel = Selection(keep=keep.to(visual.tokens.device))
+                vis, masks = apply_selection(visual, sel)
+                scores, dt = _timed(dev, mllm.score, vis, prompts, masks.to(dev))
+                kept = sel.keep.sum(-1).tolist()
+                sf = [_selection_flops(comp, shape, r, n, text_cfg, self.no_flops) for n in text]
+                flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, kept, sf)]
+                correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
+                rec.methods[(m, r)] = Outcome(correct, kept, flops, sf, dt, rank_s + sel_s)
+                if abs(r - e.viz_ratio) < 1e-9:
+                    on_cpu = sel.keep.cpu()
+                    rec.viz += [KeptMap(q, m, r, on_cpu[j].tolist(), tuple(visual.grid)) for j, q in enumerate(batch.ids) if q in viz_ids]
+        return rec
 
 
 @torch.no_grad()
-def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> dict:
-    """Run the sweep; returns {"rows": [...], "vanilla": Tally, "tallies": {(method, ratio): Tally}, ...}.
+def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=None) -> dict:
+    """Run the sweep; returns {"record": BatchRecord of every question, "rows": the report's rows, "problems",
+    "benchmark", "n_tokens", "interrupted", "questions_total"}.
 
-    Resumable: `done` holds the per-batch records (questions.jsonl lines) of an interrupted run of the same
-    sweep; their questions are restored, not recomputed, and the sweep goes on with the rest, in the same
-    batches as an uninterrupted run (complete batches only were recorded). `on_batch(record)` is called
-    after every batch with its record (run_eval appends it to questions.jsonl)."""
+    Resumable: `done` holds the records (questions.jsonl) of an interrupted run of the same sweep; their
+    questions are taken as recorded, not recomputed, and the sweep goes on with the rest, in the same batches
+    as an uninterrupted run (complete batches only were recorded). `on_batch(record)` is called after every
+    batch with its record (run_eval appends it to questions.jsonl). Ctrl-C ends the loop: the batch it cut is
+    left out, and the result has interrupted=True (KeyboardInterrupt if no question was recorded yet)."""
     from tqdm import tqdm
 
-    from score_lit.compressors import apply_selection, build_compressor
     from score_lit.data.benchmarks import load_benchmark
-    from score_lit.data.video_qa import VideoQADataset
-    from score_lit.data.encode import encode
     from score_lit.data.feature_cache import FeatureCache, model_key
-    from score_lit.evaluation.flops import prefill_flops, question_flops
+    from score_lit.data.video_qa import VideoQADataset
+    from score_lit.evaluation.report import result_rows
     from score_lit.mllm import build_mllm
 
     check_files(cfg)
@@ -156,37 +182,15 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
     family = {r.id: r.meta.get("family", "all") for r in bench.records}
     mllm = build_mllm(cfg.mllm)
     cache = FeatureCache(e.cache_dir, model_key(cfg.mllm, mllm.identity())) if e.cache_dir else None
-    comps = {
-        m: build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
-        for m in e.methods
-    }  # fmt: skip
-    text_cfg = mllm.model.config.text_config  # the LLM's sizes, for the FLOPs columns
-    no_flops: set = set()  # methods without a selection FLOPs formula (warned once)
-    vanilla, tallies = Tally.new(), {(m, r): Tally.new() for m in e.methods for r in e.ratios}
-    problems: list[Problem] = list(bench.problems)
-    viz: list[dict] = []
-    viz_ids: list[str] = []  # the first eval.viz_samples questions get kept-token pictures
-    n_tokens, grid = 0, None
-    seen: set[str] = set()
-    for rec in done:  # an interrupted run's batches: restored as they were recorded
-        ids = rec["ids"]
-        seen.update(ids, (p["sample_id"] for p in rec["left_out"]))
-        problems += [Problem(**p) for p in rec["left_out"]]
-        _restore(vanilla, ids, rec["vanilla"], rec["vanilla"]["prefill_s"], 0.0)
-        for key, part in rec["methods"].items():
-            m, r = key.rsplit("@", 1)
-            _restore(tallies[(m, float(r))], ids, part, part["prefill_s"], part["select_s"])
-        viz += [{**v, "keep": torch.tensor(v["keep"], dtype=torch.bool), "grid": tuple(v["grid"])} for v in rec["viz"]]
-        viz_ids += [i for i in ids[: max(e.viz_samples - len(viz_ids), 0)]]
-        n_tokens, grid = rec["n_tokens"], tuple(rec["grid"])
+    measure = _Measure(cfg, mllm)
+    total = BatchRecord.merge(done, keys=measure.keys())  # an interrupted run's batches, as they were recorded
+    seen = set(total.ids) | {p.sample_id for p in total.left_out}
     todo = [r for r in bench.records if r.id not in seen]
     ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark, cache)
     loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=collate_eval, num_workers=e.num_workers)
-    dev = mllm.device
-    total = -(-len(bench.records) // e.batch_size)
+    n_batches = -(-len(bench.records) // e.batch_size)
     bar = tqdm(loader, desc=f"eval {e.benchmark}", unit="batch", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-               total=total, initial=total - len(loader))  # fmt: skip
-    current: list[str] = []
+               total=n_batches, initial=n_batches - len(loader))  # fmt: skip
     interrupted = False
     latch = SigintLatch().install()  # a Ctrl-C swallowed on its way up (interrupts.py) still ends the sweep here
     try:
@@ -194,74 +198,36 @@ def sweep(cfg: Config, progress=True, done: list[dict] = (), on_batch=None) -> d
             latch.check()
             for p in bad:
                 log.warning("left out: %s", p)
-            problems += bad
-            rec = {"ids": [], "left_out": [vars(p) for p in bad], "vanilla": {}, "methods": {}, "viz": []}
             if batch is None:
-                if on_batch is not None:
-                    on_batch({**rec, "n_tokens": n_tokens, "grid": list(grid or ())})
-                continue
-            current = list(batch.ids)
-            new_viz = [i for i in batch.ids[: max(e.viz_samples - len(viz_ids), 0)]]
-            viz_ids += new_viz
-            visual = encode(mllm, batch)
-            n_tokens, grid = visual.num_tokens, tuple(visual.grid)
-            prompts = mllm.tokenize(batch)
-            ans = batch.answer_index.to(dev)
-            full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
-            text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
-            scores, dt = _timed(lambda: mllm.score(visual, prompts, full), dev)
-            flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
-            _record(vanilla, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, full[:, 0], dt, 0.0, flops, [0] * len(text))
-            rec["ids"] = list(batch.ids)
-            rec["vanilla"] = {**_tally_part(vanilla, batch.ids), "prefill_s": dt}
-            for (m, r), tally in tallies.items():
-                sel, ds_ = _timed(lambda: comps[m].select(visual, r, prompts), dev)
-                vis, masks = apply_selection(visual, sel)
-                scores, dt = _timed(lambda: mllm.score(vis, prompts, masks.to(dev)), dev)
-                sf = [_selection_flops(comps[m], shape, r, n, text_cfg, no_flops) for n in text]
-                flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, sel.keep.sum(-1).tolist(), sf)]
-                _record(tally, batch.ids, scores.option_logits[:, 0].argmax(-1) == ans, sel.keep, dt, ds_, flops, sf)
-                rec["methods"][f"{m}@{r}"] = {**_tally_part(tally, batch.ids), "prefill_s": dt, "select_s": ds_}
-                if abs(r - e.viz_ratio) < 1e-9:
-                    for j, qid in enumerate(batch.ids):
-                        if qid in new_viz:
-                            v = {"id": qid, "method": m, "ratio": r, "keep": sel.keep[j].cpu(), "grid": visual.grid}
-                            viz.append(v)
-                            rec["viz"].append({**v, "keep": v["keep"].tolist(), "grid": list(v["grid"])})
-            if on_batch is not None:
-                on_batch({**rec, "n_tokens": n_tokens, "grid": list(grid)})
-            current = []
-            acc = [tallies[(m, r)] for m in ("score",) for r in e.ratios if (m, r) in tallies]
-            if acc:
-                t = acc[-1]
-                bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}", score=f"{_mean(t.correct):.3f}@{e.ratios[-1]}")
+                rec = BatchRecord([], bad, n_tokens=total.n_tokens, grid=total.grid)
             else:
-                bar.set_postfix(vanilla=f"{_mean(vanilla.correct):.3f}")
-    except KeyboardInterrupt:  # Ctrl-C: what was recorded stays; the batch it cut is dropped everywhere
+                viz_ids = list(batch.ids[: max(e.viz_samples - len(total.ids), 0)])  # the first eval.viz_samples questions
+                rec = measure.batch(batch, bad, viz_ids)
+            if on_batch is not None:
+                on_batch(rec)
+            total.extend(rec)
+            bar.set_postfix(_postfix(total, e.ratios))
+    except KeyboardInterrupt:  # Ctrl-C: what was recorded stays; the batch it cut is left out
         interrupted = True
         bar.close()
-        for t in (vanilla, *tallies.values()):
-            for d in (t.correct, t.kept, t.flops, t.select_flops):
-                for i in current:
-                    d.pop(i, None)
-        viz = [v for v in viz if v["id"] not in current]
-        if not vanilla.correct:  # cut before any batch was recorded: nothing to report
+        if not total.ids:  # cut before any batch was recorded: nothing to report
             raise
     finally:
         latch.uninstall()
-    res = _result(e, bench, family, vanilla, tallies, problems, viz, n_tokens, grid)
-    return {**res, "interrupted": interrupted, "questions_total": len(bench.records)}
-
-
-
-def _result(e, bench, family, vanilla, tallies, problems, viz, n_tokens, grid) -> dict:
-    if not vanilla.correct:
+    if not total.ids:
         from score_lit.config import DataError
 
         raise DataError(f"benchmark {e.benchmark!r}: every video was left out (see the problems above)")
-    rows = _rows(e, bench.name, family, vanilla, tallies, n_tokens)
-    return {"rows": rows, "vanilla": vanilla, "tallies": tallies, "problems": problems, "viz": viz, "benchmark": bench,
-            "n_tokens": n_tokens, "grid": grid}  # fmt: skip
+    return {"record": total, "rows": result_rows(total, family, bench.name), "problems": list(bench.problems) + total.left_out,
+            "benchmark": bench, "n_tokens": total.n_tokens, "interrupted": interrupted, "questions_total": len(bench.records)}  # fmt: skip
+
+
+def _postfix(total: BatchRecord, ratios) -> dict:
+    mean = lambda xs: sum(xs) / max(len(xs), 1)
+    out = {"vanilla": f"{mean(total.vanilla.correct):.3f}"}
+    if ("score", ratios[-1]) in total.methods:
+        out["score"] = f"{mean(total.methods[('score', ratios[-1])].correct):.3f}@{ratios[-1]}"
+    return out
 
 
 def prompt_text_tokens(prompts, mllm) -> list[int]:
@@ -281,157 +247,6 @@ def _selection_flops(comp, shape, ratio: float, text: int, text_cfg, warned: set
             warned.add(comp.name)
             log.warning("%s: no selection FLOPs (%s); its FLOPs columns are NaN", comp.name, err)
         return float("nan")
-
-
-def _record(t: Tally, ids, correct, keep, prefill_s, select_s=0.0, flops=None, select_flops=None) -> None:
-    for i, c, k in zip(ids, correct.tolist(), keep.sum(-1).tolist()):
-        t.correct[i], t.kept[i] = bool(c), int(k)
-    for i, f, s in zip(ids, flops or [], select_flops or []):
-        t.flops[i], t.select_flops[i] = f, s
-    t.prefill_s += prefill_s
-    t.select_s += select_s
-
-
-def _mean(d: dict) -> float:
-    return sum(d.values()) / max(len(d), 1)
-
-
-def _by_family(correct: dict, family: dict) -> dict:
-    groups = defaultdict(list)
-    for i, c in correct.items():
-        groups[family[i]].append(c)
-    accs = {f: sum(v) / len(v) for f, v in sorted(groups.items())}
-    accs["all"] = sum(accs.values()) / max(len(accs), 1)  # mean of the families: each weighs the same
-    return accs
-
-
-def _family_mean(d: dict, family: dict, fam: str) -> float:
-    """Mean of d's values over the questions of family `fam` (all: every question); NaN if none."""
-    xs = [v for i, v in d.items() if fam == "all" or family[i] == fam]
-    return sum(xs) / len(xs) if xs else float("nan")
-
-
-def _rows(e, bench_name: str, family: dict, vanilla: Tally, tallies: dict, n_tokens: int) -> list[dict]:
-    rows = []
-    van = _by_family(vanilla.correct, family)
-    n = len(vanilla.correct)
-
-    def add(method, ratio, t: Tally, accs):
-        kept = sum(t.kept.values()) / max(len(t.kept), 1)
-        budget = keep_count(ratio, n_tokens)
-        for fam, acc in accs.items():
-            flops, van_flops = _family_mean(t.flops, family, fam), _family_mean(vanilla.flops, family, fam)
-            rows.append({
-                "benchmark": bench_name, "family": fam, "method": method, "retention_ratio": ratio,
-                "accuracy": round(acc, 4), "pct_of_vanilla": round(100 * acc / van[fam], 2) if van[fam] > 0 else float("nan"),
-                "kept_tokens_mean": round(kept, 2), "budget_tokens": budget, "over_budget": int(kept > budget + 1e-9),
-                "prefill_ms": round(1000 * t.prefill_s / max(n, 1), 3), "select_ms": round(1000 * t.select_s / max(n, 1), 3),
-                "prefill_tflops": flops / TERA, "select_tflops": _family_mean(t.select_flops, family, fam) / TERA,
-                "flops_pct_of_vanilla": round(100 * flops / van_flops, 2) if van_flops > 0 else float("nan"),
-                "n": sum(1 for i in t.correct if fam == "all" or family[i] == fam),
-            })  # fmt: skip
-
-    add("vanilla", 1.0, vanilla, van)
-    for (m, r), t in tallies.items():
-        add(m, r, t, _by_family(t.correct, family))
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------
-# Outputs
-
-
-def write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
-def markdown_table(rows: list[dict], family: str = "all") -> str:
-    """Accuracy (% of vanilla) per method (rows) and ratio (columns) for one family; * = over budget."""
-    ratios = sorted({r["retention_ratio"] for r in rows if r["method"] != "vanilla"}, reverse=True)
-    sel = [r for r in rows if r["family"] == family]
-    van = next(r for r in sel if r["method"] == "vanilla")
-    head = "| method | " + " | ".join(f"{int(round(100 * q))}%" for q in ratios) + " |"
-    lines = [head, "|---" * (len(ratios) + 1) + "|", f"| vanilla (all {int(van['kept_tokens_mean'])} tokens) | "
-             + " | ".join(f"{100 * van['accuracy']:.1f}" for _ in ratios) + " |"]  # fmt: skip
-    for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
-        cells = []
-        for q in ratios:
-            r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
-            cells.append("" if r is None else f"{100 * r['accuracy']:.1f} ({r['pct_of_vanilla']:.0f}%){'*' if r['over_budget'] else ''}")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-_UNITS = (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0))
-
-
-def flops_unit(value: float) -> tuple[str, float]:
-    """The largest of T, G, M, k (or none) in which `value` FLOPs is at least 1: ("T", 1e12) for a 7B model."""
-    return next(((p, u) for p, u in _UNITS if value >= u), _UNITS[-1])
-
-
-def _pct(x: float) -> str:
-    """A share in whole percent, with decimals where rounding would show 100 for a value that is not (FastV's
-    small excess over vanilla on a 2-layer LLM must stay visible)."""
-    for digits in (0, 1, 2):
-        s = f"{x:.{digits}f}"
-        if x == 100 or float(s) != 100:
-            return s
-    return s
-
-
-def compute_table(rows: list[dict], family: str = "all") -> str:
-    """Prefill FLOPs per question (selection included) and their share of vanilla's, per method (rows) and
-    ratio (columns), for one family; one unit for the table, the one that fits vanilla (flops_unit)."""
-    ratios = sorted({r["retention_ratio"] for r in rows if r["method"] != "vanilla"}, reverse=True)
-    sel = [r for r in rows if r["family"] == family]
-    van = next(r for r in sel if r["method"] == "vanilla")
-    prefix, unit = flops_unit(TERA * van["prefill_tflops"])
-    fmt = lambda r: f"{TERA * r['prefill_tflops'] / unit:.3g} ({_pct(r['flops_pct_of_vanilla'])}%)"  # noqa: E731
-    head = f"| method ({prefix}FLOPs) | " + " | ".join(f"{int(round(100 * q))}%" for q in ratios) + " |"
-    lines = [head, "|---" * (len(ratios) + 1) + "|", "| vanilla | " + " | ".join(fmt(van) for _ in ratios) + " |"]
-    for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
-        cells = []
-        for q in ratios:
-            r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
-            cells.append("" if r is None else fmt(r))
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fams = list(dict.fromkeys(r["family"] for r in rows))
-    fams = ["all"] + [f for f in fams if f != "all"]
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.6), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        sel = [r for r in rows if r["family"] == fam]
-        van = next(r for r in sel if r["method"] == "vanilla")
-        ax.axhline(100 * van["accuracy"], color="k", ls="--", lw=1, label="vanilla")
-        for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
-            pts = sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
-            main = m == "score"  # drawn on top: it is what the figure compares
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=2.4 if main else 1.2, label=m, zorder=5 if main else 2)
-        ax.set_xscale("log")
-        ax.set_xlabel("retention ratio")
-        ax.set_title(fam)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
 
 SWEEP_KEYS = ("benchmark", "root", "split", "limit", "methods", "ratios", "policy", "fastv_layer", "frames", "size", "fit",
               "sample_fps", "batch_size")  # what makes two runs the same sweep (eval.resume checks them)  # fmt: skip
@@ -477,175 +292,71 @@ def resolve_out_dir(cfg: Config) -> tuple[Path, bool]:
     return out, False
 
 
-def _summary_metrics(rows: list[dict]) -> dict[str, float]:
-    """The parent run's metrics: accuracy (and % of vanilla) of every method at every ratio, family `all`."""
-    out = {}
-    for r in rows:
-        if r["family"] == "all":
-            key = f"{r['method']}_{retention_label(r['retention_ratio'])}"
-            out[f"accuracy/{key}"] = float(r["accuracy"])
-            if r["pct_of_vanilla"] == r["pct_of_vanilla"]:
-                out[f"pct_of_vanilla/{key}"] = float(r["pct_of_vanilla"])
-    return out
-
-
 def run_eval(cfg: Config, progress: bool = True) -> Path:
     """The sweep, its files and its MLflow runs. Returns the CSV path (results.partial.csv if interrupted).
 
-    Every batch's per-question results are appended to <out>/questions.jsonl as they come, so Ctrl-C (or a
-    kill) loses at most the batch in flight: the same command with eval.resume=true goes on from there. The
-    MLflow parent run is opened at the start (RUNNING, in experiment <tracking.experiment>-eval unless
-    eval.experiment says otherwise) and closed FINISHED, or KILLED on Ctrl-C, with the summary metrics
-    accuracy/<method>_<ratio> of what was measured."""
-    import mlflow
+    Every batch's record is appended to <out>/questions.jsonl as it comes, so Ctrl-C (or a kill) loses at most
+    the batch in flight: the same command with eval.resume=true goes on from there. The MLflow parent run is
+    opened at the start and closed FINISHED, or KILLED on Ctrl-C (score_lit.evaluation.tracking)."""
+    from score_lit.evaluation import report, tracking
 
     check_files(cfg)  # before the sweep's folder or its MLflow run exist
     e = cfg.eval
     out, resuming = resolve_out_dir(cfg)
     qpath, state_path = out / "questions.jsonl", out / "sweep.json"
-    done: list[dict] = []
+    done: list[BatchRecord] = []
     if resuming:
-        for line in qpath.read_text().splitlines() if qpath.is_file() else []:
-            try:
-                done.append(json.loads(line))
-            except json.JSONDecodeError:  # a line torn by a kill: its batch is measured again
-                break
+        done = read_records(qpath)
         state = json.loads(state_path.read_text())
+        lines = qpath.read_text().splitlines()[: len(done)] if qpath.is_file() else []
         tmp = qpath.with_suffix(".tmp")  # drop a torn last line before appending after it
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in done))
+        tmp.write_text("".join(line + "\n" for line in lines))
         os.replace(tmp, qpath)
     out.mkdir(parents=True, exist_ok=True)
-    from score_lit.training.resume import ensure_store
-
-    ensure_store(cfg.tracking_uri)  # a fresh sqlite store's tables once (two sweeps or a training may open it at once)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    exp_name = e.experiment or f"{cfg.tracking.experiment}-eval"
-    exp = mlflow.get_experiment_by_name(exp_name)
-    exp_id = exp.experiment_id if exp else mlflow.create_experiment(exp_name, artifact_location=cfg.artifact_location)
-    tags = {"benchmark": e.benchmark, "kind": "eval-sweep", "out_dir": str(out)}
-    if resuming:
-        parent = mlflow.start_run(run_id=state["parent_run_id"])
-    else:
-        parent = mlflow.start_run(experiment_id=exp_id, run_name=cfg.tracking.run_name or f"eval-{e.benchmark} {out.name}", tags=tags)
-        mlflow.log_params({"benchmark": e.benchmark, "methods": ",".join(e.methods), "ratios": ",".join(map(str, e.ratios)),
-                           "policy": e.policy, "mllm.path": cfg.mllm.path, "frames": e.frames, "out_dir": str(out)})  # fmt: skip
-        state = {"identity": sweep_identity(cfg), "parent_run_id": parent.info.run_id, "finished": False}
+    run_id, exp_id, exp_name = tracking.open_parent(cfg, out, state["parent_run_id"] if resuming else None)
+    if not resuming:
+        state = {"identity": sweep_identity(cfg), "parent_run_id": run_id, "finished": False}
         state_path.write_text(json.dumps(state, indent=2) + "\n")
-    print(f"sweep      : {out} (mlflow run {parent.info.run_id}, experiment '{exp_name}'){' resumed' if resuming else ''}", flush=True)
-    n_done = sum(len(r["ids"]) for r in done)
+    print(f"sweep      : {out} (mlflow run {run_id}, experiment '{exp_name}'){' resumed' if resuming else ''}", flush=True)
+    n_done = sum(len(r.ids) for r in done)
 
     with open(qpath, "a") as qf:
 
-        def on_batch(rec: dict) -> None:
+        def on_batch(rec: BatchRecord) -> None:
             nonlocal n_done
             with sigint_held():  # a Ctrl-C here comes after the record: inside MLflow's sqlite write it left a traceback
-                qf.write(json.dumps(rec) + "\n")
+                qf.write(rec.to_json() + "\n")
                 qf.flush()
                 os.fsync(qf.fileno())
-                n_done += len(rec["ids"])
-                mlflow.log_metric("questions_done", n_done, step=n_done)
+                n_done += len(rec.ids)
+                tracking.questions_done(n_done)
 
         try:
             res = sweep(cfg, progress, done=done, on_batch=on_batch)
         except KeyboardInterrupt:
-            mlflow.end_run(status="KILLED")
+            tracking.close_killed()
             print(f"interrupted before any question was recorded; the same command with eval.resume=true (and "
                   f"eval.out_dir={out}) starts it again there", file=sys.stderr)  # fmt: skip
             raise
         except BaseException:
-            mlflow.end_run(status="FAILED")
+            tracking.close_failed()
             raise
-    rows = res["rows"]
+    rows, record = res["rows"], res["record"]
     if res["interrupted"]:
-        csv_path = write_csv(rows, out / "results.partial.csv")
-        n = len(res["vanilla"].correct)
-        mlflow.log_metrics(_summary_metrics(rows))
-        mlflow.log_artifact(str(csv_path))
-        mlflow.end_run(status="KILLED")
-        print(f"interrupted after {n} of {res['questions_total']} questions: partial results in {csv_path}; go on with the "
-              f"same command and eval.resume=true{'' if e.out_dir else f' (or eval.out_dir={out} eval.resume=true)'}", file=sys.stderr)  # fmt: skip
+        csv_path = report.write_csv(rows, out / "results.partial.csv")
+        tracking.close_killed(rows, [csv_path])
+        print(f"interrupted after {len(record.ids)} of {res['questions_total']} questions: partial results in {csv_path}; go on with "
+              f"the same command and eval.resume=true{'' if e.out_dir else f' (or eval.out_dir={out} eval.resume=true)'}", file=sys.stderr)  # fmt: skip
         raise KeyboardInterrupt
     (out / "results.partial.csv").unlink(missing_ok=True)
-    csv_path = write_csv(rows, out / "results.csv")
-    title = f"{e.benchmark}: accuracy vs retention ({len(res['vanilla'].correct)} questions, {res['n_tokens']} visual tokens)"
-    md = (f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n" + markdown_table(rows)
-          + "\n\nPrefill compute per question (share of vanilla's): the LLM over text + kept tokens plus what the "
-          "method's selection costs (FastV: its first K layers over every token and its ranking); vision encoder "
-          "not included (score_lit.evaluation.flops).\n\n" + compute_table(rows) + "\n")  # fmt: skip
+    csv_path = report.write_csv(rows, out / "results.csv")
+    title = f"{e.benchmark}: accuracy vs retention ({len(record.ids)} questions, {record.n_tokens} visual tokens)"
+    md = report.results_markdown(rows, title)
     (out / "results.md").write_text(md)
-    plot = plot_accuracy(rows, out / "accuracy_vs_retention.png", title)
-    pictures = _pictures(cfg, res, out)
-
-    for r in (x for x in rows if x["family"] == "all"):
-        name = f"{r['method']} {retention_label(r['retention_ratio'])}"
-        ctags = {"method": r["method"], "retention_ratio": str(r["retention_ratio"]), "benchmark": e.benchmark}
-        with mlflow.start_run(experiment_id=exp_id, run_name=name, nested=True, tags=ctags):
-            mlflow.log_params(ctags)
-            metrics = {k: float(r[k]) for k in ("accuracy", "pct_of_vanilla", "kept_tokens_mean", "over_budget", "prefill_ms", "select_ms")}
-            flops = {k: float(r[k]) for k in ("prefill_tflops", "select_tflops", "flops_pct_of_vanilla")}
-            metrics.update({k: v for k, v in flops.items() if v == v})  # a method without a FLOPs formula: left out
-            for fr in rows:
-                if fr["method"] == r["method"] and fr["retention_ratio"] == r["retention_ratio"] and fr["family"] != "all":
-                    metrics[f"accuracy_{fr['family']}"] = float(fr["accuracy"])
-            mlflow.log_metrics(metrics)
-    mlflow.log_metrics(_summary_metrics(rows))
-    for f in (csv_path, out / "results.md", plot, *pictures):
-        mlflow.log_artifact(str(f))
-    mlflow.end_run(status="FINISHED")
+    plot = report.plot_accuracy(rows, out / "accuracy_vs_retention.png", title)
+    pictures = report.pictures(cfg, record, res["benchmark"].records, out)
+    tracking.close_finished(exp_id, rows, e.benchmark, [csv_path, out / "results.md", plot, *pictures])
     state_path.write_text(json.dumps({**state, "finished": True}, indent=2) + "\n")
-    print(f"mlflow run : {parent.info.run_id} (experiment '{exp_name}') in {cfg.tracking_uri}")
+    print(f"mlflow run : {run_id} (experiment '{exp_name}') in {cfg.tracking_uri}")
     print(md)
     return csv_path
-
-
-def _pictures(cfg: Config, res: dict, out: Path) -> list[Path]:
-    """Kept-token grids of the first few questions: one row per method at eval.viz_ratio."""
-    if not res["viz"]:
-        return []
-    from score_lit.data.video_qa import load_video
-    from score_lit.evaluation.viz import kept_token_grid
-
-    e = cfg.eval
-    by_id = defaultdict(list)
-    for v in res["viz"]:
-        by_id[v["id"]].append(v)
-    recs = {r.id: r for r in res["benchmark"].records}
-    paths = []
-    for i, (qid, items) in enumerate(by_id.items()):
-        r = recs[qid]
-        frames, _ = load_video(r.video, e.frames, e.size, e.fit, e.sample_fps, r.start, r.end)
-        rows = [(f"{v['method']} {retention_label(v['ratio'])}", v["keep"]) for v in items]
-        p = out / f"kept_tokens_{i}.png"
-        kept_token_grid(frames, rows, items[0]["grid"], p, title=f"{qid}: {r.question[:60]} (answer {r.answer})")
-        paths.append(p)
-    return paths
-
-
-def visualize_video(cfg: Config, video: str, methods: list[str], ratio: float, question: str, out: str | Path) -> list[Path]:
-    """`python -m score_lit viz VIDEO`: the frames of one video with each method's kept tokens highlighted,
-    as a PNG grid (one row per method) and one animated GIF per method. Returns the paths written."""
-    from score_lit.compressors import build_compressor
-    from score_lit.data.common import collate
-    from score_lit.data.video_qa import load_video
-    from score_lit.data.encode import encode
-    from score_lit.mllm import build_mllm
-    from score_lit.evaluation.viz import kept_token_gif, kept_token_grid
-
-    e = cfg.eval
-    frames, spf = load_video(video, e.frames, e.size, e.fit, e.sample_fps)  # SampleError -> one clear line (cli)
-    sample = Sample(Path(video).stem, frames, question, "?", [], seconds_per_frame=spf)
-    batch = collate([sample])
-    mllm = build_mllm(cfg.mllm)
-    visual = encode(mllm, batch)
-    prompts = mllm.tokenize(batch)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows, paths = [], []
-    for m in methods:
-        comp = build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
-        keep = comp.select(visual, ratio, prompts).keep[0].cpu()
-        rows.append((f"{m} {retention_label(ratio)}", keep))
-        paths.append(kept_token_gif(frames, keep, visual.grid, out / f"{Path(video).stem}_{m}_{retention_label(ratio)}.gif"))
-    grid_png = out / f"{Path(video).stem}_{retention_label(ratio)}.png"
-    paths.insert(0, kept_token_grid(frames, rows, visual.grid, grid_png, title=f"{Path(video).name}: kept tokens at {ratio:.0%}"))
-    return paths

@@ -1,7 +1,7 @@
 """Pictures: training curves read back from MLflow (what the run really logged), and kept-token maps.
 
     python -m score_lit plot-run RUN_ID [--tracking-uri URI] [--out curves.png]
-    python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF
+    python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF (visualize_video)
 """
 
 from __future__ import annotations
@@ -154,3 +154,33 @@ def kept_token_gif(frames: np.ndarray, keep, grid: tuple, path, fps: float = 4.0
         imgs.append(Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale), Image.NEAREST))
     imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     return Path(path)
+
+
+def visualize_video(cfg, video: str, methods: list[str], ratio: float, question: str, out: str | Path) -> list[Path]:
+    """`python -m score_lit viz VIDEO`: the frames of one video with each method's kept tokens highlighted,
+    as a PNG grid (one row per method) and one animated GIF per method. Returns the paths written."""
+    from score_lit.compressors import build_compressor
+    from score_lit.config import retention_label
+    from score_lit.data.common import Sample, collate
+    from score_lit.data.encode import encode
+    from score_lit.data.video_qa import load_video
+    from score_lit.mllm import build_mllm
+
+    e = cfg.eval
+    frames, spf = load_video(video, e.frames, e.size, e.fit, e.sample_fps)  # SampleError -> one clear line (cli)
+    sample = Sample(Path(video).stem, frames, question, "?", [], seconds_per_frame=spf)
+    batch = collate([sample])
+    mllm = build_mllm(cfg.mllm)
+    visual = encode(mllm, batch)
+    prompts = mllm.tokenize(batch)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, paths = [], []
+    for m in methods:
+        comp = build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+        keep = comp.select(visual, ratio, prompts).keep[0].cpu()
+        rows.append((f"{m} {retention_label(ratio)}", keep))
+        paths.append(kept_token_gif(frames, keep, visual.grid, out / f"{Path(video).stem}_{m}_{retention_label(ratio)}.gif"))
+    grid_png = out / f"{Path(video).stem}_{retention_label(ratio)}.png"
+    paths.insert(0, kept_token_grid(frames, rows, visual.grid, grid_png, title=f"{Path(video).name}: kept tokens at {ratio:.0%}"))
+    return paths
