@@ -281,12 +281,13 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
 
 def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(bench, monkeypatch):
     # 6 questions in batches of 4: 2 batches x 3 ratios. A ranking method ranks 2 times (FastV: 2 partial forwards,
-    # not 6); uniform selects per ratio, 6 times.
+    # not 6); uniform selects per ratio, 6 times. The sequence layout is built once per batch and shared by the 1 + 5 x 3
+    # score calls, plus once inside each of FastV's partial forwards.
     from score_lit.compressors.fastv import FastV
     from score_lit.compressors.score import ScoreCompressor
     from score_lit.compressors.simple import RandomTokens, UniformFrames
     from score_lit.compressors.surprise import SurpriseTopK
-    from score_lit.mllm.base import VideoMLLM
+    from score_lit.mllm.adapter import VideoMLLM
 
     calls = {}
 
@@ -300,6 +301,7 @@ def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(b
         monkeypatch.setattr(cls, name, wrapper)
 
     counted(VideoMLLM, "video_attention")
+    counted(VideoMLLM, "layout")
     for cls in (FastV, ScoreCompressor, SurpriseTopK, RandomTokens):
         counted(cls, "rank")
     counted(UniformFrames, "select")
@@ -309,7 +311,7 @@ def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(b
                                            "eval.frames=4", "eval.size=32", "eval.batch_size=4"])  # fmt: skip
     res = sweep(cfg, progress=False)
     assert len(res["record"].ids) == 6
-    assert calls == {"VideoMLLM.video_attention": 2, "FastV.rank": 2, "ScoreCompressor.rank": 2, "SurpriseTopK.rank": 2,
+    assert calls == {"VideoMLLM.layout": 4, "VideoMLLM.video_attention": 2, "FastV.rank": 2, "ScoreCompressor.rank": 2, "SurpriseTopK.rank": 2,
                      "RandomTokens.rank": 2, "UniformFrames.select": 6}  # fmt: skip
     kept = {(m, r): res["record"].methods[(m, r)].kept for m in ("score", "fastv") for r in (1.0, 0.25, 0.05)}
     assert all(k == [8] * 6 for k in (kept[("score", 1.0)], kept[("fastv", 1.0)]))  # each cut has its own budget

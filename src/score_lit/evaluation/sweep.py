@@ -2,7 +2,8 @@
 
     python -m score_lit eval conf/eval.yaml eval.methods=[score,surprise] eval.ratios=[0.1,0.05]
 
-For each batch of questions: decode (or read the feature cache) -> encode once -> tokenize once; then
+For each batch of questions: decode (or read the feature cache) and tokenize in the DataLoader's workers ->
+encode once -> build the sequence layout (text embeddings, positions) once; then
 vanilla (all tokens) once, and for each method: a ranking method (score, surprise, fastv, random:
 score_lit.compressors.Ranker) ranks the batch ONCE and is cut at every ratio (keep_top), any other method
 selects per ratio; each (method, ratio) then makes one LLM call on text + kept tokens. Recorded per
@@ -14,7 +15,8 @@ selects per ratio; each (method, ratio) then makes one LLM call on text + kept t
                    that kept more than k = ceil(r * T * N) on average (e.g. whole-frame `uniform`
                    below one frame's worth);
   prefill_ms       wall time of the LLM call (text + kept tokens, through the answer-predicting
-                   position) per question, batch of eval.batch_size; select_ms the method's own time
+                   position) per question, batch of eval.batch_size, plus the batch's layout build (done once
+                   and shared, but counted in every call, as a method run alone would pay it); select_ms the method's own time
                    (FastV's partial forward for its ranking is here, not in prefill_ms); for a ranking
                    method its ranking's time (run once, shared by the ratios) plus this ratio's cut, what
                    selecting at this ratio alone costs;
@@ -44,6 +46,7 @@ import logging
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,11 +80,13 @@ class EvalDataset(Dataset):
             return Problem(r.meta.get("source", self.benchmark), r.line, e.reason, r.id, e.path)
 
 
-def collate_eval(items: list) -> tuple:
+def collate_eval(items: list, prompts=None) -> tuple:
+    """(VideoBatch of the good samples, tokenized by `prompts` (the adapter's PromptBuilder) here in the DataLoader's
+    workers, or None; the Problems of the videos that failed to load)."""
     from score_lit.data.common import collate
 
     good = [s for s in items if isinstance(s, Sample)]
-    return (collate(good) if good else None), [p for p in items if isinstance(p, Problem)]
+    return (collate(good, prompts) if good else None), [p for p in items if isinstance(p, Problem)]
 
 
 
@@ -122,11 +127,15 @@ class _Measure:
 
         e, mllm, dev, text_cfg = self.e, self.mllm, self.dev, self.text_cfg
         visual = encode(mllm, batch)
-        prompts = mllm.tokenize(batch)
+        prompts = mllm.tokenize(batch)  # built by collate_eval in the workers
+        # One sequence layout (text embeddings, positions) for every score call of the batch; its build time is
+        # added to each call's prefill time, as a method run alone would pay it.
+        layout, lay_s = _timed(dev, mllm.layout, visual, prompts)
         ans = batch.answer_index.to(dev)
         full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
         text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
-        scores, dt = _timed(dev, mllm.score, visual, prompts, full)
+        scores, dt = _timed(dev, mllm.score, visual, prompts, full, layout)
+        dt += lay_s
         flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
         correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
         vanilla = Outcome(correct, [visual.num_tokens] * len(batch), flops, [0] * len(text), dt)
@@ -140,7 +149,8 @@ class _Measure:
                     keep, sel_s = _timed(dev, keep_top, ranking, r, visual.grid, comp.per_frame)
                     sel = Selection(keep=keep.to(visual.tokens.device))
                 vis, masks = apply_selection(visual, sel)
-                scores, dt = _timed(dev, mllm.score, vis, prompts, masks.to(dev))
+                scores, dt = _timed(dev, mllm.score, vis, prompts, masks.to(dev), layout)
+                dt += lay_s
                 kept = sel.keep.sum(-1).tolist()
                 sf = [_selection_flops(comp, shape, r, n, text_cfg, self.no_flops) for n in text]
                 flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, kept, sf)]
@@ -187,7 +197,7 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
     seen = set(total.ids) | {p.sample_id for p in total.left_out}
     todo = [r for r in bench.records if r.id not in seen]
     ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark, cache)
-    loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=collate_eval, num_workers=e.num_workers)
+    loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=partial(collate_eval, prompts=mllm.prompt_builder), num_workers=e.num_workers)
     n_batches = -(-len(bench.records) // e.batch_size)
     bar = tqdm(loader, desc=f"eval {e.benchmark}", unit="batch", file=sys.stderr, disable=not progress, dynamic_ncols=True,
                total=n_batches, initial=n_batches - len(loader))  # fmt: skip
