@@ -17,8 +17,17 @@ INTEGRATION = ("lmms", "slurm", "distributed", "resume")  # markers whose tests 
 # ------------------------------------------------------------------------------------------------ training runs
 
 
-def tiny_run(tmp_path: Path, name: str | None = None, steps: dict[str, int] | int = 4, *, data: dict | None = None,
-             group: int = 4, hidden: int = 16, val_every: int = 2, extra: tuple | list = ()) -> list[str]:  # fmt: skip
+def tiny_run(
+    tmp_path: Path,
+    name: str | None = None,
+    steps: dict[str, int] | int = 4,
+    *,
+    data: dict | None = None,
+    group: int = 4,
+    hidden: int = 16,
+    val_every: int = 2,
+    extra: tuple | list = (),
+) -> list[str]:
     """key=value overrides of a tiny CPU training run that writes only under tmp_path (runs/, a sqlite MLflow store).
 
     steps: {phase: steps} (an int = stage1 only, the default phase list); every listed phase gets the tiny data

@@ -46,10 +46,18 @@ def qwen_reference_scores(adapter, batch: VideoBatch, masks: Tensor) -> LLMScore
         for j in range(k):
             attn = torch.ones_like(ids)
             attn[0, p : p + v] = masks[i, j].to(dev).long()
-            logits = adapter.model(
-                input_ids=ids, pixel_values_videos=pixels[i * per : (i + 1) * per].to(dev),
-                video_grid_thw=grid_thw[i : i + 1].to(dev), mm_token_type_ids=mm, attention_mask=attn, position_ids=pos,
-            ).logits[0].float()
+            logits = (
+                adapter.model(
+                    input_ids=ids,
+                    pixel_values_videos=pixels[i * per : (i + 1) * per].to(dev),
+                    video_grid_thw=grid_thw[i : i + 1].to(dev),
+                    mm_token_type_ids=mm,
+                    attention_mask=attn,
+                    position_ids=pos,
+                )
+                .logits[0]
+                .float()
+            )
             lp = F.log_softmax(logits[a0 - 1 : a0 - 1 + n], dim=-1)
             ce[i, j] = -lp.gather(-1, ids[0, a0 : a0 + n, None]).mean().cpu()
             ol = logits[a0 - 1, opt.clamp(min=0).to(dev)].cpu()
@@ -89,9 +97,13 @@ def llava_reference_scores(adapter, batch: VideoBatch, masks: Tensor) -> LLMScor
                 tgt = ids[0, a0 : a0 + n]
             else:
                 pos = torch.arange(ids.shape[1], device=dev)[None]
-                logits = adapter.model(
-                    input_ids=ids, pixel_values_videos=px, attention_mask=keep[None].long(), position_ids=pos
-                ).logits[0].float()
+                logits = (
+                    adapter.model(
+                        input_ids=ids, pixel_values_videos=px, attention_mask=keep[None].long(), position_ids=pos
+                    )
+                    .logits[0]
+                    .float()
+                )
                 a, tgt = a0, ids[0, a0 : a0 + n]
             lp = F.log_softmax(logits[a - 1 : a - 1 + n], dim=-1)
             ce[i, j] = -lp.gather(-1, tgt[:, None]).mean().cpu()
@@ -139,7 +151,11 @@ def qwen3_reference_scores(adapter, batch: VideoBatch, masks: Tensor, pruned: bo
         mm = vid.long()[None] * 2
         px, g = pixels[i * per : (i + 1) * per].to(dev), grid_thw[i : i + 1].to(dev)
         pos, _ = adapter.model.model.get_rope_index(ids, mm_token_type_ids=mm, video_grid_thw=g)  # [3, 1, L]
-        a0 = len(prompts.pre_ids[i]) + (ids.shape[1] - len(prompts.pre_ids[i]) - len(prompts.post_ids[i])) + prompts.answer_start[i]
+        a0 = (
+            len(prompts.pre_ids[i])
+            + (ids.shape[1] - len(prompts.pre_ids[i]) - len(prompts.post_ids[i]))
+            + prompts.answer_start[i]
+        )
         n, opt = prompts.answer_len[i], prompts.option_ids[i]
         for j in range(k):
             keep = torch.ones(ids.shape[1], dtype=torch.bool, device=dev)
@@ -151,10 +167,18 @@ def qwen3_reference_scores(adapter, batch: VideoBatch, masks: Tensor, pruned: bo
                 logits = adapter.model(inputs_embeds=emb[:, keep], position_ids=pos[:, :, keep]).logits[0].float()
                 a = a0 - int((~keep).sum())
             else:
-                logits = adapter.model(
-                    input_ids=ids, pixel_values_videos=px, video_grid_thw=g, mm_token_type_ids=mm,
-                    attention_mask=keep[None].long(), position_ids=pos,
-                ).logits[0].float()  # fmt: skip
+                logits = (
+                    adapter.model(
+                        input_ids=ids,
+                        pixel_values_videos=px,
+                        video_grid_thw=g,
+                        mm_token_type_ids=mm,
+                        attention_mask=keep[None].long(),
+                        position_ids=pos,
+                    )
+                    .logits[0]
+                    .float()
+                )
                 a = a0
             lp = F.log_softmax(logits[a - 1 : a - 1 + n], dim=-1)
             ce[i, j] = -lp.gather(-1, ids[0, a0 : a0 + n, None]).mean().cpu()

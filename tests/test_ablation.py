@@ -4,10 +4,20 @@ import csv
 
 import pytest
 
-from score_lit.evaluation.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
 from score_lit.errors import ConfigError
+from score_lit.evaluation.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
 
-FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "prefill_tflops", "select_ms", "n"]
+FIELDS = [
+    "benchmark",
+    "family",
+    "method",
+    "retention_ratio",
+    "accuracy",
+    "pct_of_vanilla",
+    "prefill_tflops",
+    "select_ms",
+    "n",
+]
 
 
 def sweep(folder, rows, vanilla=0.8, colour=()):
@@ -20,15 +30,35 @@ def sweep(folder, rows, vanilla=0.8, colour=()):
         fam = [("all", m, r, a, fl) for m, r, a, fl in [("vanilla", 1.0, vanilla, 10.0), *rows]]
         fam += [("colour", m, r, a, fl) for m, r, a, fl in ([("vanilla", 1.0, 0.9, 10.0), *colour] if colour else [])]
         for family, m, r, a, fl in fam:
-            w.writerow({"benchmark": "evidence", "family": family, "method": m, "retention_ratio": r, "accuracy": a,
-                        "pct_of_vanilla": 100 * a / vanilla, "prefill_tflops": fl, "select_ms": 0.1, "n": 600})  # fmt: skip
+            w.writerow(
+                {
+                    "benchmark": "evidence",
+                    "family": family,
+                    "method": m,
+                    "retention_ratio": r,
+                    "accuracy": a,
+                    "pct_of_vanilla": 100 * a / vanilla,
+                    "prefill_tflops": fl,
+                    "select_ms": 0.1,
+                    "n": 600,
+                }
+            )
     return folder
 
 
 @pytest.fixture
 def sweeps(tmp_path):
-    rules = sweep(tmp_path / "rules", [("fastv", 0.1, 0.78, 2.5), ("fastv", 0.05, 0.70, 2.0), ("fastv", 0.25, 0.79, 4.0),
-                                       ("uniform", 0.1, 0.50, 1.0), ("uniform", 0.05, 0.40, 0.5), ("uniform", 0.25, 0.75, 2.5)])  # fmt: skip
+    rules = sweep(
+        tmp_path / "rules",
+        [
+            ("fastv", 0.1, 0.78, 2.5),
+            ("fastv", 0.05, 0.70, 2.0),
+            ("fastv", 0.25, 0.79, 4.0),
+            ("uniform", 0.1, 0.50, 1.0),
+            ("uniform", 0.05, 0.40, 0.5),
+            ("uniform", 0.25, 0.75, 2.5),
+        ],
+    )
     a = sweep(tmp_path / "a", [("score", 0.1, 0.76, 1.0), ("score", 0.05, 0.74, 0.5)])
     b = sweep(tmp_path / "b", [("score", 0.1, 0.74, 1.0), ("score", 0.05, 0.72, 0.5)])
     return rules, a, b
@@ -43,14 +73,22 @@ def test_best_policy_and_matched_margins_by_hand(sweeps):
     assert got[0.1, "fastv"]["matched_accuracy"] is None and got[0.1, "fastv"]["same_ratio_accuracy"] == 0.78
     assert got[0.1, "uniform"]["matched_ratio"] == 0.1 and got[0.1, "uniform"]["margin_points"] == pytest.approx(26.0)
     # r = 0.05, SCORE at 0.5 TFLOPs: uniform only at 0.05 (0.40) -> +34 points
-    assert got[0.05, "uniform"]["matched_ratio"] == 0.05 and got[0.05, "uniform"]["margin_points"] == pytest.approx(34.0)
+    assert got[0.05, "uniform"]["matched_ratio"] == 0.05 and got[0.05, "uniform"]["margin_points"] == pytest.approx(
+        34.0
+    )
 
 
 def test_the_command_prints_both_tables_and_refuses_other_questions(sweeps, tmp_path, capsys):
     rules, a, b = sweeps
-    assert main(["--rules", str(rules), f"mlp/bernoulli={b}", f"query_mlp/budget={a}", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(["--rules", str(rules), f"mlp/bernoulli={b}", f"query_mlp/budget={a}", "--out", str(tmp_path / "out")])
+        == 0
+    )
     md = capsys.readouterr().out
-    assert "Best SCORE policy at r = 0.1, 0.05 (the largest smallest margin at matched compute): **query_mlp/budget**" in md
+    assert (
+        "Best SCORE policy at r = 0.1, 0.05 (the largest smallest margin at matched compute): **query_mlp/budget**"
+        in md
+    )
     assert "| 0.1 | 76.0 | 1 | uniform | 0.1 | 50.0 | 1 | +26.0 | 50.0 | 1 |" in md
     assert "| mlp/bernoulli | 74.0 (92.5) | 1 | 0.10 | 72.0 (90.0) | 0.5 | 0.10 |" in md
     assert (tmp_path / "out" / "ablation.md").read_text() in md
@@ -65,11 +103,19 @@ def test_the_command_prints_both_tables_and_refuses_other_questions(sweeps, tmp_
 
 def test_one_family_is_compared_on_its_own_rows(tmp_path, capsys):
     """--family colour: the colour rows only (here SCORE wins on colour, loses on the mean); an unknown family is one line."""
-    rules = sweep(tmp_path / "rules", [("uniform", 0.1, 0.70, 1.0), ("uniform", 0.05, 0.60, 0.5)],
-                  colour=[("uniform", 0.1, 0.30, 1.0), ("uniform", 0.05, 0.25, 0.5)])  # fmt: skip
-    a = sweep(tmp_path / "a", [("score", 0.1, 0.60, 1.0), ("score", 0.05, 0.50, 0.5)],
-              colour=[("score", 0.1, 0.85, 1.0), ("score", 0.05, 0.80, 0.5)])  # fmt: skip
-    assert main(["--rules", str(rules), f"mlp/bernoulli={a}", "--family", "colour", "--out", str(tmp_path / "out")]) == 0
+    rules = sweep(
+        tmp_path / "rules",
+        [("uniform", 0.1, 0.70, 1.0), ("uniform", 0.05, 0.60, 0.5)],
+        colour=[("uniform", 0.1, 0.30, 1.0), ("uniform", 0.05, 0.25, 0.5)],
+    )
+    a = sweep(
+        tmp_path / "a",
+        [("score", 0.1, 0.60, 1.0), ("score", 0.05, 0.50, 0.5)],
+        colour=[("score", 0.1, 0.85, 1.0), ("score", 0.05, 0.80, 0.5)],
+    )
+    assert (
+        main(["--rules", str(rules), f"mlp/bernoulli={a}", "--family", "colour", "--out", str(tmp_path / "out")]) == 0
+    )
     md = capsys.readouterr().out
     assert "Family `colour`. Vanilla (all tokens): accuracy 90.0%" in md
     assert "| 0.1 | 85.0 | 1 | uniform | 0.1 | 30.0 | 1 | +55.0 | 30.0 | 1 |" in md  # 85 - 30
@@ -84,23 +130,44 @@ def test_one_family_is_compared_on_its_own_rows(tmp_path, capsys):
 def test_pooling_families_by_hand():
     """colour (200 questions) + order (100): accuracy the plain mean of the two, TFLOPs and ms weighted 2:1; move and
     a (method, ratio) that only colour has are left out."""
+
     def row(fam, m, r, acc, fl, n):
-        return {"family": fam, "method": m, "retention_ratio": r, "accuracy": acc, "prefill_tflops": fl, "select_ms": fl / 10,
-                "pct_of_vanilla": 0.0, "n": str(n)}  # fmt: skip
-    rows = [row("colour", "vanilla", 1.0, 0.9, 10.0, 200), row("order", "vanilla", 1.0, 0.7, 13.0, 100),
-            row("move", "vanilla", 1.0, 0.25, 10.0, 200), row("colour", "score", 0.1, 0.85, 1.0, 200),
-            row("order", "score", 0.1, 0.55, 1.6, 100), row("colour", "score", 0.05, 0.8, 0.5, 200)]  # fmt: skip
+        return {
+            "family": fam,
+            "method": m,
+            "retention_ratio": r,
+            "accuracy": acc,
+            "prefill_tflops": fl,
+            "select_ms": fl / 10,
+            "pct_of_vanilla": 0.0,
+            "n": str(n),
+        }
+
+    rows = [
+        row("colour", "vanilla", 1.0, 0.9, 10.0, 200),
+        row("order", "vanilla", 1.0, 0.7, 13.0, 100),
+        row("move", "vanilla", 1.0, 0.25, 10.0, 200),
+        row("colour", "score", 0.1, 0.85, 1.0, 200),
+        row("order", "score", 0.1, 0.55, 1.6, 100),
+        row("colour", "score", 0.05, 0.8, 0.5, 200),
+    ]
     got = {(r["method"], r["retention_ratio"]): r for r in pool_families(rows, ["colour", "order"])}
     assert set(got) == {("vanilla", 1.0), ("score", 0.1)} and {r["family"] for r in got.values()} == {"colour+order"}
     van, sc = got["vanilla", 1.0], got["score", 0.1]
-    assert (van["accuracy"], van["prefill_tflops"], van["n"], van["pct_of_vanilla"]) == pytest.approx((0.8, 11.0, 300, 100.0))
+    assert (van["accuracy"], van["prefill_tflops"], van["n"], van["pct_of_vanilla"]) == pytest.approx(
+        (0.8, 11.0, 300, 100.0)
+    )
     # (0.85 + 0.55) / 2 = 0.70 = 87.5% of 0.8; (200 x 1.0 + 100 x 1.6) / 300 = 1.2 TFLOPs; ms likewise 0.12
-    assert (sc["accuracy"], sc["prefill_tflops"], sc["select_ms"], sc["pct_of_vanilla"]) == pytest.approx((0.70, 1.2, 0.12, 87.5))
+    assert (sc["accuracy"], sc["prefill_tflops"], sc["select_ms"], sc["pct_of_vanilla"]) == pytest.approx(
+        (0.70, 1.2, 0.12, 87.5)
+    )
 
 
 def test_the_command_compares_a_pool_of_families(sweeps, tmp_path, capsys):
     rules, a, b = sweeps
-    with pytest.raises(ConfigError, match="--family colour\\+order: the sweeps have no family colour, order; they have all"):
+    with pytest.raises(
+        ConfigError, match="--family colour\\+order: the sweeps have no family colour, order; they have all"
+    ):
         main(["--rules", str(rules), f"a={a}", "--family", "colour+order"])
 
 

@@ -8,7 +8,9 @@ from helpers import make_batch, make_masks, select
 from score_lit.config import MLLMConfig
 from score_lit.mllm import REGISTRY, build_mllm
 
-VARIANTS = [(f, "original") for f in REGISTRY] + [(f, "compacted") for f in REGISTRY if "compacted" in REGISTRY[f].position_ids]
+VARIANTS = [(f, "original") for f in REGISTRY] + [
+    (f, "compacted") for f in REGISTRY if "compacted" in REGISTRY[f].position_ids
+]
 
 
 @pytest.mark.parametrize("family,position_ids", VARIANTS, ids=[f"{f}-{p}" for f, p in VARIANTS])

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from score_lit.rl.advantage import ESTIMATORS, compute_advantage, group_zscore
 from score_lit.config import RLConfig
+from score_lit.rl.advantage import ESTIMATORS, compute_advantage, group_zscore
 
 
 def t(*rows):

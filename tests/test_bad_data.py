@@ -37,8 +37,13 @@ def planted(tmp_path_factory):
         {**row, "id": "bad/short", "video": "short.mp4"},
         {**row, "id": "bad/missing", "video": "missing.mp4"},
         {**row, "id": "bad/answer", "video": good[0]["video"], "answer": "eleven"},
-    ]  # fmt: skip
-    lines = [json.dumps(r) for r in good[:3]] + [json.dumps(r) for r in bad_rows] + ['{"video": "x.mp4", "question": '] + [json.dumps(r) for r in good[3:]]
+    ]
+    lines = (
+        [json.dumps(r) for r in good[:3]]
+        + [json.dumps(r) for r in bad_rows]
+        + ['{"video": "x.mp4", "question": ']
+        + [json.dumps(r) for r in good[3:]]
+    )
     f = d / "train.jsonl"
     f.write_text("\n".join(lines) + "\n")
     return f, [r["id"] for r in good]
@@ -53,13 +58,25 @@ class Recorder(Callback):
 
 
 def overrides(tmp_path, f, extra=()):
-    return tiny_run(tmp_path, steps={"stage2": 10}, group=2, hidden=8, val_every=5, extra=extra,
-                    data={"source": "video_qa", "path": f, "val_samples": 0})
+    return tiny_run(
+        tmp_path,
+        steps={"stage2": 10},
+        group=2,
+        hidden=8,
+        val_every=5,
+        extra=extra,
+        data={"source": "video_qa", "path": f, "val_samples": 0},
+    )
+
 
 EXPECTED = {
-    "bad/truncated": "cut before its index", "bad/corrupt": "not a readable video", "bad/empty": "empty (0 bytes)",
-    "bad/short": "fewer than data.frames=4", "bad/missing": "not found", "bad/answer": "not among the options",
-}  # fmt: skip
+    "bad/truncated": "cut before its index",
+    "bad/corrupt": "not a readable video",
+    "bad/empty": "empty (0 bytes)",
+    "bad/short": "fewer than data.frames=4",
+    "bad/missing": "not found",
+    "bad/answer": "not among the options",
+}
 
 
 def test_training_skips_each_fault_once_and_keeps_every_good_sample(tmp_path, planted, caplog):
@@ -99,14 +116,18 @@ def test_data_check_lists_every_problem(planted, capsys):
     for sid, reason in EXPECTED.items():
         assert sum(f"[{sid}]" in line and reason in line for line in body) == 1, sid
     good = f.parent / "good.jsonl"
-    good.write_text("".join(line + "\n" for line in f.read_text().splitlines() if '"bad/' not in line and "x.mp4" not in line))
+    good.write_text(
+        "".join(line + "\n" for line in f.read_text().splitlines() if '"bad/' not in line and "x.mp4" not in line)
+    )
     assert main(["data-check", str(good), "--frames", "4", "--size", "32"]) == 0
     assert capsys.readouterr().out.strip().endswith(": 6 rows (video_qa), no problems")
 
 
 def test_bad_samples_found_while_training_stop_the_run_past_the_fraction(tmp_path, planted):
     f, _ = planted  # 3 of 13 rows bad at read time (23%), 4 more only when decoded (54% in all)
-    with pytest.raises(DataError, match=r"train.jsonl: [4-7] of 13 samples are bad \(more than data.max_bad_fraction=0.3\)"):
+    with pytest.raises(
+        DataError, match=r"train.jsonl: [4-7] of 13 samples are bad \(more than data.max_bad_fraction=0.3\)"
+    ):
         fit(load_config([], overrides(tmp_path, f, ["stage2.data.max_bad_fraction=0.3"])))
 
 

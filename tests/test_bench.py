@@ -9,12 +9,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from score_lit.perf.bench import ARCHS, BenchConfig, ideal_speedup, load_bench_config, main, prefill_flops
 from score_lit.config import ConfigError
+from score_lit.perf.bench import ARCHS, BenchConfig, ideal_speedup, load_bench_config, main, prefill_flops
 
 # d = 8, 2 heads of head_dim 4 (d_q = 8), 1 KV head (d_kv = 4), d_ff = 16, 2 layers, vocab 32.
-TINY_TEXT = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, intermediate_size=16,
-                            num_hidden_layers=2, vocab_size=32)  # fmt: skip
+TINY_TEXT = SimpleNamespace(
+    hidden_size=8,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=16,
+    num_hidden_layers=2,
+    vocab_size=32,
+)
 
 
 def test_prefill_flops_hand_computed():
@@ -33,7 +39,14 @@ def test_ideal_speedup_is_one_at_full_and_grows_as_ratio_falls():
     speedups = [ideal_speedup(TINY_TEXT, 30, 4096, r) for r in ratios]
     assert all(a < b for a, b in zip(speedups, speedups[1:]))
     # 7B-sized text config at 32 frames of 448x448 (4096 tokens): near 1 / r, a bit above (attention is quadratic)
-    keys = ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size", "num_hidden_layers", "vocab_size")
+    keys = (
+        "hidden_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "num_hidden_layers",
+        "vocab_size",
+    )
     t7 = SimpleNamespace(**{k: ARCHS["qwen2_5_vl_7b"][1][k] for k in keys})  # (family, text, vision)
     s = ideal_speedup(t7, 30, 4096, 0.1)
     assert 8.5 < s < 10.5, s
@@ -46,8 +59,11 @@ def test_config_errors_name_the_closest_key():
         BenchConfig(arch="nope")
     with pytest.raises(ConfigError, match="ratios"):
         load_bench_config([], ["ratios=[0.0]"])
-    with pytest.raises(ConfigError, match="^policy_name='mpl' is not registered \\(did you mean policy_name=mlp\\?\\); "
-                                          "use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]$"):
+    with pytest.raises(
+        ConfigError,
+        match="^policy_name='mpl' is not registered \\(did you mean policy_name=mlp\\?\\); "
+        "use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]$",
+    ):
         load_bench_config([], ["policy_name=mpl"])
     with pytest.raises(ConfigError, match="^policy_hidden=0 must be a positive width"):
         load_bench_config([], ["policy_hidden=0"])
@@ -60,8 +76,19 @@ def test_bench_runs_on_a_tiny_config(tmp_path, capsys):
     rng = np.random.default_rng(0)
     video = tmp_path / "v.mp4"
     write_mp4(video, rng.integers(0, 256, (8, 48, 64, 3), dtype=np.uint8), fps=4.0)
-    args = ["arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2",
-            f"video={video}", f"out_dir={tmp_path}", "name=tiny", "device=cpu", "threads=1"]  # fmt: skip
+    args = [
+        "arch=tiny",
+        "size=32",
+        "frames=[4]",
+        "ratios=[1.0,0.5]",
+        "warmup=0",
+        "repeats=2",
+        f"video={video}",
+        f"out_dir={tmp_path}",
+        "name=tiny",
+        "device=cpu",
+        "threads=1",
+    ]
     assert main(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     path = tmp_path / "tiny.json"
@@ -84,9 +111,23 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
     from score_lit.toy.export import write_mp4
 
     video = tmp_path / "v.mp4"
-    write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)  # decord 0.6.0 fails on widths 16 and 48
-    args = ["family=llava_onevision", "arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2",
-            f"video={video}", f"out_dir={tmp_path}", "name=llava", "device=cpu", "threads=1"]  # fmt: skip
+    write_mp4(
+        video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0
+    )  # decord 0.6.0 fails on widths 16 and 48
+    args = [
+        "family=llava_onevision",
+        "arch=tiny",
+        "size=32",
+        "frames=[4]",
+        "ratios=[1.0,0.5]",
+        "warmup=0",
+        "repeats=2",
+        f"video={video}",
+        f"out_dir={tmp_path}",
+        "name=llava",
+        "device=cpu",
+        "threads=1",
+    ]
     assert main(args) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == str(tmp_path / "llava.json")
     (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
@@ -96,15 +137,30 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
 
 # The tiny LLM is 64 wide: state 2D = 128, policy 32 wide. mlp: 128 x 32 + 32 + 32 + 1 = 4,161. query_mlp adds the
 # question's LayerNorm (2 x 64) and FiLM (64 x 64 + 64): 8,449. temporal_mlp adds a depthwise conv (32 x 3 + 32): 4,289.
-@pytest.mark.parametrize("name, cls, params", [("query_mlp", "QueryPolicy", 8449), ("temporal_mlp", "TemporalPolicy", 4289)])
+@pytest.mark.parametrize(
+    "name, cls, params", [("query_mlp", "QueryPolicy", 8449), ("temporal_mlp", "TemporalPolicy", 4289)]
+)
 def test_bench_times_every_policy_variant(tmp_path, capsys, name, cls, params):
     """The variant named is the one timed (query_mlp embeds the question inside the timed policy stage)."""
     from score_lit.toy.export import write_mp4
 
     video = tmp_path / "v.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4.0)
-    args = ["arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=1", f"policy_name={name}",
-            "policy_hidden=32", f"video={video}", f"out_dir={tmp_path}", "name=v", "device=cpu", "threads=1"]  # fmt: skip
+    args = [
+        "arch=tiny",
+        "size=32",
+        "frames=[4]",
+        "ratios=[1.0,0.5]",
+        "warmup=0",
+        "repeats=1",
+        f"policy_name={name}",
+        "policy_hidden=32",
+        f"video={video}",
+        f"out_dir={tmp_path}",
+        "name=v",
+        "device=cpu",
+        "threads=1",
+    ]
     assert main(args) == 0
     out = json.loads((tmp_path / "v.json").read_text())
     assert (out["config"]["policy_name"], out["config"]["policy_hidden"]) == (name, 32)
@@ -114,7 +170,9 @@ def test_bench_times_every_policy_variant(tmp_path, capsys, name, cls, params):
 
 
 def test_an_arch_of_another_family_is_one_line():
-    with pytest.raises(ConfigError, match="arch=cpu-small is a qwen2_5_vl architecture, not family=llava_onevision: use arch=tiny"):
+    with pytest.raises(
+        ConfigError, match="arch=cpu-small is a qwen2_5_vl architecture, not family=llava_onevision: use arch=tiny"
+    ):
         BenchConfig(family="llava_onevision")
 
 

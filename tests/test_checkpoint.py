@@ -83,7 +83,9 @@ def test_a_ctrl_c_while_a_checkpoint_is_written_comes_after_the_file_is_in_place
             time.sleep(0.05)  # Python runs the handler at the next bytecode: here, still inside torch.save
             return (dict, ())
 
-    prev = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the suite runs under `&`
+    prev = signal.signal(
+        signal.SIGINT, signal.default_int_handler
+    )  # as in a terminal, even when the suite runs under `&`
     try:
         with pytest.raises(KeyboardInterrupt):
             atomic_torch_save({"step": 7, "value": CtrlC()}, tmp_path / "last.ckpt")
@@ -149,7 +151,9 @@ def test_a_policy_pt_written_before_the_policy_registry_grew_loads_and_selects_a
     data = Path(__file__).parent / "data"
     then = json.loads((data / "policy_before_registry_growth.json").read_text())
     x = torch.tensor(then["tokens"]).reshape(then["shape"])
-    pol, meta = load_policy(data / "policy_before_registry_growth.pt", expect_mllm={"family": "qwen2_5_vl", "hidden_size": 6})
+    pol, meta = load_policy(
+        data / "policy_before_registry_growth.pt", expect_mllm={"family": "qwen2_5_vl", "hidden_size": 6}
+    )
     assert isinstance(pol, MLPPolicy) and meta["policy_config"]["name"] == "mlp"
     with torch.no_grad():
         now = pol(surprise_state(x))

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from score_lit.training.checkpoint import save_policy
 from score_lit.compressors import REGISTRY, apply_selection, build_compressor
 from score_lit.compressors.dycoke import DyCoke, ttm_similarity
 from score_lit.compressors.score import ScoreCompressor
@@ -15,6 +14,7 @@ from score_lit.compressors.visionzip import VisionZip
 from score_lit.config import PolicyConfig, keep_count
 from score_lit.rl.policy import build_policy, topk_mask
 from score_lit.rl.state import surprise_state
+from score_lit.training.checkpoint import save_policy
 from score_lit.types import VisualTokens
 
 IDENT = {"family": "qwen2_5_vl", "hidden_size": 3, "path": "tiny-random"}
@@ -311,7 +311,10 @@ def test_a_question_conditioned_score_policy_selects_by_the_question(tmp_path):
     comp = ScoreCompressor(policy_path=path, mllm=QuestionMLLM())
     assert comp.needs_prompts
     v = vt(torch.randn(1, 4, 4, 3))
-    a, b = comp.select(v, 0.25, [torch.tensor([3.0, 0.0, 0.0])]).keep, comp.select(v, 0.25, [torch.tensor([-3.0, 0.0, 0.0])]).keep
+    a, b = (
+        comp.select(v, 0.25, [torch.tensor([3.0, 0.0, 0.0])]).keep,
+        comp.select(v, 0.25, [torch.tensor([-3.0, 0.0, 0.0])]).keep,
+    )
     assert int(a.sum()) == int(b.sum()) == 4 and not torch.equal(a, b)  # same budget, another question, other tokens
     with pytest.raises(ValueError, match="conditioned on the question: select\\(visual, ratio, prompts="):
         comp.select(v, 0.25)
@@ -328,7 +331,8 @@ def test_selection_flops_of_every_method_by_hand():
     # T = 4 units of N = 4 tokens, D = 3 (V = 16), r = 0.25 (k = 4); the text length and LLM do not matter here.
     got = {c.name: c.selection_flops((4, 4, 3), 0.25, 30, None) for c in _all()}
     assert got == {
-        "uniform": 0, "random": 0,
+        "uniform": 0,
+        "random": 0,
         "pool": 16 * 3,  # window sums and means: V D
         "surprise": 3 * 16 * 3,  # residuals V D ("next": unit 0 against unit 1) + norms 2 V D
         # k_d = round(0.85 * 4) = 3, k_c = 1, M = 13: norms 2*16*3 = 96, normalise + merge 2*13*3 = 78,
@@ -337,7 +341,7 @@ def test_selection_flops_of_every_method_by_hand():
         "dycoke": 6 * 16 * 3,  # normalise 3 V D, cosine 2 V D, merge V D
         # hidden 4: dX 3*4*3 = 36, LNs 10*16*3 = 480, MLP 16 * (4*3*4 + 4*4 + 1) = 16 * 65 = 1040
         "score": 36 + 480 + 1040,
-    }  # fmt: skip
+    }
     assert SurpriseTopK("zero").selection_flops((4, 4, 3), 0.25, 30) == 3 * 4 * 3 + 2 * 3 * 12  # unit 0 unscored
     with pytest.raises(NotImplementedError, match="Linear"):
         ScoreCompressor(torch.nn.Linear(6, 1)).selection_flops((4, 4, 3), 0.25, 30)

@@ -82,7 +82,10 @@ def test_wrong_type_is_named():
         ("val.ratios=[0.0]", r"outside \(0, 1\]"),
         ("init_policy=/nope/policy.pt", r"init_policy='/nope/policy.pt' does not exist: .*make train-stage1"),
         ("stage1.data.size=50", r"multiple of 16"),
-        ("stage1.data.families=[stiched]", r"unknown \['stiched'\]; available: \['colour', 'distracted', 'flash', 'move', 'order', 'stitched'\]"),
+        (
+            "stage1.data.families=[stiched]",
+            r"unknown \['stiched'\]; available: \['colour', 'distracted', 'flash', 'move', 'order', 'stitched'\]",
+        ),
         ("stage2.data.source=video_qa", r"needs data.path="),
         ("stage2.data.source=videos", r"data.source='videos': use one of"),
         ("stage1.data.path=/nope.jsonl", r"stage1.data.path='/nope.jsonl' does not exist"),
@@ -91,7 +94,10 @@ def test_wrong_type_is_named():
         ("stage1.steps=0", r"must be >= 1"),
         ("phases=[stage1,stage1]", r"at most once"),
         ("phases=[stage3]", r"list each of \['stage1', 'stage2'\]"),
-        ("eval.benchmark=mvbenh", r"eval.benchmark='mvbenh' is not registered \(did you mean eval.benchmark=mvbench\?\)"),
+        (
+            "eval.benchmark=mvbenh",
+            r"eval.benchmark='mvbenh' is not registered \(did you mean eval.benchmark=mvbench\?\)",
+        ),
     ],
 )
 def test_cross_field_checks(override, message):
@@ -110,9 +116,19 @@ def test_missing_and_unreadable_files(tmp_path):
 
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "runs"
-    for args in (["rl.group_size=0"], ["val.ratios=[2.0]"], ["resume=/nope.ckpt"], ["rl.grup_size=3"], [str(tmp_path / "x.yaml")]):
+    for args in (
+        ["rl.group_size=0"],
+        ["val.ratios=[2.0]"],
+        ["resume=/nope.ckpt"],
+        ["rl.grup_size=3"],
+        [str(tmp_path / "x.yaml")],
+    ):
         p = subprocess.run(
-            [sys.executable, "-m", "score_lit", "train", f"out_dir={out}", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+            [sys.executable, "-m", "score_lit", "train", f"out_dir={out}", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
         )
         assert p.returncode == 2, p.stderr
         lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
@@ -132,12 +148,23 @@ def test_more_bad_input_is_one_line(tmp_path):
         ("plot-run", "nope", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"): "no MLflow store at sqlite:///",
         ("train", str(bad_yaml)): "is not readable YAML at line 3, column 7: mapping values are not allowed",
     }
-    procs = {args: subprocess.Popen([sys.executable, "-m", "score_lit", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for args in cases}  # fmt: skip
+    procs = {
+        args: subprocess.Popen(
+            [sys.executable, "-m", "score_lit", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in cases
+    }
     for args, expected in cases.items():
         _, err = procs[args].communicate(timeout=180)
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert procs[args].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (args, err)
+        assert procs[args].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (
+            args,
+            err,
+        )
         assert expected in lines[0], (args, lines[0])
 
 
@@ -151,7 +178,10 @@ def test_yaml_errors_name_the_line(tmp_path):
 def test_show_config_prints_the_resolved_values():
     p = subprocess.run(
         [sys.executable, "-m", "score_lit", "show-config", "conf/stage1.yaml", "rl.group_size=3", "init_policy=null"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     import json
 
@@ -162,8 +192,8 @@ def test_show_config_prints_the_resolved_values():
 
 def test_the_name_lists_the_config_checks_are_the_registries():
     from score_lit.config import names
-    from score_lit.rl.advantage import ESTIMATORS
     from score_lit.data import FAMILIES
+    from score_lit.rl.advantage import ESTIMATORS
     from score_lit.rl.policy import ACTIVATIONS, POLICIES
 
     assert sorted(names.ESTIMATORS) == sorted(ESTIMATORS) and sorted(names.POLICIES) == sorted(POLICIES)
@@ -179,20 +209,28 @@ def test_the_name_lists_the_config_checks_are_the_registries():
 
 def test_loading_a_config_imports_no_torch():
     # Every name is checked at load against torch-free lists: a typo costs a fraction of a second.
-    code = ("import sys; from score_lit.config import load_config; load_config(['conf/stage2.yaml', 'conf/trainer/cpu.yaml']); "
-            "load_config(['conf/eval.yaml']); from score_lit.toy.config import load_preset; load_preset('evidence4'); print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    code = (
+        "import sys; from score_lit.config import load_config; load_config(['conf/stage2.yaml', 'conf/trainer/cpu.yaml']); "
+        "load_config(['conf/eval.yaml']); from score_lit.toy.config import load_preset; load_preset('evidence4'); print(sorted(m for m in ('torch', 'numpy', 'transformers') if m in sys.modules))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1]
+    )
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
-    r = subprocess.run([sys.executable, "-m", "score_lit", "show-config", "rl.estimator=spilt"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "score_lit", "show-config", "rl.estimator=spilt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr.strip() == (
         "score_lit: error: rl.estimator='spilt' is not registered (did you mean rl.estimator=split?); use one of ['grpo', 'rloo', 'split']"
     )
 
 
 def test_a_registered_name_is_accepted_by_the_config():
-    from score_lit.config import names
+    from score_lit.config import RLConfig, names
     from score_lit.rl.advantage import ESTIMATORS, register_estimator
-    from score_lit.config import RLConfig
 
     try:
         register_estimator("mine")(ESTIMATORS["grpo"])
@@ -221,15 +259,27 @@ def test_every_planted_bad_name_is_one_line_exit_2_and_writes_nothing(tmp_path):
     procs = {}
     for i, (cmd, override, _) in enumerate(PLANTED):
         d = tmp_path / str(i)
-        args = ([] if cmd == "train" else ["conf/eval.yaml"]) + [override, f"out_dir={d / 'runs'}", f"eval.out_dir={d / 'eval'}",
-                                                                  f"tracking.tracking_uri=sqlite:///{d / 'mlflow.db'}"]  # fmt: skip
+        args = ([] if cmd == "train" else ["conf/eval.yaml"]) + [
+            override,
+            f"out_dir={d / 'runs'}",
+            f"eval.out_dir={d / 'eval'}",
+            f"tracking.tracking_uri=sqlite:///{d / 'mlflow.db'}",
+        ]
         if cmd == "train":
             args.remove(f"eval.out_dir={d / 'eval'}")
-        procs[i] = subprocess.Popen([sys.executable, "-m", "score_lit", cmd, *args], cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+        procs[i] = subprocess.Popen(
+            [sys.executable, "-m", "score_lit", cmd, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     for i, (cmd, override, expected) in enumerate(PLANTED):
         _, err = procs[i].communicate(timeout=180)
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert procs[i].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (override, err)
+        assert procs[i].returncode == 2 and len(lines) == 1 and lines[0].startswith("score_lit: error: "), (
+            override,
+            err,
+        )
         assert expected in lines[0], (override, lines[0])
         assert not (tmp_path / str(i)).exists(), override  # no run folder, no eval folder, no MLflow store

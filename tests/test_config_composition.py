@@ -43,7 +43,9 @@ def test_defaults_order_file_over_defaults_overrides_last(tmp_path):
     (tmp_path / "c.yaml").write_text("seed: 7\n")
     top = tmp_path / "top.yaml"
     top.write_text("defaults: [base/b, c]\nname: top\nrl: {gate_tau: 0.3}\n")
-    assert [shown for shown, _, _ in compose(top)] == [str(tmp_path / p) for p in ("base/a.yaml", "base/b.yaml", "c.yaml")] + [str(top)]
+    assert [shown for shown, _, _ in compose(top)] == [
+        str(tmp_path / p) for p in ("base/a.yaml", "base/b.yaml", "c.yaml")
+    ] + [str(top)]
     cfg = load_config([top], ["rl.gate_tau=0.4"])
     # a: group_size 4, tau 0.2, seed 1 <- b: group_size 6 <- c: seed 7 <- top: tau 0.3 <- override: tau 0.4
     assert (cfg.rl.group_size, cfg.seed, cfg.name, cfg.rl.gate_tau) == (6, 7, "top", 0.4)
@@ -54,9 +56,19 @@ def test_defaults_fall_back_to_conf_and_the_paper_recipe_overrides_the_stage_rec
     y = tmp_path / "mine.yaml"
     y.write_text("defaults: [recipe/score]\nname: mine\n")  # not beside it: conf/recipe/score.yaml
     cfg = load_config([y])
-    assert (cfg.policy.name, cfg.policy.hidden, cfg.rl.sampler, cfg.rl.sparsity_weight) == ("query_mlp", 32, "budget", 0.1)
+    assert (cfg.policy.name, cfg.policy.hidden, cfg.rl.sampler, cfg.rl.sparsity_weight) == (
+        "query_mlp",
+        32,
+        "budget",
+        0.1,
+    )
     paper = load_config([ROOT / "conf/stage1.yaml", ROOT / "conf/recipe/paper.yaml"])
-    assert (paper.policy.name, paper.policy.hidden, paper.rl.sampler, paper.rl.sparsity_weight) == ("mlp", 256, "bernoulli", 0.1)
+    assert (paper.policy.name, paper.policy.hidden, paper.rl.sampler, paper.rl.sparsity_weight) == (
+        "mlp",
+        256,
+        "bernoulli",
+        0.1,
+    )
     assert paper.name == "stage1" and paper.mllm.path == "artifacts/toy-mllm"
 
 

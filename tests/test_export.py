@@ -40,7 +40,24 @@ def test_export_is_written_once(tmp_path):
 def test_export_split_command(tmp_path, capsys):
     from score_lit.cli import main
 
-    assert main(["export-split", "--out", str(tmp_path / "b"), "--n", "1", "--families", "flash", "--frames", "4", "--size", "16"]) == 0
+    assert (
+        main(
+            [
+                "export-split",
+                "--out",
+                str(tmp_path / "b"),
+                "--n",
+                "1",
+                "--families",
+                "flash",
+                "--frames",
+                "4",
+                "--size",
+                "16",
+            ]
+        )
+        == 0
+    )
     jsonl = tmp_path / "b" / "test.jsonl"
     assert capsys.readouterr().out.strip() == str(jsonl)
     assert json.loads(jsonl.read_text())["family"] == "flash"

@@ -59,10 +59,17 @@ def stock_attention(adapter, eager, batch, visual, prompts):
     pos = torch.zeros((3, len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, : len(row)], attn[i, : len(row)] = torch.tensor(row), 1
-        pos[:, i, : len(row)] = sequence_positions(len(prompts.pre_ids[i]), visual.positions[i], len(prompts.post_ids[i]))
+        pos[:, i, : len(row)] = sequence_positions(
+            len(prompts.pre_ids[i]), visual.positions[i], len(prompts.post_ids[i])
+        )
     out = eager(
-        input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid_thw, attention_mask=attn, position_ids=pos,
-        mm_token_type_ids=(ids == adapter.video_token_id).long() * 2, output_attentions=True,
+        input_ids=ids,
+        pixel_values_videos=pixels,
+        video_grid_thw=grid_thw,
+        attention_mask=attn,
+        position_ids=pos,
+        mm_token_type_ids=(ids == adapter.video_token_id).long() * 2,
+        output_attentions=True,
     )
     ref = []
     for a in out.attentions:  # [B, H, L, L] per layer
@@ -142,8 +149,14 @@ def test_fastv_selection_flops_in_deployment():
 
     from score_lit.evaluation.flops import fastv_rank_flops, prefill_flops, question_flops
 
-    text = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, intermediate_size=16,
-                           num_hidden_layers=2, vocab_size=32)  # fmt: skip
+    text = SimpleNamespace(
+        hidden_size=8,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        vocab_size=32,
+    )
     mllm = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(text_config=text)))
     with pytest.warns(UserWarning, match="ranking by layer 1"):
         fastv = FastV(mllm, layer=2)
@@ -152,4 +165,6 @@ def test_fastv_selection_flops_in_deployment():
     vanilla = prefill_flops(text, 12)
     for ratio in (0.1, 0.25, 0.5, 1.0):
         k = keep_count(ratio, 8)
-        assert question_flops(text, 4, k, fastv.selection_flops((2, 4, 8), ratio, 4)) == vanilla + fastv_rank_flops(text, 12)
+        assert question_flops(text, 4, k, fastv.selection_flops((2, 4, 8), ratio, 4)) == vanilla + fastv_rank_flops(
+            text, 12
+        )

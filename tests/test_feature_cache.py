@@ -5,9 +5,9 @@ import torch
 from helpers import tiny_run
 from mlflow.tracking import MlflowClient
 
-from score_lit.data.feature_cache_fill import fill_cache
 from score_lit.config import load_config
 from score_lit.data.feature_cache import FeatureCache
+from score_lit.data.feature_cache_fill import fill_cache
 from score_lit.training.fit import fit
 
 
@@ -16,7 +16,10 @@ def overrides(tmp_path, name, cache):
 
 
 def history(res, name):
-    return [m.value for m in sorted(MlflowClient(res.tracking_uri).get_metric_history(res.run_id, name), key=lambda m: m.step)]
+    return [
+        m.value
+        for m in sorted(MlflowClient(res.tracking_uri).get_metric_history(res.run_id, name), key=lambda m: m.step)
+    ]
 
 
 def test_training_from_the_cache_gives_the_same_losses(tmp_path):
@@ -35,17 +38,27 @@ def test_training_from_the_cache_gives_the_same_losses(tmp_path):
     plain = fit(load_config([], overrides(tmp_path, "plain", "null")))
     cached = fit(cfg)
     assert history(cached, "data/cache_hit") == [1.0] * 6 and history(plain, "data/cache_hit") == [0.0] * 6
-    torch.testing.assert_close(torch.tensor(history(cached, "loss")), torch.tensor(history(plain, "loss")), rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(history(cached, "dce/mean")), torch.tensor(history(plain, "dce/mean")), rtol=1e-5, atol=1e-6)
-    assert {p: p.stat().st_mtime_ns for p in features.rglob("*.pt")} == entries  # training read the cache, wrote nothing
+    torch.testing.assert_close(
+        torch.tensor(history(cached, "loss")), torch.tensor(history(plain, "loss")), rtol=1e-5, atol=1e-6
+    )
+    torch.testing.assert_close(
+        torch.tensor(history(cached, "dce/mean")), torch.tensor(history(plain, "dce/mean")), rtol=1e-5, atol=1e-6
+    )
+    assert {
+        p: p.stat().st_mtime_ns for p in features.rglob("*.pt")
+    } == entries  # training read the cache, wrote nothing
 
 
 def test_cache_features_without_a_cache_dir_is_one_line(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "score_lit", "cache-features", "conf/stage1.yaml", f"out_dir={tmp_path}"],
-                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "score_lit", "cache-features", "conf/stage1.yaml", f"out_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         "score_lit: error: cache-features: the config sets no cache: give <phase>.data.cache_dir=DIR (training) or "
         "eval.cache_dir=DIR (a sweep)"

@@ -20,8 +20,14 @@ from score_lit.evaluation.flops import (
 )
 
 # d = 8, 2 heads of head_dim 4 (d_q = 8), 1 KV head (d_kv = 4), d_ff = 16, 2 layers, vocab 32.
-TINY = SimpleNamespace(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, intermediate_size=16,
-                       num_hidden_layers=2, vocab_size=32)  # fmt: skip
+TINY = SimpleNamespace(
+    hidden_size=8,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=16,
+    num_hidden_layers=2,
+    vocab_size=32,
+)
 # layer(L) = 2 L (8*8 + 2*8*4 + 8*8 + 3*8*16) + 2*8*L(L+1) = 1152 L + 16 L (L + 1); lm_head 2*8*32 = 512
 
 
@@ -78,18 +84,30 @@ def row(method, ratio, acc, tf, family="all"):
 def test_matched_compute_by_hand():
     rows = [
         row("vanilla", 1.0, 0.90, 10.0),
-        row("score", 0.5, 0.85, 5.0), row("score", 0.1, 0.80, 1.0),
-        row("fastv", 0.5, 0.88, 6.0), row("fastv", 0.1, 0.70, 2.0),
+        row("score", 0.5, 0.85, 5.0),
+        row("score", 0.1, 0.80, 1.0),
+        row("fastv", 0.5, 0.88, 6.0),
+        row("fastv", 0.1, 0.70, 2.0),
         # from a CSV: strings; 0.5 at exactly SCORE's compute fits, the cheaper 0.1 is more accurate
-        row("uniform", "0.5", "0.6", "5.0"), row("uniform", "0.1", "0.65", "1.0"),
+        row("uniform", "0.5", "0.6", "5.0"),
+        row("uniform", "0.1", "0.65", "1.0"),
         row("random", 0.1, 0.99, float("nan")),  # no FLOPs formula: never a candidate
         row("score", 0.5, 0.10, 0.1, family="flash"),  # another family: ignored
-    ]  # fmt: skip
-    got = {(r["reference_ratio"], r["method"]): (r["retention_ratio"], r["accuracy"]) for r in matched_compute(rows, "score")}
+    ]
+    got = {
+        (r["reference_ratio"], r["method"]): (r["retention_ratio"], r["accuracy"])
+        for r in matched_compute(rows, "score")
+    }
     assert got == {
-        (0.5, "vanilla"): (None, None), (0.5, "score"): (0.5, 0.85), (0.5, "fastv"): (0.1, 0.70), (0.5, "uniform"): (0.1, 0.65),
-        (0.1, "vanilla"): (None, None), (0.1, "score"): (0.1, 0.80), (0.1, "fastv"): (None, None), (0.1, "uniform"): (0.1, 0.65),
-    }  # fmt: skip
+        (0.5, "vanilla"): (None, None),
+        (0.5, "score"): (0.5, 0.85),
+        (0.5, "fastv"): (0.1, 0.70),
+        (0.5, "uniform"): (0.1, 0.65),
+        (0.1, "vanilla"): (None, None),
+        (0.1, "score"): (0.1, 0.80),
+        (0.1, "fastv"): (None, None),
+        (0.1, "uniform"): (0.1, 0.65),
+    }
     first = matched_compute(rows, "score")[0]
     assert first["reference_tflops"] == 5.0 and first["method"] == "vanilla"
     with pytest.raises(ValueError, match="no row of reference method 'dycoke'"):

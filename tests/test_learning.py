@@ -15,8 +15,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from score_lit.config import Config
-from score_lit.training.module import ScoreModule
 from score_lit.rl.state import surprise_state
+from score_lit.training.module import ScoreModule
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 T, N, D = 4, 4, 8  # temporal units, tokens per unit, width
@@ -63,8 +63,16 @@ def batches(n: int, size: int = 4) -> list[VideoBatch]:
     out = []
     for s in range(n):
         ids = [f"s{s * size + j}" for j in range(size)]
-        out.append(VideoBatch(ids=ids, frames=None, questions=["q"] * size, answers=["a"] * size, options=[[]] * size,
-                              answer_index=torch.full((size,), -1)))  # fmt: skip
+        out.append(
+            VideoBatch(
+                ids=ids,
+                frames=None,
+                questions=["q"] * size,
+                answers=["a"] * size,
+                options=[[]] * size,
+                answer_index=torch.full((size,), -1),
+            )
+        )
     return out
 
 
@@ -94,13 +102,23 @@ def test_a_few_real_training_steps_raise_the_keep_probability_of_the_evidence_to
     module = ScoreModule(cfg, stub)
     held_out = batches(4)[2:]  # ids s8..s15: never trained on
     ev0, other0, top0 = keep_probability(module, stub, held_out)
-    trainer = L.Trainer(max_steps=40, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=40,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     train = DataLoader(batches(20)[4:], batch_size=None, collate_fn=lambda b: b)  # ids s16..: 16 batches per epoch
     trainer.fit(module, train_dataloaders=train)
     ev1, other1, top1 = keep_probability(module, stub, held_out)
-    print(f"\n{sampler}: keep probability: evidence {ev0:.3f} -> {ev1:.3f}, others {other0:.3f} -> {other1:.3f}; "
-          f"evidence share of the top-4: {top0:.2f} -> {top1:.2f}")  # fmt: skip
+    print(
+        f"\n{sampler}: keep probability: evidence {ev0:.3f} -> {ev1:.3f}, others {other0:.3f} -> {other1:.3f}; "
+        f"evidence share of the top-4: {top0:.2f} -> {top1:.2f}"
+    )
     assert trainer.global_step == 40
     assert top0 < 0.5 and top1 > 0.9  # the ranking inference reads puts the evidence first
     if sampler == "bernoulli":
@@ -154,8 +172,16 @@ def test_only_the_question_conditioned_policy_learns_query_dependent_evidence(po
     cfg.optim.lr = 3e-3
     stub = QueryStub()
     module = ScoreModule(cfg, stub)
-    trainer = L.Trainer(max_steps=60, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer = L.Trainer(
+        max_steps=60,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(module, train_dataloaders=DataLoader(batches(20)[4:], batch_size=None, collate_fn=lambda b: b))
     share = []  # held-out: the asked class's share of each video's top-8 logits (8 = the evidence count)
     with torch.no_grad():

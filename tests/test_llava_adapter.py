@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from helpers import make_batch, make_masks, select
 from reference import llava_reference_scores as reference_scores
 
-from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.compressors import apply_selection, build_compressor
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
@@ -23,6 +22,7 @@ from score_lit.mllm.adapter import VideoMLLM
 from score_lit.mllm.llava_onevision import LLAVA_OV_TEMPLATE, LlavaOnevisionAdapter
 from score_lit.mllm.tiny import save_tiny
 from score_lit.rl.policy import build_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.types import VideoBatch
 
 FAMILY = "llava_onevision"
@@ -165,7 +165,9 @@ def test_video_attention_equals_stock_eager(adapter, batch):
     for i, row in enumerate(rows):
         ids[i, : len(row)], attn[i, : len(row)] = torch.tensor(row), 1
     with torch.no_grad():
-        out = eager(input_ids=ids, pixel_values_videos=deep.pixels(batch.frames), attention_mask=attn, output_attentions=True)
+        out = eager(
+            input_ids=ids, pixel_values_videos=deep.pixels(batch.frames), attention_mask=attn, output_attentions=True
+        )
     diffs = []
     for layer, att in enumerate(out.attentions):
         ref = []
@@ -181,7 +183,9 @@ def test_video_attention_equals_stock_eager(adapter, batch):
 def test_qwen_policy_refused_on_llava(adapter, tmp_path):
     # (h) a policy trained for Qwen2.5-VL (width 3584) loaded next to LLaVA-OV (width 64): the clear error.
     qwen = {"family": "qwen2_5_vl", "hidden_size": 3584, "path": "/models/Qwen2.5-VL-7B-Instruct"}
-    path = save_policy(tmp_path / "policy.pt", build_policy(2 * 3584, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), qwen)
+    path = save_policy(
+        tmp_path / "policy.pt", build_policy(2 * 3584, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), qwen
+    )
     msg = "trained for qwen2_5_vl with width 3584.*configured MLLM is llava_onevision with width 64"
     with pytest.raises(ValueError, match=msg):
         load_policy(path, expect_mllm=adapter.identity())
@@ -189,7 +193,9 @@ def test_qwen_policy_refused_on_llava(adapter, tmp_path):
 
 def test_token_only_eval_methods_run(adapter, batch, tmp_path):
     # (i) the sweep's per-method path (select -> apply_selection -> score) for methods that only use tokens.
-    policy = save_policy(tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), adapter.identity())
+    policy = save_policy(
+        tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), adapter.identity()
+    )
     visual, prompts = adapter.encode(batch), adapter.tokenize(batch)
     for m in ("score", "surprise", "random", "uniform", "fastv"):
         comp = build_compressor(m, mllm=adapter, policy_path=str(policy), selection="global", seed=0, layer=1)

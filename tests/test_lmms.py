@@ -38,7 +38,12 @@ def _prompt_inputs(adapter, frames):
     post = adapter._ids([after.replace("{question}", "which digit appeared ?")])[0]
     ids = torch.tensor([pre + [adapter.video_token_id] * v + post])
     mm = (ids == adapter.video_token_id).long() * 2
-    extra = dict(pixel_values_videos=pixels, video_grid_thw=grid_thw, mm_token_type_ids=mm, second_per_grid_ts=torch.tensor([0.5]))
+    extra = dict(
+        pixel_values_videos=pixels,
+        video_grid_thw=grid_thw,
+        mm_token_type_ids=mm,
+        second_per_grid_ts=torch.tensor([0.5]),
+    )
     return ids, extra, len(pre), v
 
 
@@ -74,12 +79,23 @@ def test_hooks_generate_equals_masked_full_sequence():
     seq, ref = ids.clone(), []
     for _ in range(4):
         mm = (seq == adapter.video_token_id).long() * 2
-        pos, _ = model.model.get_rope_index(seq, video_grid_thw=extra["video_grid_thw"], attention_mask=torch.ones_like(seq),
-                                            second_per_grid_ts=extra["second_per_grid_ts"], mm_token_type_ids=mm)  # fmt: skip
+        pos, _ = model.model.get_rope_index(
+            seq,
+            video_grid_thw=extra["video_grid_thw"],
+            attention_mask=torch.ones_like(seq),
+            second_per_grid_ts=extra["second_per_grid_ts"],
+            mm_token_type_ids=mm,
+        )
         attn = torch.ones_like(seq)
         attn[0, p : p + v] = chosen.long()
-        logits = model(input_ids=seq, attention_mask=attn, position_ids=pos, pixel_values_videos=extra["pixel_values_videos"],
-                       video_grid_thw=extra["video_grid_thw"], mm_token_type_ids=mm).logits[0, -1]  # fmt: skip
+        logits = model(
+            input_ids=seq,
+            attention_mask=attn,
+            position_ids=pos,
+            pixel_values_videos=extra["pixel_values_videos"],
+            video_grid_thw=extra["video_grid_thw"],
+            mm_token_type_ids=mm,
+        ).logits[0, -1]
         ref.append(logits)
         seq = torch.cat([seq, logits.argmax()[None, None]], dim=1)
     assert torch.equal(out.sequences, seq)
@@ -90,7 +106,9 @@ def test_hooks_generate_equals_masked_full_sequence():
     plain = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **gen, **extra)
     full = model(input_ids=ids, attention_mask=torch.ones_like(ids), **extra).logits[0, -1]
     assert torch.allclose(plain.logits[0][0], full, atol=1e-4)
-    assert not torch.allclose(plain.logits[0][0], out.logits[0][0], atol=1e-3)  # pruning changed the prediction's logits
+    assert not torch.allclose(
+        plain.logits[0][0], out.logits[0][0], atol=1e-3
+    )  # pruning changed the prediction's logits
 
 
 # ------------------------------------------------------------------------------------------------ lmms-eval CLI
@@ -99,24 +117,34 @@ def test_hooks_generate_equals_masked_full_sequence():
 @pytest.mark.lmms
 def test_lmms_registry_entry_point_and_legacy_plugin(tmp_path):
     need_lmms()
-    code = ("from lmms_eval.models import get_model, get_model_manifest; m = get_model_manifest('score_llava_onevision'); "
-            "print(m.chat_class_path, m.simple_class_path, get_model('score_llava_onevision').__name__, "
-            "get_model('score_llava_onevision', force_simple=True).__name__, "
-            "get_model('score_qwen2_5_vl').__name__, get_model('score_qwen2_5_vl', force_simple=True).__name__, "
-            "get_model('score_qwen3_vl').__name__, get_model('score_qwen3_vl', force_simple=True).__name__, "
-            "get_model('score_qwen3_5').__name__, get_model('score_qwen3_5', force_simple=True).__name__)")  # fmt: skip
+    code = (
+        "from lmms_eval.models import get_model, get_model_manifest; m = get_model_manifest('score_llava_onevision'); "
+        "print(m.chat_class_path, m.simple_class_path, get_model('score_llava_onevision').__name__, "
+        "get_model('score_llava_onevision', force_simple=True).__name__, "
+        "get_model('score_qwen2_5_vl').__name__, get_model('score_qwen2_5_vl', force_simple=True).__name__, "
+        "get_model('score_qwen3_vl').__name__, get_model('score_qwen3_vl', force_simple=True).__name__, "
+        "get_model('score_qwen3_5').__name__, get_model('score_qwen3_5', force_simple=True).__name__)"
+    )
     py = str(LMMS_VENV / "bin/python")
     legacy_env = {**lmms_env(tmp_path), "LMMS_EVAL_PLUGINS": "score_lit.lmms"}
     # the entry point (pyproject) and the legacy plugin route, both at once (two processes on 2 cores); both
     # families (score_qwen2_5_vl, score_llava_onevision, score_qwen3_vl, score_qwen3_5) through each
-    procs = [subprocess.Popen([py, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for env in (lmms_env(tmp_path), legacy_env)]  # fmt: skip
+    procs = [
+        subprocess.Popen([py, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for env in (lmms_env(tmp_path), legacy_env)
+    ]
     for p in procs:
         stdout, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr[-3000:]
         assert stdout.split()[-10:] == [
             "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevision",
             "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevisionSimple",
-            "ScoreLlavaOnevision", "ScoreLlavaOnevisionSimple", "ScoreQwen2_5_VL", "ScoreQwen2_5_VLSimple",
-            "ScoreQwen3_VL", "ScoreQwen3_VLSimple", "ScoreQwen3_5", "ScoreQwen3_5Simple",
-        ]  # fmt: skip
+            "ScoreLlavaOnevision",
+            "ScoreLlavaOnevisionSimple",
+            "ScoreQwen2_5_VL",
+            "ScoreQwen2_5_VLSimple",
+            "ScoreQwen3_VL",
+            "ScoreQwen3_VLSimple",
+            "ScoreQwen3_5",
+            "ScoreQwen3_5Simple",
+        ]

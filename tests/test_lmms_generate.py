@@ -31,12 +31,19 @@ import pytest
 import torch
 from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, tiny_random
 
-TOY, BENCH = ROOT / "models/toy-mllm", ROOT / "artifacts/toy-bench/test.jsonl"  # the committed toy (make test-all copies nothing)
+TOY, BENCH = (
+    ROOT / "models/toy-mllm",
+    ROOT / "artifacts/toy-bench/test.jsonl",
+)  # the committed toy (make test-all copies nothing)
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
 N = 16  # questions per run
 N_QWEN3 = 8  # questions per task for the Qwen3 families (two tasks in one run)
-CASES = {"qwen2_5_vl": ("toy", [0.1, 1.0], False), "llava_onevision": ("tiny_random", [0.1], True),
-         "qwen3_vl": ("tiny_random", [0.1], True), "qwen3_5": ("tiny_random", [0.1], True)}  # fmt: skip
+CASES = {
+    "qwen2_5_vl": ("toy", [0.1, 1.0], False),
+    "llava_onevision": ("tiny_random", [0.1], True),
+    "qwen3_vl": ("tiny_random", [0.1], True),
+    "qwen3_5": ("tiny_random", [0.1], True),
+}
 BOTH_TASKS = ("qwen3_vl", "qwen3_5")  # families whose run also does the loglikelihood task score_toy
 
 
@@ -55,17 +62,24 @@ def same_questions(folder: Path, n: int = N, with_plain: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / "test.jsonl"
     plain = [{**r, "video": str((BENCH.parent / r["video"]).resolve())} for r in rows] if with_plain else []
-    gen = [{**r, "id": f"{r['id']}#gen" if with_plain else r["id"], "question": gu.doc_to_text(r), "video": gu.doc_to_visual(r)[0]}
-           for r in rows]  # fmt: skip
+    gen = [
+        {
+            **r,
+            "id": f"{r['id']}#gen" if with_plain else r["id"],
+            "question": gu.doc_to_text(r),
+            "video": gu.doc_to_visual(r)[0],
+        }
+        for r in rows
+    ]
     out.write_text("".join(json.dumps(r) + "\n" for r in plain + gen))
     return out
 
 
 def toy_policy_folder(tmp_path: Path) -> Path:
-    from score_lit.training.checkpoint import save_policy_dir
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm import build_mllm
     from score_lit.rl.policy import build_policy
+    from score_lit.training.checkpoint import save_policy_dir
 
     identity = build_mllm(MLLMConfig(family="qwen2_5_vl", path=str(TOY))).identity()
     with torch.random.fork_rng(devices=[]):
@@ -105,9 +119,27 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
 
     def lmms_cmd(r):
         args = f"pretrained={ckpt},policy={pol},retention_ratio={r},{frame_args},device_map=cpu"
-        return [str(LMMS_VENV / "bin/lmms-eval"), "--model", f"score_{family}", "--model_args", args, "--include_path",
-                str(TASK.parent), "--tasks", ",".join(tasks), "--limit", str(n), "--batch_size", "1", "--device", "cpu",
-                "--log_samples", "--output_path", str(tmp_path / f"lmms-{r}"), *(["--force_simple"] if simple else [])]  # fmt: skip
+        return [
+            str(LMMS_VENV / "bin/lmms-eval"),
+            "--model",
+            f"score_{family}",
+            "--model_args",
+            args,
+            "--include_path",
+            str(TASK.parent),
+            "--tasks",
+            ",".join(tasks),
+            "--limit",
+            str(n),
+            "--batch_size",
+            "1",
+            "--device",
+            "cpu",
+            "--log_samples",
+            "--output_path",
+            str(tmp_path / f"lmms-{r}"),
+            *(["--force_simple"] if simple else []),
+        ]
 
     out = tmp_path / "score_lit"
     configs = ["conf/eval.yaml"]
@@ -117,14 +149,35 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
         template = qwen3_chat_template("You are a helpful assistant.", False, thinking=family == "qwen3_5")
         (tmp_path / "prompt.yaml").write_text(json.dumps({"mllm": {"prompt_template": template}}))
         configs.append(str(tmp_path / "prompt.yaml"))
-    sl_cmd = [sys.executable, "-m", "score_lit", "eval", *configs, f"mllm.family={family}", f"mllm.path={ckpt}",
-              f"eval.limit={len(bench.read_text().splitlines())}", "eval.benchmark=toy", f"eval.root={bench.parent}",
-              "eval.frames=16", "eval.size=64", "eval.methods=[score]", "eval.ratios=[0.1]", f"eval.policy={pol}",
-              "eval.batch_size=1", f"mllm.dtype={dtype}", "eval.viz_samples=0", f"eval.out_dir={out}",
-              f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}"]  # fmt: skip
+    sl_cmd = [
+        sys.executable,
+        "-m",
+        "score_lit",
+        "eval",
+        *configs,
+        f"mllm.family={family}",
+        f"mllm.path={ckpt}",
+        f"eval.limit={len(bench.read_text().splitlines())}",
+        "eval.benchmark=toy",
+        f"eval.root={bench.parent}",
+        "eval.frames=16",
+        "eval.size=64",
+        "eval.methods=[score]",
+        "eval.ratios=[0.1]",
+        f"eval.policy={pol}",
+        "eval.batch_size=1",
+        f"mllm.dtype={dtype}",
+        "eval.viz_samples=0",
+        f"eval.out_dir={out}",
+        f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+    ]
     logs = {r: tmp_path / f"lmms-{r}.log" for r in ratios}
-    procs = {r: subprocess.Popen(lmms_cmd(r), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[r], "w"), stderr=subprocess.STDOUT)
-             for r in ratios}  # fmt: skip
+    procs = {
+        r: subprocess.Popen(
+            lmms_cmd(r), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[r], "w"), stderr=subprocess.STDOUT
+        )
+        for r in ratios
+    }
     sl = subprocess.run(sl_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     for p in procs.values():
         p.wait(timeout=600)
@@ -148,14 +201,19 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
             ids = gen_ids if task == "score_toy_gen" else [i for i in rows if not i.endswith("#gen")]
             expected = [correct[r][i] for i in ids]
             if task == "score_toy_gen":
-                responses = [s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0] for s in samples]
+                responses = [
+                    s["filtered_resps"] if isinstance(s["filtered_resps"], str) else s["filtered_resps"][0]
+                    for s in samples
+                ]
                 # the one greedy token is an option (so it is the argmax over the options as well)...
                 assert all(resp.strip() in rows[i]["options"] for resp, i in zip(responses, ids)), responses
             # ... and right exactly where score_lit eval's option argmax is right (loglikelihood: its lowest CE)
             got = [bool(s["acc"]) for s in samples]
             assert got == expected, f"{task} ratio {r}: lmms-eval {got} != score_lit eval {expected}"
             assert round(results[task]["acc,none"] * n) == sum(expected)
-            print(f"{family} {task} ratio {r}: lmms-eval {sum(got)}/{n} == score_lit eval {sum(expected)}/{n} (per question)")
+            print(
+                f"{family} {task} ratio {r}: lmms-eval {sum(got)}/{n} == score_lit eval {sum(expected)}/{n} (per question)"
+            )
     if model == "toy":  # the trained toy reads the digit: a non-trivial accuracy, so the equality says something
         assert sum(correct[1.0].values()) > N // 2
 
@@ -187,13 +245,25 @@ def test_lmms_policy_folder_errors_are_one_line(tmp_path):
         "    except Exception as e:\n"
         "        out[name] = f'{type(e).__name__}: {e}'\n"
         "print('RESULT' + json.dumps(out))\n"
-    )  # fmt: skip
-    p = subprocess.run([str(LMMS_VENV / "bin/python"), "-c", code, str(TOY), str(corrupt), str(other)], cwd=ROOT,
-                       env=lmms_env(tmp_path), capture_output=True, text=True, timeout=300)  # fmt: skip
+    )
+    p = subprocess.run(
+        [str(LMMS_VENV / "bin/python"), "-c", code, str(TOY), str(corrupt), str(other)],
+        cwd=ROOT,
+        env=lmms_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.split("RESULT", 1)[1])
-    needles = {str(corrupt): ["is not readable", "re-export it"],
-               str(other): ["llava_onevision with width 64", "qwen2_5_vl with width 128", "use a policy trained for this model"]}  # fmt: skip
+    needles = {
+        str(corrupt): ["is not readable", "re-export it"],
+        str(other): [
+            "llava_onevision with width 64",
+            "qwen2_5_vl with width 128",
+            "use a policy trained for this model",
+        ],
+    }
     for name, words in needles.items():
         msg = out[name]
         assert msg is not None and msg.startswith("ConfigError: ") and "\n" not in msg, msg

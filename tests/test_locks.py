@@ -97,7 +97,9 @@ def _assert_matches_lock(installed: dict[str, str], which: str):
     lock = _lock(which)
     # Installed versions may carry a local label the lock leaves out (torch 2.13.0+cpu is locked as 2.13.0).
     wrong = {k: (v, installed.get(k)) for k, v in lock.items() if (installed.get(k) or "").split("+")[0] != v}
-    assert not wrong, f"{LOCKS[which].name}, name: (locked, installed): {wrong} (make rebuilds the venv when the lock changes)"
+    assert not wrong, (
+        f"{LOCKS[which].name}, name: (locked, installed): {wrong} (make rebuilds the venv when the lock changes)"
+    )
     extra = sorted(set(installed) - set(lock) - {"score-lit", "pip", "setuptools", "wheel"})
     assert not extra, f"installed but not in {LOCKS[which].name}: {extra}"
 

@@ -42,7 +42,9 @@ def test_log_prob_of_bernoulli():
 
 
 def test_rewards_by_hand():
-    torch.testing.assert_close(fidelity_reward(torch.tensor([[1.5, 2.0]]), torch.tensor([1.0])), torch.tensor([[-0.5, -1.0]]))
+    torch.testing.assert_close(
+        fidelity_reward(torch.tensor([[1.5, 2.0]]), torch.tensor([1.0])), torch.tensor([[-0.5, -1.0]])
+    )
     masks = torch.tensor([[[1, 1, 0, 0], [1, 0, 0, 0]]], dtype=torch.bool)
     torch.testing.assert_close(sparsity_reward(masks), torch.tensor([[0.5, 0.75]]))
 
@@ -147,8 +149,14 @@ def test_question_embedding_is_the_mean_of_the_question_token_embeddings():
     from score_lit.types import VideoBatch
 
     a = build_mllm(MLLMConfig())
-    batch = VideoBatch(ids=["x", "y"], frames=None, questions=["what color is the ball ?", ""], answers=["red", "A"],
-                       options=[[], []], answer_index=torch.tensor([-1, -1]))  # fmt: skip
+    batch = VideoBatch(
+        ids=["x", "y"],
+        frames=None,
+        questions=["what color is the ball ?", ""],
+        answers=["red", "A"],
+        options=[[], []],
+        answer_index=torch.tensor([-1, -1]),
+    )
     prompts = a.tokenize(batch)
     ids = a.tokenizer("what color is the ball ?", add_special_tokens=False)["input_ids"]
     assert prompts.question_ids == [ids, []] and len(ids) == 6

@@ -31,8 +31,16 @@ def test_time_data_is_measured_only_after_a_training_step(tmp_path):
 def _samples(n: int) -> list[Sample]:
     rng = np.random.default_rng(0)
     qs = ["which digit appeared ?", "what colour was the first object ?", "how many objects ?"]
-    return [Sample(f"s{i}", rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), qs[i % 3], str(i % 10), ["1", "2", str(i % 10)])
-            for i in range(n)]  # fmt: skip
+    return [
+        Sample(
+            f"s{i}",
+            rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+            qs[i % 3],
+            str(i % 10),
+            ["1", "2", str(i % 10)],
+        )
+        for i in range(n)
+    ]
 
 
 def test_collate_builds_the_prompt_batch_in_the_workers():
@@ -41,17 +49,37 @@ def test_collate_builds_the_prompt_batch_in_the_workers():
     adapter = Qwen25VLAdapter(MLLMConfig())
     samples = _samples(6)
     for workers in (0, 2):
-        loader = DataLoader(samples, batch_size=3, collate_fn=partial(collate, prompts=adapter.prompt_builder), num_workers=workers)
+        loader = DataLoader(
+            samples, batch_size=3, collate_fn=partial(collate, prompts=adapter.prompt_builder), num_workers=workers
+        )
         for i, batch in enumerate(loader):
             want = adapter.tokenize(collate(samples[3 * i : 3 * i + 3]))
             got = batch.prompts
             assert got is not None and adapter.tokenize(batch) is got
-            assert (got.pre_ids, got.post_ids, got.answer_start, got.answer_len) == (want.pre_ids, want.post_ids, want.answer_start, want.answer_len)
-            for name in ("option_ids", "pre", "n_pre", "post", "n_post", "targets", "n_answer", "question", "n_question"):
+            assert (got.pre_ids, got.post_ids, got.answer_start, got.answer_len) == (
+                want.pre_ids,
+                want.post_ids,
+                want.answer_start,
+                want.answer_len,
+            )
+            for name in (
+                "option_ids",
+                "pre",
+                "n_pre",
+                "post",
+                "n_post",
+                "targets",
+                "n_answer",
+                "question",
+                "n_question",
+            ):
                 assert torch.equal(getattr(got, name), getattr(want, name)), name
     # the answer targets of a row, by hand: the answer's ids right after answer_start
     p = adapter.tokenize(collate(samples[:1]))
-    assert p.targets[0, : p.answer_len[0]].tolist() == p.post_ids[0][p.answer_start[0] : p.answer_start[0] + p.answer_len[0]]
+    assert (
+        p.targets[0, : p.answer_len[0]].tolist()
+        == p.post_ids[0][p.answer_start[0] : p.answer_start[0] + p.answer_len[0]]
+    )
 
 
 def test_baseline_cache_keeps_device_tensors():

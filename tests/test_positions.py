@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from reference import transformers_523_text_start
 
 from score_lit.mllm.positions import (
     next_text_start,
@@ -10,7 +11,6 @@ from score_lit.mllm.positions import (
     time_scale,
     video_positions,
 )
-from reference import transformers_523_text_start
 
 
 def test_text_positions_same_on_three_axes():

@@ -14,7 +14,9 @@ PRE = VideoPreprocessor(patch_size=P, merge_size=M, temporal_patch_size=TPS, min
 
 @pytest.fixture(scope="module")
 def hf():
-    return Qwen2VLImageProcessorPil(patch_size=P, merge_size=M, temporal_patch_size=TPS, min_pixels=16 * 16, max_pixels=64 * 64)
+    return Qwen2VLImageProcessorPil(
+        patch_size=P, merge_size=M, temporal_patch_size=TPS, min_pixels=16 * 16, max_pixels=64 * 64
+    )
 
 
 def _rand(*shape, seed=0):
@@ -41,7 +43,9 @@ def test_static_video_matches_transformers_image_processor(hf):
 
 def _slow_reference(frames: torch.Tensor) -> torch.Tensor:
     """Loop over every patch in Qwen's order: t, merged row, merged col, sub-row, sub-col; row = [C, tps, p, p]."""
-    x = (frames.float() / 255 - torch.tensor(OPENAI_CLIP_MEAN).view(3, 1, 1)) / torch.tensor(OPENAI_CLIP_STD).view(3, 1, 1)
+    x = (frames.float() / 255 - torch.tensor(OPENAI_CLIP_MEAN).view(3, 1, 1)) / torch.tensor(OPENAI_CLIP_STD).view(
+        3, 1, 1
+    )
     if len(x) % TPS:
         x = torch.cat([x, x[-1:].repeat(TPS - len(x) % TPS, 1, 1, 1)])
     gt, gh, gw = len(x) // TPS, x.shape[-2] // P, x.shape[-1] // P
@@ -77,7 +81,9 @@ def test_resize_close_to_transformers_on_smooth_image(hf):
     # 37x50 -> 32x48 (smart resize). torch's bicubic-antialias kernel differs from PIL's at the pixel
     # level, so compare on a smooth image: within ~3 grey levels after normalisation.
     yy, xx = torch.meshgrid(torch.arange(37.0), torch.arange(50.0), indexing="ij")
-    img = torch.stack([127 + 100 * torch.sin(xx / 6), 127 + 100 * torch.cos(yy / 5), 127 + 80 * torch.sin((xx + yy) / 9)])
+    img = torch.stack(
+        [127 + 100 * torch.sin(xx / 6), 127 + 100 * torch.cos(yy / 5), 127 + 80 * torch.sin((xx + yy) / 9)]
+    )
     img = img.round().to(torch.uint8)
     pixels, grid = PRE(img[None].expand(2, -1, -1, -1).contiguous())
     ref = hf(images=[img.numpy()], return_tensors="pt")

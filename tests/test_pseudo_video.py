@@ -32,7 +32,9 @@ def _jsonl(path, rows):
 
 
 def _qa_file(tmp_path, images, extra=()):
-    rows = [{"id": n, "image": os.path.basename(p), "question": f"what is {n} ?", "answer": n} for n, p in images.items()]
+    rows = [
+        {"id": n, "image": os.path.basename(p), "question": f"what is {n} ?", "answer": n} for n, p in images.items()
+    ]
     return _jsonl(tmp_path / "qa.jsonl", [*rows, *extra])
 
 
@@ -47,51 +49,88 @@ def _runs(video):
 
 
 def test_plain_rows_with_list_dict_and_no_options(tmp_path, images):
-    src = _jsonl(tmp_path / "plain.jsonl", [
-        {"id": "q1", "image": "astronaut.png", "question": "Who is this?", "answer": "an astronaut",
-         "options": ["a cat", "an astronaut"], "split": "train"},
-        {"image": "coffee.png", "question": "What drink?", "answer": "(B)", "options": {"B": "coffee", "A": "tea"}},
-        {"id": "q3", "image": images["rocket"], "question": "Describe it.", "answer": " A rocket. "},
-        {"id": "q4", "image": "chelsea.jpg", "question": "Which?", "answer": 0, "options": ["cat", "dog"]},
-    ])  # fmt: skip
+    src = _jsonl(
+        tmp_path / "plain.jsonl",
+        [
+            {
+                "id": "q1",
+                "image": "astronaut.png",
+                "question": "Who is this?",
+                "answer": "an astronaut",
+                "options": ["a cat", "an astronaut"],
+                "split": "train",
+            },
+            {"image": "coffee.png", "question": "What drink?", "answer": "(B)", "options": {"B": "coffee", "A": "tea"}},
+            {"id": "q3", "image": images["rocket"], "question": "Describe it.", "answer": " A rocket. "},
+            {"id": "q4", "image": "chelsea.jpg", "question": "Which?", "answer": 0, "options": ["cat", "dog"]},
+        ],
+    )
     records, problems = read_image_qa(src)
     assert problems == []
     root = str(tmp_path)
     assert records == [
-        ImageQARecord("q1", f"{root}/astronaut.png", "Who is this?", "an astronaut", ["a cat", "an astronaut"], 1,
-                      {"split": "train", "source": src}),
+        ImageQARecord(
+            "q1",
+            f"{root}/astronaut.png",
+            "Who is this?",
+            "an astronaut",
+            ["a cat", "an astronaut"],
+            1,
+            {"split": "train", "source": src},
+        ),
         ImageQARecord("plain:2", f"{root}/coffee.png", "What drink?", "coffee", ["tea", "coffee"], 2, {"source": src}),
         ImageQARecord("q3", images["rocket"], "Describe it.", "A rocket.", [], 3, {"source": src}),
         ImageQARecord("q4", f"{root}/chelsea.jpg", "Which?", "cat", ["cat", "dog"], 4, {"source": src}),
-    ]  # fmt: skip
+    ]
 
 
 def test_llava_conversations_multi_turn_and_root(tmp_path, images):
     (tmp_path / "ann").mkdir()
     src = str(tmp_path / "ann" / "llava.json")
     rows = [
-        {"id": "r1", "image": "camera.jpg", "conversations": [
-            {"from": "human", "value": "<image>\nWhat is held?\nA. a camera\nB. a cup\nAnswer with the letter."},
-            {"from": "gpt", "value": "A"},
-            {"from": "human", "value": "Describe the scene."}, {"from": "gpt", "value": "A man with a camera."}]},
-        {"id": "r2", "image": ["rocket.png"], "conversations": [
-            {"from": "human", "value": "<image>\nPick one\nA. red\nB. blue"}, {"from": "gpt", "value": "It is white."}]},
+        {
+            "id": "r1",
+            "image": "camera.jpg",
+            "conversations": [
+                {"from": "human", "value": "<image>\nWhat is held?\nA. a camera\nB. a cup\nAnswer with the letter."},
+                {"from": "gpt", "value": "A"},
+                {"from": "human", "value": "Describe the scene."},
+                {"from": "gpt", "value": "A man with a camera."},
+            ],
+        },
+        {
+            "id": "r2",
+            "image": ["rocket.png"],
+            "conversations": [
+                {"from": "human", "value": "<image>\nPick one\nA. red\nB. blue"},
+                {"from": "gpt", "value": "It is white."},
+            ],
+        },
         {"id": "r3", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
-    ]  # fmt: skip
+    ]
     with open(src, "w") as f:
         json.dump(rows, f)
     records, problems = read_image_qa(src, root=str(tmp_path))
     cam, rocket = f"{tmp_path}/camera.jpg", f"{tmp_path}/rocket.png"
     assert records == [
-        ImageQARecord("r1#1", cam, "What is held?\nA. a camera\nB. a cup\nAnswer with the letter.", "a camera",
-                      ["a camera", "a cup"], 1, {"source": src, "turn": 1}),
+        ImageQARecord(
+            "r1#1",
+            cam,
+            "What is held?\nA. a camera\nB. a cup\nAnswer with the letter.",
+            "a camera",
+            ["a camera", "a cup"],
+            1,
+            {"source": src, "turn": 1},
+        ),
         ImageQARecord("r1#2", cam, "Describe the scene.", "A man with a camera.", [], 1, {"source": src, "turn": 2}),
         ImageQARecord("r2", rocket, "Pick one\nA. red\nB. blue", "It is white.", [], 2, {"source": src}),
-    ]  # fmt: skip
+    ]
     assert [(p.line, p.sample_id) for p in problems] == [(3, "r3")] and "has no image" in problems[0].reason
     # without root, paths resolve against the annotation's folder, where the images are not
     records, problems = read_image_qa(src)
-    assert records == [] and [p.reason.split(" (")[0] for p in problems] == ["image file not found"] * 2 + ["has no image"]
+    assert records == [] and [p.reason.split(" (")[0] for p in problems] == ["image file not found"] * 2 + [
+        "has no image"
+    ]
     assert read_image_qa(src, check_files=False)[0][0].image == f"{tmp_path}/ann/camera.jpg"
 
 
@@ -112,7 +151,7 @@ def test_pseudo_video_runs_cuts_and_evidence(tmp_path, images):
         assert sorted(s.meta["images"]) == sorted(set(s.meta["images"]))
         assert [r for r, p in zip(runs, s.meta["images"]) if p == rec.image] == s.evidence["frames"]
         assert s.evidence["image"] == s.meta["image"] == rec.image and s.meta["line"] == rec.line
-        (f0, f1), = s.evidence["frames"]
+        ((f0, f1),) = s.evidence["frames"]
         assert np.array_equal(s.frames[f0:f1], np.broadcast_to(load_image(rec.image, SIZE), (f1 - f0, SIZE, SIZE, 3)))
         others = {r.image for r in records} - {rec.image}
         for (a, _), p in zip(runs, s.meta["images"]):
@@ -162,10 +201,12 @@ def _plant_faults(tmp_path, images):
     (tmp_path / "half.png").write_bytes(png[: len(png) // 2])
     (tmp_path / "text.jpg").write_text("this is not a picture\n")
     return {
-        "missing": ("gone.png", "image file not found"), "empty": ("empty.png", "0 bytes"),
-        "corrupt": ("corrupt.png", "broken data stream"), "truncated": ("half.png", "truncated"),
+        "missing": ("gone.png", "image file not found"),
+        "empty": ("empty.png", "0 bytes"),
+        "corrupt": ("corrupt.png", "broken data stream"),
+        "truncated": ("half.png", "truncated"),
         "text": ("text.jpg", "cannot identify"),
-    }  # fmt: skip
+    }
 
 
 def test_load_image_faults_are_sample_errors(tmp_path, images):
@@ -180,20 +221,36 @@ def test_load_image_faults_are_sample_errors(tmp_path, images):
 
 
 def test_read_time_faults_leave_good_rows(tmp_path, images):
-    src = _qa_file(tmp_path, images, extra=[
-        {"id": "x1", "image": "gone.png", "question": "q", "answer": "a"},
-        {"id": "x2", "image": "rocket.png", "question": "q", "answer": "D", "options": ["a", "b"]},
-        '{"id": "x3", "image": ',
-        {"id": "x4", "question": "q", "answer": "a"},
-        {"id": "x5", "image": "rocket.png", "answer": "a"},
-        {"id": "astronaut", "image": "rocket.png", "question": "q", "answer": "a"},
-    ])  # fmt: skip
+    src = _qa_file(
+        tmp_path,
+        images,
+        extra=[
+            {"id": "x1", "image": "gone.png", "question": "q", "answer": "a"},
+            {"id": "x2", "image": "rocket.png", "question": "q", "answer": "D", "options": ["a", "b"]},
+            '{"id": "x3", "image": ',
+            {"id": "x4", "question": "q", "answer": "a"},
+            {"id": "x5", "image": "rocket.png", "answer": "a"},
+            {"id": "astronaut", "image": "rocket.png", "question": "q", "answer": "a"},
+        ],
+    )
     records, problems = read_image_qa(src)
     assert [r.id for r in records] == list(NAMES)
     assert [(p.line, p.sample_id) for p in problems] == [
-        (6, "x1"), (7, "x2"), (8, None), (9, "x4"), (10, "x5"), (11, "astronaut")]
-    expect = ["image file not found", "not among the options ['a', 'b']", "malformed JSON line", "missing required field 'image'",
-              "missing required field 'question'", "duplicate id (first at line 1)"]  # fmt: skip
+        (6, "x1"),
+        (7, "x2"),
+        (8, None),
+        (9, "x4"),
+        (10, "x5"),
+        (11, "astronaut"),
+    ]
+    expect = [
+        "image file not found",
+        "not among the options ['a', 'b']",
+        "malformed JSON line",
+        "missing required field 'image'",
+        "missing required field 'question'",
+        "duplicate id (first at line 1)",
+    ]
     assert all(e in p.reason for e, p in zip(expect, problems)), [p.reason for p in problems]
     assert problems[0].path == str(tmp_path / "gone.png")
     assert all(load_image(r.image, SIZE).shape == (SIZE, SIZE, 3) for r in records)
@@ -216,7 +273,9 @@ def test_bad_distractor_is_replaced_and_recorded(tmp_path, images):
     # the broken file in the replacement's place: a different key (a cache miss), never a wrong hit
     i = hit[0]
     assert {p for p, _, _ in ds.cache_inputs(i)["images"]} == {half, *ds[i].meta["images"]}
-    assert PseudoVideoDataset(records, frames=16, size=SIZE, distractors=4, max_run=8).cache_inputs(i) != ds.cache_inputs(i)
+    assert PseudoVideoDataset(records, frames=16, size=SIZE, distractors=4, max_run=8).cache_inputs(
+        i
+    ) != ds.cache_inputs(i)
     with pytest.raises(SampleError, match="truncated"):
         ds[5]  # the question's own image is broken: the caller skips this sample
 
@@ -226,7 +285,15 @@ def test_cache_inputs_follow_the_files(tmp_path, images):
     ds = PseudoVideoDataset(records, frames=8, size=SIZE, distractors=2, seed=3)
     key = ds.cache_inputs(0)
     assert {k: key[k] for k in ("seed", "index", "frames", "size", "fit", "distractors", "min_run", "max_run")} == {
-        "seed": 3, "index": 0, "frames": 8, "size": SIZE, "fit": "pad", "distractors": 2, "min_run": 2, "max_run": 8}
+        "seed": 3,
+        "index": 0,
+        "frames": 8,
+        "size": SIZE,
+        "fit": "pad",
+        "distractors": 2,
+        "min_run": 2,
+        "max_run": 8,
+    }
     assert sorted(p for p, _, _ in key["images"]) == sorted(ds[0].meta["images"])
     used = key["images"][1][0]
     st = os.stat(used)
@@ -242,13 +309,20 @@ def test_check_image_qa_lists_exactly_the_planted_problems(tmp_path, images):
         "not json at all",
         {"id": "noimage", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]},
         {"id": "camera2", "image": "camera.jpg", "question": "again ?", "answer": "camera"},
-    ]  # fmt: skip
+    ]
     src = _qa_file(tmp_path, images, extra=rows)
     n, problems = check_image_qa(src, size=SIZE)
     assert n == 14
-    expect = [(6, "missing", "image file not found"), (7, "empty", "0 bytes"), (8, "corrupt", "broken data stream"),
-              (9, "truncated", "truncated"), (10, "text", "cannot identify"), (11, "options", "not among the options"),
-              (12, None, "malformed JSON line"), (13, "noimage", "has no image")]  # fmt: skip
+    expect = [
+        (6, "missing", "image file not found"),
+        (7, "empty", "0 bytes"),
+        (8, "corrupt", "broken data stream"),
+        (9, "truncated", "truncated"),
+        (10, "text", "cannot identify"),
+        (11, "options", "not among the options"),
+        (12, None, "malformed JSON line"),
+        (13, "noimage", "has no image"),
+    ]
     assert [(p.line, p.sample_id) for p in problems] == [(line, sid) for line, sid, _ in expect]
     assert all(why in p.reason for (_, _, why), p in zip(expect, problems)), [str(p) for p in problems]
     assert [p.path for p in problems[:5]] == [str(tmp_path / f) for f, _ in faults.values()]

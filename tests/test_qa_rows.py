@@ -45,21 +45,30 @@ def test_both_readers_accept_the_same_rows_with_the_same_answer(tmp_path, row, w
     "row, reason",
     [
         # keys that are not the letters A, B, ... (the image reader sorted them as text: "10" before "2")
-        ({"options": {"1": "one", "2": "two"}, "answer": "2"}, "'options' as a dict needs the keys A, B, C, ...; got ['1', '2']"),
-        ({"options": {"A": "tea", "C": "milk"}, "answer": "C"}, "'options' as a dict needs the keys A, B, C, ...; got ['A', 'C']"),
+        (
+            {"options": {"1": "one", "2": "two"}, "answer": "2"},
+            "'options' as a dict needs the keys A, B, C, ...; got ['1', '2']",
+        ),
+        (
+            {"options": {"A": "tea", "C": "milk"}, "answer": "C"},
+            "'options' as a dict needs the keys A, B, C, ...; got ['A', 'C']",
+        ),
         # an empty list (the image reader made the row open-ended)
         ({"options": [], "answer": "tea"}, "'options' is empty (leave the field out for open-ended QA)"),
         # options that are not non-empty texts (the image reader turned 3 into "3" and True into "True")
         ({"options": ["tea", 3], "answer": "tea"}, "'options' must all be non-empty texts; not so at 1: int"),
         ({"options": ["tea", True], "answer": "tea"}, "'options' must all be non-empty texts; not so at 1: bool"),
         ({"options": ["tea", " "], "answer": "tea"}, "'options' must all be non-empty texts; not so at 1: str"),
-        ({"options": "tea, coffee", "answer": "tea"}, "'options' must be a list of texts or a dict letter -> text; got str"),
+        (
+            {"options": "tea, coffee", "answer": "tea"},
+            "'options' must be a list of texts or a dict letter -> text; got str",
+        ),
         # a bool or a list as the answer or the question (the image reader wrote str(True) as an open-ended answer)
         ({"answer": True}, "'answer' must be a text; got bool"),
         ({"answer": ["tea"]}, "'answer' must be a text; got list"),
         ({"question": False, "answer": "tea"}, "'question' must be a text; got bool"),
         ({"options": ["tea", "coffee"]}, "missing required field 'answer'"),
     ],
-)  # fmt: skip
+)
 def test_both_readers_refuse_the_same_rows_with_the_same_reason(tmp_path, row, reason):
     assert both(tmp_path, row) == (("refused", reason), ("refused", reason))

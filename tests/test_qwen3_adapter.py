@@ -18,12 +18,12 @@ import torch
 from helpers import make_batch, make_masks, select
 from reference import qwen3_reference_scores, qwen3_stock_ids
 
-from score_lit.training.checkpoint import load_policy, save_policy
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
 from score_lit.mllm.sequence import VIDEO
 from score_lit.mllm.tiny import save_tiny
 from score_lit.rl.policy import build_policy
+from score_lit.training.checkpoint import load_policy, save_policy
 
 FAMILIES = ["qwen3_vl", "qwen3_5"]
 SPF = [1.0, 2.0]  # seconds between sampled frames, per sample: unit times 0.5, 2.5, ... and 1.0, 5.0, ...
@@ -84,7 +84,9 @@ def test_score_equals_stock_model(adapter, batch, partial):
         d_ce = (got.ce - ref.ce).abs().max().item()
         d_opt = (got.option_logits - ref.option_logits).abs().max().item()
         kind = "pruned sequence" if pruned else "masked keys"
-        print(f"\n{adapter.family} {'partial' if partial else 'keep-all'} vs {kind}: max|dCE|={d_ce:.2e} max|dopt|={d_opt:.2e}")
+        print(
+            f"\n{adapter.family} {'partial' if partial else 'keep-all'} vs {kind}: max|dCE|={d_ce:.2e} max|dopt|={d_opt:.2e}"
+        )
         assert d_ce < 1e-4 and d_opt < 1e-4
     if partial:  # the test can see pruning: dropping tokens moves CE far beyond the tolerance
         assert (got.ce[:, 1:] - got.ce[:, :1]).abs().max() > 1e-2
@@ -144,8 +146,15 @@ def test_video_attention_equals_stock_eager(family, batch):
     mm = (ids == adapter.video_token_id).long() * 2
     pos, _ = eager.model.get_rope_index(ids, mm_token_type_ids=mm, video_grid_thw=grid_thw, attention_mask=attn)
     with torch.no_grad():
-        out = eager(input_ids=ids, pixel_values_videos=pixels, video_grid_thw=grid_thw, mm_token_type_ids=mm,
-                    attention_mask=attn, position_ids=pos, output_attentions=True)  # fmt: skip
+        out = eager(
+            input_ids=ids,
+            pixel_values_videos=pixels,
+            video_grid_thw=grid_thw,
+            mm_token_type_ids=mm,
+            attention_mask=attn,
+            position_ids=pos,
+            output_attentions=True,
+        )
     types = getattr(eager.config.text_config, "layer_types", None) or ["full_attention"] * 4  # Qwen3-VL: none
     full = [i for i, t in enumerate(types) if t == "full_attention"]
     assert len(out.attentions) == len(full) and (family == "qwen3_vl" or full == [1, 3])
@@ -199,7 +208,10 @@ def test_saved_tiny_loads_and_other_family_policy_is_refused(adapter, batch, tmp
     other = "qwen3_5" if adapter.family == "qwen3_vl" else "qwen3_vl"
     ident = {"family": other, "hidden_size": 64, "path": "tiny-random"}
     policy = save_policy(tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), ident)
-    with pytest.raises(ConfigError, match=f"trained for {other} with width 64, but the configured MLLM is {adapter.family} with width 64"):
+    with pytest.raises(
+        ConfigError,
+        match=f"trained for {other} with width 64, but the configured MLLM is {adapter.family} with width 64",
+    ):
         load_policy(policy, expect_mllm=adapter.identity())
 
 

@@ -50,7 +50,9 @@ def test_tokenize_answer_span(adapter, batch):
     prompts = adapter.tokenize(batch)
     for i in range(2):
         s, n = prompts.answer_start[i], prompts.answer_len[i]
-        assert adapter.tokenizer.convert_ids_to_tokens(prompts.post_ids[i][s : s + n]) == (["red"], ["B", ".", "two"])[i]
+        assert (
+            adapter.tokenizer.convert_ids_to_tokens(prompts.post_ids[i][s : s + n]) == (["red"], ["B", ".", "two"])[i]
+        )
         assert prompts.option_ids[i, batch.answer_index[i]] == prompts.post_ids[i][s]  # answer = its option
     assert prompts.option_ids.shape == (2, 4)
 
@@ -97,7 +99,9 @@ def test_positions_differ_from_transformers_523_rope_index(adapter, batch):
     theirs, _ = adapter.model.model.get_rope_index(ids, mm_token_type_ids=mm, video_grid_thw=grid, **kwargs)
     n = len(pre) + v
     assert torch.equal(ours[:, :n], theirs[:, 0, :n])
-    expected_gap = int(visual.positions[0].max()) + 1 - max(visual.grid[1], visual.grid[2])  # 2.5-VL: 7 - 2; 2-VL: 4 - 2
+    expected_gap = (
+        int(visual.positions[0].max()) + 1 - max(visual.grid[1], visual.grid[2])
+    )  # 2.5-VL: 7 - 2; 2-VL: 4 - 2
     assert (ours[:, n:] - theirs[:, 0, n:]).unique().tolist() == [expected_gap] and expected_gap > 0
 
 
@@ -122,7 +126,9 @@ def test_bad_paths_and_family_give_clear_errors(tmp_path):
         build_mllm(MLLMConfig(path=str(tmp_path / "file")))
     with pytest.raises(ValueError, match="has no config.json"):
         build_mllm(MLLMConfig(path=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"mllm.family='qwen3' is not registered .*; use one of \[.*'qwen2_5_vl', 'qwen2_vl'.*\]"):
+    with pytest.raises(
+        ValueError, match=r"mllm.family='qwen3' is not registered .*; use one of \[.*'qwen2_5_vl', 'qwen2_vl'.*\]"
+    ):
         MLLMConfig(family="qwen3")  # caught when the config is built, before any model code runs
 
 

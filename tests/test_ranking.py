@@ -70,8 +70,13 @@ def _policy():
 @pytest.mark.parametrize("name", ["score", "score_per_frame", "surprise", "surprise_self", "random"])
 def test_select_is_the_shared_cut_of_the_ranking_and_the_old_rule(name):
     v = _video()
-    comp = {"score": lambda: ScoreCompressor(_policy()), "score_per_frame": lambda: ScoreCompressor(_policy(), selection="per_frame"),
-            "surprise": lambda: SurpriseTopK(), "surprise_self": lambda: SurpriseTopK("self"), "random": lambda: RandomTokens(seed=3)}[name]()  # fmt: skip
+    comp = {
+        "score": lambda: ScoreCompressor(_policy()),
+        "score_per_frame": lambda: ScoreCompressor(_policy(), selection="per_frame"),
+        "surprise": lambda: SurpriseTopK(),
+        "surprise_self": lambda: SurpriseTopK("self"),
+        "random": lambda: RandomTokens(seed=3),
+    }[name]()
     assert ranks(comp)
     scores = comp.rank(v)
     assert scores.shape == (2, 16) and scores.dtype == torch.float32

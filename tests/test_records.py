@@ -18,15 +18,32 @@ FAMILY = {"a1": "a", "a2": "a", "b1": "b"}
 
 
 def _batches():
-    one = BatchRecord(["a1", "b1"], [Problem("x.jsonl", 3, "bad video", "c1", "c1.mp4")],
-                      Outcome([True, False], [8, 8], [100.0, 200.0], [0.0, 0.0], prefill_s=0.2),
-                      {("score", 0.25): Outcome([True, True], [2, 2], [30.0, 60.0], [5.0, 5.0], 0.02, 0.004),
-                       ("uniform", 0.25): Outcome([False, False], [4, 4], [40.0, 80.0], [0.0, 0.0], 0.03, 0.0)},
-                      [KeptMap("a1", "score", 0.25, [True, False] * 4, (2, 2, 2))], n_tokens=8, grid=(2, 2, 2))  # fmt: skip
-    two = BatchRecord(["a2"], [], Outcome([True], [8], [100.0], [0.0], prefill_s=0.1),
-                      {("score", 0.25): Outcome([False], [2], [30.0], [5.0], 0.01, 0.002),
-                       ("uniform", 0.25): Outcome([True], [4], [40.0], [0.0], 0.01, 0.0)}, n_tokens=8, grid=(2, 2, 2))  # fmt: skip
-    empty = BatchRecord([], [Problem("x.jsonl", 9, "missing", "c2")], n_tokens=8, grid=(2, 2, 2))  # every video left out
+    one = BatchRecord(
+        ["a1", "b1"],
+        [Problem("x.jsonl", 3, "bad video", "c1", "c1.mp4")],
+        Outcome([True, False], [8, 8], [100.0, 200.0], [0.0, 0.0], prefill_s=0.2),
+        {
+            ("score", 0.25): Outcome([True, True], [2, 2], [30.0, 60.0], [5.0, 5.0], 0.02, 0.004),
+            ("uniform", 0.25): Outcome([False, False], [4, 4], [40.0, 80.0], [0.0, 0.0], 0.03, 0.0),
+        },
+        [KeptMap("a1", "score", 0.25, [True, False] * 4, (2, 2, 2))],
+        n_tokens=8,
+        grid=(2, 2, 2),
+    )
+    two = BatchRecord(
+        ["a2"],
+        [],
+        Outcome([True], [8], [100.0], [0.0], prefill_s=0.1),
+        {
+            ("score", 0.25): Outcome([False], [2], [30.0], [5.0], 0.01, 0.002),
+            ("uniform", 0.25): Outcome([True], [4], [40.0], [0.0], 0.01, 0.0),
+        },
+        n_tokens=8,
+        grid=(2, 2, 2),
+    )
+    empty = BatchRecord(
+        [], [Problem("x.jsonl", 9, "missing", "c2")], n_tokens=8, grid=(2, 2, 2)
+    )  # every video left out
     return [one, empty, two]
 
 
@@ -40,7 +57,9 @@ def test_a_record_reads_back_as_itself_and_merged_batches_give_the_rows_by_hand(
     assert total.ids == ["a1", "b1", "a2"] and [p.sample_id for p in total.left_out] == ["c1", "c2"]
     assert total.methods[("score", 0.25)].correct == [True, True, False] and total.vanilla.prefill_s == 0.2 + 0.1
     rows = {(r["method"], r["family"]): r for r in result_rows(total, FAMILY, "t")}
-    same = json.dumps(result_rows(BatchRecord.merge(batches), FAMILY, "t"))  # NaN (b's share of vanilla's 0) == NaN here
+    same = json.dumps(
+        result_rows(BatchRecord.merge(batches), FAMILY, "t")
+    )  # NaN (b's share of vanilla's 0) == NaN here
     assert json.dumps(result_rows(total, FAMILY, "t")) == same
     van, score = rows[("vanilla", "all")], rows[("score", "all")]
     assert van["accuracy"] == 0.5 and van["n"] == 3  # families a: 2/2, b: 0/1 -> mean 0.5
@@ -55,9 +74,24 @@ def test_a_record_reads_back_as_itself_and_merged_batches_give_the_rows_by_hand(
 
 def test_a_line_from_before_the_record_type_reads_back():
     # vanilla without select_s, a FLOPs entry never measured (None): NaN, so the means say "not measured"
-    old = {"ids": ["a1"], "left_out": [], "vanilla": {"correct": [True], "kept": [8], "flops": [1.0], "select_flops": [0], "prefill_s": 0.5},
-           "methods": {"fastv@0.1": {"correct": [False], "kept": [1], "flops": [None], "select_flops": [None], "prefill_s": 0.1,
-                                     "select_s": 0.2}}, "viz": [], "n_tokens": 8, "grid": [2, 2, 2]}  # fmt: skip
+    old = {
+        "ids": ["a1"],
+        "left_out": [],
+        "vanilla": {"correct": [True], "kept": [8], "flops": [1.0], "select_flops": [0], "prefill_s": 0.5},
+        "methods": {
+            "fastv@0.1": {
+                "correct": [False],
+                "kept": [1],
+                "flops": [None],
+                "select_flops": [None],
+                "prefill_s": 0.1,
+                "select_s": 0.2,
+            }
+        },
+        "viz": [],
+        "n_tokens": 8,
+        "grid": [2, 2, 2],
+    }
     rec = BatchRecord.from_json(json.dumps(old))
     assert rec.vanilla == Outcome([True], [8], [1.0], [0.0], 0.5, 0.0)
     out = rec.methods[("fastv", 0.1)]
@@ -73,7 +107,9 @@ def test_compare_sweeps_counts_a_changed_answer_and_a_missing_question(tmp_path,
     assert compare_sweeps.main([str(tmp_path / "before"), str(tmp_path / "after")]) == 0
     batches[0].methods[("score", 0.25)].correct[1] = False  # one answer changes
     batches[2].methods[("uniform", 0.25)].flops[0] *= 1 + 1e-6  # a FLOPs count moves beyond 1e-9
-    (tmp_path / "after" / "questions.jsonl").write_text("".join(b.to_json() + "\n" for b in batches[:2]) + batches[2].to_json() + "\n")
+    (tmp_path / "after" / "questions.jsonl").write_text(
+        "".join(b.to_json() + "\n" for b in batches[:2]) + batches[2].to_json() + "\n"
+    )
     capsys.readouterr()
     assert compare_sweeps.main([str(tmp_path / "before"), str(tmp_path / "after")]) == 1
     lines = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:-1]}

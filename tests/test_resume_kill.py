@@ -21,13 +21,22 @@ STEPS = 24
 
 
 def command(tmp_path, name, extra=()):
-    over = tiny_run(tmp_path, name, {"stage1": 10, "stage2": STEPS - 10}, data={"val_samples": 2, "train_samples": 10}, val_every=3,
-                    extra=["mllm.path=null"])  # fmt: skip
+    over = tiny_run(
+        tmp_path,
+        name,
+        {"stage1": 10, "stage2": STEPS - 10},
+        data={"val_samples": 2, "train_samples": 10},
+        val_every=3,
+        extra=["mllm.path=null"],
+    )
     return [sys.executable, "-m", "score_lit", "train", *over, *extra]
+
 
 def run(cmd, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -35,12 +44,23 @@ def run(cmd, tmp_path):
 def test_kill_9_mid_training_then_resume_auto_matches_an_uninterrupted_run(tmp_path):
     # the uninterrupted run and the one to kill start together (two processes on 2 cores: less wall time)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    straight = subprocess.Popen(command(tmp_path, "straight"), cwd=Path(__file__).resolve().parents[1], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    straight = subprocess.Popen(
+        command(tmp_path, "straight"),
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     # the same run, killed with SIGKILL once its checkpoint is past step 12 (inside stage 2), mid-step
     ckpt = tmp_path / "runs" / "killed" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(command(tmp_path, "killed"), cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(tmp_path, "killed"),
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if ckpt.exists() and torch.load(ckpt, weights_only=False)["global_step"] >= 12:
@@ -67,7 +87,9 @@ def test_kill_9_mid_training_then_resume_auto_matches_an_uninterrupted_run(tmp_p
         torch.testing.assert_close(b.state_dict()[k], v, rtol=0, atol=1e-6)
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id], "attributes.run_name = 'killed'")
+    runs = client.search_runs(
+        [client.get_experiment_by_name("score_lit").experiment_id], "attributes.run_name = 'killed'"
+    )
     assert [r.info.run_id for r in runs] == [run_id]  # one run across the kill
     steps = {m.step for m in client.get_metric_history(run_id, "loss")}
     assert steps == set(range(STEPS))  # continuous (steps after the checkpoint may be logged twice, with equal data)

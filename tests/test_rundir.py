@@ -51,8 +51,10 @@ def test_a_second_claim_of_a_held_name_refuses_until_the_lock_is_released(tmp_pa
     claim_run_dir(_cfg(tmp_path))
     with pytest.raises(ConfigError) as e:  # flock: another open file of the same lock, as another process would hold
         claim_run_dir(_cfg(tmp_path, "overwrite=true"))
-    assert str(e.value) == (f"another training (pid {os.getpid()}) is running as name=r in {tmp_path / 'runs' / 'r'}: "
-                            "wait for it to finish or pick another name=...")  # fmt: skip
+    assert str(e.value) == (
+        f"another training (pid {os.getpid()}) is running as name=r in {tmp_path / 'runs' / 'r'}: "
+        "wait for it to finish or pick another name=..."
+    )
     release_all()
     assert claim_run_dir(_cfg(tmp_path)) is False
 
@@ -64,15 +66,22 @@ def test_a_folder_holding_a_run_refuses_unless_resumed_or_overwritten(tmp_path):
         (run_dir / name).write_text(name)
     with pytest.raises(ConfigError) as e:
         claim_run_dir(_cfg(tmp_path))
-    assert str(e.value) == (f"{run_dir} already holds a run (checkpoints, config.json, curves.png, policy.pt, ...): "
-                            "continue it with resume=auto, pick another name=..., or pass overwrite=true to move it "
-                            "aside (nothing is deleted)")  # the first 4 entries, sorted  # fmt: skip
+    assert str(e.value) == (
+        f"{run_dir} already holds a run (checkpoints, config.json, curves.png, policy.pt, ...): "
+        "continue it with resume=auto, pick another name=..., or pass overwrite=true to move it "
+        "aside (nothing is deleted)"
+    )  # the first 4 entries, sorted
     release_all()
     assert claim_run_dir(_cfg(tmp_path, "resume=auto")) is False  # continued: nothing to move
     release_all()
     assert claim_run_dir(_cfg(tmp_path, "overwrite=true")) is True  # the caller moves it aside
-    assert sorted(p.name for p in run_dir.iterdir()) == ["checkpoints", "config.json", "curves.png", "policy.pt",
-                                                         "tracking.json"]  # claiming moved nothing  # fmt: skip
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "curves.png",
+        "policy.pt",
+        "tracking.json",
+    ]  # claiming moved nothing
 
 
 def test_move_aside_renames_to_a_free_old_name_and_deletes_nothing(tmp_path):
@@ -128,13 +137,22 @@ def test_a_second_concurrent_training_with_the_same_name_is_refused(tmp_path):
     # steps: far more than the first run can take before the SIGINT below reaches it (it ends the run)
     args = [sys.executable, "-m", "score_lit", "train", *tiny_overrides(tmp_path, steps=100_000), "name=same"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works even under `&`  # fmt: skip
+    first = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # Ctrl-C works even under `&`
     try:
         lock = lock_path(tmp_path / "runs" / "same")
         deadline = time.time() + 120
         while not (lock.is_file() and lock.read_text().strip() == str(first.pid)):  # the first run holds the name
-            assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else "timeout"
+            assert first.poll() is None and time.time() < deadline, (
+                first.stderr.read() if first.poll() is not None else "timeout"
+            )
             time.sleep(0.2)
         second = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert first.poll() is None  # still training while the second was refused

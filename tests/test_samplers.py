@@ -14,7 +14,9 @@ from score_lit.rl.samplers import budget_shift, rollout_log_prob, sample_rollout
 def test_budget_shift_by_hand():
     # Equal logits: sum_i sigmoid(0 + c) = rho L  <=>  sigmoid(c) = rho  <=>  c = log(rho / (1 - rho)).
     c = budget_shift(torch.zeros(1, 8), torch.tensor([[0.25, 0.5]]))
-    assert c[0, 0].item() == pytest.approx(math.log(0.25 / 0.75), abs=1e-6) and c[0, 1].item() == pytest.approx(0.0, abs=1e-6)
+    assert c[0, 0].item() == pytest.approx(math.log(0.25 / 0.75), abs=1e-6) and c[0, 1].item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     # Logits 1, -1 and rho = 1/2: sigmoid(1 + c) + sigmoid(-1 + c) = 1 holds at c = 0 (sigmoid(x) + sigmoid(-x) = 1).
     assert budget_shift(torch.tensor([[1.0, -1.0]]), torch.tensor([[0.5]])).item() == pytest.approx(0.0, abs=1e-6)
     # Any logits: the shifted probabilities sum to rho L, and a common shift of the logits is absorbed by c.
@@ -40,8 +42,13 @@ def test_the_budget_log_prob_has_the_exact_gradient_of_the_composite_policy():
     x = lg.clone().requires_grad_(True)
     rollout_log_prob(x[None], m.bool()[None, None], torch.tensor([[rho]], dtype=torch.float64)).sum().backward()
     h = 1e-5
-    fd = torch.tensor([(exact_log_prob(lg + h * e, m, rho) - exact_log_prob(lg - h * e, m, rho)) / (2 * h) for e in torch.eye(5, dtype=torch.float64)],
-                      dtype=torch.float64)  # fmt: skip
+    fd = torch.tensor(
+        [
+            (exact_log_prob(lg + h * e, m, rho) - exact_log_prob(lg - h * e, m, rho)) / (2 * h)
+            for e in torch.eye(5, dtype=torch.float64)
+        ],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(x.grad, fd, rtol=0, atol=1e-6)
     assert abs(float(x.grad.sum())) < 1e-9  # a common shift of the logits changes nothing: only the ranking trains
     # ... while holding c fixed (the naive estimator) would push every logit: its gradient does not sum to 0
@@ -53,7 +60,11 @@ def test_the_budget_log_prob_has_the_exact_gradient_of_the_composite_policy():
 def test_budget_rollouts_keep_their_budget_on_average():
     lg = torch.randn(2, 400, generator=torch.Generator().manual_seed(1)) * 2
     masks, budgets = sample_rollouts("budget", lg, 64, torch.Generator().manual_seed(2), [0.05, 0.25])
-    assert masks.shape == (2, 64, 400) and budgets.shape == (2, 64) and {round(b, 6) for b in budgets.unique().tolist()} == {0.05, 0.25}
+    assert (
+        masks.shape == (2, 64, 400)
+        and budgets.shape == (2, 64)
+        and {round(b, 6) for b in budgets.unique().tolist()} == {0.05, 0.25}
+    )
     frac = masks.float().mean(-1)
     for rho in (0.05, 0.25):  # Bernoulli noise of a mean over 400 tokens: std <= sqrt(0.25 * 0.75 / 400) = 0.022
         assert abs(float(frac[(budgets - rho).abs() < 1e-6].mean()) - rho) < 0.01

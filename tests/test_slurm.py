@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from helpers import tiny_run
 
-from score_lit.training import slurm
 from score_lit.config import load_config
+from score_lit.training import slurm
 from score_lit.training.slurm import Partition, SlurmError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,10 @@ TOOLS = ROOT / "tools" / "slurm"
 
 
 def tiny(tmp_path, steps=40, name="sj"):
-    return tiny_run(tmp_path, name, steps, data={"val_samples": 2, "train_samples": 6}, val_every=5, extra=["mllm.path=null"])
+    return tiny_run(
+        tmp_path, name, steps, data={"val_samples": 2, "train_samples": 6}, val_every=5, extra=["mllm.path=null"]
+    )
+
 
 CPU2 = ["--gpus-per-node", "0", "--tasks-per-node", "2", "--time", "00:10:00", "--signal-seconds", "60"]
 
@@ -45,8 +48,23 @@ def no_slurm_on_path(monkeypatch, tmp_path):
 
 def test_rendered_script_for_a_gpu_job(tmp_path, monkeypatch, capsys):
     no_slurm_on_path(monkeypatch, tmp_path)
-    argv = tiny(tmp_path) + ["--nodes", "2", "--gpus-per-node", "8", "--time", "24:00:00", "--partition", "gpu",
-                             "--account", "proj", "--cpus-per-task", "6", "--mem", "200G", "--dry-run"]  # fmt: skip
+    argv = tiny(tmp_path) + [
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "8",
+        "--time",
+        "24:00:00",
+        "--partition",
+        "gpu",
+        "--account",
+        "proj",
+        "--cpus-per-task",
+        "6",
+        "--mem",
+        "200G",
+        "--dry-run",
+    ]
     assert slurm.main(argv) == 0
     out, err = capsys.readouterr()
     run_dir = tmp_path / "runs" / "sj"
@@ -69,7 +87,9 @@ def test_rendered_script_for_a_gpu_job(tmp_path, monkeypatch, capsys):
         "#SBATCH --requeue",
         f"#SBATCH --chdir={Path.cwd()}",
     ]
-    assert lines[-1] == f"srun --kill-on-bad-exit=1 {sys.executable} -m score_lit train {run_dir}/config.yaml resume=auto"
+    assert (
+        lines[-1] == f"srun --kill-on-bad-exit=1 {sys.executable} -m score_lit train {run_dir}/config.yaml resume=auto"
+    )
     assert "not checked against a cluster (SLURM is not installed" in err and "nothing written" in err
     assert not (tmp_path / "runs").exists()  # --dry-run writes nothing
 
@@ -88,14 +108,21 @@ def test_the_snapshot_holds_the_resources_and_absolute_paths(tmp_path, monkeypat
 
 def test_time_formats():
     assert [slurm.parse_time(t) for t in ("90", "90:30", "24:00:00", "2-00", "1-02:03", "1-00:00:05")] == [
-        5400, 5430, 86400, 172800, 93780, 86405]  # fmt: skip
+        5400,
+        5430,
+        86400,
+        172800,
+        93780,
+        86405,
+    ]
     with pytest.raises(SlurmError, match="is not a SLURM time"):
         slurm.parse_time("1h")
 
 
 def test_sinfo_lines_become_a_partition():
     assert slurm.parse_sinfo("gpu*|4|64|gpu:a100:8(S:0-1)|2-00:00:00\ngpu|2|32|gpu:4|1-00:00:00\n", "gpu") == Partition(
-        "gpu", nodes=6, cpus=32, gpus=8, max_seconds=172800)  # fmt: skip
+        "gpu", nodes=6, cpus=32, gpus=8, max_seconds=172800
+    )
     assert slurm.parse_sinfo("debug*|1|2|(null)|infinite\n", "debug") == Partition("debug", 1, 2, 0, None)
     assert slurm.parse_sinfo("", "nope") is None
 
@@ -104,29 +131,42 @@ def test_sinfo_lines_become_a_partition():
     "flags, message",
     [
         (["--gpus-per-node", "8"], r"--gpus-per-node 8: partition 'p' has 4 GPUs per node$"),
-        (["--gpus-per-node", "4", "--cpus-per-task", "4"], r"4 tasks x 4 CPUs per task = 16 CPUs per node: partition 'p' has 8"),
+        (
+            ["--gpus-per-node", "4", "--cpus-per-task", "4"],
+            r"4 tasks x 4 CPUs per task = 16 CPUs per node: partition 'p' has 8",
+        ),
         (["--gpus-per-node", "0", "--tasks-per-node", "9"], r"9 tasks x 1 CPUs per task = 9 CPUs per node"),
         (["--gpus-per-node", "1", "--nodes", "3"], r"--nodes 3: partition 'p' has 2 nodes"),
         (["--gpus-per-node", "1", "--time", "3-00:00:00"], r"--time 3-00:00:00: partition 'p' allows at most 48:00:00"),
     ],
-)  # fmt: skip
+)
 def test_impossible_resources_are_one_clear_line(flags, message):
     ns = slurm.parse_args(["--time", "1:00:00", *flags])
     with pytest.raises(SlurmError, match=message):
-        slurm.check_partition(ns, Partition("p", nodes=2, cpus=8, gpus=4, max_seconds=2 * 86400), slurm.parse_time(ns.time))
+        slurm.check_partition(
+            ns, Partition("p", nodes=2, cpus=8, gpus=4, max_seconds=2 * 86400), slurm.parse_time(ns.time)
+        )
 
 
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--time", "00:05:00"], r"--time 00:05:00 is shorter than one checkpoint interval: SIGUSR1 .* more than 00:07:00"),
-        (["--time", "00:10:00", "--seconds-per-step", "40"],
-         r"shorter than one checkpoint interval: val.every_n_steps=5 steps x --seconds-per-step 40 = 200 s, but only 180 s"),
+        (
+            ["--time", "00:05:00"],
+            r"--time 00:05:00 is shorter than one checkpoint interval: SIGUSR1 .* more than 00:07:00",
+        ),
+        (
+            ["--time", "00:10:00", "--seconds-per-step", "40"],
+            r"shorter than one checkpoint interval: val.every_n_steps=5 steps x --seconds-per-step 40 = 200 s, but only 180 s",
+        ),
         (["--time", "00:10:00", "--tasks-per-node", "2", "--gpus-per-node", "4"], r"a GPU job runs one task per GPU"),
         (["--time", "1h"], r"--time '1h' is not a SLURM time"),
-        (["--time", "00:10:00", "resume=auto", "stage1.steps=3", "rl.group_size=0"], r"rl.group_size=0"),  # config errors too
+        (
+            ["--time", "00:10:00", "resume=auto", "stage1.steps=3", "rl.group_size=0"],
+            r"rl.group_size=0",
+        ),  # config errors too
     ],
-)  # fmt: skip
+)
 def test_bad_flags_stop_before_anything_is_written(tmp_path, flags, message):
     argv = tiny(tmp_path) + ["--gpus-per-node", "0", "--signal-seconds", "300", "--startup-seconds", "120", *flags]
     with pytest.raises(Exception, match=message) as e:
@@ -147,12 +187,18 @@ def test_a_run_dir_of_another_config_is_refused(tmp_path, monkeypatch, capsys):
     first = slurm.resolve(slurm.parse_args(tiny(tmp_path, steps=10) + CPU2))
     first.run_dir.mkdir(parents=True)
     (first.run_dir / "config.yaml").write_text(before := slurm.snapshot_yaml(first))
-    with pytest.raises(SlurmError, match=r"runs/sj holds a run of another config \(stage1.steps: 10 -> 20\).*change name= or remove"):
+    with pytest.raises(
+        SlurmError, match=r"runs/sj holds a run of another config \(stage1.steps: 10 -> 20\).*change name= or remove"
+    ):
         slurm.main(tiny(tmp_path, steps=20) + CPU2)
     with pytest.raises(SlurmError, match=r"trainer.devices: 2 -> 1"):  # other resources: another world size
         slurm.main(tiny(tmp_path, steps=10) + CPU2[:2] + CPU2[4:])
-    assert (first.run_dir / "config.yaml").read_text() == before and sorted(os.listdir(first.run_dir)) == ["config.yaml"]
-    assert slurm.main(tiny(tmp_path, steps=10) + CPU2 + ["--dry-run"]) == 0  # the same config: resubmitting continues it
+    assert (first.run_dir / "config.yaml").read_text() == before and sorted(os.listdir(first.run_dir)) == [
+        "config.yaml"
+    ]
+    assert (
+        slurm.main(tiny(tmp_path, steps=10) + CPU2 + ["--dry-run"]) == 0
+    )  # the same config: resubmitting continues it
     assert "srun" in capsys.readouterr().out
 
 
@@ -196,7 +242,9 @@ def cluster(tmp_path, monkeypatch, slurm_binaries):
     env = {**os.environ, "BASE": str(base), "WITH_DBD": "0", "CTLD_PORT": str(ctld), "SLURMD_PORT": str(slurmd)}
     conf = base / "etc" / "slurm.conf"
     try:
-        r = subprocess.run(["bash", str(TOOLS / "setup_slurm.sh")], capture_output=True, text=True, env=env, timeout=120)
+        r = subprocess.run(
+            ["bash", str(TOOLS / "setup_slurm.sh")], capture_output=True, text=True, env=env, timeout=120
+        )
         if r.returncode != 0:
             logs = "".join(f"\n--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((base / "log").glob("*")))
             pytest.fail(f"setup_slurm.sh failed (exit {r.returncode}): {r.stderr.strip()[-1000:]}{logs}")
@@ -207,8 +255,12 @@ def cluster(tmp_path, monkeypatch, slurm_binaries):
             cenv = {**os.environ, "SLURM_CONF": str(conf)}
             subprocess.run(["scancel", "--full", "--user", "root"], env=cenv, capture_output=True, timeout=30)
             end = time.monotonic() + 30
-            while time.monotonic() < end and subprocess.run(["squeue", "-h"], env=cenv, capture_output=True, text=True,
-                                                               timeout=30).stdout.strip():  # fmt: skip
+            while (
+                time.monotonic() < end
+                and subprocess.run(
+                    ["squeue", "-h"], env=cenv, capture_output=True, text=True, timeout=30
+                ).stdout.strip()
+            ):
                 time.sleep(0.5)
         subprocess.run(["bash", str(TOOLS / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
 
@@ -216,13 +268,26 @@ def cluster(tmp_path, monkeypatch, slurm_binaries):
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_impossible_resources_on_a_real_cluster(cluster, tmp_path):
-    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30).stdout.split()[0].rstrip("+"))
+    cpus = int(
+        subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True, timeout=30)
+        .stdout.split()[0]
+        .rstrip("+")
+    )
     base = tiny(tmp_path) + ["--time", "00:10:00", "--signal-seconds", "60"]
     for flags, message in [
-        (["--gpus-per-node", "1"], r"^--gpus-per-node 1: partition 'debug' has 0 GPUs per node; for a CPU job pass --gpus-per-node 0"),
-        (["--gpus-per-node", "0", "--tasks-per-node", str(cpus + 1)], rf"CPUs per node: partition 'debug' has {cpus} CPUs per node"),
-        (["--gpus-per-node", "0", "--partition", "nope"], r"^partition 'nope' does not exist on this cluster; available: \['debug'\]"),
-    ]:  # fmt: skip
+        (
+            ["--gpus-per-node", "1"],
+            r"^--gpus-per-node 1: partition 'debug' has 0 GPUs per node; for a CPU job pass --gpus-per-node 0",
+        ),
+        (
+            ["--gpus-per-node", "0", "--tasks-per-node", str(cpus + 1)],
+            rf"CPUs per node: partition 'debug' has {cpus} CPUs per node",
+        ),
+        (
+            ["--gpus-per-node", "0", "--partition", "nope"],
+            r"^partition 'nope' does not exist on this cluster; available: \['debug'\]",
+        ),
+    ]:
         with pytest.raises(SlurmError, match=message):
             slurm.main(base + flags)
     assert not (tmp_path / "runs").exists()
@@ -258,7 +323,9 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
             return
         text = log.read_text().replace("\r", "\n")[-6000:] if log.is_file() else "(no job output)"
         ctld = (cluster / "log" / "slurmctld.log").read_text()[-2000:]
-        pytest.fail(f"waiting for {what} ({timeout:.0f} s): job {job} {_job(job).get('JobState')}\n--- {log}\n{text}\n--- slurmctld.log\n{ctld}")
+        pytest.fail(
+            f"waiting for {what} ({timeout:.0f} s): job {job} {_job(job).get('JobState')}\n--- {log}\n{text}\n--- slurmctld.log\n{ctld}"
+        )
 
     # The signal handler is installed once training runs: the first periodic checkpoint (step 5) says so.
     wait("the first checkpoint", lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), 150)
@@ -270,7 +337,9 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     assert "restart 0" in text and "restart 1" in text  # one log, appended to across the requeue
     # From hpc_ckpt_1, or from checkpoints/last.ckpt when ModelCheckpoint saved the same step just after it
     # (a signal at a multiple of val.every_n_steps; resume=auto takes the newer file, the same state).
-    assert re.search(r"Restored all states from the checkpoint at \S*(hpc_ckpt_1|checkpoints/last)\.ckpt", text), text[-4000:]
+    assert re.search(r"Restored all states from the checkpoint at \S*(hpc_ckpt_1|checkpoints/last)\.ckpt", text), text[
+        -4000:
+    ]
     assert re.search(r"score_lit: signal 10 at step \d+: saved \S*hpc_ckpt_1\.ckpt; requeueing job " + job, text)
     assert "policy checkpoint" in text
 
@@ -287,4 +356,6 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     logged = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "keep_ratio/mean"))
     # Continuous: every step once. No step runs after hpc_ckpt (resume.requeue_on_signal stops at it), so the
     # resumed job logs the rest without overlap.
-    assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(set(range(steps)) - set(logged))
+    assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(
+        set(range(steps)) - set(logged)
+    )

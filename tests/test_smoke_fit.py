@@ -18,9 +18,17 @@ from score_lit.training.fit import fit
 from score_lit.training.module import ScoreModule
 
 TRAIN_METRICS = [
-    "reward/fidelity", "reward/sparsity", "dce/mean", "keep_ratio/mean", "advantage/std", "policy/entropy",
-    "time/encode", "time/rollout", "time/reward", "time/update",
-]  # fmt: skip
+    "reward/fidelity",
+    "reward/sparsity",
+    "dce/mean",
+    "keep_ratio/mean",
+    "advantage/std",
+    "policy/entropy",
+    "time/encode",
+    "time/rollout",
+    "time/reward",
+    "time/update",
+]
 VAL_METRICS = ["val/accuracy_r0.25", "val/accuracy_r0.10", "val/accuracy_r1.00", "val/dce_r0.10", "val/dce_bound_ok"]
 
 
@@ -47,7 +55,9 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
         torch.testing.assert_close(v, frozen_before[k], rtol=0, atol=0)
     assert all(not p.requires_grad for p in built["mllm"].model.parameters())
     assert meta["meta"]["global_step"] == 4
-    shared, _ = load_policy(res.policy_path.with_suffix(""), expect_mllm=built["mllm"].identity())  # runs/<name>/policy/
+    shared, _ = load_policy(
+        res.policy_path.with_suffix(""), expect_mllm=built["mllm"].identity()
+    )  # runs/<name>/policy/
     assert all(torch.equal(v, trained.state_dict()[k]) for k, v in shared.state_dict().items())
 
     # the Lightning checkpoint is the policy + optimizer + loops, no frozen weights
@@ -114,6 +124,8 @@ def test_an_init_policy_of_another_architecture_is_one_line_before_anything_is_w
     start = ScoreModule(base, build_mllm(base.mllm))
     init_path = save_policy(tmp_path / "init.pt", start.policy, base.policy, start.mllm.identity())  # an `mlp`
     cfg = load_config([], tiny_overrides(tmp_path) + [f"init_policy={init_path}", "policy.name=temporal_mlp"])
-    with pytest.raises(ConfigError, match=r"init_policy=.*init.pt is another policy \(policy.name=mlp there, temporal_mlp here\)"):
+    with pytest.raises(
+        ConfigError, match=r"init_policy=.*init.pt is another policy \(policy.name=mlp there, temporal_mlp here\)"
+    ):
         fit(cfg)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "mlflow.db").exists()

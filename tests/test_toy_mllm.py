@@ -17,12 +17,12 @@ from safetensors.torch import load_file
 
 from score_lit.config import ConfigError, MLLMConfig
 from score_lit.data import FAMILIES as ALL_FAMILIES
-from score_lit.toy.synthetic import FAMILIES, stitched
 from score_lit.mllm import build_mllm
 from score_lit.toy.cli import cmd_toy_mllm
 from score_lit.toy.config import ToyConfig, load_preset, quick_config
 from score_lit.toy.loop import train_toy_mllm
 from score_lit.toy.losses import COLOUR_CLASSES, NONE, QUADRANT, colour_labels, dense_labels
+from score_lit.toy.synthetic import FAMILIES, stitched
 
 
 def test_dense_labels_by_hand():
@@ -56,8 +56,12 @@ def test_dense_labels_on_a_real_sample():
 def test_object_labels_by_hand():
     # A 32-px digit "4" at cell (2, 4) of a 6x6 grid (96 px) on frames [4, 10) = units 2, 3, 4: tokens
     # 2*6+4=16, 17, 22, 23 of those units; a second one, "1" at (0, 0), on frame 31 only (unit 15).
-    ev = {"objects": [{"label": "4", "colour": "red", "frames": [4, 10], "cell": [2, 4], "px": 32},
-                      {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32}]}  # fmt: skip
+    ev = {
+        "objects": [
+            {"label": "4", "colour": "red", "frames": [4, 10], "cell": [2, 4], "px": 32},
+            {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32},
+        ]
+    }
     # each token is labelled with its quadrant of the digit: QUADRANT + 4 * digit + (0 TL, 1 TR, 2 BL, 3 BR)
     lab = dense_labels(ev, "left", frames=32, size=96)
     expected = torch.full((16, 36), NONE)
@@ -74,8 +78,13 @@ def test_asked_mask_by_hand():
     from score_lit.toy.losses import asked_mask
 
     # Two 32-px objects as above; the question asks about the second only: its 4 tokens in unit 15.
-    ev = {"objects": [{"label": "4", "frames": [4, 10], "cell": [2, 4], "px": 32},
-                      {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32}], "asked": [1]}  # fmt: skip
+    ev = {
+        "objects": [
+            {"label": "4", "frames": [4, 10], "cell": [2, 4], "px": 32},
+            {"label": "1", "frames": [31, 32], "cell": [0, 0], "px": 32},
+        ],
+        "asked": [1],
+    }
     m = asked_mask(ev, "1", frames=32, size=96)
     assert m.dtype == torch.bool and m.shape == (16, 36)
     assert m.nonzero().tolist() == [[15, 0], [15, 1], [15, 6], [15, 7]]
@@ -88,7 +97,9 @@ def test_asked_mask_by_hand():
     # an answer no asked object shows (move's direction) keeps every asked object
     m = asked_mask(ev, "4", frames=32, size=96, target="answer")
     assert int(m.sum()) == 12 and m[2:5].any(1).all() and not m[15].any()
-    assert torch.equal(asked_mask(ev, "left", frames=32, size=96, target="answer"), asked_mask(ev, "left", frames=32, size=96))
+    assert torch.equal(
+        asked_mask(ev, "left", frames=32, size=96, target="answer"), asked_mask(ev, "left", frames=32, size=96)
+    )
 
 
 def test_the_evidence_attention_loss_moves_attention_onto_the_asked_tokens():
@@ -132,12 +143,24 @@ def test_question_loss_by_hand():
     words = question_words(adapter, samples, vocab)
     assert samples[0].question.startswith("which ") and samples[0].question.endswith(" digit appeared ?")
     ids = tok(samples[0].question, add_special_tokens=False)["input_ids"]
-    assert words[0].nonzero().flatten().tolist() == sorted(set(ids)) and len(set(ids)) == 5  # which, red, [UNK], appeared, ?
+    assert (
+        words[0].nonzero().flatten().tolist() == sorted(set(ids)) and len(set(ids)) == 5
+    )  # which, red, [UNK], appeared, ?
     probe = torch.nn.Linear(adapter.hidden_size, vocab)
     torch.nn.init.zeros_(probe.weight), torch.nn.init.zeros_(probe.bias)
     batch, labels, colours, asked = make_batch(samples, cfg, 2)
-    out = _forward(adapter, torch.nn.Linear(adapter.hidden_size, 100), batch, labels, colours, True, vision_grad=False,
-                   asked=asked, attention_layer=-1, question=(probe, words))  # fmt: skip
+    out = _forward(
+        adapter,
+        torch.nn.Linear(adapter.hidden_size, 100),
+        batch,
+        labels,
+        colours,
+        True,
+        vision_grad=False,
+        asked=asked,
+        attention_layer=-1,
+        question=(probe, words),
+    )
     assert float(out["question"]) == pytest.approx(math.log(vocab), rel=1e-6)
     with pytest.raises(ValueError, match="question_weight > 0 reads the attention loss's forward"):
         ToyConfig(question_weight=1.0)
@@ -217,7 +240,12 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     history = json.loads((tmp_path / "b" / "history.json").read_text())
     assert [h["step"] for h in history if h["stage"] == "joint"] == [1, 2, 3, 4]  # one curve across the two sittings
     with pytest.raises(ConfigError, match=r"toy-mllm --resume: .* was trained with other settings \(joint_steps\)"):
-        tm.save_state(tmp_path / "c" / "train_state.pt", stage="grid", step=0, config={**asdict(quick_config(out=str(tmp_path / "c"), **kw)), "joint_steps": 9})
+        tm.save_state(
+            tmp_path / "c" / "train_state.pt",
+            stage="grid",
+            step=0,
+            config={**asdict(quick_config(out=str(tmp_path / "c"), **kw)), "joint_steps": 9},
+        )
         train_toy_mllm(quick_config(out=str(tmp_path / "c"), **kw), resume=True)
 
 
@@ -228,7 +256,9 @@ def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
     assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), stop_after=2) is None
     state = torch.load(tmp_path / "a" / "train_state.pt", weights_only=False)
     assert (state["stage"], state["step"]) == ("joint", 2) and not (tmp_path / "a" / "model.safetensors").exists()
-    assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), resume=True, stop_after=2) is None  # already there
+    assert (
+        train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), resume=True, stop_after=2) is None
+    )  # already there
     assert "at or past --stop-after 2: nothing to do" in capsys.readouterr().out
     # init_from: the joint stage starts from those weights (no grid / vision stage) on samples the first run never saw
     out = train_toy_mllm(quick_config(out=str(tmp_path / "b"), init_from=str(tmp_path / "a" / "train_state.pt"), **kw))
@@ -240,8 +270,14 @@ def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
     from score_lit.toy.model import build_toy_model
 
     fresh, _ = build_toy_model(quick_config(**kw))
-    part = train_toy_mllm(quick_config(out=str(tmp_path / "v"), init_from=str(tmp_path / "a" / "train_state.pt"), init_parts="vision",
-                                       **{**kw, "joint_steps": 0}))  # fmt: skip
+    part = train_toy_mllm(
+        quick_config(
+            out=str(tmp_path / "v"),
+            init_from=str(tmp_path / "a" / "train_state.pt"),
+            init_parts="vision",
+            **{**kw, "joint_steps": 0},
+        )
+    )
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     got = Qwen2_5_VLForConditionalGeneration.from_pretrained(part).state_dict()  # the names of model.state_dict()
@@ -249,14 +285,22 @@ def test_stop_after_then_a_run_that_starts_from_that_state(tmp_path, capsys):
     assert vis and all(torch.equal(got[k], state["model"][k]) for k in vis)
     llm = [k for k in got if k.startswith("model.language_model.")]
     assert all(torch.equal(got[k], fresh.state_dict()[k]) for k in llm)  # no joint step: the LLM is the fresh init ...
-    assert not all(torch.equal(state["model"][k], fresh.state_dict()[k]) for k in llm)  # ... not the init run's trained one
+    assert not all(
+        torch.equal(state["model"][k], fresh.state_dict()[k]) for k in llm
+    )  # ... not the init run's trained one
     # a saved directory works too (fresh dense head), and so does a state saved before the new settings existed
     out = train_toy_mllm(quick_config(out=str(tmp_path / "c"), init_from=str(out), **kw))
     assert json.loads((out / "accuracy.json").read_text())["init"]["stage"] == "saved"
-    old = {k: v for k, v in asdict(quick_config(out=str(tmp_path / "a"), **kw)).items() if k not in ("attention_target", "init_from")}
+    old = {
+        k: v
+        for k, v in asdict(quick_config(out=str(tmp_path / "a"), **kw)).items()
+        if k not in ("attention_target", "init_from")
+    }
     tm.save_state(tmp_path / "a" / "train_state.pt", **{**state, "config": old})
     assert train_toy_mllm(quick_config(out=str(tmp_path / "a"), **kw), resume=True, stop_after=2) is None
-    with pytest.raises(ConfigError, match=r"init_from=.*nowhere: neither a toy-mllm train_state.pt nor a saved toy directory"):
+    with pytest.raises(
+        ConfigError, match=r"init_from=.*nowhere: neither a toy-mllm train_state.pt nor a saved toy directory"
+    ):
         train_toy_mllm(quick_config(out=str(tmp_path / "d"), init_from=str(tmp_path / "nowhere"), **kw))
     assert not (tmp_path / "d").exists()  # refused before anything is written
 
@@ -292,7 +336,10 @@ def test_unit_subsampling_and_the_colour_curriculum():
     assert tuple(batch.frames.shape[:2]) == (3, 4) and labels.shape == (3, 2, 36)
     for b, us in enumerate(units.tolist()):
         for k, u in enumerate(us):  # unit u's two frames and its labels, in order
-            assert torch.equal(batch.frames[b, 2 * k : 2 * k + 2], torch.from_numpy(samples[b].frames[2 * u : 2 * u + 2]).permute(0, 3, 1, 2))
+            assert torch.equal(
+                batch.frames[b, 2 * k : 2 * k + 2],
+                torch.from_numpy(samples[b].frames[2 * u : 2 * u + 2]).permute(0, 3, 1, 2),
+            )
             assert torch.equal(labels[b, k], full[b, u]) and torch.equal(asked[b, k], asked_full[b, u])
     easy = make_samples(cfg, "train", 0, 1, families=["colour"], easy=True)[0]
     assert len(easy.evidence["objects"]) == cfg.easy_colour_objects == 2
@@ -308,7 +355,10 @@ def test_frozen_vision_tower_is_untouched_by_the_joint_stage(tmp_path):
     fresh, _ = build_toy_model(cfg)
     trained = Qwen2_5_VLForConditionalGeneration.from_pretrained(train_toy_mllm(cfg))
     assert all(torch.equal(a, b) for a, b in zip(fresh.model.visual.parameters(), trained.model.visual.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(fresh.model.language_model.parameters(), trained.model.language_model.parameters()))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.model.language_model.parameters(), trained.model.language_model.parameters())
+    )
 
 
 def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic():
@@ -341,9 +391,19 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     report = json.loads((d / "accuracy.json").read_text())
     want = asdict(load_preset(DEFAULT_PRESET))
     # knobs added after the committed toy was trained, at the values that leave the training as it was
-    got = {"attention_weight": 0.0, "attention_layer": -1, "checkpoint_every": 250, "attention_target": "asked", "init_from": "",
-           "question_weight": 0.0, "init_parts": "all", **report["config"]}  # settings added after it was trained, at their defaults
-    assert {k: v for k, v in got.items() if k != "out"} == {k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
+    got = {
+        "attention_weight": 0.0,
+        "attention_layer": -1,
+        "checkpoint_every": 250,
+        "attention_target": "asked",
+        "init_from": "",
+        "question_weight": 0.0,
+        "init_parts": "all",
+        **report["config"],
+    }  # settings added after it was trained, at their defaults
+    assert {k: v for k, v in got.items() if k != "out"} == {
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"
+    }
     assert report["overall"] >= 0.9 and set(report["families"]) == {"stitched", "flash", "distracted"}
     adapter = build_mllm(MLLMConfig(path=str(d)))
     assert adapter.model.config.text_config.num_hidden_layers == ToyConfig().text_layers
@@ -360,7 +420,8 @@ def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
     report = json.loads((d / "accuracy.json").read_text())
     want = asdict(load_preset("evidence4"))  # conf/toy/evidence4.yaml, composed on conf/toy/evidence.yaml
     assert {k: v for k, v in report["config"].items() if k != "out"} == {
-        k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"}
+        k: (list(v) if isinstance(v, tuple) else v) for k, v in want.items() if k != "out"
+    }
     assert set(report["families"]) == {"stitched", "flash", "distracted", "colour", "order", "move"}
     assert set(report["families_long"]) == {"colour", "order", "move"}
     adapter = build_mllm(MLLMConfig(path=str(d)))
@@ -373,7 +434,9 @@ def test_toy_command_line_reads_presets_files_flags_then_overrides(tmp_path):
 
     y = tmp_path / "mine.yaml"
     y.write_text("schema: toy\njoint_steps: 50\nseed: 4\n")
-    cfg, ns = toy_config(["--preset", "evidence", str(y), "--seed", "5", "--out", str(tmp_path / "o"), "joint_steps=60", "--resume"])
+    cfg, ns = toy_config(
+        ["--preset", "evidence", str(y), "--seed", "5", "--out", str(tmp_path / "o"), "joint_steps=60", "--resume"]
+    )
     # evidence's joint_steps 3000 <- the file's 50 <- the override's 60; the file's seed 4 <- the flag's 5
     assert (cfg.joint_steps, cfg.seed, cfg.out, cfg.text_layers, ns.resume) == (60, 5, str(tmp_path / "o"), 4, True)
     quick, _ = toy_config(["--quick", "--families", "flash,colour", "--text-layers", "3"])
@@ -389,4 +452,7 @@ def test_the_torch_free_toy_names_are_the_generators():
     from score_lit.toy import config, evidence, synthetic
 
     assert config.DIGIT_PX == synthetic.DIGIT_PX and set(config.FIRST_TOY) == set(synthetic.FAMILIES)
-    assert config.EVIDENCE_FAMILIES == tuple(evidence.FAMILIES) and set(FAMILIES) == {*config.FIRST_TOY, *config.EVIDENCE_FAMILIES}
+    assert config.EVIDENCE_FAMILIES == tuple(evidence.FAMILIES) and set(FAMILIES) == {
+        *config.FIRST_TOY,
+        *config.EVIDENCE_FAMILIES,
+    }

@@ -72,16 +72,37 @@ def faults(tmp_path_factory) -> dict[str, tuple[str, str]]:
 def test_reads_llava_conversations(tmp_path):
     shutil.copy(CARPHONE, tmp_path / "car.mp4")
     rows = [
-        {"id": "v1", "video": "car.mp4", "data_source": "academic", "conversations": [
-            {"from": "human", "value": "<image>\nWhat is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter."},
-            {"from": "gpt", "value": "B."},
-            {"from": "human", "value": "Describe the scene."},
-            {"from": "gpt", "value": "A man talks in a car."}]},
-        {"id": "v2", "video": "car.mp4", "conversations": [
-            {"from": "human", "value": "<video>\nWhich?\n(A) left\n(B) right"}, {"from": "gpt", "value": "(A) left"}]},
-        {"id": "v3", "video": "car.mp4", "conversations": [  # lists choices, answers in free text: open-ended
-            {"from": "human", "value": "Which?\nA. left\nB. right"}, {"from": "gpt", "value": "Neither of them."}]},
-    ]  # fmt: skip
+        {
+            "id": "v1",
+            "video": "car.mp4",
+            "data_source": "academic",
+            "conversations": [
+                {
+                    "from": "human",
+                    "value": "<image>\nWhat is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter.",
+                },
+                {"from": "gpt", "value": "B."},
+                {"from": "human", "value": "Describe the scene."},
+                {"from": "gpt", "value": "A man talks in a car."},
+            ],
+        },
+        {
+            "id": "v2",
+            "video": "car.mp4",
+            "conversations": [
+                {"from": "human", "value": "<video>\nWhich?\n(A) left\n(B) right"},
+                {"from": "gpt", "value": "(A) left"},
+            ],
+        },
+        {
+            "id": "v3",
+            "video": "car.mp4",
+            "conversations": [  # lists choices, answers in free text: open-ended
+                {"from": "human", "value": "Which?\nA. left\nB. right"},
+                {"from": "gpt", "value": "Neither of them."},
+            ],
+        },
+    ]
     (tmp_path / "llava.json").write_text(json.dumps(rows))
     recs, problems = read_video_qa(tmp_path / "llava.json")
     assert problems == []
@@ -90,23 +111,56 @@ def test_reads_llava_conversations(tmp_path):
     assert {(r.video, r.start, r.end) for r in recs} == {(video, None, None)}
     got = [(r.id, r.question, r.answer, r.options, r.line, r.meta) for r in recs]
     assert got == [
-        ("v1#1", "What is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter.", "a man",
-         ["a dog", "a man", "a tree"], 1, {"data_source": "academic", "source": src, "turn": 1}),
-        ("v1#2", "Describe the scene.", "A man talks in a car.", [], 1, {"data_source": "academic", "source": src, "turn": 2}),
+        (
+            "v1#1",
+            "What is in the car?\nA. a dog\nB. a man\nC. a tree\nAnswer with the letter.",
+            "a man",
+            ["a dog", "a man", "a tree"],
+            1,
+            {"data_source": "academic", "source": src, "turn": 1},
+        ),
+        (
+            "v1#2",
+            "Describe the scene.",
+            "A man talks in a car.",
+            [],
+            1,
+            {"data_source": "academic", "source": src, "turn": 2},
+        ),
         ("v2", "Which?\n(A) left\n(B) right", "left", ["left", "right"], 2, {"source": src}),
         ("v3", "Which?\nA. left\nB. right", "Neither of them.", [], 3, {"source": src}),
-    ]  # fmt: skip
+    ]
 
 
 def test_reads_multiple_choice_jsonl(tmp_path):
     (tmp_path / "media").mkdir()
     shutil.copy(CARPHONE, tmp_path / "media" / "car.mp4")
     rows = [
-        {"id": "a", "video": "car.mp4", "question": "Who?", "options": ["a dog", "a man"], "answer": "B", "start": 1, "end": 2.5},
-        {"video": "car.mp4", "question": "Where?", "options": {"B": "outside", "A": "in a car"}, "answer": "A", "tag": "place"},
-        {"id": "c", "video": str(tmp_path / "media/car.mp4"), "question": "How many?", "options": ["one", "two"], "answer": 0},
+        {
+            "id": "a",
+            "video": "car.mp4",
+            "question": "Who?",
+            "options": ["a dog", "a man"],
+            "answer": "B",
+            "start": 1,
+            "end": 2.5,
+        },
+        {
+            "video": "car.mp4",
+            "question": "Where?",
+            "options": {"B": "outside", "A": "in a car"},
+            "answer": "A",
+            "tag": "place",
+        },
+        {
+            "id": "c",
+            "video": str(tmp_path / "media/car.mp4"),
+            "question": "How many?",
+            "options": ["one", "two"],
+            "answer": 0,
+        },
         {"id": "d", "video": "car.mp4", "question": "What happens?", "answer": "he talks", "end": 3},
-    ]  # fmt: skip
+    ]
     (tmp_path / "mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recs, problems = read_video_qa(tmp_path / "mc.jsonl", root=tmp_path / "media")
     assert problems == []
@@ -130,9 +184,13 @@ def test_reads_the_toy_export_as_is(tmp_path):
         want = FAMILIES["flash"](0, "test", i, frames=16, size=64)
         s = ds[i]
         assert (s.id, s.question, s.answer, s.options) == (want.id, want.question, want.answer, want.options)
-        assert s.evidence["cell"] == list(want.evidence["cell"]) and s.meta["family"] == "flash" and s.meta["fps"] == 2.0
+        assert (
+            s.evidence["cell"] == list(want.evidence["cell"]) and s.meta["family"] == "flash" and s.meta["fps"] == 2.0
+        )
         assert s.seconds_per_frame == 0.5 and s.frames.shape == (16, 64, 64, 3)
-        assert np.abs(s.frames.astype(int) - want.frames.astype(int)).max() <= 3  # lossless H.264 4:4:4, RGB<->YUV rounding
+        assert (
+            np.abs(s.frames.astype(int) - want.frames.astype(int)).max() <= 3
+        )  # lossless H.264 4:4:4, RGB<->YUV rounding
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,11 +260,22 @@ def test_load_video_equals_independently_decoded_frames():
 
     video, spf = load_video(BIKES, 16, 48, fit="crop", sample_fps=2.0, start=2.0, end=6.0)
     assert video.shape == (8, 48, 48, 3) and spf == 0.5
-    np.testing.assert_array_equal(video, fit_frames(_pyav_frames(BIKES)[[56, 68, 81, 93, 106, 118, 131, 143]], 48, "crop"))
+    np.testing.assert_array_equal(
+        video, fit_frames(_pyav_frames(BIKES)[[56, 68, 81, 93, 106, 118, 131, 143]], 48, "crop")
+    )
 
 
-FAULTS = ["missing", "empty", "corrupt", "truncated", "truncated_fast", "truncated_fast_mid", "index_only", "zero_frames",
-          "short"]  # fmt: skip
+FAULTS = [
+    "missing",
+    "empty",
+    "corrupt",
+    "truncated",
+    "truncated_fast",
+    "truncated_fast_mid",
+    "index_only",
+    "zero_frames",
+    "short",
+]
 
 
 @pytest.mark.parametrize("name", FAULTS)
@@ -236,8 +305,18 @@ def test_decord_alone_misreads_a_truncated_faststart_file(faults):
 
 def test_dataset_samples_and_cache_inputs(tmp_path, faults):
     shutil.copy(CARPHONE, tmp_path / "car.mp4")
-    rows = [{"id": "good", "video": "car.mp4", "question": "Who?", "options": ["a", "b"], "answer": "b", "start": 1, "end": 3},
-            {"id": "bad", "video": faults["truncated"][0], "question": "Who?", "answer": "x"}]  # fmt: skip
+    rows = [
+        {
+            "id": "good",
+            "video": "car.mp4",
+            "question": "Who?",
+            "options": ["a", "b"],
+            "answer": "b",
+            "start": 1,
+            "end": 3,
+        },
+        {"id": "bad", "video": faults["truncated"][0], "question": "Who?", "answer": "x"},
+    ]
     (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recs, _ = read_video_qa(tmp_path / "qa.jsonl")
     ds = VideoQADataset(recs, frames=4, size=32, fit="stretch")
@@ -247,8 +326,17 @@ def test_dataset_samples_and_cache_inputs(tmp_path, faults):
     assert s.frames.shape == (4, 32, 32, 3) and s.seconds_per_frame == pytest.approx(15 * 1001 / 30000)  # frames 30..89
     assert s.meta == {"source": str(tmp_path / "qa.jsonl"), "video": video, "line": 1}
     st = os.stat(video)
-    assert ds.cache_inputs(0) == {"path": video, "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "frames": 4, "size": 32,
-                                  "fit": "stretch", "sample_fps": None, "start": 1.0, "end": 3.0}  # fmt: skip
+    assert ds.cache_inputs(0) == {
+        "path": video,
+        "bytes": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "frames": 4,
+        "size": 32,
+        "fit": "stretch",
+        "sample_fps": None,
+        "start": 1.0,
+        "end": 3.0,
+    }
     with pytest.raises(SampleError, match="is not a readable video"):
         ds[1]
 
@@ -290,8 +378,12 @@ def test_check_video_qa_lists_exactly_the_planted_problems(tmp_path, faults):
     shutil.copy(CARPHONE, tmp_path / "car.mp4")
     shutil.copy(faults["truncated"][0], tmp_path / "cut.mp4")
     q = {"question": "Who?", "options": ["a dog", "a man"], "answer": "B"}
-    turns = [{"from": "human", "value": "<video>\nWho?\nA. a dog\nB. a man"}, {"from": "gpt", "value": "B"},
-             {"from": "human", "value": "Where?"}, {"from": "gpt", "value": "In a car."}]  # fmt: skip
+    turns = [
+        {"from": "human", "value": "<video>\nWho?\nA. a dog\nB. a man"},
+        {"from": "gpt", "value": "B"},
+        {"from": "human", "value": "Where?"},
+        {"from": "gpt", "value": "In a car."},
+    ]
     lines = [json.dumps({**q, "id": "good1", "video": "car.mp4"})]
     lines += [json.dumps({**q, "id": name, "video": path}) for name, (path, _) in faults.items()]  # lines 2-10
     lines += [
@@ -308,9 +400,13 @@ def test_check_video_qa_lists_exactly_the_planted_problems(tmp_path, faults):
     n_rows, problems = check_video_qa(tmp_path / "mixed.jsonl", frames=8, size=32, progress=done.append)
     assert n_rows == len(lines) == 17 and sum(done) == 17
     want = [(i + 2, name, reason) for i, (name, (_, reason)) in enumerate(faults.items())]
-    want += [(12, "two_turns#1", "is not a readable video"), (14, "wrong_answer", "'E' is not among the options"),
-             (15, None, "malformed JSON line"), (16, "no_question", "missing required field 'question'"),
-             (17, "good1", "duplicate id (first at line 1)")]  # fmt: skip
+    want += [
+        (12, "two_turns#1", "is not a readable video"),
+        (14, "wrong_answer", "'E' is not among the options"),
+        (15, None, "malformed JSON line"),
+        (16, "no_question", "missing required field 'question'"),
+        (17, "good1", "duplicate id (first at line 1)"),
+    ]
     assert [(p.line, p.sample_id) for p in problems] == [(line, sid) for line, sid, _ in want]
     for p, (_, _, reason) in zip(problems, want):
         assert reason in p.reason, str(p)

@@ -74,7 +74,7 @@ def main() -> int:
     keys_a, keys_b = runs[0][2], runs[1][2]
     bad = 0
     print(f"{'metric':32s} {'steps':>6s} {'max |a-b|':>12s} {'max rel':>12s}")
-    for key in sorted((keys_a | keys_b)):
+    for key in sorted(keys_a | keys_b):
         if skip.search(key):
             continue
         if key not in keys_a or key not in keys_b:

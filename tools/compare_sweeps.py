@@ -36,11 +36,17 @@ def load(folder: str | Path) -> dict[Key, tuple]:
         parts = [("vanilla", 1.0, rec["vanilla"])] if rec["ids"] else []
         parts += [(key.rsplit("@", 1)[0], float(key.rsplit("@", 1)[1]), part) for key, part in rec["methods"].items()]
         for method, ratio, part in parts:
-            fields = zip(part["correct"], part["kept"], part.get("flops") or [None] * len(rec["ids"]),
-                         part.get("select_flops") or [None] * len(rec["ids"]))  # fmt: skip
+            fields = zip(
+                part["correct"],
+                part["kept"],
+                part.get("flops") or [None] * len(rec["ids"]),
+                part.get("select_flops") or [None] * len(rec["ids"]),
+            )
             for qid, (c, k, f, sf) in zip(rec["ids"], fields):
                 if (method, ratio, qid) in out:
-                    print(f"{path}:{n}: {method}@{ratio} {qid} recorded twice; the later one is compared", file=sys.stderr)
+                    print(
+                        f"{path}:{n}: {method}@{ratio} {qid} recorded twice; the later one is compared", file=sys.stderr
+                    )
                 out[(method, ratio, qid)] = (bool(c), int(k), f, sf)
     return out
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from score_lit.training.checkpoint import save_policy
 from score_lit.config import PolicyConfig
 from score_lit.rl.policy import build_policy
 from score_lit.rl.state import surprise_state
+from score_lit.training.checkpoint import save_policy
 
 out = Path(__file__).resolve().parents[1] / "tests" / "data"
 out.mkdir(parents=True, exist_ok=True)
@@ -23,8 +23,15 @@ pol = build_policy(2 * 6, cfg)
 with torch.no_grad():
     for p in pol.parameters():
         p.normal_(std=0.5)
-save_policy(out / "policy_before_registry_growth.pt", pol, cfg, {"family": "qwen2_5_vl", "hidden_size": 6, "path": "tiny-random"})
+save_policy(
+    out / "policy_before_registry_growth.pt",
+    pol,
+    cfg,
+    {"family": "qwen2_5_vl", "hidden_size": 6, "path": "tiny-random"},
+)
 x = torch.randn(1, 4, 3, 6, generator=torch.Generator().manual_seed(1))  # tokens [B, T, N, D]
 logits = pol(surprise_state(x)).flatten().tolist()
-(out / "policy_before_registry_growth.json").write_text(json.dumps({"tokens": x.flatten().tolist(), "shape": list(x.shape), "logits": logits}))
+(out / "policy_before_registry_growth.json").write_text(
+    json.dumps({"tokens": x.flatten().tolist(), "shape": list(x.shape), "logits": logits})
+)
 print(out / "policy_before_registry_growth.pt")

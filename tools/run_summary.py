@@ -28,7 +28,9 @@ def main() -> int:
     from score_lit.evaluation.viz import find_run
 
     client = MlflowClient(ns.tracking_uri)
-    print("| run | sampled keep ratio (step 0, then mean of the last steps) | training dCE (nats) | val accuracy, all tokens | at 25% | at 10% | val dCE at 10% |")
+    print(
+        "| run | sampled keep ratio (step 0, then mean of the last steps) | training dCE (nats) | val accuracy, all tokens | at 25% | at 10% | val dCE at 10% |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name in ns.runs:
         run_id = find_run(ns.tracking_uri, name)
@@ -36,8 +38,10 @@ def main() -> int:
         keep, dce = hist("keep_ratio/mean"), hist("dce/mean")
         last = lambda h: statistics.fmean(v for _, v in h[-ns.last :])  # noqa: E731
         val = lambda key: hist(key)[-1][1]  # noqa: E731
-        print(f"| {name} | {keep[0][1]:.3f} at step 0, then {last(keep):.3f} | {last(dce):.3f} | {100 * val('val/accuracy_r1.00'):.1f}% "
-              f"| {100 * val('val/accuracy_r0.25'):.1f}% | {100 * val('val/accuracy_r0.10'):.1f}% | {val('val/dce_r0.10'):.3f} |")
+        print(
+            f"| {name} | {keep[0][1]:.3f} at step 0, then {last(keep):.3f} | {last(dce):.3f} | {100 * val('val/accuracy_r1.00'):.1f}% "
+            f"| {100 * val('val/accuracy_r0.25'):.1f}% | {100 * val('val/accuracy_r0.10'):.1f}% | {val('val/dce_r0.10'):.3f} |"
+        )
     return 0
 
 

@@ -27,9 +27,11 @@ def main(argv: list[str]) -> int:
     if not gw:
         print("fewer than 2 batches: nothing to time (raise eval.limit)")
         return 1
-    print(f"{score_lit.__file__}: {len(wall)} batches; batches 2..{len(wall)}: wall per batch mean {statistics.mean(gw):.2f} s "
-          f"median {statistics.median(gw):.2f} s min {min(gw):.2f} s; process CPU per batch mean {statistics.mean(gc):.2f} s "
-          f"min {min(gc):.2f} s")  # fmt: skip
+    print(
+        f"{score_lit.__file__}: {len(wall)} batches; batches 2..{len(wall)}: wall per batch mean {statistics.mean(gw):.2f} s "
+        f"median {statistics.median(gw):.2f} s min {min(gw):.2f} s; process CPU per batch mean {statistics.mean(gc):.2f} s "
+        f"min {min(gc):.2f} s"
+    )
     return 0
 
 

@@ -61,7 +61,9 @@ def cmd_show_config(args: list[str]) -> int:
 
 def cmd_plot_run(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="score_lit plot-run", description="plot a run's training curves from MLflow")
-    p.add_argument("run_id", metavar="RUN", help="an MLflow run id, or a run name (runs/<name>; the newest run of that name)")
+    p.add_argument(
+        "run_id", metavar="RUN", help="an MLflow run id, or a run name (runs/<name>; the newest run of that name)"
+    )
     p.add_argument("--tracking-uri", default=None, help="default: the project's sqlite:///.../mlflow.db")
     p.add_argument("--out", default="curves.png")
     ns = p.parse_args(args)
@@ -74,15 +76,23 @@ def cmd_plot_run(args: list[str]) -> int:
 
 
 def cmd_export_split(args: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="score_lit export-split", description="write a generated split as mp4 + JSONL, once")
+    p = argparse.ArgumentParser(
+        prog="score_lit export-split", description="write a generated split as mp4 + JSONL, once"
+    )
     p.add_argument("--out", default="artifacts/toy-bench")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--n", type=int, default=200, help="samples per family")
-    p.add_argument("--benchmark", default="toy", choices=["toy", "evidence"],
-                   help="toy: the first families (flash, stitched, distracted); evidence: score_lit.toy.evidence's")
+    p.add_argument(
+        "--benchmark",
+        default="toy",
+        choices=["toy", "evidence"],
+        help="toy: the first families (flash, stitched, distracted); evidence: score_lit.toy.evidence's",
+    )
     p.add_argument("--setting", default=None, help="evidence only: default (32 frames of 96 px) or long (64 of 128)")
     p.add_argument("--families", default="", help="comma-separated families (default: all of the benchmark's)")
-    p.add_argument("--version", type=int, default=None, help="evidence only: the benchmark version (default: the current one)")
+    p.add_argument(
+        "--version", type=int, default=None, help="evidence only: the benchmark version (default: the current one)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=None, help="frames per video (default: the benchmark's setting)")
     p.add_argument("--size", type=int, default=None, help="frame side in px (default: the benchmark's setting)")
@@ -90,8 +100,20 @@ def cmd_export_split(args: list[str]) -> int:
     from score_lit.toy.export import export_split
 
     families = [f for f in ns.families.split(",") if f] or None
-    print(export_split(ns.out, ns.split, ns.n, families, ns.seed, ns.frames, ns.size, benchmark=ns.benchmark, setting=ns.setting,
-                       version=ns.version))
+    print(
+        export_split(
+            ns.out,
+            ns.split,
+            ns.n,
+            families,
+            ns.seed,
+            ns.frames,
+            ns.size,
+            benchmark=ns.benchmark,
+            setting=ns.setting,
+            version=ns.version,
+        )
+    )
     return 0
 
 
@@ -115,10 +137,12 @@ def cmd_data_check(args: list[str]) -> int:
         prog="score_lit data-check",
         description="list every problem of a dataset file (unreadable rows, missing / corrupt / short media) "
         "before a long run; exit 1 if there is any",
-    )  # fmt: skip
+    )
     p.add_argument("file", help="annotation file: video QA (LLaVA-Video JSON, multiple-choice JSONL) or image QA")
     p.add_argument("--kind", choices=["auto", "video_qa", "image_qa"], default="auto")
-    p.add_argument("--root", default=None, help="folder that relative media paths start from (default: the file's folder)")
+    p.add_argument(
+        "--root", default=None, help="folder that relative media paths start from (default: the file's folder)"
+    )
     p.add_argument("--frames", type=int, default=16, help="frames sampled per video, as data.frames")
     p.add_argument("--size", type=int, default=64, help="frame side in pixels, as data.size")
     p.add_argument("--fit", default="pad", choices=["pad", "stretch", "crop"])
@@ -169,10 +193,14 @@ def cmd_eval(args: list[str]) -> int:
 
 
 def cmd_viz(args: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="score_lit viz", description="draw a video's frames with the kept tokens highlighted (PNG grid + GIF)")
+    p = argparse.ArgumentParser(
+        prog="score_lit viz", description="draw a video's frames with the kept tokens highlighted (PNG grid + GIF)"
+    )
     p.add_argument("video", help="a video file (decoded with decord like the benchmarks)")
     p.add_argument("config", nargs="*", help="config files (.yaml, default conf/eval.yaml) and key=value overrides")
-    p.add_argument("--method", default="score", help="one or more comma-separated methods (score, surprise, fastv, ...)")
+    p.add_argument(
+        "--method", default="score", help="one or more comma-separated methods (score, surprise, fastv, ...)"
+    )
     p.add_argument("--ratio", type=float, default=0.1)
     p.add_argument("--question", default="which digit appeared ?", help="the question (methods like fastv look at it)")
     p.add_argument("--out", default="runs/viz")
@@ -200,7 +228,9 @@ def cmd_viz(args: list[str]) -> int:
 
 
 def cmd_bench(args: list[str]) -> int:
-    from score_lit.perf.bench import main as bench_main  # bench imports no torch at module level; a bad config stops in a blink
+    from score_lit.perf.bench import (
+        main as bench_main,  # bench imports no torch at module level; a bad config stops in a blink
+    )
 
     return bench_main(args)
 
@@ -230,14 +260,25 @@ def cmd_ablation_table(args: list[str]) -> int:
 
 
 COMMANDS = {
-    "ablation-table": cmd_ablation_table, "train": cmd_train, "show-config": cmd_show_config, "plot-run": cmd_plot_run,
-    "export-split": cmd_export_split, "toy-mllm": cmd_toy_mllm, "data-check": cmd_data_check,
-    "eval": cmd_eval, "viz": cmd_viz, "bench": cmd_bench, "submit": cmd_submit, "cache-features": cmd_cache_features,
-}  # fmt: skip
+    "ablation-table": cmd_ablation_table,
+    "train": cmd_train,
+    "show-config": cmd_show_config,
+    "plot-run": cmd_plot_run,
+    "export-split": cmd_export_split,
+    "toy-mllm": cmd_toy_mllm,
+    "data-check": cmd_data_check,
+    "eval": cmd_eval,
+    "viz": cmd_viz,
+    "bench": cmd_bench,
+    "submit": cmd_submit,
+    "cache-features": cmd_cache_features,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="score_lit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="score_lit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("args", nargs=argparse.REMAINDER, help="config files (.yaml) and key=value overrides")
     ns = parser.parse_args(argv)

@@ -20,4 +20,3 @@ def check_choice(key: str, value, choices, verdict: str = "is not valid") -> Non
         near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         hint = f" (did you mean {key}={near[0]}?)" if near else ""
         raise ConfigError(f"{key}={value!r} {verdict}{hint}; use one of {list(choices)}")
-

@@ -32,9 +32,13 @@ class VideoBatch:
     # [B] seconds between sampled frames, for time-scaled M-RoPE (Qwen2.5-VL); None -> config. A list, not a
     # tensor: precision plugins (bf16-mixed under DeepSpeed) cast float tensors of a batch, and positions must not round.
     seconds_per_frame: list[float] | None = None
-    features: list[dict | None] | None = None  # [B] cached projector output per row (score_lit.data.feature_cache); None = encode
+    features: list[dict | None] | None = (
+        None  # [B] cached projector output per row (score_lit.data.feature_cache); None = encode
+    )
     prompts: Any = None  # the tokenized text (score_lit.mllm.sequence.PromptBatch) when the collate built it, else None
-    skipped: list[Any] = field(default_factory=list)  # data.common.Problem for each bad sample skipped to fill this batch
+    skipped: list[Any] = field(
+        default_factory=list
+    )  # data.common.Problem for each bad sample skipped to fill this batch
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -91,7 +95,9 @@ class Rollout:
     masks: Tensor  # [B, K, T*N] bool, m^(k): True = keep
     ce: Tensor  # [B, K] CE_k of the answer with the kept tokens
     ce_base: Tensor  # [B] CE_base of the answer with all tokens (cached per sample id)
-    budgets: Tensor | None = None  # [B, K] keep fraction each rollout was drawn for (rl.sampler=budget); None = Bernoulli
+    budgets: Tensor | None = (
+        None  # [B, K] keep fraction each rollout was drawn for (rl.sampler=budget); None = Bernoulli
+    )
     fidelity: Tensor | None = None  # [B, K] f_k = -(CE_k - CE_base)
     sparsity: Tensor | None = None  # [B, K] s_k = 1 - keep_fraction(m^(k))
     advantages: Tensor | None = None  # [B, K] A_k from the configured estimator
@@ -106,4 +112,3 @@ class Rollout:
     def keep_fraction(self) -> Tensor:
         """[B, K] share of visual tokens each mask keeps."""
         return self.masks.float().mean(dim=-1)
-

@@ -32,7 +32,7 @@ def _recording_configure_model(self):
     if built:  # before DeepSpeed's initialize: what zero.Init made of each weight as it was created
         status = [zero_status(p) for p in self.frozen.parameters()]
         CONSTRUCTED.update(n=len(status), zero=sum(s["zero"] for s in status), max_now=max(s["now"] for s in status),
-                           partitioned=sum(s["zero"] and s["local"] < s["numel"] for s in status))  # fmt: skip
+                           partitioned=sum(s["zero"] and s["local"] < s["numel"] for s in status))
 
 
 _configure_model = ScoreModule.configure_model
@@ -44,7 +44,7 @@ def zero_status(p: torch.nn.Parameter) -> dict:
     if not hasattr(p, "ds_numel"):
         return {"zero": False, "numel": p.numel(), "local": p.numel(), "now": p.numel()}
     return {"zero": True, "numel": p.ds_numel, "local": p.ds_tensor.numel(), "now": p.numel(),
-            "status": p.ds_status.name, "persist": bool(p.ds_persist)}  # fmt: skip
+            "status": p.ds_status.name, "persist": bool(p.ds_persist)}
 
 
 class Recorder(Callback):

@@ -106,8 +106,10 @@ def build_compressor(name: str, **kwargs: Any) -> Compressor:
     params = inspect.signature(cls).parameters
     unknown = sorted(k for k in kwargs if k not in params and k not in CONTEXT)
     if unknown:
-        raise ValueError(f"build_compressor({name!r}): unknown argument(s) {unknown}; {name} takes {sorted(params)}, "
-                         f"and every method accepts {list(CONTEXT)}")  # fmt: skip
+        raise ValueError(
+            f"build_compressor({name!r}): unknown argument(s) {unknown}; {name} takes {sorted(params)}, "
+            f"and every method accepts {list(CONTEXT)}"
+        )
     return cls(**{k: v for k, v in kwargs.items() if k in params})
 
 
@@ -120,5 +122,15 @@ def apply_selection(visual: VisualTokens, sel: Selection) -> tuple[VisualTokens,
     return merged, sel.keep[:, None]
 
 
-__all__ = ["REGISTRY", "Compressor", "Ranker", "Selection", "Tensor", "apply_selection", "build_compressor", "keep_top", "ranks",
-           "register"]  # fmt: skip
+__all__ = [
+    "REGISTRY",
+    "Compressor",
+    "Ranker",
+    "Selection",
+    "Tensor",
+    "apply_selection",
+    "build_compressor",
+    "keep_top",
+    "ranks",
+    "register",
+]

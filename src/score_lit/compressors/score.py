@@ -50,7 +50,9 @@ class ScoreCompressor(TopK):
             raise ValueError(f"selection={selection!r}: use one of {SELECTIONS}")
         if policy is None:
             if policy_path is None:
-                raise ValueError("the score compressor needs a policy: pass policy=... or policy_path=runs/<name>/policy.pt")
+                raise ValueError(
+                    "the score compressor needs a policy: pass policy=... or policy_path=runs/<name>/policy.pt"
+                )
             policy, _ = load_policy(policy_path, expect_mllm=mllm.identity() if mllm is not None else None)
         self.policy = policy.eval()
         self.selection = selection
@@ -59,7 +61,9 @@ class ScoreCompressor(TopK):
         # A question-conditioned policy (query_mlp) reads the prompt: eval then passes the tokenized prompts.
         self.needs_prompts = bool(getattr(policy, "needs_question", False))
         if self.needs_prompts and mllm is None:
-            raise ValueError(f"policy {type(policy).__name__} is conditioned on the question: build the score compressor with mllm=")
+            raise ValueError(
+                f"policy {type(policy).__name__} is conditioned on the question: build the score compressor with mllm="
+            )
 
     @torch.no_grad()
     def logits(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
@@ -75,8 +79,10 @@ class ScoreCompressor(TopK):
         question = None
         if self.needs_prompts:
             if prompts is None:
-                raise ValueError("the score policy is conditioned on the question: select(visual, ratio, prompts=mllm.tokenize(batch)) "
-                                 "or rank(visual, prompts=...)")
+                raise ValueError(
+                    "the score policy is conditioned on the question: select(visual, ratio, prompts=mllm.tokenize(batch)) "
+                    "or rank(visual, prompts=...)"
+                )
             question = self.mllm.question_embedding(prompts).to(state.device, state.dtype)
         return self.policy(state, question).float()
 

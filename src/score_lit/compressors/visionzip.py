@@ -43,7 +43,11 @@ def visionzip_one(x: Tensor, k: int, dominant_share: float) -> tuple[Tensor, Ten
     k_d = min(k, max(0, math.floor(dominant_share * k + 0.5)))  # round half up
     k_c = k - k_d
     xf = x.float()
-    keep = stable_topk_mask(xf.norm(dim=-1)[None], k_d)[0] if k_d else torch.zeros(length, dtype=torch.bool, device=x.device)
+    keep = (
+        stable_topk_mask(xf.norm(dim=-1)[None], k_d)[0]
+        if k_d
+        else torch.zeros(length, dtype=torch.bool, device=x.device)
+    )
     out = x.clone()
     if k_c == 0:
         return keep, out

@@ -63,7 +63,6 @@ MOVED = {
 }
 
 
-
 def _closest(key: str, schema: type = None) -> str:
     schema = schema or Config
     for old, new in MOVED.items() if schema is Config else ():
@@ -125,13 +124,17 @@ def _read_yaml(path: Path, shown: str):
 def _find_default(entry: Any, parent: Path, shown: str) -> Path:
     """The file a `defaults:` entry of `parent` names: <parent's folder>/<entry>.yaml, else <conf>/<entry>.yaml."""
     if not isinstance(entry, str) or not entry:
-        raise ConfigError(f"config file {shown!r}: defaults entries are paths without .yaml, e.g. defaults: [recipe/score]; got {entry!r}")
+        raise ConfigError(
+            f"config file {shown!r}: defaults entries are paths without .yaml, e.g. defaults: [recipe/score]; got {entry!r}"
+        )
     name = entry if entry.endswith((".yaml", ".yml")) else entry + ".yaml"
     tried = [parent.parent / name, CONF_DIR / name]
     for p in tried:
         if p.is_file():
             return p
-    raise ConfigError(f"config file {shown!r}: defaults entry {entry!r} is not a file (looked for {', '.join(map(str, tried))})")
+    raise ConfigError(
+        f"config file {shown!r}: defaults entry {entry!r} is not a file (looked for {', '.join(map(str, tried))})"
+    )
 
 
 def compose(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> list[tuple[str, Any, str | None]]:
@@ -170,7 +173,9 @@ def schema_of(files: list[str | os.PathLike]) -> str:
     """The schema `files` declare (their own or their defaults' `schema:` key); run where none does."""
     declared = {d for f in files for _, _, d in compose(f) if d is not None}
     if len(declared) > 1:
-        raise ConfigError(f"config files {[str(f) for f in files]} declare different schemas {sorted(declared)}: pass files of one")
+        raise ConfigError(
+            f"config files {[str(f) for f in files]} declare different schemas {sorted(declared)}: pass files of one"
+        )
     return declared.pop() if declared else DEFAULT_SCHEMA
 
 

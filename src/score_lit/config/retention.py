@@ -13,7 +13,9 @@ from score_lit.errors import ConfigError
 def check_ratio(name: str, r: float) -> None:
     """A ConfigError naming `name` unless 0 < r <= 1."""
     if not (0.0 < float(r) <= 1.0):
-        raise ConfigError(f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1")
+        raise ConfigError(
+            f"{name}={r} is outside (0, 1]: a retention ratio is the share of visual tokens kept, e.g. 0.1"
+        )
 
 
 def retention_label(r: float) -> str:

@@ -131,7 +131,9 @@ class RLConfig:
         _check_registered("rl.estimator", self.estimator, names.ESTIMATORS)
         _check_registered("rl.sampler", self.sampler, names.SAMPLERS)
         if not self.budgets or any(not 0.0 < b < 1.0 for b in self.budgets):
-            raise ConfigError(f"rl.budgets={self.budgets}: give keep fractions strictly between 0 and 1, e.g. [0.05,0.1,0.25]")
+            raise ConfigError(
+                f"rl.budgets={self.budgets}: give keep fractions strictly between 0 and 1, e.g. [0.05,0.1,0.25]"
+            )
         if self.group_size < 2:
             raise ConfigError(
                 f"rl.group_size={self.group_size}: every estimator compares a sample's K rollouts with each other, so with "
@@ -276,7 +278,9 @@ class TrainerConfig:
         _check_choice("trainer.accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "tpu", "auto"))
         _check_choice("trainer.strategy", self.strategy, ("auto", "ddp", "deepspeed_zero2", "deepspeed_zero3"))
         if self.zero3_persistence_threshold < 0:
-            raise ConfigError(f"trainer.zero3_persistence_threshold={self.zero3_persistence_threshold} must be >= 0, e.g. 100000")
+            raise ConfigError(
+                f"trainer.zero3_persistence_threshold={self.zero3_persistence_threshold} must be >= 0, e.g. 100000"
+            )
 
 
 @dataclass
@@ -323,7 +327,9 @@ class EvalConfig:
     sample_fps: float | None = None
     batch_size: int = 8
     num_workers: int = 0
-    cache_dir: str | None = None  # the feature cache (data.cache_dir; filled by cache-features): cached questions skip decoding and the vision tower
+    cache_dir: str | None = (
+        None  # the feature cache (data.cache_dir; filled by cache-features): cached questions skip decoding and the vision tower
+    )
     # results.csv, results.md, accuracy_vs_retention.png, kept-token pictures, questions.jsonl (per question, as
     # they come) and sweep.json. None: a new runs/eval/<benchmark>-<time> for every sweep (never overwritten).
     out_dir: str | None = None
@@ -338,7 +344,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if not self.ratios:
-            raise ConfigError("eval.ratios=[] sweeps nothing: give at least one retention ratio, e.g. eval.ratios=[1.0,0.1]")
+            raise ConfigError(
+                "eval.ratios=[] sweeps nothing: give at least one retention ratio, e.g. eval.ratios=[1.0,0.1]"
+            )
         for r in self.ratios:
             _check_ratio("eval.ratios", r)
         _check_ratio("eval.viz_ratio", self.viz_ratio)
@@ -347,9 +355,13 @@ class EvalConfig:
         if unknown or not self.methods:
             raise ConfigError(f"eval.methods={self.methods}: unknown {unknown}; available: {list(METHODS)}")
         if "score" in self.methods and self.policy is None:
-            raise ConfigError("eval.policy=null: method 'score' needs a trained policy.pt, or drop 'score' from eval.methods")
+            raise ConfigError(
+                "eval.policy=null: method 'score' needs a trained policy.pt, or drop 'score' from eval.methods"
+            )
         if self.batch_size < 1 or self.frames < 2 or self.frames % 2:
-            raise ConfigError(f"eval.batch_size={self.batch_size} must be >= 1 and eval.frames={self.frames} even and >= 2")
+            raise ConfigError(
+                f"eval.batch_size={self.batch_size} must be >= 1 and eval.frames={self.frames} even and >= 2"
+            )
 
 
 @dataclass
@@ -384,9 +396,13 @@ class Config:
     def __post_init__(self) -> None:
         bad = [p for p in self.phases if p not in PHASES]
         if bad or not self.phases or len(set(self.phases)) != len(self.phases):
-            raise ConfigError(f"phases={self.phases}: list each of {list(PHASES)} at most once, in order, e.g. phases=[stage1,stage2]")
+            raise ConfigError(
+                f"phases={self.phases}: list each of {list(PHASES)} at most once, in order, e.g. phases=[stage1,stage2]"
+            )
         if self.overwrite and self.resume is not None:
-            raise ConfigError(f"overwrite=true and resume={self.resume} contradict: resume continues the run, overwrite moves it aside; pass one")
+            raise ConfigError(
+                f"overwrite=true and resume={self.resume} contradict: resume continues the run, overwrite moves it aside; pass one"
+            )
 
     def phase(self, name: str) -> PhaseConfig:
         return getattr(self, name)
@@ -414,26 +430,36 @@ class Config:
         return None  # a tracking server decides
 
 
-
-def check_files(cfg: "Config") -> None:
+def check_files(cfg: Config) -> None:
     """Every file the run reads, checked in one place at the start of train / eval / viz / submit (not when a
     config loads: `show-config conf/stage2.yaml` works on a fresh clone). One line naming the key and the
     command that makes the file."""
     need: list[tuple[str, str | None, str]] = [
-        ("init_policy", cfg.init_policy, "give the policy.pt of a finished run (runs/<name>/policy.pt, e.g. make train-stage1 "
-                                         "writes runs/stage1/policy.pt) or init_policy=null"),
-    ]  # fmt: skip
+        (
+            "init_policy",
+            cfg.init_policy,
+            "give the policy.pt of a finished run (runs/<name>/policy.pt, e.g. make train-stage1 "
+            "writes runs/stage1/policy.pt) or init_policy=null",
+        ),
+    ]
     if cfg.resume not in (None, "auto"):  # a file, or DeepSpeed's folder
         need.append(("resume", cfg.resume, "pass a .ckpt from runs/<name>/checkpoints/ or resume=auto"))
     for p in cfg.phases:
         d = cfg.phase(p).data
         for key in ("path", "val_path", "root"):
-            need.append((f"{p}.data.{key}", getattr(d, key), f"give an existing {'folder' if key == 'root' else 'file'}"))
+            need.append(
+                (f"{p}.data.{key}", getattr(d, key), f"give an existing {'folder' if key == 'root' else 'file'}")
+            )
     if cfg.eval is not None and "score" in cfg.eval.methods:
-        need.append(("eval.policy", cfg.eval.policy, "method 'score' needs a trained policy.pt (make train-stage1 && "
-                                                     "make train-stage2 writes runs/stage2/policy.pt), or drop 'score' "
-                                                     "from eval.methods"))  # fmt: skip
+        need.append(
+            (
+                "eval.policy",
+                cfg.eval.policy,
+                "method 'score' needs a trained policy.pt (make train-stage1 && "
+                "make train-stage2 writes runs/stage2/policy.pt), or drop 'score' "
+                "from eval.methods",
+            )
+        )
     for key, value, hint in need:
         if value is not None and not Path(value).exists():
             raise ConfigError(f"{key}={value!r} does not exist: {hint}")
-

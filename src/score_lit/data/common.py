@@ -139,7 +139,11 @@ def parse_options(obj: dict) -> tuple[list[str], object]:
         if [str(k).strip().upper() for k in keys] != [option_letter(i) for i in range(len(keys))]:
             raise ValueError(f"'options' as a dict needs the keys A, B, C, ...; got {list(opts)}")
         by_key = {str(k).strip().upper(): opts[k] for k in keys}
-        if isinstance(answer, str) and answer.strip().upper() in by_key and isinstance(by_key[answer.strip().upper()], str):
+        if (
+            isinstance(answer, str)
+            and answer.strip().upper() in by_key
+            and isinstance(by_key[answer.strip().upper()], str)
+        ):
             answer = by_key[answer.strip().upper()].strip()
         opts = [opts[k] for k in keys]
     if not isinstance(opts, list):
@@ -306,7 +310,9 @@ def row_id(obj: dict, path: str, line: int) -> str:
     return str(obj["id"]) if obj.get("id") is not None else f"{os.path.splitext(os.path.basename(path))[0]}:{line}"
 
 
-def read_qa_file(path, root: str | None, check_files: bool, parse_row, media: str) -> tuple[list[tuple], list[Problem], int]:
+def read_qa_file(
+    path, root: str | None, check_files: bool, parse_row, media: str
+) -> tuple[list[tuple], list[Problem], int]:
     """The reading loop shared by the image- and video-QA readers.
 
     parse_row(obj, line, path, root) -> (row id, absolute media path, [(question, answer, options)], extra, meta)
@@ -325,7 +331,9 @@ def read_qa_file(path, root: str | None, check_files: bool, parse_row, media: st
         try:
             rid, file, qas, extra, meta = parse_row(obj, line, path, root)
         except ValueError as e:
-            problems.append(Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None))
+            problems.append(
+                Problem(path, line, str(e), sample_id=str(obj["id"]) if obj.get("id") is not None else None)
+            )
             continue
         if rid in seen:
             problems.append(Problem(path, line, f"duplicate id (first at line {seen[rid]})", sample_id=rid))

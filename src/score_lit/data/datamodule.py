@@ -59,14 +59,16 @@ class CurriculumDataModule(L.LightningDataModule):
         spans = [
             PhaseSpan(p, self.cfg.phase(p).steps, self.cfg.phase(p).data.batch_size, len(d.train))
             for p, d in zip(self.cfg.phases, self.phase_data)
-        ]  # fmt: skip
+        ]
         return CurriculumSampler(spans, self.cfg.seed, rank, world)
 
     def train_dataloader(self) -> DataLoader:
         t = self.trainer
         rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
         ds = Phased([Guarded(d.train, self.cache) for d in self.phase_data])
-        return CurriculumLoader(ds, self.sampler(rank, world), lambda: self.trainer.global_step, collate_fn=self.collate, **self._workers())
+        return CurriculumLoader(
+            ds, self.sampler(rank, world), lambda: self.trainer.global_step, collate_fn=self.collate, **self._workers()
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         vals = [Guarded(d.val, self.cache) for d in self.phase_data if d.val is not None]
@@ -110,7 +112,9 @@ class DataMonitor(L.Callback):
         if trainer.logger is not None and trainer.is_global_zero:
             trainer.logger.log_metrics(metrics, step=trainer.global_step)
 
-    def on_validation_batch_start(self, trainer, module, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer, module, batch: VideoBatch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._report(trainer, batch.skipped)  # reported once like the train set's; the fraction is checked in training
 
     def state_dict(self) -> dict:

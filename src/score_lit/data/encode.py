@@ -22,11 +22,15 @@ def encode(mllm, batch: VideoBatch) -> VisualTokens:
     if todo:
         spf = batch.seconds_per_frame
         sub = replace(
-            batch, ids=[batch.ids[b] for b in todo], questions=[batch.questions[b] for b in todo],
-            answers=[batch.answers[b] for b in todo], options=[batch.options[b] for b in todo],
-            answer_index=batch.answer_index[todo], seconds_per_frame=None if spf is None else [spf[b] for b in todo],
+            batch,
+            ids=[batch.ids[b] for b in todo],
+            questions=[batch.questions[b] for b in todo],
+            answers=[batch.answers[b] for b in todo],
+            options=[batch.options[b] for b in todo],
+            answer_index=batch.answer_index[todo],
+            seconds_per_frame=None if spf is None else [spf[b] for b in todo],
             prompts=None,
-        )  # fmt: skip
+        )
         visual = mllm.encode(sub)  # frames [len(todo), F, 3, H, W]
         for j, b in enumerate(todo):
             rows[b] = {"tokens": visual.tokens[j], "positions": visual.positions[j], "grid": visual.grid}
@@ -40,8 +44,10 @@ def encode(mllm, batch: VideoBatch) -> VisualTokens:
     dev = mllm.device
     ds = [r.get("deepstack") for r in rows]  # [S, T*N, D] per row (Qwen3-VL), None for families without DeepStack
     if any(x is None for x in ds) and any(x is not None for x in ds):
-        raise ValueError("cached features without DeepStack features next to encoded ones with them: the cache was "
-                         "written by an older score_lit; delete data.cache_dir / eval.cache_dir and run cache-features again")  # fmt: skip
+        raise ValueError(
+            "cached features without DeepStack features next to encoded ones with them: the cache was "
+            "written by an older score_lit; delete data.cache_dir / eval.cache_dir and run cache-features again"
+        )
     return VisualTokens(
         tokens=torch.stack([r["tokens"].to(dev) for r in rows]),
         grid=grids.pop(),

@@ -35,9 +35,13 @@ FORMAT = "score_lit.features/v1"
 def model_key(mllm_cfg, identity: dict) -> dict:
     """What fixes the projector output besides the frames: the model and its preprocessing numbers."""
     return {
-        **identity, "dtype": mllm_cfg.dtype, "min_pixels": mllm_cfg.min_pixels, "max_pixels": mllm_cfg.max_pixels,
-        "tiny_seed": mllm_cfg.tiny_seed if mllm_cfg.path is None else None, "format": FORMAT,
-    }  # fmt: skip
+        **identity,
+        "dtype": mllm_cfg.dtype,
+        "min_pixels": mllm_cfg.min_pixels,
+        "max_pixels": mllm_cfg.max_pixels,
+        "tiny_seed": mllm_cfg.tiny_seed if mllm_cfg.path is None else None,
+        "format": FORMAT,
+    }
 
 
 class FeatureCache:
@@ -65,12 +69,22 @@ class FeatureCache:
         self.hits += 1
         return entry
 
-    def save(self, key: str, tokens: torch.Tensor, positions: torch.Tensor, grid: tuple[int, int, int],
-             deepstack: torch.Tensor | None = None) -> None:  # fmt: skip
+    def save(
+        self,
+        key: str,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        grid: tuple[int, int, int],
+        deepstack: torch.Tensor | None = None,
+    ) -> None:
         """Write one row's entry; `deepstack` [S, T*N, D]: Qwen3-VL's DeepStack features, stored when given."""
         from score_lit.training.checkpoint import atomic_torch_save
 
-        entry = {"tokens": tokens.detach().cpu().clone(), "positions": positions.detach().cpu().clone(), "grid": tuple(grid)}
+        entry = {
+            "tokens": tokens.detach().cpu().clone(),
+            "positions": positions.detach().cpu().clone(),
+            "grid": tuple(grid),
+        }
         if deepstack is not None:
             entry["deepstack"] = deepstack.detach().cpu().clone()
         atomic_torch_save(entry, self._file(key), fsync=False)  # a lost entry is only a cache miss

@@ -55,8 +55,10 @@ def fill_cache(cfg: Config, batch_size: int = 8, log=print) -> list[Filled]:
     check_files(cfg)
     sets = list(_datasets(cfg))
     if not sets:
-        raise ConfigError("cache-features: the config sets no cache: give <phase>.data.cache_dir=DIR (training) or "
-                          "eval.cache_dir=DIR (a sweep)")  # fmt: skip
+        raise ConfigError(
+            "cache-features: the config sets no cache: give <phase>.data.cache_dir=DIR (training) or "
+            "eval.cache_dir=DIR (a sweep)"
+        )
     mllm = build_mllm(cfg.mllm)
     model = model_key(cfg.mllm, mllm.identity())
     out: dict[str, Filled] = {}
@@ -96,8 +98,10 @@ def fill_cache(cfg: Config, batch_size: int = 8, log=print) -> list[Filled]:
                         flush()
             if (i + 1) % step == 0 or i + 1 == len(ds):
                 flush()
-                log(f"cache-features: {name}: {i + 1}/{len(ds)} rows ({f.written} written, {f.present} already cached, "
-                    f"{f.bad} unreadable) {time.time() - t0:.0f}s")  # fmt: skip
+                log(
+                    f"cache-features: {name}: {i + 1}/{len(ds)} rows ({f.written} written, {f.present} already cached, "
+                    f"{f.bad} unreadable) {time.time() - t0:.0f}s"
+                )
     return list(out.values())
 
 
@@ -106,7 +110,10 @@ def main(args: list[str]) -> int:
 
     cfg = load_config(*split_args(args))
     for f in fill_cache(cfg):
-        print(f"{f.cache_dir}: {f.rows} rows, {f.written} written now, {f.present} were cached, {f.bad} unreadable", flush=True)
+        print(
+            f"{f.cache_dir}: {f.rows} rows, {f.written} written now, {f.present} were cached, {f.bad} unreadable",
+            flush=True,
+        )
         if f.bad:
             print(f"  `python -m score_lit data-check FILE` lists the {f.bad} unreadable rows", file=sys.stderr)
     return 0

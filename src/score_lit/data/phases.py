@@ -36,15 +36,30 @@ class SyntheticVideoQA(Dataset):
         c, n = self.cfg, len(self.sources)
         gen = self.sources[index % n]  # interleaved families; each family's own index stream
         return gen(
-            c.seed, self.split, index // n, frames=c.frames, size=c.size, min_run=c.min_run, max_run=c.max_run,
+            c.seed,
+            self.split,
+            index // n,
+            frames=c.frames,
+            size=c.size,
+            min_run=c.min_run,
+            max_run=c.max_run,
             distractors=c.distractors,
-        )  # fmt: skip
+        )
 
     def cache_inputs(self, index: int) -> dict:
         c = self.cfg
-        return {"synthetic": SYNTHETIC_VERSION, "family": c.families[index % len(c.families)], "seed": c.seed,
-                "split": self.split, "index": index // len(c.families), "frames": c.frames, "size": c.size,
-                "min_run": c.min_run, "max_run": c.max_run, "distractors": c.distractors}  # fmt: skip
+        return {
+            "synthetic": SYNTHETIC_VERSION,
+            "family": c.families[index % len(c.families)],
+            "seed": c.seed,
+            "split": self.split,
+            "index": index // len(c.families),
+            "frames": c.frames,
+            "size": c.size,
+            "min_run": c.min_run,
+            "max_run": c.max_run,
+            "distractors": c.distractors,
+        }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -76,7 +91,9 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         from score_lit.data.pseudo_video import read_image_qa as read
 
         def make(records, salt):
-            return PseudoVideoDataset(records, cfg.frames, cfg.size, cfg.fit, cfg.distractors, cfg.min_run, cfg.max_run, cfg.seed + salt)
+            return PseudoVideoDataset(
+                records, cfg.frames, cfg.size, cfg.fit, cfg.distractors, cfg.min_run, cfg.max_run, cfg.seed + salt
+            )
     else:
         from score_lit.data.video_qa import VideoQADataset
         from score_lit.data.video_qa import read_video_qa as read
@@ -106,7 +123,9 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
                 f"`python -m score_lit data-check {source}` lists them"
             )
     if not train:
-        raise DataError(f"{cfg.path}: no usable training rows; `python -m score_lit data-check {cfg.path}` lists the problems")
+        raise DataError(
+            f"{cfg.path}: no usable training rows; `python -m score_lit data-check {cfg.path}` lists the problems"
+        )
     return PhaseData(make(train, 0), make(val, 1) if val else None, problems, rows)
 
 

@@ -72,13 +72,19 @@ def _image_path(obj: dict, root: str) -> str:
         image = image[0]
     if image is None or image == "" or image == []:
         text_only = "conversations" in obj
-        raise ValueError("has no image (a text-only row cannot make a pseudo-video)" if text_only else "missing required field 'image'")
+        raise ValueError(
+            "has no image (a text-only row cannot make a pseudo-video)"
+            if text_only
+            else "missing required field 'image'"
+        )
     if not isinstance(image, str):
         raise ValueError(f"'image' must be one path; got {image!r}")
     return os.path.abspath(os.path.join(root, image))
 
 
-def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], None, dict]:
+def _parse_row(
+    obj: dict, line: int, path: str, root: str
+) -> tuple[str, str, list[tuple[str, str, list[str]]], None, dict]:
     """One row -> (row id, image path, [(question, answer, options)], no extra, meta). Raises ValueError with the reason."""
     llava = "conversations" in obj
     image = _image_path(obj, root)
@@ -92,10 +98,16 @@ def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, li
 
 def _read(path: str, root: str | None, check_files: bool) -> tuple[list[ImageQARecord], list[Problem], int]:
     turns, problems, n_rows = read_qa_file(path, root, check_files, _parse_row, "image")
-    return [ImageQARecord(rid, image, q, a, opts, line, m) for line, rid, image, _, q, a, opts, m in turns], problems, n_rows
+    return (
+        [ImageQARecord(rid, image, q, a, opts, line, m) for line, rid, image, _, q, a, opts, m in turns],
+        problems,
+        n_rows,
+    )
 
 
-def read_image_qa(path: str, root: str | None = None, check_files: bool = True) -> tuple[list[ImageQARecord], list[Problem]]:
+def read_image_qa(
+    path: str, root: str | None = None, check_files: bool = True
+) -> tuple[list[ImageQARecord], list[Problem]]:
     """Records of an image-QA annotation file and a Problem per row left out. Relative image paths resolve
     against `root` (default: the annotation file's folder); `check_files` drops rows whose image is missing."""
     records, problems, _ = _read(path, root, check_files)
@@ -154,7 +166,9 @@ def _draw(rng: np.random.Generator, pool: list[str], exclude: int):
             yield pool[j]
 
 
-def plan_runs(rng: np.random.Generator, images: int, frames: int, min_run: int, max_run: int) -> tuple[list[int], list[int]]:
+def plan_runs(
+    rng: np.random.Generator, images: int, frames: int, min_run: int, max_run: int
+) -> tuple[list[int], list[int]]:
     """(run lengths, image index per run): even runs in [min_run, max_run] summing to `frames`; images 0..n-1
     each get one run in random order, then extra runs (only when max_run forces them) never repeat the image before."""
     total, lo, hi = frames // 2, min_run // 2, max_run // 2
@@ -173,11 +187,22 @@ def plan_runs(rng: np.random.Generator, images: int, frames: int, min_run: int, 
 class PseudoVideoDataset(torch.utils.data.Dataset):
     """Pseudo-video QA over image-QA records; sample i is a pure function of (seed, i) and the image files."""
 
-    def __init__(self, records: list[ImageQARecord], frames: int, size: int, fit: str = "pad", distractors: int = 5,
-                 min_run: int = 2, max_run: int = 8, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        records: list[ImageQARecord],
+        frames: int,
+        size: int,
+        fit: str = "pad",
+        distractors: int = 5,
+        min_run: int = 2,
+        max_run: int = 8,
+        seed: int = 0,
+    ):
         if min_run < 2 or min_run % 2 or max_run % 2 or max_run < min_run:
-            raise ValueError(f"min_run={min_run}, max_run={max_run}: use even run lengths with 2 <= min_run <= max_run "
-                             "(Qwen merges 2 frames per temporal unit, so cuts must fall on unit borders)")  # fmt: skip
+            raise ValueError(
+                f"min_run={min_run}, max_run={max_run}: use even run lengths with 2 <= min_run <= max_run "
+                "(Qwen merges 2 frames per temporal unit, so cuts must fall on unit borders)"
+            )
         if frames < min_run or frames % 2:
             raise ValueError(f"frames={frames}: use an even number of frames >= min_run={min_run}")
         total, lo, hi = frames // 2, min_run // 2, max_run // 2
@@ -198,7 +223,9 @@ class PseudoVideoDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _pick(self, i: int, load: bool) -> tuple[list[tuple[str, str]], list[str], list[np.ndarray], np.random.Generator]:
+    def _pick(
+        self, i: int, load: bool
+    ) -> tuple[list[tuple[str, str]], list[str], list[np.ndarray], np.random.Generator]:
         """(bad (path, reason) drawn on the way, distractor paths, their frames if `load`, rng for the runs)."""
         rec = self.records[i]
         pool = self._pools[rec.meta.get("source", "")]
@@ -232,10 +259,20 @@ class PseudoVideoDataset(torch.utils.data.Dataset):
         evidence = [(starts[j], starts[j + 1]) for j, k in enumerate(order) if k == 0]
         video = np.concatenate([np.broadcast_to(stills[k], (r, *stills[k].shape)) for r, k in zip(runs, order)])
         return Sample(
-            id=rec.id, frames=np.ascontiguousarray(video), question=rec.question, answer=rec.answer, options=list(rec.options),
+            id=rec.id,
+            frames=np.ascontiguousarray(video),
+            question=rec.question,
+            answer=rec.answer,
+            options=list(rec.options),
             evidence={"frames": evidence, "image": rec.image},
-            meta={**rec.meta, "image": rec.image, "line": rec.line, "images": [paths[k] for k in order], "bad_images": bad},
-        )  # fmt: skip
+            meta={
+                **rec.meta,
+                "image": rec.image,
+                "line": rec.line,
+                "images": [paths[k] for k in order],
+                "bad_images": bad,
+            },
+        )
 
     def cache_inputs(self, i: int) -> dict:
         """What fixes sample i's frames, for a feature-cache key: no image is decoded. Exact once this dataset
@@ -244,14 +281,27 @@ class PseudoVideoDataset(torch.utils.data.Dataset):
         bad, used, _, _ = self._pick(i, load=False)
         images = [self.records[i].image, *[p for p, _ in bad], *used]
         return {
-            "version": CACHE_VERSION, "seed": self.seed, "index": i, "id": self.records[i].id, "frames": self.frames,
-            "size": self.size, "fit": self.fit, "distractors": self.distractors, "min_run": self.min_run,
-            "max_run": self.max_run, "images": [_stat(p) for p in images],
-        }  # fmt: skip
+            "version": CACHE_VERSION,
+            "seed": self.seed,
+            "index": i,
+            "id": self.records[i].id,
+            "frames": self.frames,
+            "size": self.size,
+            "fit": self.fit,
+            "distractors": self.distractors,
+            "min_run": self.min_run,
+            "max_run": self.max_run,
+            "images": [_stat(p) for p in images],
+        }
 
 
-def check_image_qa(path: str, root: str | None = None, size: int = 64, fit: str = "pad",
-                   progress: Callable[[int], object] | None = None) -> tuple[int, list[Problem]]:  # fmt: skip
+def check_image_qa(
+    path: str,
+    root: str | None = None,
+    size: int = 64,
+    fit: str = "pad",
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, list[Problem]]:
     """(rows in the file, every Problem): those of reading plus one per distinct image that fails to load
     (reported at the first record using it). `progress(n)` is told of rows as they are done.
     Backs `python -m score_lit data-check FILE`."""

@@ -93,7 +93,9 @@ def _seconds(obj: dict, key: str) -> float | None:
     return float(v)
 
 
-def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, list[tuple[str, str, list[str]]], tuple, dict]:
+def _parse_row(
+    obj: dict, line: int, path: str, root: str
+) -> tuple[str, str, list[tuple[str, str, list[str]]], tuple, dict]:
     """One row -> (row id, video path, [(question, answer, options)], (start, end), meta). Raises ValueError."""
     llava = "conversations" in obj
     video = text_field(obj, "video")
@@ -105,16 +107,27 @@ def _parse_row(obj: dict, line: int, path: str, root: str) -> tuple[str, str, li
     if start is not None and end is not None and start >= end:
         raise ValueError(f"start {start:g} s >= end {end:g} s: the clip window is empty")
     meta = {k: v for k, v in obj.items() if k not in (_LLAVA_KEYS if llava else _MC_KEYS)}
-    return row_id(obj, path, line), os.path.abspath(os.path.join(root, video)), qas, (start, end), {**meta, "source": path}
+    return (
+        row_id(obj, path, line),
+        os.path.abspath(os.path.join(root, video)),
+        qas,
+        (start, end),
+        {**meta, "source": path},
+    )
 
 
 def _read(path: str, root: str | None, check_files: bool) -> tuple[list[VideoQARecord], list[Problem], int]:
     turns, problems, n_rows = read_qa_file(path, root, check_files, _parse_row, "video")
-    records = [VideoQARecord(rid, video, q, a, opts, start, end, line, m) for line, rid, video, (start, end), q, a, opts, m in turns]
+    records = [
+        VideoQARecord(rid, video, q, a, opts, start, end, line, m)
+        for line, rid, video, (start, end), q, a, opts, m in turns
+    ]
     return records, problems, n_rows
 
 
-def read_video_qa(path: str, root: str | None = None, check_files: bool = True) -> tuple[list[VideoQARecord], list[Problem]]:
+def read_video_qa(
+    path: str, root: str | None = None, check_files: bool = True
+) -> tuple[list[VideoQARecord], list[Problem]]:
     """Records of a video-QA annotation file and a Problem per row left out. Relative video paths resolve
     against `root` (default: the annotation file's folder); `check_files` drops rows whose video is missing."""
     records, problems, _ = _read(path, root, check_files)
@@ -125,8 +138,14 @@ def read_video_qa(path: str, root: str | None = None, check_files: bool = True) 
 # Which frames, then decoding them
 
 
-def frame_indices(n_frames: int, avg_fps: float, frames: int, sample_fps: float | None = None,
-                  start: float | None = None, end: float | None = None) -> tuple[np.ndarray, float]:  # fmt: skip
+def frame_indices(
+    n_frames: int,
+    avg_fps: float,
+    frames: int,
+    sample_fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[np.ndarray, float]:
     """(frame indices, seconds between consecutive sampled frames) of a video of n_frames at avg_fps; see the
     module docstring. SampleError when the video or its window holds too few frames."""
     if frames < 1:
@@ -151,8 +170,10 @@ def frame_indices(n_frames: int, avg_fps: float, frames: int, sample_fps: float 
         fit = math.floor(count / step + 1e-9)
         m = min(fit, frames) - min(fit, frames) % 2
         if m < 2:
-            raise SampleError(f"has {count} frames in its window, too few for 2 frames at sample_fps={sample_fps:g} "
-                              f"(one every {step:g} frames); drop the clip or raise data.sample_fps")  # fmt: skip
+            raise SampleError(
+                f"has {count} frames in its window, too few for 2 frames at sample_fps={sample_fps:g} "
+                f"(one every {step:g} frames); drop the clip or raise data.sample_fps"
+            )
         seg = step if fit <= frames else count / m  # capped: spread over the whole window
     offset = (count - m * seg) / 2
     idx = lo + np.floor(offset + seg * (np.arange(m) + 0.5) + 1e-9).astype(np.int64)
@@ -191,7 +212,9 @@ def _probe(path: str) -> None:
                 n += 1
                 if packet.is_corrupt:
                     of = f" of {declared}" if declared else ""
-                    raise SampleError(f"is truncated or damaged: video packet {n}{of} is incomplete (fetch it again)", path)
+                    raise SampleError(
+                        f"is truncated or damaged: video packet {n}{of} is incomplete (fetch it again)", path
+                    )
     except SampleError:
         raise
     except Exception as e:  # noqa: BLE001 -- av.error.* (InvalidDataError, EOFError, ...), OSError
@@ -203,8 +226,15 @@ def _probe(path: str) -> None:
         raise SampleError("has no video frames", path)
 
 
-def load_video(path: str, frames: int, size: int, fit: str = "pad", sample_fps: float | None = None,
-               start: float | None = None, end: float | None = None) -> tuple[np.ndarray, float]:  # fmt: skip
+def load_video(
+    path: str,
+    frames: int,
+    size: int,
+    fit: str = "pad",
+    sample_fps: float | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> tuple[np.ndarray, float]:
     """([F, size, size, 3] uint8 RGB, seconds_per_frame). Every failure of the file raises SampleError(reason, path)."""
     if fit not in FITS:
         raise ValueError(f"fit={fit!r}: use one of {FITS}")
@@ -239,7 +269,9 @@ def load_video(path: str, frames: int, size: int, fit: str = "pad", sample_fps: 
 class VideoQADataset(torch.utils.data.Dataset):
     """Video QA over records; sample i is a pure function of its record, the video file and the settings."""
 
-    def __init__(self, records: list[VideoQARecord], frames: int, size: int, fit: str = "pad", sample_fps: float | None = None):
+    def __init__(
+        self, records: list[VideoQARecord], frames: int, size: int, fit: str = "pad", sample_fps: float | None = None
+    ):
         if fit not in FITS:
             raise ValueError(f"fit={fit!r}: use one of {FITS}")
         if frames < 1 or size < 1:
@@ -255,9 +287,15 @@ class VideoQADataset(torch.utils.data.Dataset):
         r = self.records[i]
         video, spf = load_video(r.video, self.frames, self.size, self.fit, self.sample_fps, r.start, r.end)
         return Sample(
-            id=r.id, frames=np.ascontiguousarray(video), question=r.question, answer=r.answer, options=list(r.options),
-            evidence=r.meta.get("evidence", {}), seconds_per_frame=spf, meta={**r.meta, "video": r.video, "line": r.line},
-        )  # fmt: skip
+            id=r.id,
+            frames=np.ascontiguousarray(video),
+            question=r.question,
+            answer=r.answer,
+            options=list(r.options),
+            evidence=r.meta.get("evidence", {}),
+            seconds_per_frame=spf,
+            meta={**r.meta, "video": r.video, "line": r.line},
+        )
 
     def cache_inputs(self, i: int) -> dict:
         """What fixes sample i's frames, for a feature-cache key; nothing is decoded (a stat of the video)."""
@@ -266,13 +304,28 @@ class VideoQADataset(torch.utils.data.Dataset):
             st = os.stat(r.video)
         except OSError:
             raise SampleError("video file not found", r.video) from None
-        return {"path": os.path.abspath(r.video), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "frames": self.frames,
-                "size": self.size, "fit": self.fit, "sample_fps": self.sample_fps, "start": r.start, "end": r.end}  # fmt: skip
+        return {
+            "path": os.path.abspath(r.video),
+            "bytes": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "frames": self.frames,
+            "size": self.size,
+            "fit": self.fit,
+            "sample_fps": self.sample_fps,
+            "start": r.start,
+            "end": r.end,
+        }
 
 
-def check_video_qa(path: str, root: str | None = None, frames: int = 16, size: int = 64, fit: str = "pad",
-                   sample_fps: float | None = None, progress: Callable[[int], object] | None = None
-                   ) -> tuple[int, list[Problem]]:  # fmt: skip
+def check_video_qa(
+    path: str,
+    root: str | None = None,
+    frames: int = 16,
+    size: int = 64,
+    fit: str = "pad",
+    sample_fps: float | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[int, list[Problem]]:
     """(rows in the file, every Problem): those of reading plus one per distinct (video, start, end) that fails
     to load, reported at the first record using it. `progress(n)` is told of rows as they are done (n_rows in
     all). Backs `python -m score_lit data-check FILE`."""

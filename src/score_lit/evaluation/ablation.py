@@ -52,8 +52,10 @@ def check_same_questions(sweeps: dict[str, list[dict]]) -> None:
         if ref is None:
             ref_name, ref = name, van
         elif van != ref:
-            raise ConfigError(f"{name} and {ref_name} evaluated different questions or models (vanilla {van} vs {ref}): "
-                              "sweep every policy with the same eval config")  # fmt: skip
+            raise ConfigError(
+                f"{name} and {ref_name} evaluated different questions or models (vanilla {van} vs {ref}): "
+                "sweep every policy with the same eval config"
+            )
 
 
 def pool_families(rows: list[dict], families: list[str]) -> list[dict]:
@@ -72,8 +74,15 @@ def pool_families(rows: list[dict], families: list[str]) -> list[dict]:
         n = {f: float(by[f]["n"]) for f in families}
         total = sum(n.values())
         weighted = {k: sum(n[f] * by[f][k] for f in families) / total for k in ("prefill_tflops", "select_ms")}
-        pooled.append({**by[families[0]], **weighted, "family": name, "n": int(total),
-                       "accuracy": sum(by[f]["accuracy"] for f in families) / len(families)})  # fmt: skip
+        pooled.append(
+            {
+                **by[families[0]],
+                **weighted,
+                "family": name,
+                "n": int(total),
+                "accuracy": sum(by[f]["accuracy"] for f in families) / len(families),
+            }
+        )
     van = next((r["accuracy"] for r in pooled if r["method"] == "vanilla"), math.nan)
     for r in pooled:
         r["pct_of_vanilla"] = 100 * r["accuracy"] / van if van > 0 else math.nan
@@ -81,11 +90,14 @@ def pool_families(rows: list[dict], families: list[str]) -> list[dict]:
 
 
 def score_rows(rows: list[dict], family: str = FAMILY) -> list[dict]:
-    return sorted((r for r in rows if r["method"] == "score" and r["family"] == family), key=lambda r: -r["retention_ratio"])
+    return sorted(
+        (r for r in rows if r["method"] == "score" and r["family"] == family), key=lambda r: -r["retention_ratio"]
+    )
 
 
 def best_label(policies: dict[str, list[dict]], ratios: tuple[float, ...], family: str = FAMILY) -> str:
     """The label whose SCORE accuracy, averaged over `ratios`, is highest (ties: the first given)."""
+
     def mean_acc(label: str) -> float:
         acc = {r["retention_ratio"]: r["accuracy"] for r in score_rows(policies[label], family)}
         return sum(acc.get(x, -math.inf) for x in ratios) / len(ratios)
@@ -93,11 +105,18 @@ def best_label(policies: dict[str, list[dict]], ratios: tuple[float, ...], famil
     return max(policies, key=mean_acc)
 
 
-def best_by_margin(policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[float, ...], family: str = FAMILY) -> str:
+def best_by_margin(
+    policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[float, ...], family: str = FAMILY
+) -> str:
     """The label whose smallest margin over the training-free methods at matched compute (over `ratios` and methods
     that reach SCORE's FLOPs) is largest: the bar the ablation is held to. Ties: the first given."""
+
     def worst(label: str) -> float:
-        margins = [v["margin_points"] for v in versus_rules(policies[label], rules, ratios, family) if v["margin_points"] is not None]
+        margins = [
+            v["margin_points"]
+            for v in versus_rules(policies[label], rules, ratios, family)
+            if v["margin_points"] is not None
+        ]
         return min(margins, default=math.inf)
 
     return max(policies, key=worst)
@@ -107,8 +126,12 @@ def versus_rules(score: list[dict], rules: list[dict], ratios: tuple[float, ...]
     """Per ratio in `ratios` and per training-free method: its best accuracy at prefill TFLOPs <= SCORE's there, its
     accuracy at the same ratio, and SCORE's margin over the matched one (accuracy points; None where it cannot
     reach SCORE's compute)."""
-    methods = [m for m in dict.fromkeys(r["method"] for r in rules if r["family"] == family) if m not in ("vanilla", "score")]
-    pool = [r for r in score if r["family"] == family] + [r for r in rules if r["family"] == family and r["method"] in methods]
+    methods = [
+        m for m in dict.fromkeys(r["method"] for r in rules if r["family"] == family) if m not in ("vanilla", "score")
+    ]
+    pool = [r for r in score if r["family"] == family] + [
+        r for r in rules if r["family"] == family and r["method"] in methods
+    ]
     matched = {(m["reference_ratio"], m["method"]): m for m in matched_compute(pool, "score", family)}
     out = []
     for ratio in ratios:
@@ -117,13 +140,29 @@ def versus_rules(score: list[dict], rules: list[dict], ratios: tuple[float, ...]
             raise ConfigError(f"the SCORE sweep has no ratio {ratio}: add it to eval.ratios")
         for m in methods:
             mc = matched.get((ref["retention_ratio"], m), {})
-            same = next((r for r in rules if r["method"] == m and r["family"] == family and abs(r["retention_ratio"] - ratio) < 1e-9), None)
+            same = next(
+                (
+                    r
+                    for r in rules
+                    if r["method"] == m and r["family"] == family and abs(r["retention_ratio"] - ratio) < 1e-9
+                ),
+                None,
+            )
             acc = mc.get("accuracy")
-            out.append({"ratio": ratio, "score_accuracy": ref["accuracy"], "score_tflops": ref["prefill_tflops"], "method": m,
-                        "matched_ratio": mc.get("retention_ratio"), "matched_accuracy": acc, "matched_tflops": mc.get("prefill_tflops"),
-                        "same_ratio_accuracy": None if same is None else same["accuracy"],
-                        "same_ratio_tflops": None if same is None else same["prefill_tflops"],
-                        "margin_points": None if acc is None else 100 * (ref["accuracy"] - acc)})  # fmt: skip
+            out.append(
+                {
+                    "ratio": ratio,
+                    "score_accuracy": ref["accuracy"],
+                    "score_tflops": ref["prefill_tflops"],
+                    "method": m,
+                    "matched_ratio": mc.get("retention_ratio"),
+                    "matched_accuracy": acc,
+                    "matched_tflops": mc.get("prefill_tflops"),
+                    "same_ratio_accuracy": None if same is None else same["accuracy"],
+                    "same_ratio_tflops": None if same is None else same["prefill_tflops"],
+                    "margin_points": None if acc is None else 100 * (ref["accuracy"] - acc),
+                }
+            )
     return out
 
 
@@ -131,64 +170,110 @@ def _pct(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
 
-def markdown(policies: dict[str, list[dict]], rules: list[dict], ratios: tuple[float, ...], family: str = FAMILY,
-             best_by: str = "margin") -> str:  # fmt: skip
+def markdown(
+    policies: dict[str, list[dict]],
+    rules: list[dict],
+    ratios: tuple[float, ...],
+    family: str = FAMILY,
+    best_by: str = "margin",
+) -> str:
     """The two tables for `family`: every policy x ratio (accuracy, % of vanilla, prefill TFLOPs, policy ms), then the
     best policy (best_by "margin": best_by_margin; "accuracy": best_label) against every rule at matched compute."""
     van = next((r for r in rules if r["method"] == "vanilla" and r["family"] == family), None)
     if van is None:
         have = sorted({r["family"] for r in rules})
         raise ConfigError(f"--family {family}: the sweeps have no such family; they have {', '.join(have)}")
-    sweep_ratios = sorted({r["retention_ratio"] for rows in policies.values() for r in score_rows(rows, family)}, reverse=True)
-    head = "| policy / sampler | " + " | ".join(f"r={x:g}: acc % (of vanilla) | TFLOPs | policy ms" for x in sweep_ratios) + " |"
-    lines = [f"Family `{family}`. Vanilla (all tokens): accuracy {_pct(van['accuracy'])}%, {van['prefill_tflops']:.3g} TFLOPs per question.", "",
-             head, "|" + "---|" * (1 + 3 * len(sweep_ratios))]  # fmt: skip
+    sweep_ratios = sorted(
+        {r["retention_ratio"] for rows in policies.values() for r in score_rows(rows, family)}, reverse=True
+    )
+    head = (
+        "| policy / sampler | "
+        + " | ".join(f"r={x:g}: acc % (of vanilla) | TFLOPs | policy ms" for x in sweep_ratios)
+        + " |"
+    )
+    lines = [
+        f"Family `{family}`. Vanilla (all tokens): accuracy {_pct(van['accuracy'])}%, {van['prefill_tflops']:.3g} TFLOPs per question.",
+        "",
+        head,
+        "|" + "---|" * (1 + 3 * len(sweep_ratios)),
+    ]
     for label, rows in policies.items():
         by = {r["retention_ratio"]: r for r in score_rows(rows, family)}
         cells = []
         for x in sweep_ratios:
             r = by.get(x)
-            cells += ["-", "-", "-"] if r is None else [f"{_pct(r['accuracy'])} ({r['pct_of_vanilla']:.1f})", f"{r['prefill_tflops']:.3g}",
-                                                         f"{r['select_ms']:.2f}"]  # fmt: skip
+            cells += (
+                ["-", "-", "-"]
+                if r is None
+                else [
+                    f"{_pct(r['accuracy'])} ({r['pct_of_vanilla']:.1f})",
+                    f"{r['prefill_tflops']:.3g}",
+                    f"{r['select_ms']:.2f}",
+                ]
+            )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    best = best_by_margin(policies, rules, ratios, family) if best_by == "margin" else best_label(policies, ratios, family)
+    best = (
+        best_by_margin(policies, rules, ratios, family) if best_by == "margin" else best_label(policies, ratios, family)
+    )
     why = "the largest smallest margin at matched compute" if best_by == "margin" else "the highest mean accuracy"
-    lines += ["", f"Best SCORE policy at r = {', '.join(f'{x:g}' for x in ratios)} ({why}): **{best}**, against every training-free "
-              "method (matched = its best accuracy at prefill TFLOPs no higher than SCORE's; margin = SCORE minus matched, "
-              "accuracy points):", "",
-              "| ratio | SCORE acc % | SCORE TFLOPs | method | matched: ratio | acc % | TFLOPs | margin | same ratio: acc % | TFLOPs |",
-              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        f"Best SCORE policy at r = {', '.join(f'{x:g}' for x in ratios)} ({why}): **{best}**, against every training-free "
+        "method (matched = its best accuracy at prefill TFLOPs no higher than SCORE's; margin = SCORE minus matched, "
+        "accuracy points):",
+        "",
+        "| ratio | SCORE acc % | SCORE TFLOPs | method | matched: ratio | acc % | TFLOPs | margin | same ratio: acc % | TFLOPs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
     def num(x, fmt: str = ".3g") -> str:
         return "-" if x is None else format(x, fmt)
 
     for v in versus_rules(policies[best], rules, ratios, family):
-        lines.append(f"| {v['ratio']:g} | {_pct(v['score_accuracy'])} | {num(v['score_tflops'])} | {v['method']} | "
-                     f"{num(v['matched_ratio'], 'g')} | {_pct(v['matched_accuracy'])} | {num(v['matched_tflops'])} | "
-                     f"{num(v['margin_points'], '+.1f')} | {_pct(v['same_ratio_accuracy'])} | {num(v['same_ratio_tflops'])} |")  # fmt: skip
+        lines.append(
+            f"| {v['ratio']:g} | {_pct(v['score_accuracy'])} | {num(v['score_tflops'])} | {v['method']} | "
+            f"{num(v['matched_ratio'], 'g')} | {_pct(v['matched_accuracy'])} | {num(v['matched_tflops'])} | "
+            f"{num(v['margin_points'], '+.1f')} | {_pct(v['same_ratio_accuracy'])} | {num(v['same_ratio_tflops'])} |"
+        )
     return "\n".join(lines) + "\n"
-
-
-
 
 
 def main(args: list[str]) -> int:
     """`python -m score_lit ablation-table --rules DIR LABEL=DIR ... [--ratios 0.1,0.05] [--out DIR]`."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="score_lit ablation-table", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("policies", nargs="+", metavar="LABEL=DIR", help="an eval sweep of method score with one policy, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli")
+    p = argparse.ArgumentParser(
+        prog="score_lit ablation-table", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "policies",
+        nargs="+",
+        metavar="LABEL=DIR",
+        help="an eval sweep of method score with one policy, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli",
+    )
     p.add_argument("--rules", required=True, help="an eval sweep of the training-free methods on the same questions")
-    p.add_argument("--ratios", default="0.1,0.05", help="the ratios the best policy is chosen at and compared (default 0.1,0.05)")
-    p.add_argument("--family", default=FAMILY, help="the family compared (default all: the mean over the families; "
-                   "a+b: the mean over families a and b)")
-    p.add_argument("--best-by", default="margin", choices=["margin", "accuracy"],
-                   help="how the policy compared is chosen: the largest smallest margin over the rules at matched compute "
-                        "(default), or the highest mean accuracy at --ratios")
+    p.add_argument(
+        "--ratios", default="0.1,0.05", help="the ratios the best policy is chosen at and compared (default 0.1,0.05)"
+    )
+    p.add_argument(
+        "--family",
+        default=FAMILY,
+        help="the family compared (default all: the mean over the families; a+b: the mean over families a and b)",
+    )
+    p.add_argument(
+        "--best-by",
+        default="margin",
+        choices=["margin", "accuracy"],
+        help="how the policy compared is chosen: the largest smallest margin over the rules at matched compute "
+        "(default), or the highest mean accuracy at --ratios",
+    )
     p.add_argument("--out", default=None, help="also write ablation.md there (ablation-<family>.md for another family)")
     ns = p.parse_args(args)
     bad = [x for x in ns.policies if "=" not in x]
     if bad:
-        raise ConfigError(f"{bad[0]!r}: give each policy sweep as LABEL=DIR, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli")
+        raise ConfigError(
+            f"{bad[0]!r}: give each policy sweep as LABEL=DIR, e.g. mlp/bernoulli=runs/ablation/mlp-bernoulli"
+        )
     policies = {label: read_sweep(folder) for label, folder in (x.split("=", 1) for x in ns.policies)}
     rules = read_sweep(ns.rules)
     check_same_questions({ns.rules: rules, **policies})
@@ -197,7 +282,9 @@ def main(args: list[str]) -> int:
         have = sorted({r["family"] for r in rules})
         missing = [f for f in fams if f not in have]
         if missing:
-            raise ConfigError(f"--family {ns.family}: the sweeps have no family {', '.join(missing)}; they have {', '.join(have)}")
+            raise ConfigError(
+                f"--family {ns.family}: the sweeps have no family {', '.join(missing)}; they have {', '.join(have)}"
+            )
         rules = rules + pool_families(rules, fams)
         policies = {label: rows + pool_families(rows, fams) for label, rows in policies.items()}
     try:
@@ -212,4 +299,15 @@ def main(args: list[str]) -> int:
         path.write_text(md)
         print(path)
     return 0
-__all__ = ["read_sweep", "check_same_questions", "pool_families", "best_label", "best_by_margin", "versus_rules", "markdown", "main"]
+
+
+__all__ = [
+    "read_sweep",
+    "check_same_questions",
+    "pool_families",
+    "best_label",
+    "best_by_margin",
+    "versus_rules",
+    "markdown",
+    "main",
+]

@@ -152,7 +152,9 @@ def question_flops(cfg: Any, text: int, kept: int, select: int) -> int:
     return prefill_flops(cfg, text + kept) + select
 
 
-def matched_compute(rows: list[dict], reference_method: str = "score", family: str = "all", rtol: float = 1e-9) -> list[dict]:
+def matched_compute(
+    rows: list[dict], reference_method: str = "score", family: str = "all", rtol: float = 1e-9
+) -> list[dict]:
     """Per ratio of `reference_method` and per method: that method's best accuracy at prefill FLOPs no higher
     than the reference's at that ratio ("matched compute"). `rows` are results rows (results.csv, strings or
     numbers) with method, retention_ratio, family, accuracy, prefill_tflops. A candidate fits if its FLOPs
@@ -161,17 +163,29 @@ def matched_compute(rows: list[dict], reference_method: str = "score", family: s
     of it may do better), methods in order of appearance: reference_ratio, reference_tflops, method, and the
     chosen retention_ratio, accuracy, prefill_tflops (all None where no ratio of the method fits)."""
     sel = [r for r in rows if r["family"] == family and not math.isnan(float(r["prefill_tflops"]))]
-    refs = sorted(((float(r["retention_ratio"]), float(r["prefill_tflops"])) for r in sel if r["method"] == reference_method),
-                  reverse=True)  # fmt: skip
+    refs = sorted(
+        ((float(r["retention_ratio"]), float(r["prefill_tflops"])) for r in sel if r["method"] == reference_method),
+        reverse=True,
+    )
     if not refs:
         raise ValueError(f"matched_compute: no row of reference method {reference_method!r} in family {family!r}")
     out = []
     for ref_ratio, ref_flops in refs:
         for m in dict.fromkeys(r["method"] for r in sel):
             fits = [r for r in sel if r["method"] == m and float(r["prefill_tflops"]) <= ref_flops * (1 + rtol)]
-            best = max(fits, key=lambda r: (float(r["accuracy"]), -float(r["prefill_tflops"]), float(r["retention_ratio"])), default=None)
-            out.append({"reference_ratio": ref_ratio, "reference_tflops": ref_flops, "method": m,
-                        "retention_ratio": None if best is None else float(best["retention_ratio"]),
-                        "accuracy": None if best is None else float(best["accuracy"]),
-                        "prefill_tflops": None if best is None else float(best["prefill_tflops"])})  # fmt: skip
+            best = max(
+                fits,
+                key=lambda r: (float(r["accuracy"]), -float(r["prefill_tflops"]), float(r["retention_ratio"])),
+                default=None,
+            )
+            out.append(
+                {
+                    "reference_ratio": ref_ratio,
+                    "reference_tflops": ref_flops,
+                    "method": m,
+                    "retention_ratio": None if best is None else float(best["retention_ratio"]),
+                    "accuracy": None if best is None else float(best["accuracy"]),
+                    "prefill_tflops": None if best is None else float(best["prefill_tflops"]),
+                }
+            )
     return out

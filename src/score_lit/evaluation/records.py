@@ -41,14 +41,28 @@ class Outcome:
         self.select_s += other.select_s
 
     def to_dict(self) -> dict:
-        return {"correct": self.correct, "kept": self.kept, "flops": self.flops, "select_flops": self.select_flops,
-                "prefill_s": self.prefill_s, "select_s": self.select_s}  # fmt: skip
+        return {
+            "correct": self.correct,
+            "kept": self.kept,
+            "flops": self.flops,
+            "select_flops": self.select_flops,
+            "prefill_s": self.prefill_s,
+            "select_s": self.select_s,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> Outcome:
-        nan = lambda xs: [math.nan if x is None else float(x) for x in xs]
-        return cls([bool(c) for c in d.get("correct", [])], [int(k) for k in d.get("kept", [])], nan(d.get("flops", [])),
-                   nan(d.get("select_flops", [])), float(d.get("prefill_s", 0.0)), float(d.get("select_s", 0.0)))  # fmt: skip
+        def nan(xs):
+            return [math.nan if x is None else float(x) for x in xs]
+
+        return cls(
+            [bool(c) for c in d.get("correct", [])],
+            [int(k) for k in d.get("kept", [])],
+            nan(d.get("flops", [])),
+            nan(d.get("select_flops", [])),
+            float(d.get("prefill_s", 0.0)),
+            float(d.get("select_s", 0.0)),
+        )
 
 
 @dataclass
@@ -95,12 +109,17 @@ class BatchRecord:
         return total
 
     def to_json(self) -> str:
-        return json.dumps({
-            "ids": self.ids, "left_out": [vars(p) for p in self.left_out],
-            "vanilla": self.vanilla.to_dict() if self.ids else {},
-            "methods": {f"{m}@{r}": out.to_dict() for (m, r), out in self.methods.items()},
-            "viz": [{**vars(v), "grid": list(v.grid)} for v in self.viz], "n_tokens": self.n_tokens, "grid": list(self.grid),
-        })  # fmt: skip
+        return json.dumps(
+            {
+                "ids": self.ids,
+                "left_out": [vars(p) for p in self.left_out],
+                "vanilla": self.vanilla.to_dict() if self.ids else {},
+                "methods": {f"{m}@{r}": out.to_dict() for (m, r), out in self.methods.items()},
+                "viz": [{**vars(v), "grid": list(v.grid)} for v in self.viz],
+                "n_tokens": self.n_tokens,
+                "grid": list(self.grid),
+            }
+        )
 
     @classmethod
     def from_json(cls, line: str) -> BatchRecord:
@@ -109,9 +128,19 @@ class BatchRecord:
         for key, out in d.get("methods", {}).items():
             m, r = key.rsplit("@", 1)
             methods[(m, float(r))] = Outcome.from_dict(out)
-        viz = [KeptMap(v["id"], v["method"], float(v["ratio"]), [bool(x) for x in v["keep"]], tuple(v["grid"])) for v in d.get("viz", [])]
-        return cls(list(d["ids"]), [Problem(**p) for p in d.get("left_out", [])], Outcome.from_dict(d.get("vanilla") or {}), methods, viz,
-                   int(d.get("n_tokens", 0)), tuple(d.get("grid", ())))  # fmt: skip
+        viz = [
+            KeptMap(v["id"], v["method"], float(v["ratio"]), [bool(x) for x in v["keep"]], tuple(v["grid"]))
+            for v in d.get("viz", [])
+        ]
+        return cls(
+            list(d["ids"]),
+            [Problem(**p) for p in d.get("left_out", [])],
+            Outcome.from_dict(d.get("vanilla") or {}),
+            methods,
+            viz,
+            int(d.get("n_tokens", 0)),
+            tuple(d.get("grid", ())),
+        )
 
 
 def read_records(path: Path) -> list[BatchRecord]:

@@ -18,9 +18,23 @@ from score_lit.config import keep_count, retention_label
 from score_lit.evaluation.flops import TERA
 from score_lit.evaluation.records import BatchRecord, Outcome
 
-FIELDS = ["benchmark", "family", "method", "retention_ratio", "accuracy", "pct_of_vanilla", "kept_tokens_mean",
-          "budget_tokens", "over_budget", "prefill_ms", "select_ms", "prefill_tflops", "select_tflops",
-          "flops_pct_of_vanilla", "n"]  # fmt: skip
+FIELDS = [
+    "benchmark",
+    "family",
+    "method",
+    "retention_ratio",
+    "accuracy",
+    "pct_of_vanilla",
+    "kept_tokens_mean",
+    "budget_tokens",
+    "over_budget",
+    "prefill_ms",
+    "select_ms",
+    "prefill_tflops",
+    "select_tflops",
+    "flops_pct_of_vanilla",
+    "n",
+]
 
 
 def by_family(correct: dict, family: dict) -> dict:
@@ -50,16 +64,29 @@ def result_rows(record: BatchRecord, family: dict, bench_name: str) -> list[dict
         kept = sum(t.kept) / max(len(t.kept), 1)
         budget = keep_count(ratio, record.n_tokens)
         for fam, acc in accs.items():
-            flops, van_flops = _family_mean(ids, t.flops, family, fam), _family_mean(ids, record.vanilla.flops, family, fam)
-            rows.append({
-                "benchmark": bench_name, "family": fam, "method": method, "retention_ratio": ratio,
-                "accuracy": round(acc, 4), "pct_of_vanilla": round(100 * acc / van[fam], 2) if van[fam] > 0 else float("nan"),
-                "kept_tokens_mean": round(kept, 2), "budget_tokens": budget, "over_budget": int(kept > budget + 1e-9),
-                "prefill_ms": round(1000 * t.prefill_s / max(n, 1), 3), "select_ms": round(1000 * t.select_s / max(n, 1), 3),
-                "prefill_tflops": flops / TERA, "select_tflops": _family_mean(ids, t.select_flops, family, fam) / TERA,
-                "flops_pct_of_vanilla": round(100 * flops / van_flops, 2) if van_flops > 0 else float("nan"),
-                "n": sum(1 for i in ids if fam == "all" or family[i] == fam),
-            })  # fmt: skip
+            flops, van_flops = (
+                _family_mean(ids, t.flops, family, fam),
+                _family_mean(ids, record.vanilla.flops, family, fam),
+            )
+            rows.append(
+                {
+                    "benchmark": bench_name,
+                    "family": fam,
+                    "method": method,
+                    "retention_ratio": ratio,
+                    "accuracy": round(acc, 4),
+                    "pct_of_vanilla": round(100 * acc / van[fam], 2) if van[fam] > 0 else float("nan"),
+                    "kept_tokens_mean": round(kept, 2),
+                    "budget_tokens": budget,
+                    "over_budget": int(kept > budget + 1e-9),
+                    "prefill_ms": round(1000 * t.prefill_s / max(n, 1), 3),
+                    "select_ms": round(1000 * t.select_s / max(n, 1), 3),
+                    "prefill_tflops": flops / TERA,
+                    "select_tflops": _family_mean(ids, t.select_flops, family, fam) / TERA,
+                    "flops_pct_of_vanilla": round(100 * flops / van_flops, 2) if van_flops > 0 else float("nan"),
+                    "n": sum(1 for i in ids if fam == "all" or family[i] == fam),
+                }
+            )
 
     add("vanilla", 1.0, record.vanilla, van)
     for (m, r), t in record.methods.items():
@@ -69,7 +96,6 @@ def result_rows(record: BatchRecord, family: dict, bench_name: str) -> list[dict
 
 # ------------------------------------------------------------------------------------------------
 # Outputs
-
 
 
 def write_csv(rows: list[dict], path: Path) -> Path:
@@ -86,13 +112,22 @@ def markdown_table(rows: list[dict], family: str = "all") -> str:
     sel = [r for r in rows if r["family"] == family]
     van = next(r for r in sel if r["method"] == "vanilla")
     head = "| method | " + " | ".join(f"{int(round(100 * q))}%" for q in ratios) + " |"
-    lines = [head, "|---" * (len(ratios) + 1) + "|", f"| vanilla (all {int(van['kept_tokens_mean'])} tokens) | "
-             + " | ".join(f"{100 * van['accuracy']:.1f}" for _ in ratios) + " |"]  # fmt: skip
+    lines = [
+        head,
+        "|---" * (len(ratios) + 1) + "|",
+        f"| vanilla (all {int(van['kept_tokens_mean'])} tokens) | "
+        + " | ".join(f"{100 * van['accuracy']:.1f}" for _ in ratios)
+        + " |",
+    ]
     for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
         cells = []
         for q in ratios:
             r = next((x for x in sel if x["method"] == m and x["retention_ratio"] == q), None)
-            cells.append("" if r is None else f"{100 * r['accuracy']:.1f} ({r['pct_of_vanilla']:.0f}%){'*' if r['over_budget'] else ''}")
+            cells.append(
+                ""
+                if r is None
+                else f"{100 * r['accuracy']:.1f} ({r['pct_of_vanilla']:.0f}%){'*' if r['over_budget'] else ''}"
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -150,7 +185,15 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
         for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
             pts = sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
             main = m == "score"  # drawn on top: it is what the figure compares
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, lw=2.4 if main else 1.2, label=m, zorder=5 if main else 2)
+            ax.plot(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                marker="o",
+                ms=3,
+                lw=2.4 if main else 1.2,
+                label=m,
+                zorder=5 if main else 2,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("retention ratio")
         ax.set_title(fam)
@@ -166,10 +209,13 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
 
 def results_markdown(rows: list[dict], title: str) -> str:
     """results.md: the accuracy table and the compute table of family `all`."""
-    return (f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n" + markdown_table(rows)
-            + "\n\nPrefill compute per question (share of vanilla's): the LLM over text + kept tokens plus what the "
-            "method's selection costs (FastV: its first K layers over every token and its ranking); vision encoder "
-            "not included (score_lit.evaluation.flops).\n\n" + compute_table(rows) + "\n")  # fmt: skip
+    return (
+        f"# {title}\n\nAccuracy % (share of vanilla); * = kept more tokens than the budget.\n\n"
+        + markdown_table(rows)
+        + "\n\nPrefill compute per question (share of vanilla's): the LLM over text + kept tokens plus what the "
+        "method's selection costs (FastV: its first K layers over every token and its ranking); vision encoder "
+        "not included (score_lit.evaluation.flops).\n\n" + compute_table(rows) + "\n"
+    )
 
 
 def pictures(cfg, record: BatchRecord, records_of_bench: list, out: Path) -> list[Path]:

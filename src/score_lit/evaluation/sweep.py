@@ -89,7 +89,6 @@ def collate_eval(items: list, prompts=None) -> tuple:
     return (collate(good, prompts) if good else None), [p for p in items if isinstance(p, Problem)]
 
 
-
 def _timed(device, fn, *args):
     """(fn(*args), its wall time in seconds), the device synchronised before and after."""
     if device.type == "cuda":
@@ -110,9 +109,11 @@ class _Measure:
         e = cfg.eval
         self.e, self.mllm, self.dev = e, mllm, mllm.device
         self.comps = {
-            m: build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+            m: build_compressor(
+                m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer
+            )
             for m in e.methods
-        }  # fmt: skip
+        }
         self.text_cfg = mllm.model.config.text_config  # the LLM's sizes, for the FLOPs columns
         self.no_flops: set = set()  # methods without a selection FLOPs formula (warned once)
 
@@ -158,7 +159,11 @@ class _Measure:
                 rec.methods[(m, r)] = Outcome(correct, kept, flops, sf, dt, rank_s + sel_s)
                 if abs(r - e.viz_ratio) < 1e-9:
                     on_cpu = sel.keep.cpu()
-                    rec.viz += [KeptMap(q, m, r, on_cpu[j].tolist(), tuple(visual.grid)) for j, q in enumerate(batch.ids) if q in viz_ids]
+                    rec.viz += [
+                        KeptMap(q, m, r, on_cpu[j].tolist(), tuple(visual.grid))
+                        for j, q in enumerate(batch.ids)
+                        if q in viz_ids
+                    ]
         return rec
 
 
@@ -197,10 +202,24 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
     seen = set(total.ids) | {p.sample_id for p in total.left_out}
     todo = [r for r in bench.records if r.id not in seen]
     ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark, cache)
-    loader = DataLoader(ds, batch_size=e.batch_size, shuffle=False, collate_fn=partial(collate_eval, prompts=mllm.prompt_builder), num_workers=e.num_workers)
+    loader = DataLoader(
+        ds,
+        batch_size=e.batch_size,
+        shuffle=False,
+        collate_fn=partial(collate_eval, prompts=mllm.prompt_builder),
+        num_workers=e.num_workers,
+    )
     n_batches = -(-len(bench.records) // e.batch_size)
-    bar = tqdm(loader, desc=f"eval {e.benchmark}", unit="batch", file=sys.stderr, disable=not progress, dynamic_ncols=True,
-               total=n_batches, initial=n_batches - len(loader))  # fmt: skip
+    bar = tqdm(
+        loader,
+        desc=f"eval {e.benchmark}",
+        unit="batch",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        total=n_batches,
+        initial=n_batches - len(loader),
+    )
     interrupted = False
     latch = SigintLatch().install()  # a Ctrl-C swallowed on its way up (interrupts.py) still ends the sweep here
     try:
@@ -211,7 +230,9 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
             if batch is None:
                 rec = BatchRecord([], bad, n_tokens=total.n_tokens, grid=total.grid)
             else:
-                viz_ids = list(batch.ids[: max(e.viz_samples - len(total.ids), 0)])  # the first eval.viz_samples questions
+                viz_ids = list(
+                    batch.ids[: max(e.viz_samples - len(total.ids), 0)]
+                )  # the first eval.viz_samples questions
                 rec = measure.batch(batch, bad, viz_ids)
             if on_batch is not None:
                 on_batch(rec)
@@ -228,12 +249,21 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
         from score_lit.config import DataError
 
         raise DataError(f"benchmark {e.benchmark!r}: every video was left out (see the problems above)")
-    return {"record": total, "rows": result_rows(total, family, bench.name), "problems": list(bench.problems) + total.left_out,
-            "benchmark": bench, "n_tokens": total.n_tokens, "interrupted": interrupted, "questions_total": len(bench.records)}  # fmt: skip
+    return {
+        "record": total,
+        "rows": result_rows(total, family, bench.name),
+        "problems": list(bench.problems) + total.left_out,
+        "benchmark": bench,
+        "n_tokens": total.n_tokens,
+        "interrupted": interrupted,
+        "questions_total": len(bench.records),
+    }
 
 
 def _postfix(total: BatchRecord, ratios) -> dict:
-    mean = lambda xs: sum(xs) / max(len(xs), 1)
+    def mean(xs):
+        return sum(xs) / max(len(xs), 1)
+
     out = {"vanilla": f"{mean(total.vanilla.correct):.3f}"}
     if ("score", ratios[-1]) in total.methods:
         out["score"] = f"{mean(total.methods[('score', ratios[-1])].correct):.3f}@{ratios[-1]}"
@@ -258,15 +288,35 @@ def _selection_flops(comp, shape, ratio: float, text: int, text_cfg, warned: set
             log.warning("%s: no selection FLOPs (%s); its FLOPs columns are NaN", comp.name, err)
         return float("nan")
 
-SWEEP_KEYS = ("benchmark", "root", "split", "limit", "methods", "ratios", "policy", "fastv_layer", "frames", "size", "fit",
-              "sample_fps", "batch_size")  # what makes two runs the same sweep (eval.resume checks them)  # fmt: skip
+
+SWEEP_KEYS = (
+    "benchmark",
+    "root",
+    "split",
+    "limit",
+    "methods",
+    "ratios",
+    "policy",
+    "fastv_layer",
+    "frames",
+    "size",
+    "fit",
+    "sample_fps",
+    "batch_size",
+)  # what makes two runs the same sweep (eval.resume checks them)
 
 
 def sweep_identity(cfg: Config) -> dict:
     """The settings an interrupted sweep must be resumed with (its questions.jsonl holds their results)."""
     e = cfg.eval
-    return {**{f"eval.{k}": getattr(e, k) for k in SWEEP_KEYS}, "mllm.family": cfg.mllm.family, "mllm.path": cfg.mllm.path,
-            "mllm.dtype": cfg.mllm.dtype, "seed": cfg.seed, "policy.selection": cfg.policy.selection}  # fmt: skip
+    return {
+        **{f"eval.{k}": getattr(e, k) for k in SWEEP_KEYS},
+        "mllm.family": cfg.mllm.family,
+        "mllm.path": cfg.mllm.path,
+        "mllm.dtype": cfg.mllm.dtype,
+        "seed": cfg.seed,
+        "policy.selection": cfg.policy.selection,
+    }
 
 
 def resolve_out_dir(cfg: Config) -> tuple[Path, bool]:
@@ -283,22 +333,30 @@ def resolve_out_dir(cfg: Config) -> tuple[Path, bool]:
     if e.out_dir is None:  # resume the newest unfinished sweep
         states = [p for p in Path("runs/eval").glob("*/sweep.json") if not json.loads(p.read_text()).get("finished")]
         if not states:
-            raise ConfigError("eval.resume=true: no unfinished sweep under runs/eval/; give eval.out_dir=<the sweep's folder>")
+            raise ConfigError(
+                "eval.resume=true: no unfinished sweep under runs/eval/; give eval.out_dir=<the sweep's folder>"
+            )
         out = max(states, key=lambda p: p.stat().st_mtime).parent
     else:
         out = Path(e.out_dir)
     state = out / "sweep.json"
     if e.resume:
         if not state.is_file():
-            raise ConfigError(f"eval.resume=true: {out} holds no sweep (no sweep.json); drop eval.resume to start one there")
+            raise ConfigError(
+                f"eval.resume=true: {out} holds no sweep (no sweep.json); drop eval.resume to start one there"
+            )
         old = json.loads(state.read_text())["identity"]
         diff = [f"{k} ({old.get(k)!r} -> {v!r})" for k, v in sweep_identity(cfg).items() if old.get(k) != v]
         if diff:
-            raise ConfigError(f"eval.resume=true: {out} is a sweep of other settings: {'; '.join(diff)}; resume with its own, or start a new sweep")
+            raise ConfigError(
+                f"eval.resume=true: {out} is a sweep of other settings: {'; '.join(diff)}; resume with its own, or start a new sweep"
+            )
         return out, True
     if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"eval.out_dir={out} already holds results: resume its sweep with eval.resume=true, or give another "
-                          f"eval.out_dir (left unset, every sweep gets its own runs/eval/<benchmark>-<time>)")  # fmt: skip
+        raise ConfigError(
+            f"eval.out_dir={out} already holds results: resume its sweep with eval.resume=true, or give another "
+            f"eval.out_dir (left unset, every sweep gets its own runs/eval/<benchmark>-<time>)"
+        )
     return out, False
 
 
@@ -327,14 +385,18 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     if not resuming:
         state = {"identity": sweep_identity(cfg), "parent_run_id": run_id, "finished": False}
         state_path.write_text(json.dumps(state, indent=2) + "\n")
-    print(f"sweep      : {out} (mlflow run {run_id}, experiment '{exp_name}'){' resumed' if resuming else ''}", flush=True)
+    print(
+        f"sweep      : {out} (mlflow run {run_id}, experiment '{exp_name}'){' resumed' if resuming else ''}", flush=True
+    )
     n_done = sum(len(r.ids) for r in done)
 
     with open(qpath, "a") as qf:
 
         def on_batch(rec: BatchRecord) -> None:
             nonlocal n_done
-            with sigint_held():  # a Ctrl-C here comes after the record: inside MLflow's sqlite write it left a traceback
+            with (
+                sigint_held()
+            ):  # a Ctrl-C here comes after the record: inside MLflow's sqlite write it left a traceback
                 qf.write(rec.to_json() + "\n")
                 qf.flush()
                 os.fsync(qf.fileno())
@@ -345,8 +407,11 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
             res = sweep(cfg, progress, done=done, on_batch=on_batch)
         except KeyboardInterrupt:
             tracking.close_killed()
-            print(f"interrupted before any question was recorded; the same command with eval.resume=true (and "
-                  f"eval.out_dir={out}) starts it again there", file=sys.stderr)  # fmt: skip
+            print(
+                f"interrupted before any question was recorded; the same command with eval.resume=true (and "
+                f"eval.out_dir={out}) starts it again there",
+                file=sys.stderr,
+            )
             raise
         except BaseException:
             tracking.close_failed()
@@ -355,8 +420,11 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     if res["interrupted"]:
         csv_path = report.write_csv(rows, out / "results.partial.csv")
         tracking.close_killed(rows, [csv_path])
-        print(f"interrupted after {len(record.ids)} of {res['questions_total']} questions: partial results in {csv_path}; go on with "
-              f"the same command and eval.resume=true{'' if e.out_dir else f' (or eval.out_dir={out} eval.resume=true)'}", file=sys.stderr)  # fmt: skip
+        print(
+            f"interrupted after {len(record.ids)} of {res['questions_total']} questions: partial results in {csv_path}; go on with "
+            f"the same command and eval.resume=true{'' if e.out_dir else f' (or eval.out_dir={out} eval.resume=true)'}",
+            file=sys.stderr,
+        )
         raise KeyboardInterrupt
     (out / "results.partial.csv").unlink(missing_ok=True)
     csv_path = report.write_csv(rows, out / "results.csv")

@@ -35,9 +35,20 @@ def open_parent(cfg: Config, out: Path, parent_run_id: str | None = None) -> tup
         parent = mlflow.start_run(run_id=parent_run_id)
     else:
         tags = {"benchmark": e.benchmark, "kind": "eval-sweep", "out_dir": str(out)}
-        parent = mlflow.start_run(experiment_id=exp_id, run_name=cfg.tracking.run_name or f"eval-{e.benchmark} {out.name}", tags=tags)
-        mlflow.log_params({"benchmark": e.benchmark, "methods": ",".join(e.methods), "ratios": ",".join(map(str, e.ratios)),
-                           "policy": e.policy, "mllm.path": cfg.mllm.path, "frames": e.frames, "out_dir": str(out)})  # fmt: skip
+        parent = mlflow.start_run(
+            experiment_id=exp_id, run_name=cfg.tracking.run_name or f"eval-{e.benchmark} {out.name}", tags=tags
+        )
+        mlflow.log_params(
+            {
+                "benchmark": e.benchmark,
+                "methods": ",".join(e.methods),
+                "ratios": ",".join(map(str, e.ratios)),
+                "policy": e.policy,
+                "mllm.path": cfg.mllm.path,
+                "frames": e.frames,
+                "out_dir": str(out),
+            }
+        )
     return parent.info.run_id, exp_id, exp_name
 
 
@@ -89,7 +100,11 @@ def close_finished(exp_id: str, rows: list[dict], benchmark: str, artifacts) -> 
             metrics = {k: float(r[k]) for k in CHILD_METRICS}
             metrics.update({k: float(r[k]) for k in CHILD_FLOPS if r[k] == r[k]})
             for fr in rows:
-                if fr["method"] == r["method"] and fr["retention_ratio"] == r["retention_ratio"] and fr["family"] != "all":
+                if (
+                    fr["method"] == r["method"]
+                    and fr["retention_ratio"] == r["retention_ratio"]
+                    and fr["family"] != "all"
+                ):
                     metrics[f"accuracy_{fr['family']}"] = float(fr["accuracy"])
             mlflow.log_metrics(metrics)
     mlflow.log_metrics(summary_metrics(rows))

@@ -1,7 +1,7 @@
 """Pictures: training curves read back from MLflow (what the run really logged), and kept-token maps.
 
-    python -m score_lit plot-run RUN_ID [--tracking-uri URI] [--out curves.png]
-    python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF (visualize_video)
+python -m score_lit plot-run RUN_ID [--tracking-uri URI] [--out curves.png]
+python -m score_lit viz VIDEO [CONFIG] [--method score] [--ratio 0.1] [--out DIR]   # PNG grid + GIF (visualize_video)
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-CURVES = (("keep_ratio/mean", "mean keep ratio"), ("dce/mean", "mean dCE (nats)"), ("reward/fidelity", "fidelity reward"))
+CURVES = (
+    ("keep_ratio/mean", "mean keep ratio"),
+    ("dce/mean", "mean dCE (nats)"),
+    ("reward/fidelity", "fidelity reward"),
+)
 
 
 def metric_history(tracking_uri: str, run_id: str, key: str) -> tuple[list[int], list[float]]:
@@ -29,7 +33,9 @@ def find_run(tracking_uri: str, run: str) -> str:
     from score_lit.config import ConfigError
 
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri[len("sqlite:///") :]).is_file():
-        raise ConfigError(f"no MLflow store at {tracking_uri}: train a run first, or pass --tracking-uri of the store that holds {run!r}")
+        raise ConfigError(
+            f"no MLflow store at {tracking_uri}: train a run first, or pass --tracking-uri of the store that holds {run!r}"
+        )
     client = MlflowClient(tracking_uri)
     try:
         return client.get_run(run).info.run_id
@@ -37,9 +43,17 @@ def find_run(tracking_uri: str, run: str) -> str:
         pass
     exps = [e.experiment_id for e in client.search_experiments()]
     escaped = run.replace("'", "\\'")
-    found = client.search_runs(exps, f"attributes.run_name = '{escaped}'", order_by=["attributes.start_time DESC"], max_results=1) if exps else []
+    found = (
+        client.search_runs(
+            exps, f"attributes.run_name = '{escaped}'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if exps
+        else []
+    )
     if not found:
-        raise ConfigError(f"no MLflow run with id or name {run!r} in {tracking_uri}: give a run id or name that `make mlflow-ui` lists (or --tracking-uri)")
+        raise ConfigError(
+            f"no MLflow run with id or name {run!r} in {tracking_uri}: give a run id or name that `make mlflow-ui` lists (or --tracking-uri)"
+        )
     return found[0].info.run_id
 
 
@@ -177,10 +191,16 @@ def visualize_video(cfg, video: str, methods: list[str], ratio: float, question:
     out.mkdir(parents=True, exist_ok=True)
     rows, paths = [], []
     for m in methods:
-        comp = build_compressor(m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer)
+        comp = build_compressor(
+            m, mllm=mllm, policy_path=e.policy, selection=cfg.policy.selection, seed=cfg.seed, layer=e.fastv_layer
+        )
         keep = comp.select(visual, ratio, prompts).keep[0].cpu()
         rows.append((f"{m} {retention_label(ratio)}", keep))
-        paths.append(kept_token_gif(frames, keep, visual.grid, out / f"{Path(video).stem}_{m}_{retention_label(ratio)}.gif"))
+        paths.append(
+            kept_token_gif(frames, keep, visual.grid, out / f"{Path(video).stem}_{m}_{retention_label(ratio)}.gif")
+        )
     grid_png = out / f"{Path(video).stem}_{retention_label(ratio)}.png"
-    paths.insert(0, kept_token_grid(frames, rows, visual.grid, grid_png, title=f"{Path(video).name}: kept tokens at {ratio:.0%}"))
+    paths.insert(
+        0, kept_token_grid(frames, rows, visual.grid, grid_png, title=f"{Path(video).name}: kept tokens at {ratio:.0%}")
+    )
     return paths

@@ -22,15 +22,23 @@ what the code relies on).
 from __future__ import annotations
 
 MODELS = {
-    "score_qwen2_5_vl": ("score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VLSimple",
-                         "score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VL"),
-    "score_llava_onevision": ("score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevisionSimple",
-                              "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevision"),
-    "score_qwen3_vl": ("score_lit.lmms.models.score_qwen3_vl.ScoreQwen3_VLSimple",
-                       "score_lit.lmms.models.score_qwen3_vl.ScoreQwen3_VL"),
-    "score_qwen3_5": ("score_lit.lmms.models.score_qwen3_5.ScoreQwen3_5Simple",
-                      "score_lit.lmms.models.score_qwen3_5.ScoreQwen3_5"),
-}  # fmt: skip
+    "score_qwen2_5_vl": (
+        "score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VLSimple",
+        "score_lit.lmms.models.score_qwen2_5_vl.ScoreQwen2_5_VL",
+    ),
+    "score_llava_onevision": (
+        "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevisionSimple",
+        "score_lit.lmms.models.score_llava_onevision.ScoreLlavaOnevision",
+    ),
+    "score_qwen3_vl": (
+        "score_lit.lmms.models.score_qwen3_vl.ScoreQwen3_VLSimple",
+        "score_lit.lmms.models.score_qwen3_vl.ScoreQwen3_VL",
+    ),
+    "score_qwen3_5": (
+        "score_lit.lmms.models.score_qwen3_5.ScoreQwen3_5Simple",
+        "score_lit.lmms.models.score_qwen3_5.ScoreQwen3_5",
+    ),
+}
 
 
 def manifests() -> list:

@@ -73,8 +73,10 @@ class ScoreGeneration:
         for req in tqdm(requests, disable=self.rank != 0, desc="SCORE generate"):
             text, videos, gen_kwargs, doc_id = self._request(req)
             if len(videos) != 1:
-                raise NotImplementedError(f"{name} generate_until: one video per document (doc {doc_id}: {len(videos)} videos, "
-                                          "images are not supported)")  # fmt: skip
+                raise NotImplementedError(
+                    f"{name} generate_until: one video per document (doc {doc_id}: {len(videos)} videos, "
+                    "images are not supported)"
+                )
             answer, n_new = self._generate(text, videos[0], dict(gen_kwargs))
             if self.apply_until:
                 until = gen_kwargs.get("until", [self.tokenizer.decode(self.eot_token_id)])
@@ -84,7 +86,11 @@ class ScoreGeneration:
             if hasattr(self, "_strip_thinking"):  # the stock Qwen3-VL / Qwen3.5 wrappers drop <think>...</think>
                 answer = self._strip_thinking(answer)
             self.cache_hook.add_partial("generate_until", (text, gen_kwargs), answer)
-            res.append(answer if self.is_simple else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new)))
+            res.append(
+                answer
+                if self.is_simple
+                else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new))
+            )
         return res
 
     def _request(self, req) -> tuple[str, list, dict, int]:
@@ -111,7 +117,9 @@ class ScoreGeneration:
 
         frames_n, fps = self.frame_args()
         frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
-        return self.generate_frames(text, collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]), gen_kwargs)
+        return self.generate_frames(
+            text, collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]), gen_kwargs
+        )
 
     @torch.no_grad()
     def generate_frames(self, text: str, batch, gen_kwargs: dict) -> tuple[str, int]:
@@ -124,10 +132,19 @@ class ScoreGeneration:
         block, block_pos = adapter.prompt_block(video_in, spf)
         ids = torch.tensor([pre + block + post])
         dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
-        kwargs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in adapter.generate_inputs(ids, video_in).items()}
+        kwargs = {
+            k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev))
+            for k, v in adapter.generate_inputs(ids, video_in).items()
+        }
         # the stock wrapper's defaults (Qwen3-VL / Qwen3.5: its DEFAULT_GEN_KWARGS), then the task's
-        cur = {"max_new_tokens": self.max_new_tokens, "temperature": 0.0, "top_p": None, "num_beams": 1,
-               **getattr(self, "DEFAULT_GEN_KWARGS", {}), **gen_kwargs}  # fmt: skip
+        cur = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": 0.0,
+            "top_p": None,
+            "num_beams": 1,
+            **getattr(self, "DEFAULT_GEN_KWARGS", {}),
+            **gen_kwargs,
+        }
         sample = float(cur["temperature"] or 0.0) > 0
         extra = {"top_k": cur["top_k"]} if sample and cur.get("top_k") is not None else {}
         self.hooks.positions = adapter.full_positions(len(pre), block_pos, video_in.n_suffix, len(post))
@@ -135,12 +152,19 @@ class ScoreGeneration:
         self.hooks.attach()
         try:
             out = self.model.generate(
-                input_ids=ids.to(dev), attention_mask=torch.ones_like(ids).to(dev), **kwargs, do_sample=sample,
-                temperature=cur["temperature"] if sample else None, top_p=cur["top_p"] if sample else None,
-                num_beams=int(cur.get("num_beams") or 1), max_new_tokens=int(cur["max_new_tokens"]), use_cache=self.use_cache,
+                input_ids=ids.to(dev),
+                attention_mask=torch.ones_like(ids).to(dev),
+                **kwargs,
+                do_sample=sample,
+                temperature=cur["temperature"] if sample else None,
+                top_p=cur["top_p"] if sample else None,
+                num_beams=int(cur.get("num_beams") or 1),
+                max_new_tokens=int(cur["max_new_tokens"]),
+                use_cache=self.use_cache,
                 **extra,
-                eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
-            )  # fmt: skip
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
         finally:
             self.hooks.remove()
             self.hooks.positions = self.hooks.video_positions = self._prompts = None

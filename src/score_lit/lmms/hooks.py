@@ -70,7 +70,9 @@ class _PruningHooks:
         if self.positions is None:
             return None
         if self.positions.shape[-1] != ids.shape[1]:
-            raise ValueError(f"{type(self).__name__}: positions for {self.positions.shape[-1]} tokens, the prompt has {ids.shape[1]}")
+            raise ValueError(
+                f"{type(self).__name__}: positions for {self.positions.shape[-1]} tokens, the prompt has {ids.shape[1]}"
+            )
         return self.positions.to(emb.device)
 
     def _continue(self, emb: Tensor, past: int) -> Tensor:
@@ -107,7 +109,9 @@ class _PruningHooks:
         if isinstance(mask, Tensor) and mask.ndim == 2:
             kwargs["attention_mask"] = mask[:, kept]
         elif mask is not None:
-            raise NotImplementedError(f"{type(self).__name__}: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)")
+            raise NotImplementedError(
+                f"{type(self).__name__}: prefill attention mask {type(mask).__name__} (only a 2-D tensor or None)"
+            )
         return kept
 
     def _inner(self, module, args, kwargs):
@@ -127,8 +131,12 @@ class _PruningHooks:
         mask = kwargs.get("attention_mask")
         if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1] + self._dropped:
             kwargs["attention_mask"] = torch.cat([mask[:, self._kept], mask[:, self._prefill_len :]], dim=1)
-        elif mask is not None and not (isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]):
-            raise NotImplementedError(f"{type(self).__name__}: decode-step attention mask {type(mask).__name__} not supported")
+        elif mask is not None and not (
+            isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[1] == past + emb.shape[1]
+        ):
+            raise NotImplementedError(
+                f"{type(self).__name__}: decode-step attention mask {type(mask).__name__} not supported"
+            )
         kwargs["position_ids"] = self._decode_positions(kwargs.get("position_ids"), emb, past)
         return args, kwargs
 
@@ -148,7 +156,7 @@ class ScoreHooks(_PruningHooks):
         self._prefill_len = 0
         self.last_keep: Tensor | None = None  # [1, T*N] bool, the last prefill's selection (for tests / logging)
 
-    def attach(self) -> "ScoreHooks":
+    def attach(self) -> ScoreHooks:
         if self._handles:
             return self
         self._handles = [
@@ -185,7 +193,9 @@ class ScoreHooks(_PruningHooks):
 
     def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
         if ids.shape[0] != 1:
-            raise NotImplementedError(f"ScoreHooks: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1")
+            raise NotImplementedError(
+                f"ScoreHooks: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1"
+            )
         grid = self._call.get("video_grid_thw")
         grid = self._vision_grid if grid is None else grid
         if grid is None or grid.shape[0] != 1:
@@ -195,14 +205,22 @@ class ScoreHooks(_PruningHooks):
         vid = ids[0] == self.video_token_id  # [L]
         cols = vid.nonzero().squeeze(1)  # [T*N] video columns, in order
         if cols.numel() != t * hh * ww:
-            raise ValueError(f"ScoreHooks: {cols.numel()} video tokens in the prompt, grid {t}x{hh}x{ww} wants {t * hh * ww}")
+            raise ValueError(
+                f"ScoreHooks: {cols.numel()} video tokens in the prompt, grid {t}x{hh}x{ww} wants {t * hh * ww}"
+            )
         given = self._given(ids, emb)
         pos = kwargs.get("position_ids") if given is None else given[:, None]  # [3 or 4, 1, L]
         if given is not None:
             rel = self.video_positions.to(emb.device)
         else:
-            rel = pos[-3:, 0, cols] - pos[-3:, 0, cols].amin(-1, keepdim=True) if pos is not None else torch.zeros(3, len(cols))
-        visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, hh * ww, -1), grid=(t, hh, ww), positions=rel[None].long())
+            rel = (
+                pos[-3:, 0, cols] - pos[-3:, 0, cols].amin(-1, keepdim=True)
+                if pos is not None
+                else torch.zeros(3, len(cols))
+            )
+        visual = VisualTokens(
+            tokens=emb[0, cols].reshape(1, t, hh * ww, -1), grid=(t, hh, ww), positions=rel[None].long()
+        )
         keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
         self.last_keep = keep[None].cpu()
         col_keep = ~vid
@@ -252,7 +270,7 @@ class ScoreHooks1D(_PruningHooks):
         self._prefill_len = 0
         self.last_keep: Tensor | None = None
 
-    def attach(self) -> "ScoreHooks1D":
+    def attach(self) -> ScoreHooks1D:
         if not self._handles:
             self._handles = [
                 self.model.register_forward_pre_hook(self._outer, with_kwargs=True),
@@ -280,7 +298,9 @@ class ScoreHooks1D(_PruningHooks):
 
     def _prune(self, ids: Tensor, emb: Tensor, kwargs: dict) -> dict:
         if ids.shape[0] != 1:
-            raise NotImplementedError(f"ScoreHooks1D: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1")
+            raise NotImplementedError(
+                f"ScoreHooks1D: generate with batch size 1 (got {ids.shape[0]}); use --batch_size 1"
+            )
         vid = ids[0] == self.video_token_id  # [L]: T*N frame tokens + the trailing newline
         cols = vid.nonzero().squeeze(1)
         h, w = self.pooled
@@ -292,7 +312,11 @@ class ScoreHooks1D(_PruningHooks):
         t = n // (h * w)
         cols = cols[:-1]  # the newline column stays
         given = self._given(ids, emb)
-        positions = torch.arange(n, device=emb.device)[None, None] if given is None else self.video_positions.to(emb.device)[None]
+        positions = (
+            torch.arange(n, device=emb.device)[None, None]
+            if given is None
+            else self.video_positions.to(emb.device)[None]
+        )
         visual = VisualTokens(tokens=emb[0, cols].reshape(1, t, h * w, -1), grid=(t, h, w), positions=positions)
         keep = self.select(visual).to(emb.device).reshape(-1)  # [T*N] bool
         self.last_keep = keep[None].cpu()

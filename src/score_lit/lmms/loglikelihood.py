@@ -36,7 +36,10 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
             raise NotImplementedError(f"{name} loglikelihood: one video per document ({doc_id}: {len(videos)})")
         frames, spf = load_video(videos[0], num_frames, model.frame_size, model.fit, fps)
         pairs = [tuple(requests[j].args[:2]) for j in idx]
-        for i, (ce, _) in zip(idx, document_scores(model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs)):
+        for i, (ce, _) in zip(
+            idx,
+            document_scores(model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs),
+        ):
             res[i] = (ce, False)
     # lmms-eval 0.7.3's evaluator passes every response through unwrap_generation_output, which turns a
     # (loss, is_greedy) tuple into its str() and breaks multiple_choice's `lls, is_greedy = zip(*results)`;
@@ -44,8 +47,9 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
     return [GenerationResult(text=r) for r in res]
 
 
-def document_scores(adapter, compressor, ratio: float, doc_id: str, frames, spf: float | None,
-                    pairs: list[tuple[str, str]]) -> list[tuple[float, Tensor]]:  # fmt: skip
+def document_scores(
+    adapter, compressor, ratio: float, doc_id: str, frames, spf: float | None, pairs: list[tuple[str, str]]
+) -> list[tuple[float, Tensor]]:
     """(mean CE, keep [T*N] bool) of each (context, continuation) of one document's video (frames [F, H, W, 3] uint8): encoded once,
     the compressor (None = keep all) selects once per context, with that context's prompts (a question-conditioned
     policy reads the question), every pair scored with its kept tokens."""

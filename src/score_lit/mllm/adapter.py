@@ -72,8 +72,17 @@ from score_lit.config import MLLMConfig
 from score_lit.mllm.attention import attention_map, rotate
 from score_lit.mllm.preprocess import read_normalisation
 from score_lit.mllm.prompts import PromptBuilder, load_tokenizer
-from score_lit.mllm.sequence import (Layout, PromptBatch, answer_scores, build_layout, compact, first_answer_index, pad_ids, row_positions,
-                                     sequence_positions)
+from score_lit.mllm.sequence import (
+    Layout,
+    PromptBatch,
+    answer_scores,
+    build_layout,
+    compact,
+    first_answer_index,
+    pad_ids,
+    row_positions,
+    sequence_positions,
+)
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -124,7 +133,9 @@ class VideoMLLM:
 
         modes = REGISTRY[self.family].position_ids if self.family in REGISTRY else ("original",)
         if cfg.position_ids not in modes:
-            raise ValueError(f"mllm.position_ids={cfg.position_ids!r} is not implemented for {self.family}: use one of {list(modes)}")
+            raise ValueError(
+                f"mllm.position_ids={cfg.position_ids!r} is not implemented for {self.family}: use one of {list(modes)}"
+            )
         self.cfg = replace(cfg, prompt_template=template)
         dtype = DTYPES[cfg.dtype]
         if model is not None:
@@ -134,7 +145,9 @@ class VideoMLLM:
             model, tokenizer = self.build_tiny(cfg.tiny_seed, cfg.attn_implementation)
             model = model.to(dtype)
         else:
-            model = self.model_class().from_pretrained(cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation)
+            model = self.model_class().from_pretrained(
+                cfg.path, dtype=dtype, attn_implementation=cfg.attn_implementation
+            )
             tokenizer = load_tokenizer(cfg.path)
         self.mean, self.std = read_normalisation(cfg.path, self.norm_files, self.default_norm)
         self.model = model.requires_grad_(False).eval()
@@ -218,8 +231,9 @@ class VideoMLLM:
         none by default; Qwen3-VL passes the kept tokens' DeepStack features."""
         return {}
 
-    def attention_query_key(self, attn_mod, x_q: Tensor, x: Tensor, cos_q: Tensor, sin_q: Tensor, cos: Tensor,
-                            sin: Tensor) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def attention_query_key(
+        self, attn_mod, x_q: Tensor, x: Tensor, cos_q: Tensor, sin_q: Tensor, cos: Tensor, sin: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """One attention layer's rotated query of one row per sample and keys of all rows, as its forward builds
         them: x_q [B, D] and x [B, L, D] after input_layernorm, cos_q / sin_q [B, hd], cos / sin [B, L, hd] ->
         (q [B, H, 1, hd], k [B, KV, L, hd]). Default: q_proj / k_proj and rotate-half RoPE (Qwen2-VL, Qwen2.5-VL,
@@ -300,7 +314,9 @@ class VideoMLLM:
 
     # ------------------------------------------------------------------- score
     @torch.no_grad()
-    def score(self, visual: VisualTokens, prompts: PromptBatch, masks: Tensor, layout: Layout | None = None) -> LLMScores:
+    def score(
+        self, visual: VisualTokens, prompts: PromptBatch, masks: Tensor, layout: Layout | None = None
+    ) -> LLMScores:
         """masks [B, K, T*N] bool (True = keep) -> ce [B, K], option_logits [B, K, C], from one padded LLM batch of
         B*K rows. layout: `self.layout(visual', prompts)` of the same batch (any visual tokens of it: this call's
         are put in), to skip rebuilding it."""
@@ -317,9 +333,12 @@ class VideoMLLM:
         emb, order, attn = compact(lay.embeds, lay.keep(keep.to(self.device, torch.bool)[:, None]))
         rows = attn[:, 0]  # [B, L]
         out = self.model.model.language_model(
-            inputs_embeds=emb, attention_mask=None if bool(rows.all()) else rows.long(),
-            position_ids=self._rows(lay, order, attn), use_cache=True, **self.llm_inputs(visual, lay, order, attn),
-        )  # fmt: skip
+            inputs_embeds=emb,
+            attention_mask=None if bool(rows.all()) else rows.long(),
+            position_ids=self._rows(lay, order, attn),
+            use_cache=True,
+            **self.llm_inputs(visual, lay, order, attn),
+        )
         last = rows.sum(-1) - 1
         return self.model.lm_head(out.last_hidden_state[torch.arange(b, device=emb.device), last]).argmax(-1)
 
@@ -341,7 +360,9 @@ class VideoMLLM:
         return sequence_positions(one(n_pre), block[None].long(), one(lb), one(end), end)[0]
 
 
-def score_rows(mllm: VideoMLLM, visual: VisualTokens, prompts: PromptBatch, masks: Tensor, layout: Layout | None = None) -> LLMScores:
+def score_rows(
+    mllm: VideoMLLM, visual: VisualTokens, prompts: PromptBatch, masks: Tensor, layout: Layout | None = None
+) -> LLMScores:
     """The body of `VideoMLLM.score`; grad follows torch's grad mode (the toy MLLM trains through it)."""
     dev = mllm.device
     b, k, v = masks.shape
@@ -357,9 +378,12 @@ def score_rows(mllm: VideoMLLM, visual: VisualTokens, prompts: PromptBatch, mask
     emb, order, attn = compact(lay.embeds, lay.keep(masks))
     length, d = order.shape[-1], emb.shape[-1]
     hidden = mllm.model.model.language_model(
-        inputs_embeds=emb, attention_mask=attn.reshape(b * k, length).long(),
-        position_ids=mllm._rows(lay, order, attn), use_cache=False, **mllm.llm_inputs(visual, lay, order, attn),
-    ).last_hidden_state.view(b, k, length, d)  # fmt: skip
+        inputs_embeds=emb,
+        attention_mask=attn.reshape(b * k, length).long(),
+        position_ids=mllm._rows(lay, order, attn),
+        use_cache=False,
+        **mllm.llm_inputs(visual, lay, order, attn),
+    ).last_hidden_state.view(b, k, length, d)
     return answer_scores(mllm.model.lm_head, hidden, first_answer_index(lay, prompts, masks), prompts)
 
 

@@ -41,8 +41,10 @@ def attention_map(mllm, visual: VisualTokens, prompts, layer: int) -> tuple[Tens
     types = list(getattr(lm.config, "layer_types", None) or ["full_attention"] * n_layers)
     if not hasattr(lm.layers[layer], "self_attn"):
         full = [i for i, t in enumerate(types) if t == "full_attention"]
-        raise ValueError(f"video_attention(layer={layer}): layer {layer} is a {types[layer]} layer, which has no "
-                         f"attention map; use a full-attention layer of this model: {full}")  # fmt: skip
+        raise ValueError(
+            f"video_attention(layer={layer}): layer {layer} is a {types[layer]} layer, which has no "
+            f"attention map; use a full-attention layer of this model: {full}"
+        )
     attn_mod = lm.layers[layer].self_attn
     if getattr(attn_mod, "sliding_window", None) is not None:
         raise NotImplementedError(f"video_attention: layer {layer} uses sliding-window attention (not supported)")
@@ -50,9 +52,14 @@ def attention_map(mllm, visual: VisualTokens, prompts, layer: int) -> tuple[Tens
     attn = (lay.kind != PAD).long()  # [B, L] 1 = a real slot
     emb, pids, last, slots = lay.embeds, prompt_positions(lay, attn), attn.sum(-1) - 1, lay.video_slots()
     b, length, _ = emb.shape
-    builders = {"full_attention": mu.create_causal_mask, "sliding_attention": mu.create_sliding_window_causal_mask,
-                "linear_attention": mu.create_recurrent_attention_mask}  # fmt: skip
-    mask_kwargs = dict(config=lm.config, inputs_embeds=emb, attention_mask=attn, past_key_values=None, position_ids=None)
+    builders = {
+        "full_attention": mu.create_causal_mask,
+        "sliding_attention": mu.create_sliding_window_causal_mask,
+        "linear_attention": mu.create_recurrent_attention_mask,
+    }
+    mask_kwargs = dict(
+        config=lm.config, inputs_embeds=emb, attention_mask=attn, past_key_values=None, position_ids=None
+    )
     masks = {t: builders[t](**mask_kwargs) for t in set(types[:layer])}
     # The full prompt as one "rollout" per sample: slot order 0..L-1, every real slot kept.
     extra = mllm.llm_inputs(visual, lay, torch.arange(length, device=emb.device).expand(b, 1, -1), attn.bool()[:, None])

@@ -95,21 +95,40 @@ class LlavaOnevisionAdapter(VideoMLLM):
 
         ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS + LLAVA_SPECIAL_TOKENS}
         t = dict(
-            model_type="qwen2", vocab_size=-(-len(tokenizer) // 64) * 64, initializer_range=INIT_STD, hidden_size=64,
-            intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            model_type="qwen2",
+            vocab_size=-(-len(tokenizer) // 64) * 64,
+            initializer_range=INIT_STD,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
             rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
-            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        )  # fmt: skip
+            bos_token_id=ids["<|endoftext|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|endoftext|>"],
+        )
         t.update(text or {})
         v = dict(
-            model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            image_size=40, patch_size=8,
-        )  # fmt: skip
+            model_type="siglip_vision_model",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=40,
+            patch_size=8,
+        )
         v.update(vision or {})
         config = LlavaOnevisionConfig(
-            text_config=t, vision_config=v, image_token_index=ids["<image>"], video_token_index=ids["<video>"],
-            vision_feature_layer=-1, vision_feature_select_strategy="full", initializer_range=INIT_STD,
-        )  # fmt: skip
+            text_config=t,
+            vision_config=v,
+            image_token_index=ids["<image>"],
+            video_token_index=ids["<video>"],
+            vision_feature_layer=-1,
+            vision_feature_select_strategy="full",
+            initializer_range=INIT_STD,
+        )
         return cls.model_class(), config
 
     @classmethod
@@ -130,7 +149,9 @@ class LlavaOnevisionAdapter(VideoMLLM):
         """frames [B, F, 3, H, W] uint8 -> pixel_values_videos [B, F, 3, S, S] float32 (S = the tower's image_size)."""
         frames = stack_frames(frames)
         if frames.dtype != torch.uint8:
-            raise ValueError(f"frames must be [B, F, 3, H, W] uint8 RGB (one shape per batch); got {tuple(frames.shape)} {frames.dtype}")
+            raise ValueError(
+                f"frames must be [B, F, 3, H, W] uint8 RGB (one shape per batch); got {tuple(frames.shape)} {frames.dtype}"
+            )
         x = resize_frames(frames, self.image_size, self.image_size)
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(3, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(3, 1, 1)

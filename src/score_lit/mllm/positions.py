@@ -66,9 +66,7 @@ def sequence_positions(n_pre: int, video: Tensor, n_post: int) -> Tensor:
     """[3, n_pre + V + n_post] ids of `pre | video | post`; `video` [3, V] is relative to the video start."""
     vid = video + n_pre
     q = next_text_start(vid) if vid.numel() else n_pre
-    return torch.cat(
-        [text_positions(n_pre, 0, video.device), vid, text_positions(n_post, q, video.device)], dim=1
-    )
+    return torch.cat([text_positions(n_pre, 0, video.device), vid, text_positions(n_post, q, video.device)], dim=1)
 
 
 def temporal_units(num_frames: int, temporal_patch_size: int) -> int:

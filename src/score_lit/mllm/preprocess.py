@@ -42,7 +42,9 @@ def stack_frames(frames: Tensor | list | tuple) -> Tensor:
             raise ValueError(f"all videos of a batch must have one shape [F, 3, H, W]; got {sorted(shapes)}")
         frames = torch.stack(list(frames))
     if frames.ndim != 5 or frames.shape[2] != 3:
-        raise ValueError(f"VideoBatch.frames must be [B, F, 3, H, W] (one shape for the whole batch); got {tuple(frames.shape)}")
+        raise ValueError(
+            f"VideoBatch.frames must be [B, F, 3, H, W] (one shape for the whole batch); got {tuple(frames.shape)}"
+        )
     return frames
 
 
@@ -61,7 +63,9 @@ def read_normalisation(path: str | None, files: tuple[str, ...], default: tuple[
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
     """Qwen's rule (same as transformers' qwen2_vl smart_resize): multiples of `factor`, pixels in range."""
     if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} > 200 is not supported by Qwen-VL")
+        raise ValueError(
+            f"aspect ratio {max(height, width) / min(height, width):.0f} > 200 is not supported by Qwen-VL"
+        )
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
     if h_bar * w_bar > max_pixels:
@@ -86,7 +90,9 @@ def resize_frames(frames: Tensor, height: int, width: int) -> Tensor:
     return x.reshape(*lead, *x.shape[-3:])
 
 
-def patchify(video: Tensor, patch_size: int, merge_size: int, temporal_patch_size: int) -> tuple[Tensor, tuple[int, int, int]]:
+def patchify(
+    video: Tensor, patch_size: int, merge_size: int, temporal_patch_size: int
+) -> tuple[Tensor, tuple[int, int, int]]:
     """[B, F, C, H, W] float (F a multiple of tps) -> ([B*gt*gh*gw, C*tps*p*p], (gt, gh, gw)) in patch units."""
     b, f, c, h, w = video.shape
     p, m, tps = patch_size, merge_size, temporal_patch_size

@@ -64,9 +64,21 @@ class PromptBuilder:
         """The prompts up to the answer, no answer and no options (lmms-eval's generate path): what a compressor reads
         (question ids, the prompt's layout for FastV); not for `score`."""
         pres, posts = zip(*(self.prompt_ids(q) for q in questions))
-        spf = [self.seconds_per_frame] * len(questions) if seconds_per_frame is None else [float(x) for x in seconds_per_frame]
+        spf = (
+            [self.seconds_per_frame] * len(questions)
+            if seconds_per_frame is None
+            else [float(x) for x in seconds_per_frame]
+        )
         option_ids = torch.full((len(questions), 0), -1, dtype=torch.long)
-        return PromptBatch(list(pres), list(posts), [len(p) for p in posts], [0] * len(posts), option_ids, self.ids(list(questions)), spf)
+        return PromptBatch(
+            list(pres),
+            list(posts),
+            [len(p) for p in posts],
+            [0] * len(posts),
+            option_ids,
+            self.ids(list(questions)),
+            spf,
+        )
 
     def __call__(self, batch: VideoBatch) -> PromptBatch:
         pres, posts, starts, lens, options = [], [], [], [], []
@@ -80,7 +92,9 @@ class PromptBuilder:
             posts.append(prefix_ids + answer)
             starts.append(len(prefix_ids))
             lens.append(len(answer))
-            options.append([ids[0] if ids else -1 for ids in self.continuations(prefix, prefix_ids, list(batch.options[b]))])
+            options.append(
+                [ids[0] if ids else -1 for ids in self.continuations(prefix, prefix_ids, list(batch.options[b]))]
+            )
         c = max((len(o) for o in options), default=0)
         option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
         spf = batch.seconds_per_frame

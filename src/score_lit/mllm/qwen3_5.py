@@ -52,8 +52,18 @@ class Qwen3_5Adapter(Qwen3VLAdapter):
         of each rotated (partial_rotary_factor 0.5: 8 dims, 4 frequencies in interleaved sections [2, 1, 1];
         the released: 0.25 of 256 in [11, 11, 10]), Gated DeltaNet 2 key / 4 value heads of 8, conv kernel 4."""
         return dict(
-            head_dim=16, full_attention_interval=2, linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=8,
-            linear_num_key_heads=2, linear_num_value_heads=4,
-            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1],
-                             "mrope_interleaved": True, "partial_rotary_factor": 0.5},
-        )  # fmt: skip
+            head_dim=16,
+            full_attention_interval=2,
+            linear_conv_kernel_dim=4,
+            linear_key_head_dim=8,
+            linear_value_head_dim=8,
+            linear_num_key_heads=2,
+            linear_num_value_heads=4,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 1, 1],
+                "mrope_interleaved": True,
+                "partial_rotary_factor": 0.5,
+            },
+        )

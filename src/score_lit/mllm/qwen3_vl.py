@@ -55,8 +55,8 @@ from score_lit.mllm.adapter import VideoInputs, VideoMLLM
 from score_lit.mllm.attention import rotate
 from score_lit.mllm.positions import text_positions, video_positions
 from score_lit.mllm.preprocess import VideoPreprocessor, stack_frames
-from score_lit.mllm.sequence import VIDEO, Layout, PromptBatch
 from score_lit.mllm.qwen_vl import QwenVLAdapter
+from score_lit.mllm.sequence import VIDEO, Layout, PromptBatch
 from score_lit.types import VideoBatch, VisualTokens
 
 QWEN3_TEMPLATE = "<|im_start|>user\n{video}{question}<|im_end|>\n<|im_start|>assistant\n"
@@ -64,7 +64,9 @@ QWEN3_TEMPLATE = "<|im_start|>user\n{video}{question}<|im_end|>\n<|im_start|>ass
 TIMESTAMP_WORDS = ("<", ">", "seconds")
 
 
-def qwen3_chat_template(system_prompt: str | None = None, enable_thinking: bool | None = None, thinking: bool = False) -> str:
+def qwen3_chat_template(
+    system_prompt: str | None = None, enable_thinking: bool | None = None, thinking: bool = False
+) -> str:
     """The prompt of lmms-eval's Qwen3-VL / Qwen3.5 wrappers as a score_lit template: a system turn with
     `system_prompt` (none if None), the user turn (video, then question), the generation prompt. `thinking`
     (Qwen3.5's chat template) ends it with "<think>\\n" unless enable_thinking is False, then with an empty
@@ -112,13 +114,25 @@ class Qwen3VLAdapter(VideoMLLM):
     @classmethod
     def tiny_text(cls) -> dict:
         """Text sub-config entries of the tiny model beyond score_lit.mllm.tiny.qwen_tiny_dicts."""
-        return dict(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                                                  "mrope_interleaved": True})  # fmt: skip
+        return dict(
+            head_dim=16,
+            rope_parameters={
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+        )
 
     # Vision: width 32, patch 8 (as the other tiny Qwen models; the real one has 16), depth 2 with DeepStack after
     # both blocks (the real 8B: blocks 8, 16, 24 of 27), a learned 8x8 position grid (num_position_embeddings).
-    tiny_vision = dict(hidden_size=32, intermediate_size=64, out_hidden_size=64, num_position_embeddings=64,
-                       deepstack_visual_indexes=[0, 1])  # fmt: skip
+    tiny_vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        out_hidden_size=64,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0, 1],
+    )
 
     @classmethod
     def tiny_config(cls, tokenizer, text: dict | None = None, vision: dict | None = None):
@@ -140,9 +154,12 @@ class Qwen3VLAdapter(VideoMLLM):
 
         vc = model.config.vision_config
         Qwen2VLImageProcessorPil(
-            patch_size=vc.patch_size, merge_size=vc.spatial_merge_size, temporal_patch_size=vc.temporal_patch_size,
-            image_mean=list(cls.default_norm[0]), image_std=list(cls.default_norm[1]),
-        ).save_pretrained(path)  # fmt: skip
+            patch_size=vc.patch_size,
+            merge_size=vc.spatial_merge_size,
+            temporal_patch_size=vc.temporal_patch_size,
+            image_mean=list(cls.default_norm[0]),
+            image_std=list(cls.default_norm[1]),
+        ).save_pretrained(path)
 
     def setup(self) -> None:
         vc = self.model.config.vision_config
@@ -151,9 +168,14 @@ class Qwen3VLAdapter(VideoMLLM):
         self.vision_start_id = int(self.model.config.vision_start_token_id)
         self.vision_end_id = int(self.model.config.vision_end_token_id)
         self.preprocessor = VideoPreprocessor(
-            patch_size=int(vc.patch_size), merge_size=self.merge, temporal_patch_size=self.temporal_patch_size,
-            min_pixels=self.cfg.min_pixels, max_pixels=self.cfg.max_pixels, mean=self.mean, std=self.std,
-        )  # fmt: skip
+            patch_size=int(vc.patch_size),
+            merge_size=self.merge,
+            temporal_patch_size=self.temporal_patch_size,
+            min_pixels=self.cfg.min_pixels,
+            max_pixels=self.cfg.max_pixels,
+            mean=self.mean,
+            std=self.std,
+        )
         # The processor replaces the template's start / video / end triple as a whole (module docstring).
         template = self.cfg.prompt_template.replace("<|vision_start|>{video}<|vision_end|>", "{video}")
         self.cfg = type(self.cfg)(**{**self.cfg.__dict__, "prompt_template": template})
@@ -238,8 +260,9 @@ class Qwen3VLAdapter(VideoMLLM):
         feats = [ds[:, s][bi, idx].reshape(b * k, length, -1)[masks] for s in range(ds.shape[1])]
         return {"visual_pos_masks": masks, "deepstack_visual_embeds": feats}
 
-    def attention_query_key(self, attn_mod, x_q: Tensor, x: Tensor, cos_q: Tensor, sin_q: Tensor, cos: Tensor,
-                            sin: Tensor) -> tuple[Tensor, Tensor]:  # fmt: skip
+    def attention_query_key(
+        self, attn_mod, x_q: Tensor, x: Tensor, cos_q: Tensor, sin_q: Tensor, cos: Tensor, sin: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Qwen3 attention: per-head q_norm / k_norm before RoPE; with `gated_query` (Qwen3.5) q_proj gives
         [query | gate] per head and the gate is not needed for the attention map; RoPE rotates the first
         cos.shape[-1] dims of each head (partial rotary, Qwen3.5), the rest pass."""

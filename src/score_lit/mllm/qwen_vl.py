@@ -69,9 +69,14 @@ class QwenVLAdapter(VideoMLLM):
         self.temporal_patch_size = int(vc.temporal_patch_size)
         self.tokens_per_second = getattr(vc, "tokens_per_second", None)
         self.preprocessor = VideoPreprocessor(
-            patch_size=int(vc.patch_size), merge_size=self.merge, temporal_patch_size=self.temporal_patch_size,
-            min_pixels=self.cfg.min_pixels, max_pixels=self.cfg.max_pixels, mean=self.mean, std=self.std,
-        )  # fmt: skip
+            patch_size=int(vc.patch_size),
+            merge_size=self.merge,
+            temporal_patch_size=self.temporal_patch_size,
+            min_pixels=self.cfg.min_pixels,
+            max_pixels=self.cfg.max_pixels,
+            mean=self.mean,
+            std=self.std,
+        )
 
     def time_scale(self, seconds_per_temporal_patch: float) -> float:
         """Step of the t-axis per temporal unit."""
@@ -99,7 +104,9 @@ class QwenVLAdapter(VideoMLLM):
     def _encode(self, batch: VideoBatch) -> VisualTokens:
         vi = self.video_inputs(batch)
         dev = self.device
-        out = self.model.model.get_video_features(vi.model_kwargs["pixel_values_videos"].to(dev), vi.model_kwargs["video_grid_thw"].to(dev))
+        out = self.model.model.get_video_features(
+            vi.model_kwargs["pixel_values_videos"].to(dev), vi.model_kwargs["video_grid_thw"].to(dev)
+        )
         b, (t, h, w) = vi.positions.shape[0], vi.grid
         tokens = torch.stack(list(out.pooler_output)).view(b, t, h * w, -1)  # [B, T, N, D]
         return VisualTokens(tokens=tokens, grid=vi.grid, positions=vi.positions.to(dev))  # positions [B, 3, T*N]
@@ -109,8 +116,14 @@ class Qwen25VLAdapter(QwenVLAdapter):
     family = "qwen2_5_vl"
     # hidden_size = vision width, out_hidden_size = LLM width; window 32 px = 2 merged units; block 1 uses
     # full attention, block 0 windowed, as in the real model's alternation.
-    tiny_vision = dict(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=32,
-                       fullatt_block_indexes=[1], tokens_per_second=2)  # fmt: skip
+    tiny_vision = dict(
+        hidden_size=32,
+        intermediate_size=64,
+        out_hidden_size=64,
+        window_size=32,
+        fullatt_block_indexes=[1],
+        tokens_per_second=2,
+    )
 
     @classmethod
     def model_class(cls):

@@ -71,7 +71,9 @@ class PromptBatch:
             self.post, self.n_post = pad_ids(self.post_ids)
             self.answer_at = torch.tensor(self.answer_start, dtype=torch.long)
             self.n_answer = torch.tensor(self.answer_len, dtype=torch.long)
-            self.targets, _ = pad_ids([p[s : s + n] for p, s, n in zip(self.post_ids, self.answer_start, self.answer_len)])
+            self.targets, _ = pad_ids(
+                [p[s : s + n] for p, s, n in zip(self.post_ids, self.answer_start, self.answer_len)]
+            )
             if self.question_ids is not None:
                 self.question, self.n_question = pad_ids(self.question_ids)
 
@@ -105,15 +107,24 @@ class Layout:
         video = (self.kind == VIDEO)[:, None] & masks.gather(2, idx)
         return ((self.kind == TEXT) | (self.kind == SUFFIX))[:, None] | video
 
-    def with_video(self, video: Tensor) -> "Layout":
+    def with_video(self, video: Tensor) -> Layout:
         """This layout with video [B, V, D] (the model's dtype and device) at the video slots."""
         d = video.shape[-1]
         vid = video.gather(1, self.index[..., None].expand(-1, -1, d))
         return replace(self, embeds=torch.where((self.kind == VIDEO)[..., None], vid, self.text_embeds))
 
 
-def build_layout(prompts: PromptBatch, post_len: Tensor, block_ids: Tensor, block_pos: Tensor, n_block: Tensor,
-                 video: Tensor, embed, pad_id: int, suffix: Tensor | None = None) -> Layout:  # fmt: skip
+def build_layout(
+    prompts: PromptBatch,
+    post_len: Tensor,
+    block_ids: Tensor,
+    block_pos: Tensor,
+    n_block: Tensor,
+    video: Tensor,
+    embed,
+    pad_id: int,
+    suffix: Tensor | None = None,
+) -> Layout:
     """pre | block | suffix | post[:post_len[b]] of every sample, right-padded, on video's device.
 
     post_len [B] long; block_ids [B, Lb] long (-1 = a video slot, the j-th holding video token j; else a text id;
@@ -168,7 +179,9 @@ def sequence_positions(n_pre: Tensor, block_pos: Tensor, n_block: Tensor, end: T
     jb = (j - n_pre[:, None]).clamp(0, lb - 1)  # [B, L] slot within the block
     blk = block_pos.gather(2, jb[:, None].expand(-1, p, -1)) + n_pre[:, None, None]  # [B, P, L]
     after = (q[:, None] + j - s1[:, None])[:, None]  # [B, 1, L]
-    return torch.where(in_pre[:, None], j[:, None], torch.where(in_blk[:, None], blk, torch.where(in_after[:, None], after, 0)))
+    return torch.where(
+        in_pre[:, None], j[:, None], torch.where(in_blk[:, None], blk, torch.where(in_after[:, None], after, 0))
+    )
 
 
 def compact(full: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -79,7 +79,11 @@ def build_tiny_tokenizer(extra_words: tuple[str, ...] = ()):
     vocab = {tok: i for i, tok in enumerate(words + [w for w in extra_words if w not in words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation("isolated")]
+        [
+            pre_tokenizers.Whitespace(),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.Punctuation("isolated"),
+        ]
     )
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     fast = PreTrainedTokenizerFast(
@@ -94,17 +98,32 @@ def qwen_tiny_dicts(tokenizer) -> tuple[dict, dict, dict]:
     family adapters (score_lit.mllm.qwen_vl) add their vision widths and the caller's overrides."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     text = dict(
-        vocab_size=-(-len(tokenizer) // 64) * 64, initializer_range=INIT_STD, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        vocab_size=-(-len(tokenizer) // 64) * 64,
+        initializer_range=INIT_STD,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-    )  # fmt: skip
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
     common = dict(
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )  # fmt: skip
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
     vision = dict(
-        depth=2, num_heads=2, in_channels=3, patch_size=8, spatial_merge_size=2, temporal_patch_size=2,
+        depth=2,
+        num_heads=2,
+        in_channels=3,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
         initializer_range=INIT_STD,
     )
     return text, vision, common

@@ -96,12 +96,16 @@ class BenchConfig:
         if self.path is None and self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r}: use one of {sorted(ARCHS)}, or set path=<local checkpoint>")
         if self.path is None and ARCHS[self.arch][0] not in (None, self.family):
-            raise ConfigError(f"arch={self.arch} is a {ARCHS[self.arch][0]} architecture, not family={self.family}: "
-                              "use arch=tiny or path=<local checkpoint>")  # fmt: skip
+            raise ConfigError(
+                f"arch={self.arch} is a {ARCHS[self.arch][0]} architecture, not family={self.family}: "
+                "use arch=tiny or path=<local checkpoint>"
+            )
         for r in self.ratios:
             check_ratio("ratios", r)
         if not self.frames or any(f < 2 or f % 2 for f in self.frames):
-            raise ConfigError(f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]")
+            raise ConfigError(
+                f"frames={self.frames}: even counts >= 2 (Qwen merges 2 frames per temporal unit), e.g. [32, 64]"
+            )
         try:  # PolicyConfig's own checks of the name and the width, under this config's keys
             PolicyConfig(name=self.policy_name, hidden=self.policy_hidden)
         except ConfigError as e:
@@ -153,7 +157,9 @@ def build_adapter(cfg: BenchConfig, dev, dtype: str, attn: str):
 
     from score_lit.mllm import adapter_class, build_mllm
 
-    mcfg = MLLMConfig(family=cfg.family, path=cfg.path, dtype=dtype, attn_implementation=attn, max_pixels=max(cfg.size**2, 256))
+    mcfg = MLLMConfig(
+        family=cfg.family, path=cfg.path, dtype=dtype, attn_implementation=attn, max_pixels=max(cfg.size**2, 256)
+    )
     if cfg.path is not None:
         return _to(build_mllm(mcfg), dev)
     _, text, vision = ARCHS[cfg.arch]
@@ -206,8 +212,10 @@ def video_source(cfg: BenchConfig, tmp: str) -> str:
         return cfg.video
     missing = decoders_missing()
     if missing:
-        print(f"bench: {' and '.join(missing)} not importable: video=synthetic (decode times drawing the frames, no codec)",
-              flush=True)  # fmt: skip
+        print(
+            f"bench: {' and '.join(missing)} not importable: video=synthetic (decode times drawing the frames, no codec)",
+            flush=True,
+        )
         return SYNTHETIC
     return default_video(tmp)
 
@@ -240,7 +248,14 @@ class Chain:
     def __init__(self, cfg: BenchConfig, adapter, policy, video: str, frames: int):
         import torch
 
-        self.torch, self.cfg, self.adapter, self.policy, self.video, self.frames = torch, cfg, adapter, policy, video, frames
+        self.torch, self.cfg, self.adapter, self.policy, self.video, self.frames = (
+            torch,
+            cfg,
+            adapter,
+            policy,
+            video,
+            frames,
+        )
         self.dev = adapter.device
         batch = self._decode()
         prompts = self.prompts = adapter.tokenize(batch)  # once, untimed: the text part of the prompt up to the answer
@@ -256,8 +271,15 @@ class Chain:
         else:
             video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
         x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
-        return VideoBatch(ids=["bench"], frames=x, questions=[self.cfg.question], answers=["A"], options=[[]],
-                          answer_index=self.torch.tensor([-1]), seconds_per_frame=[spf])  # fmt: skip
+        return VideoBatch(
+            ids=["bench"],
+            frames=x,
+            questions=[self.cfg.question],
+            answers=["A"],
+            options=[[]],
+            answer_index=self.torch.tensor([-1]),
+            seconds_per_frame=[spf],
+        )
 
     def _policy(self, visual, ratio: float):
         from score_lit.rl.policy import topk_mask
@@ -334,18 +356,28 @@ def bench_frames(cfg: BenchConfig, adapter, policy, video: str, frames: int, rat
     targets = {}
     if at10:
         share, pol = at10[0]["share_of_ideal"], at10[0]["policy_share"]
-        targets = {"share_of_ideal_at_0.1": share, "share_of_ideal_at_0.1_ge_0.9": share >= 0.9,
-                   "policy_share_at_0.1": pol, "policy_share_at_0.1_lt_0.01": pol < 0.01}  # fmt: skip
+        targets = {
+            "share_of_ideal_at_0.1": share,
+            "share_of_ideal_at_0.1_ge_0.9": share >= 0.9,
+            "policy_share_at_0.1": pol,
+            "policy_share_at_0.1_lt_0.01": pol < 0.01,
+        }
     grid = list(chain.visual.grid)
     return {"frames": frames, "grid": grid, "visual_tokens": v, "text_tokens": text, "ratios": rows, "targets": targets}
 
 
 def table(result: dict) -> str:
     """A markdown table of one frame count's results (medians; prefill with its interquartile range)."""
-    head = ("| ratio | kept | seq | decode ms | vision ms | policy ms | prefill ms [p25, p75] | e2e ms "
-            "| prefill speedup | ideal | share of ideal | policy share |")  # fmt: skip
-    lines = [f"frames {result['frames']}, {result['visual_tokens']} visual + {result['text_tokens']} text tokens", "", head,
-             "|" + "---|" * 12]  # fmt: skip
+    head = (
+        "| ratio | kept | seq | decode ms | vision ms | policy ms | prefill ms [p25, p75] | e2e ms "
+        "| prefill speedup | ideal | share of ideal | policy share |"
+    )
+    lines = [
+        f"frames {result['frames']}, {result['visual_tokens']} visual + {result['text_tokens']} text tokens",
+        "",
+        head,
+        "|" + "---|" * 12,
+    ]
     for r in result["ratios"]:
         p = r["spread_ms"]["prefill"]
         lines.append(
@@ -362,9 +394,16 @@ def environment(dev, dtype: str, attn: str) -> dict:
     import transformers
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (platform.processor() or platform.machine())
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-            "device": str(dev), "device_name": name, "threads": torch.get_num_threads(), "dtype": dtype,
-            "attn_implementation": attn}  # fmt: skip
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "device": str(dev),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "dtype": dtype,
+        "attn_implementation": attn,
+    }
 
 
 def output_path(cfg: BenchConfig, env: dict) -> Path:
@@ -383,7 +422,11 @@ def timed_policy(cfg: BenchConfig, adapter, dev):
     from score_lit.rl.policy import build_policy
 
     torch.manual_seed(cfg.seed)
-    return build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden)).to(dev).eval()
+    return (
+        build_policy(2 * adapter.hidden_size, PolicyConfig(name=cfg.policy_name, hidden=cfg.policy_hidden))
+        .to(dev)
+        .eval()
+    )
 
 
 def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
@@ -397,9 +440,18 @@ def measure(cfg: BenchConfig, adapter, dev, dtype: str, attn: str) -> dict:
         video = video_source(cfg, tmp)
         print(f"bench: video {video}", flush=True)
         results = [bench_frames(cfg, adapter, policy, video, f, ratios) for f in cfg.frames]
-    timed = {"class": type(policy).__name__, "parameters": sum(p.numel() for p in policy.parameters())}  # what was timed
-    return {"config": asdict(cfg), "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
-            "policy": timed, "video": video, "environment": env, "results": results}  # fmt: skip
+    timed = {
+        "class": type(policy).__name__,
+        "parameters": sum(p.numel() for p in policy.parameters()),
+    }  # what was timed
+    return {
+        "config": asdict(cfg),
+        "model": {"arch": None if cfg.path else cfg.arch, "path": cfg.path, "parameters": n_params},
+        "policy": timed,
+        "video": video,
+        "environment": env,
+        "results": results,
+    }
 
 
 def run(cfg: BenchConfig) -> Path:

@@ -35,17 +35,26 @@ def main() -> None:
     results = {}
     for mode in ("off", "on"):
         over = [
-            f"name=cache_{mode}", f"out_dir={tmp / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
-            "phases=[stage2]", f"stage2.steps={2 * steps_per_pass}", "val.every_n_steps=100000",
-            "stage2.data.source=video_qa", f"stage2.data.path={data}", "stage2.data.val_samples=16",
+            f"name=cache_{mode}",
+            f"out_dir={tmp / 'runs'}",
+            f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+            "phases=[stage2]",
+            f"stage2.steps={2 * steps_per_pass}",
+            "val.every_n_steps=100000",
+            "stage2.data.source=video_qa",
+            f"stage2.data.path={data}",
+            "stage2.data.val_samples=16",
             f"stage2.data.cache_dir={tmp / 'features' if mode == 'on' else 'null'}",
-        ]  # fmt: skip
+        ]
         cfg = load_config([ROOT / "conf/stage2.yaml"], over + ["init_policy=null"])
         if mode == "on":
             fill_cache(cfg)  # the offline pass; training only reads the cache
         res = fit(cfg)
         client = MlflowClient(res.tracking_uri)
-        hist = {k: {m.step: m.value for m in client.get_metric_history(res.run_id, k)} for k in ("time/data", "time/encode", "time/step")}
+        hist = {
+            k: {m.step: m.value for m in client.get_metric_history(res.run_id, k)}
+            for k in ("time/data", "time/encode", "time/step")
+        }
         for p in (0, 1):
             keep = range(p * steps_per_pass + 5, (p + 1) * steps_per_pass)
             results[f"cache {mode}, pass {p + 1}"] = {

@@ -38,19 +38,32 @@ import traceback
 from pathlib import Path
 
 RATIOS = [1.0, 0.5, 0.25, 0.1, 0.05]
-COVERS = ("vision = preprocessing on the device + vision tower + merger; policy = surprise state + policy (the paper's "
-          "mlp, 256 wide) + top-k; prefill = kept tokens' M-RoPE ids + LLM over text + kept tokens with the KV cache "
-          "built + lm_head on the last position (the first output token); model = vision + policy + prefill (time to "
-          "the first token from decoded frames); decode = drawing synthetic frames (no codec on the GPU image), not in "
-          "model. CUDA-synchronised at every border; medians over the repeats after warm-up, ratios interleaved.")  # fmt: skip
+COVERS = (
+    "vision = preprocessing on the device + vision tower + merger; policy = surprise state + policy (the paper's "
+    "mlp, 256 wide) + top-k; prefill = kept tokens' M-RoPE ids + LLM over text + kept tokens with the KV cache "
+    "built + lm_head on the last position (the first output token); model = vision + policy + prefill (time to "
+    "the first token from decoded frames); decode = drawing synthetic frames (no codec on the GPU image), not in "
+    "model. CUDA-synchronised at every border; medians over the repeats after warm-up, ratios interleaved."
+)
 
 # Per mode: the prefill architectures (name, family, frames, repeats), the frame size, warm-up, the train-step
 # settings (arch, family, K, frame counts, warm-up, repeats).
 PLANS = {
-    "full": {"prefill": [("qwen2_5_vl_7b", "qwen2_5_vl", [32, 64, 128, 256], 4), ("qwen3_vl_8b", "qwen3_vl", [32, 64, 128, 256], 3)],
-             "size": 448, "warmup": 1, "step": ("qwen2_5_vl_7b", "qwen2_5_vl", 8, [32, 64], 1, 3)},  # fmt: skip
-    "tiny": {"prefill": [("tiny", "qwen2_5_vl", [4, 8], 2), ("tiny", "qwen3_vl", [4, 8], 1)],
-             "size": 64, "warmup": 1, "step": ("tiny", "qwen2_5_vl", 4, [4, 8], 1, 2)},  # fmt: skip
+    "full": {
+        "prefill": [
+            ("qwen2_5_vl_7b", "qwen2_5_vl", [32, 64, 128, 256], 4),
+            ("qwen3_vl_8b", "qwen3_vl", [32, 64, 128, 256], 3),
+        ],
+        "size": 448,
+        "warmup": 1,
+        "step": ("qwen2_5_vl_7b", "qwen2_5_vl", 8, [32, 64], 1, 3),
+    },
+    "tiny": {
+        "prefill": [("tiny", "qwen2_5_vl", [4, 8], 2), ("tiny", "qwen3_vl", [4, 8], 1)],
+        "size": 64,
+        "warmup": 1,
+        "step": ("tiny", "qwen2_5_vl", 4, [4, 8], 1, 2),
+    },
 }
 TARGETS = {"share_of_ideal_at_0.1": 0.9, "policy_share_at_0.1": 0.005}  # at the two largest frame counts
 
@@ -70,11 +83,18 @@ def environment() -> dict:
         omega = omegaconf.__version__
     except ImportError:
         omega = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": transformers.__version__, "lightning": lightning.__version__, "omegaconf": omega,
-            "device_name": torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine(),
-            "gpu_memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else None,
-            "flash_attention_2": bool(cuda and is_flash_attn_2_available()), "decoders_missing": decoders_missing()}  # fmt: skip
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "lightning": lightning.__version__,
+        "omegaconf": omega,
+        "device_name": torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine(),
+        "gpu_memory_gib": torch.cuda.get_device_properties(0).total_memory / 2**30 if cuda else None,
+        "flash_attention_2": bool(cuda and is_flash_attn_2_available()),
+        "decoders_missing": decoders_missing(),
+    }
 
 
 def summarise(bench: dict) -> list[dict]:
@@ -83,11 +103,22 @@ def summarise(bench: dict) -> list[dict]:
     for res in bench["results"]:
         for r in res["ratios"]:
             model = r["vision_ms"] + r["policy_ms"] + r["prefill_ms"]
-            rows.append({"frames": res["frames"], "visual_tokens": res["visual_tokens"], "ratio": r["retention_ratio"],
-                         "kept": r["kept_tokens"], "vision_ms": r["vision_ms"], "policy_ms": r["policy_ms"],
-                         "prefill_ms": r["prefill_ms"], "model_ms": model, "prefill_speedup": r["prefill_speedup"],
-                         "ideal_speedup": r["ideal_speedup"], "share_of_ideal": r["share_of_ideal"],
-                         "policy_share": r["policy_ms"] / model})  # fmt: skip
+            rows.append(
+                {
+                    "frames": res["frames"],
+                    "visual_tokens": res["visual_tokens"],
+                    "ratio": r["retention_ratio"],
+                    "kept": r["kept_tokens"],
+                    "vision_ms": r["vision_ms"],
+                    "policy_ms": r["policy_ms"],
+                    "prefill_ms": r["prefill_ms"],
+                    "model_ms": model,
+                    "prefill_speedup": r["prefill_speedup"],
+                    "ideal_speedup": r["ideal_speedup"],
+                    "share_of_ideal": r["share_of_ideal"],
+                    "policy_share": r["policy_ms"] / model,
+                }
+            )
     return rows
 
 
@@ -97,8 +128,12 @@ def check_targets(rows: list[dict]) -> dict:
     out = {}
     for r in rows:
         if r["frames"] in frames and abs(r["ratio"] - 0.1) < 1e-9:
-            out[f"{r['frames']}f"] = {"share_of_ideal": r["share_of_ideal"], "share_of_ideal_ok": r["share_of_ideal"] >= TARGETS["share_of_ideal_at_0.1"],
-                                      "policy_share": r["policy_share"], "policy_share_ok": r["policy_share"] < TARGETS["policy_share_at_0.1"]}  # fmt: skip
+            out[f"{r['frames']}f"] = {
+                "share_of_ideal": r["share_of_ideal"],
+                "share_of_ideal_ok": r["share_of_ideal"] >= TARGETS["share_of_ideal_at_0.1"],
+                "policy_share": r["policy_share"],
+                "policy_share_ok": r["policy_share"] < TARGETS["policy_share_at_0.1"],
+            }
     return out
 
 
@@ -111,7 +146,11 @@ def profile(chain, ratios: list[float], rows: int = 12) -> dict:
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     key = "self_cpu_time_total"
     if cuda:  # torch >= 2.4 names it device time; older ones cuda time
-        key = "self_device_time_total" if hasattr(torch.autograd.profiler_util.FunctionEventAvg(), "self_device_time_total") else "self_cuda_time_total"
+        key = (
+            "self_device_time_total"
+            if hasattr(torch.autograd.profiler_util.FunctionEventAvg(), "self_device_time_total")
+            else "self_cuda_time_total"
+        )
     out = {}
     for r in ratios:
         chain.run(r)  # warm
@@ -119,8 +158,10 @@ def profile(chain, ratios: list[float], rows: int = 12) -> dict:
             chain.run(r)
         avg = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
         total = sum(getattr(e, key) for e in avg) or 1.0
-        out[str(r)] = [{"op": e.key[:60], "self_ms": getattr(e, key) / 1000, "share": getattr(e, key) / total, "calls": e.count}
-                       for e in avg[:rows]]  # fmt: skip
+        out[str(r)] = [
+            {"op": e.key[:60], "self_ms": getattr(e, key) / 1000, "share": getattr(e, key) / total, "calls": e.count}
+            for e in avg[:rows]
+        ]
     return out
 
 
@@ -144,7 +185,10 @@ class Check:
 
     def part(self, name: str, fn) -> dict | None:
         if self.elapsed() > self.budget_s:
-            self.parts[name] = {"status": "skipped", "why": f"time budget of {self.budget_s:.0f} s spent ({self.elapsed():.0f} s)"}
+            self.parts[name] = {
+                "status": "skipped",
+                "why": f"time budget of {self.budget_s:.0f} s spent ({self.elapsed():.0f} s)",
+            }
             print(f"gpu_check: {name}: skipped (budget spent)", flush=True)
             return None
         print(f"gpu_check: {name} (at {self.elapsed():.0f} s)", flush=True)
@@ -153,7 +197,11 @@ class Check:
             result = fn()
         except Exception as e:  # noqa: BLE001 -- one part's failure must not lose the others' numbers
             traceback.print_exc()
-            self.parts[name] = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:2000], "seconds": time.perf_counter() - t}
+            self.parts[name] = {
+                "status": "failed",
+                "error": f"{type(e).__name__}: {e}"[:2000],
+                "seconds": time.perf_counter() - t,
+            }
             self.save()
             return None
         self.parts[name] = {"status": "ok", "seconds": time.perf_counter() - t, **result}
@@ -175,15 +223,29 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
     check = Check(out, budget_s, head)
     step_arch = plan["step"][0]
     for arch, family, frames, repeats in plan["prefill"]:
-        cfg = bench.BenchConfig(name=f"gpu_{arch}", family=family, arch=arch, frames=frames, size=plan["size"], ratios=RATIOS,
-                                warmup=plan["warmup"], repeats=repeats, video=bench.SYNTHETIC, dtype=dtype, out_dir=str(out))  # fmt: skip
+        cfg = bench.BenchConfig(
+            name=f"gpu_{arch}",
+            family=family,
+            arch=arch,
+            frames=frames,
+            size=plan["size"],
+            ratios=RATIOS,
+            warmup=plan["warmup"],
+            repeats=repeats,
+            video=bench.SYNTHETIC,
+            dtype=dtype,
+            out_dir=str(out),
+        )
         dev, model_dtype, attn = bench.resolve_device(cfg)
         built = {}
 
         def build(cfg=cfg, dev=dev, model_dtype=model_dtype, attn=attn, built=built):
             t = time.perf_counter()
             built["adapter"] = bench.build_adapter(cfg, dev, model_dtype, attn)
-            return {"build_s": time.perf_counter() - t, "parameters": sum(p.numel() for p in built["adapter"].model.parameters())}
+            return {
+                "build_s": time.perf_counter() - t,
+                "parameters": sum(p.numel() for p in built["adapter"].model.parameters()),
+            }
 
         if check.part(f"build_{arch}_{family}", build) is None:
             continue
@@ -198,16 +260,22 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
 
         done = check.part(f"prefill_{arch}_{family}", prefill)
         if done is not None:
+
             def prof(cfg=cfg, adapter=adapter, dev=dev):
-                chain = bench.Chain(cfg, adapter, bench.timed_policy(cfg, adapter, dev), bench.SYNTHETIC, max(cfg.frames))
+                chain = bench.Chain(
+                    cfg, adapter, bench.timed_policy(cfg, adapter, dev), bench.SYNTHETIC, max(cfg.frames)
+                )
                 return {"frames": max(cfg.frames), "top_ops": profile(chain, [1.0, 0.1])}
 
             check.part(f"profile_{arch}_{family}", prof)
         if arch == step_arch and family == plan["step"][1]:
             _, _, k, step_frames, warm, reps = plan["step"]
             for f in step_frames:
+
                 def step(f=f, cfg=cfg, adapter=adapter):
-                    return measure_steps(StepBenchConfig(frames=f, size=cfg.size, group_size=k, warmup=warm, repeats=reps), adapter)
+                    return measure_steps(
+                        StepBenchConfig(frames=f, size=cfg.size, group_size=k, warmup=warm, repeats=reps), adapter
+                    )
 
                 check.part(f"train_step_{arch}_{family}_K{k}_{f}f", step)
         del adapter, built
@@ -224,27 +292,46 @@ def markdown(doc: dict) -> str:
     from score_lit.perf.step import table as step_table
 
     env = doc["environment"]
-    gpu = f"CUDA {env['cuda']}, {env['gpu_memory_gib']:.0f} GiB" if env.get("cuda") and env.get("gpu_memory_gib") else "no CUDA"
-    lines = [f"# GPU check ({doc['mode']}): {env['device_name']}", "",
-             f"torch {env['torch']} ({gpu}), transformers {env['transformers']}, lightning {env['lightning']}, "
-             f"Python {env['python']}; attention: {'FlashAttention 2' if env['flash_attention_2'] else 'SDPA'}; "
-             f"{doc['total_s']:.0f} s in all.", "", f"What is timed: {doc['what_is_timed']}", ""]  # fmt: skip
+    gpu = (
+        f"CUDA {env['cuda']}, {env['gpu_memory_gib']:.0f} GiB"
+        if env.get("cuda") and env.get("gpu_memory_gib")
+        else "no CUDA"
+    )
+    lines = [
+        f"# GPU check ({doc['mode']}): {env['device_name']}",
+        "",
+        f"torch {env['torch']} ({gpu}), transformers {env['transformers']}, lightning {env['lightning']}, "
+        f"Python {env['python']}; attention: {'FlashAttention 2' if env['flash_attention_2'] else 'SDPA'}; "
+        f"{doc['total_s']:.0f} s in all.",
+        "",
+        f"What is timed: {doc['what_is_timed']}",
+        "",
+    ]
     for name, part in doc["parts"].items():
         if part["status"] != "ok":
             lines += [f"## {name}: {part['status'].upper()}", "", f"    {part.get('error') or part.get('why')}", ""]
             continue
         if name.startswith("prefill_"):
-            lines += [f"## {name}", "", "| frames | visual tokens | ratio | kept | vision ms | policy ms | prefill ms | model ms "
-                      "| prefill speedup | FLOP-ideal | share of ideal | policy share of model |", "|" + "---|" * 12]  # fmt: skip
+            lines += [
+                f"## {name}",
+                "",
+                "| frames | visual tokens | ratio | kept | vision ms | policy ms | prefill ms | model ms "
+                "| prefill speedup | FLOP-ideal | share of ideal | policy share of model |",
+                "|" + "---|" * 12,
+            ]
             for r in part["summary"]:
-                lines.append(f"| {r['frames']} | {r['visual_tokens']} | {r['ratio']:.2f} | {r['kept']} | {r['vision_ms']:.1f} "
-                             f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} | {r['model_ms']:.1f} | {r['prefill_speedup']:.2f}x "
-                             f"| {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% | {100 * r['policy_share']:.2f}% |")  # fmt: skip
+                lines.append(
+                    f"| {r['frames']} | {r['visual_tokens']} | {r['ratio']:.2f} | {r['kept']} | {r['vision_ms']:.1f} "
+                    f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} | {r['model_ms']:.1f} | {r['prefill_speedup']:.2f}x "
+                    f"| {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% | {100 * r['policy_share']:.2f}% |"
+                )
             lines.append("")
             for f, t in part["targets"].items():
-                lines.append(f"- at 0.10, {f}: share of ideal {100 * t['share_of_ideal']:.0f}% "
-                             f"({'meets' if t['share_of_ideal_ok'] else 'MISSES'} >= 90%), policy {100 * t['policy_share']:.2f}% "
-                             f"of model ({'meets' if t['policy_share_ok'] else 'MISSES'} < 0.5%)")  # fmt: skip
+                lines.append(
+                    f"- at 0.10, {f}: share of ideal {100 * t['share_of_ideal']:.0f}% "
+                    f"({'meets' if t['share_of_ideal_ok'] else 'MISSES'} >= 90%), policy {100 * t['policy_share']:.2f}% "
+                    f"of model ({'meets' if t['policy_share_ok'] else 'MISSES'} < 0.5%)"
+                )
             lines.append("")
         elif name.startswith("profile_"):
             lines += [f"## {name}: top operators at {part['frames']} frames", ""]
@@ -254,9 +341,15 @@ def markdown(doc: dict) -> str:
                 lines.append("")
         elif name.startswith("train_step_"):
             s = part["settings"]
-            lines += [f"## {name}", "", f"policy {s['policy']}, sampler {s['sampler']}, estimator {s['estimator']}, "
-                      f"precision {s['precision']}; medians of {part['config']['repeats']} steps after {part['config']['warmup']}.",
-                      "", step_table([part]), ""]  # fmt: skip
+            lines += [
+                f"## {name}",
+                "",
+                f"policy {s['policy']}, sampler {s['sampler']}, estimator {s['estimator']}, "
+                f"precision {s['precision']}; medians of {part['config']['repeats']} steps after {part['config']['warmup']}.",
+                "",
+                step_table([part]),
+                "",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -265,8 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help="folder for gpu_check.json and gpu_check.md")
     p.add_argument("--tiny", action="store_true", help="the tiny random architectures (the CPU test of this script)")
     p.add_argument("--budget-s", type=float, default=360.0, help="no part starts after this many seconds (default 360)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                   help="the models' dtype (auto: bfloat16 on a GPU, float32 on CPU; the test runs bfloat16 on CPU, as the GPU does)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "bfloat16", "float32"],
+        help="the models' dtype (auto: bfloat16 on a GPU, float32 on CPU; the test runs bfloat16 on CPU, as the GPU does)",
+    )
     a = p.parse_args(argv)
     out = Path(a.out)
     if out.exists() and not out.is_dir():

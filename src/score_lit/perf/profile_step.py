@@ -77,18 +77,38 @@ class PeakMemory(Callback):
             return
         self.running = False
         self.thread.join()
-        self.result = {"rss_before_mib": self.base / 2**20, "rss_peak_mib": self.peak / 2**20, "step_peak_above_before_mib": (self.peak - self.base) / 2**20}
+        self.result = {
+            "rss_before_mib": self.base / 2**20,
+            "rss_peak_mib": self.peak / 2**20,
+            "step_peak_above_before_mib": (self.peak - self.base) / 2**20,
+        }
 
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="profile_step."))
-    common = [f"out_dir={tmp / 'runs'}", f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}", "val.every_n_steps=100000"]
+    common = [
+        f"out_dir={tmp / 'runs'}",
+        f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+        "val.every_n_steps=100000",
+    ]
     prof = Profile(start=40, steps=20)
     res = fit(load_config([ROOT / "conf/stage1.yaml"], common + ["name=profile", "stage1.steps=120"]), callbacks=[prof])
     client = MlflowClient(res.tracking_uri)
-    keys = ["time/step", "time/data", "time/encode", "time/frozen_vision", "time/rollout", "time/frozen_llm", "time/reward",
-            "time/update", "perf/frozen_share", "perf/rollouts_per_s"]  # fmt: skip
-    med = {k: statistics.median(m.value for m in client.get_metric_history(res.run_id, k) if m.step >= 20) for k in keys}
+    keys = [
+        "time/step",
+        "time/data",
+        "time/encode",
+        "time/frozen_vision",
+        "time/rollout",
+        "time/frozen_llm",
+        "time/reward",
+        "time/update",
+        "perf/frozen_share",
+        "perf/rollouts_per_s",
+    ]
+    med = {
+        k: statistics.median(m.value for m in client.get_metric_history(res.run_id, k) if m.step >= 20) for k in keys
+    }
     table = prof.prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
 
     mem = PeakMemory(step=3)
@@ -97,9 +117,13 @@ def main() -> None:
 
     out = ROOT / "measurements" / "train_step_cpu.json"
     out.parent.mkdir(exist_ok=True)
-    report = {"setup": "toy MLLM, stage 1, K=8, batch 4, 16 frames 64x64 (128 visual tokens); medians over steps 20-119",
-              "medians": med, "outside_frozen_share": 1 - med["perf/frozen_share"],
-              "peak_memory_one_step_K8_64frames": mem.result, "profiler_top_self_cpu": table.splitlines()}  # fmt: skip
+    report = {
+        "setup": "toy MLLM, stage 1, K=8, batch 4, 16 frames 64x64 (128 visual tokens); medians over steps 20-119",
+        "medians": med,
+        "outside_frozen_share": 1 - med["perf/frozen_share"],
+        "peak_memory_one_step_K8_64frames": mem.result,
+        "profiler_top_self_cpu": table.splitlines(),
+    }
     out.write_text(json.dumps(report, indent=2))
     for k, v in med.items():
         print(f"{k:22s} {1000 * v if k.startswith('time') else v:9.2f}{' ms' if k.startswith('time') else ''}")

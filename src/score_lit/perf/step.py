@@ -52,7 +52,9 @@ class StepBenchConfig:
         if self.frames < 2 or self.frames % 2:
             raise ConfigError(f"frames={self.frames}: an even count >= 2 (Qwen merges 2 frames per temporal unit)")
         if self.group_size < 2 or self.batch_size < 1:
-            raise ConfigError(f"group_size={self.group_size}, batch_size={self.batch_size}: need K >= 2 and a batch >= 1")
+            raise ConfigError(
+                f"group_size={self.group_size}, batch_size={self.batch_size}: need K >= 2 and a batch >= 1"
+            )
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
 
@@ -90,7 +92,9 @@ def _peak_memory():
             if module.device.type == "cuda":
                 torch.cuda.synchronize(module.device)
                 torch.cuda.reset_peak_memory_stats(module.device)
-                self.steps[trainer.global_step] = {"allocated_at_start_mib": torch.cuda.memory_allocated(module.device) / 2**20}
+                self.steps[trainer.global_step] = {
+                    "allocated_at_start_mib": torch.cuda.memory_allocated(module.device) / 2**20
+                }
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             if module.device.type == "cuda":
@@ -111,11 +115,18 @@ def _batches(frames, n: int, batch_size: int):
     x = frames[None].expand(batch_size, *frames.shape).contiguous()
     frames_count, spf = frames.shape[0], SYNTHETIC_SPF
     options = ["a red square", "a blue circle", "a green star", "nothing moves"]
-    return [VideoBatch(ids=[f"step{i}_{b}" for b in range(batch_size)], frames=x,
-                       questions=[f"What moves across the {frames_count} frames of this video?"] * batch_size,
-                       answers=[options[0]] * batch_size, options=[options] * batch_size,
-                       answer_index=torch.zeros(batch_size, dtype=torch.long), seconds_per_frame=[spf] * batch_size)
-            for i in range(n)]  # fmt: skip
+    return [
+        VideoBatch(
+            ids=[f"step{i}_{b}" for b in range(batch_size)],
+            frames=x,
+            questions=[f"What moves across the {frames_count} frames of this video?"] * batch_size,
+            answers=[options[0]] * batch_size,
+            options=[options] * batch_size,
+            answer_index=torch.zeros(batch_size, dtype=torch.long),
+            seconds_per_frame=[spf] * batch_size,
+        )
+        for i in range(n)
+    ]
 
 
 def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
@@ -126,12 +137,14 @@ def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from score_lit.perf.bench import synthetic_video
     from score_lit.config import load_config
+    from score_lit.perf.bench import synthetic_video
     from score_lit.training.module import ScoreModule
 
     dev = adapter.device
-    frames = torch.from_numpy(synthetic_video(cfg.frames, cfg.size)).permute(0, 3, 1, 2).contiguous()  # [F, 3, H, W] uint8
+    frames = (
+        torch.from_numpy(synthetic_video(cfg.frames, cfg.size)).permute(0, 3, 1, 2).contiguous()
+    )  # [F, 3, H, W] uint8
     run_cfg = load_config([cfg.config], [*cfg.overrides, f"rl.group_size={cfg.group_size}", "name=bench_step"])
     L.seed_everything(run_cfg.seed, verbose=False)
     module = ScoreModule(run_cfg, adapter)
@@ -139,11 +152,20 @@ def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
     loader = DataLoader(_batches(frames, n, cfg.batch_size), batch_size=None, shuffle=False)
     logger, memory = _recorder(), _peak_memory()
     trainer = L.Trainer(
-        accelerator="gpu" if dev.type == "cuda" else "cpu", devices=[dev.index or 0] if dev.type == "cuda" else 1,
-        max_steps=n, logger=logger, callbacks=[memory], enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, precision=run_cfg.trainer.precision,
-        default_root_dir=None, log_every_n_steps=1,
-    )  # fmt: skip
+        accelerator="gpu" if dev.type == "cuda" else "cpu",
+        devices=[dev.index or 0] if dev.type == "cuda" else 1,
+        max_steps=n,
+        logger=logger,
+        callbacks=[memory],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        precision=run_cfg.trainer.precision,
+        default_root_dir=None,
+        log_every_n_steps=1,
+    )
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     wall = time.perf_counter() - t0
@@ -156,29 +178,39 @@ def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
     visual = adapter.encode(_batches(frames.to(dev), 1, 1)[0]).num_tokens
     return {
         "config": asdict(cfg),
-        "settings": {"policy": f"{run_cfg.policy.name}/{run_cfg.policy.hidden}", "sampler": run_cfg.rl.sampler,
-                     "estimator": run_cfg.rl.estimator, "precision": run_cfg.trainer.precision},  # fmt: skip
+        "settings": {
+            "policy": f"{run_cfg.policy.name}/{run_cfg.policy.hidden}",
+            "sampler": run_cfg.rl.sampler,
+            "estimator": run_cfg.rl.estimator,
+            "precision": run_cfg.trainer.precision,
+        },
         "visual_tokens": visual,
         "medians_ms": med,
         "frozen_share": statistics.median(r["perf/frozen_share"] for r in rows),
         "rollouts_per_s": statistics.median(r["perf/rollouts_per_s"] for r in rows),
         "keep_fraction": statistics.median(r["keep_ratio/mean"] for r in rows),
         "peak_mib": max(peaks) if peaks and None not in peaks else None,
-        "allocated_at_start_mib": memory.steps[timed[0]]["allocated_at_start_mib"] if timed[0] in memory.steps else None,
+        "allocated_at_start_mib": memory.steps[timed[0]]["allocated_at_start_mib"]
+        if timed[0] in memory.steps
+        else None,
         "steps_wall_s": wall,
     }
 
 
 def table(results: list[dict]) -> str:
     """Markdown: one row per (K, frames) measured."""
-    head = ("| K | frames | visual tokens | kept (mean) | vision ms | LLM (K rollouts + baseline) ms | rollout ms | reward ms "
-            "| update ms | step ms | frozen share | rollouts/s | peak GiB |")  # fmt: skip
+    head = (
+        "| K | frames | visual tokens | kept (mean) | vision ms | LLM (K rollouts + baseline) ms | rollout ms | reward ms "
+        "| update ms | step ms | frozen share | rollouts/s | peak GiB |"
+    )
     lines = [head, "|" + "---|" * 13]
     for r in results:
         m, c = r["medians_ms"], r["config"]
         peak = f"{r['peak_mib'] / 1024:.1f}" if r["peak_mib"] is not None else "n/a (CPU)"
-        lines.append(f"| {c['group_size']} | {c['frames']} | {r['visual_tokens']} | {100 * r['keep_fraction']:.1f}% "
-                     f"| {m['frozen_vision_ms']:.1f} | {m['frozen_llm_ms']:.1f} | {m['rollout_ms']:.1f} | {m['reward_ms']:.2f} "
-                     f"| {m['update_ms']:.2f} | {m['step_ms']:.1f} | {100 * r['frozen_share']:.1f}% | {r['rollouts_per_s']:.1f} "
-                     f"| {peak} |")  # fmt: skip
+        lines.append(
+            f"| {c['group_size']} | {c['frames']} | {r['visual_tokens']} | {100 * r['keep_fraction']:.1f}% "
+            f"| {m['frozen_vision_ms']:.1f} | {m['frozen_llm_ms']:.1f} | {m['rollout_ms']:.1f} | {m['reward_ms']:.2f} "
+            f"| {m['update_ms']:.2f} | {m['step_ms']:.1f} | {100 * r['frozen_share']:.1f}% | {r['rollouts_per_s']:.1f} "
+            f"| {peak} |"
+        )
     return "\n".join(lines)

@@ -17,19 +17,20 @@ rloo (leave-one-out baseline on the gated additive reward; no normalisation):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from score_lit.config import names
-from score_lit.config import RLConfig
+from score_lit.config import RLConfig, names
 
 Estimator = Callable[[Tensor, Tensor, Tensor, RLConfig], tuple[Tensor, dict[str, Tensor]]]
 ESTIMATORS: dict[str, Estimator] = {}
 
 
-register_estimator = names.registrar(ESTIMATORS, names.ESTIMATORS)  # @register_estimator("name"): the registry and its torch-free name list
+register_estimator = names.registrar(
+    ESTIMATORS, names.ESTIMATORS
+)  # @register_estimator("name"): the registry and its torch-free name list
 
 
 def compute_advantage(name: str, fidelity: Tensor, sparsity: Tensor, dce: Tensor, cfg: RLConfig):

@@ -28,5 +28,9 @@ def policy_gradient_loss(
     pg = -(advantages.detach() * mean_logp).mean(dim=-1).mean()  # -(1/K) sum_k, then mean over B
     ent = entropy(logits).mean()
     loss = pg - entropy_coef * ent if entropy_coef else pg
-    stats = {"loss/pg": pg.detach(), "policy/entropy": ent.detach(), "policy/keep_prob": torch.sigmoid(logits.detach()).mean()}
+    stats = {
+        "loss/pg": pg.detach(),
+        "policy/entropy": ent.detach(),
+        "policy/keep_prob": torch.sigmoid(logits.detach()).mean(),
+    }
     return loss, stats

@@ -11,19 +11,20 @@ logit(init_keep_prob) so that the first rollouts keep about half the tokens.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from score_lit.config import names
-from score_lit.config import PolicyConfig, keep_count
+from score_lit.config import PolicyConfig, keep_count, names
 
 POLICIES: dict[str, Callable[[int, PolicyConfig], nn.Module]] = {}
 
 
-register_policy = names.registrar(POLICIES, names.POLICIES)  # @register_policy("name"): the registry and its torch-free name list
+register_policy = names.registrar(
+    POLICIES, names.POLICIES
+)  # @register_policy("name"): the registry and its torch-free name list
 
 
 def build_policy(in_dim: int, cfg: PolicyConfig) -> nn.Module:
@@ -87,8 +88,10 @@ class QueryPolicy(nn.Module):
 
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         if question is None:
-            raise ValueError("policy 'query_mlp' is conditioned on the question: pass question=mllm.question_embedding(prompts) "
-                             "(score_lit train, eval and the lmms-eval classes do)")  # fmt: skip
+            raise ValueError(
+                "policy 'query_mlp' is conditioned on the question: pass question=mllm.question_embedding(prompts) "
+                "(score_lit train, eval and the lmms-eval classes do)"
+            )
         b = state.shape[0]
         gamma, beta = self.film(self.q_norm(question.to(state.dtype))).chunk(2, dim=-1)  # [B, h] each
         h = self.first(state).reshape(b, -1, self.hidden)  # [B, T*N, h]
@@ -163,7 +166,9 @@ def stable_topk_mask(scores: Tensor, k: int) -> Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
 
 
-def topk_mask(scores: Tensor, ratio: float, grid: tuple[int, int, int] | None = None, per_frame: bool = False) -> Tensor:
+def topk_mask(
+    scores: Tensor, ratio: float, grid: tuple[int, int, int] | None = None, per_frame: bool = False
+) -> Tensor:
     """Keep the top-k tokens by score, k = ceil(ratio * L). scores [B, L] -> mask [B, L] bool (stable_topk_mask).
 
     per_frame: k_t = ceil(ratio * N) in every temporal unit (needs grid = (T, H', W'))."""

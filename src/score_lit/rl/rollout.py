@@ -45,7 +45,13 @@ class BaselineCache:
 
 @torch.no_grad()
 def score_with_baseline(
-    mllm: VideoMLLM, visual: VisualTokens, prompts, masks: Tensor, ids: list[str], cache: BaselineCache, answer_index: Tensor
+    mllm: VideoMLLM,
+    visual: VisualTokens,
+    prompts,
+    masks: Tensor,
+    ids: list[str],
+    cache: BaselineCache,
+    answer_index: Tensor,
 ) -> tuple[LLMScores, Tensor]:
     """Score masks [B, R, L]; fill the baseline cache in the same call when it lacks a sample.
 
@@ -57,14 +63,22 @@ def score_with_baseline(
     scores = mllm.score(visual, prompts, masks)
     if need_base:
         opts = scores.option_logits[:, -1]  # [B, C]; C = 0 when every row is open-ended (no accuracy)
-        base_correct = opts.argmax(-1) == answer_index if opts.shape[-1] else torch.zeros_like(answer_index, dtype=torch.bool)
+        base_correct = (
+            opts.argmax(-1) == answer_index if opts.shape[-1] else torch.zeros_like(answer_index, dtype=torch.bool)
+        )
         cache.put(ids, scores.ce[:, -1], base_correct)
         scores = LLMScores(ce=scores.ce[:, :-1], option_logits=scores.option_logits[:, :-1])
     return scores, cache.get(ids, masks.device)
 
 
 def collect_rollouts(
-    mllm: VideoMLLM, visual: VisualTokens, prompts, masks: Tensor, ids: list[str], cache: BaselineCache, answer_index: Tensor,
+    mllm: VideoMLLM,
+    visual: VisualTokens,
+    prompts,
+    masks: Tensor,
+    ids: list[str],
+    cache: BaselineCache,
+    answer_index: Tensor,
     budgets: Tensor | None = None,
 ) -> Rollout:
     """masks [B, K, T*N] bool (budgets [B, K] of the budget sampler, or None) -> Rollout with ce [B, K], ce_base [B]."""

@@ -29,7 +29,7 @@ budget (ours, not in the paper): rollout k draws a keep budget rho_k uniformly f
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,9 @@ Sampler = Callable[[Tensor, int, "torch.Generator | None", "list[float]"], "tupl
 SAMPLERS: dict[str, Sampler] = {}
 
 
-register_sampler = names.registrar(SAMPLERS, names.SAMPLERS)  # @register_sampler("name"): the registry and its torch-free name list
+register_sampler = names.registrar(
+    SAMPLERS, names.SAMPLERS
+)  # @register_sampler("name"): the registry and its torch-free name list
 
 
 def budget_shift(logits: Tensor, budgets: Tensor, iters: int = 60) -> Tensor:
@@ -87,13 +89,17 @@ def rollout_log_prob(logits: Tensor, masks: Tensor, budgets: Tensor | None = Non
 
 
 @register_sampler("bernoulli")
-def bernoulli(logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = ()) -> tuple[Tensor, None]:
+def bernoulli(
+    logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = ()
+) -> tuple[Tensor, None]:
     """m ~ Bernoulli(sigmoid(logits)) per token (policy.sample_masks): masks [B, K, L] bool (no grad), no budgets."""
     return sample_masks(logits, k, generator), None
 
 
 @register_sampler("budget")
-def budget(logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = (0.1,)) -> tuple[Tensor, Tensor]:
+def budget(
+    logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = (0.1,)
+) -> tuple[Tensor, Tensor]:
     """Per rollout a budget rho from `choices` (uniform), then m ~ Bernoulli(sigmoid(l + c(l, rho))): masks [B, K, L]
     bool (no grad) and budgets [B, K]."""
     b = logits.shape[0]
@@ -106,7 +112,9 @@ def budget(logits: Tensor, k: int, generator: torch.Generator | None = None, cho
     return u < q, budgets
 
 
-def sample_rollouts(name: str, logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = ()):
+def sample_rollouts(
+    name: str, logits: Tensor, k: int, generator: torch.Generator | None = None, choices: list[float] = ()
+):
     """Dispatch by name (rl.sampler): (masks [B, K, L] bool, budgets [B, K] or None)."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown rl.sampler={name!r}; registered: {sorted(SAMPLERS)}")

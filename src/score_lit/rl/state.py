@@ -30,9 +30,7 @@ def surprise_state(x: Tensor, eps: float = 1e-5) -> Tensor:
     """h = [LN(x); LN(dx)]. x: [..., T, N, D] -> [..., T, N, 2D] (float32 for a stable policy)."""
     x = x.float()
     d = x.shape[-1]
-    return torch.cat(
-        [F.layer_norm(x, (d,), eps=eps), F.layer_norm(temporal_residual(x), (d,), eps=eps)], dim=-1
-    )
+    return torch.cat([F.layer_norm(x, (d,), eps=eps), F.layer_norm(temporal_residual(x), (d,), eps=eps)], dim=-1)
 
 
 def surprise_norm(x: Tensor) -> Tensor:

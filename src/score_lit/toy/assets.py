@@ -11,9 +11,24 @@ from functools import lru_cache
 import numpy as np
 
 SCENE_NAMES = (
-    "astronaut", "camera", "coffee", "chelsea", "rocket", "hubble_deep_field", "brick", "grass",
-    "gravel", "text", "clock", "moon", "page", "immunohistochemistry", "colorwheel", "coins", "retina",
-)  # fmt: skip
+    "astronaut",
+    "camera",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "brick",
+    "grass",
+    "gravel",
+    "text",
+    "clock",
+    "moon",
+    "page",
+    "immunohistochemistry",
+    "colorwheel",
+    "coins",
+    "retina",
+)
 
 SCENE_SIDE = 160  # scenes are resized once to this square; videos crop windows from them
 

@@ -23,24 +23,46 @@ def toy_config(args: list[str]):
     from score_lit.config import ConfigError, load_config, split_args
     from score_lit.toy.config import DEFAULT_PRESET, ToyConfig, preset_path
 
-    p = argparse.ArgumentParser(prog="score_lit toy-mllm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("config", nargs="*", metavar="CONFIG.yaml | key=value", help="ToyConfig files (schema: toy) and overrides")
-    p.add_argument("--preset", default=None, help=f"conf/toy/NAME.yaml: first (the first toy's families), evidence (also the "
-                   f"evidence benchmark's), evidence4 (the committed evidence toy); default: {DEFAULT_PRESET}")
+    p = argparse.ArgumentParser(
+        prog="score_lit toy-mllm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "config", nargs="*", metavar="CONFIG.yaml | key=value", help="ToyConfig files (schema: toy) and overrides"
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help=f"conf/toy/NAME.yaml: first (the first toy's families), evidence (also the "
+        f"evidence benchmark's), evidence4 (the committed evidence toy); default: {DEFAULT_PRESET}",
+    )
     p.add_argument("--out", default=None, help=f"output directory (= out=DIR; default: {ToyConfig.out})")
     p.add_argument("--seed", type=int, default=None, help="= seed=N (default: the preset's)")
     p.add_argument("--families", default="", help="comma-separated synthetic families (default: the preset's)")
     p.add_argument("--quick", action="store_true", help="the quick preset: a seconds-long run at tiny widths (tests)")
-    p.add_argument("--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/train_state.pt if it exists (saved at "
-                   f"stage ends and every checkpoint_every={ToyConfig.checkpoint_every} joint steps); a fresh run without it")
-    p.add_argument("--stop-after", type=int, default=0, metavar="N", help="save the training state after joint step N "
-                   "and stop (continue with --resume; the evidence4 preset starts from evidence's state at step 1250)")
+    p.add_argument(
+        "--text-layers", type=int, default=None, help=f"LLM decoder layers (default {ToyConfig.text_layers})"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from <out>/train_state.pt if it exists (saved at "
+        f"stage ends and every checkpoint_every={ToyConfig.checkpoint_every} joint steps); a fresh run without it",
+    )
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save the training state after joint step N "
+        "and stop (continue with --resume; the evidence4 preset starts from evidence's state at step 1250)",
+    )
     ns = p.parse_intermixed_args(args)  # files and overrides may stand between the flags
     if ns.quick and ns.preset:
         raise ConfigError(f"--quick is the quick preset: pass it or --preset {ns.preset}, not both")
     files, overrides = split_args(ns.config)
-    flags = [f"{k}={v}" for k, v in (("out", ns.out), ("seed", ns.seed), ("text_layers", ns.text_layers)) if v is not None]
+    flags = [
+        f"{k}={v}" for k, v in (("out", ns.out), ("seed", ns.seed), ("text_layers", ns.text_layers)) if v is not None
+    ]
     families = [f for f in ns.families.split(",") if f]
     if families:
         flags.append(f"families=[{','.join(families)}]")
@@ -63,6 +85,8 @@ def cmd_toy_mllm(args: list[str]) -> int:
     print(out)
     for name, acc in report["families"].items():
         print(f"  {name:12s} {acc:.3f}")
-    print(f"  {'overall':12s} {report['overall']:.3f}   (n={report['n_per_family']} per family, "
-          f"seed {report['seed']}, {report['train_seconds']:.0f}s training)")  # fmt: skip
+    print(
+        f"  {'overall':12s} {report['overall']:.3f}   (n={report['n_per_family']} per family, "
+        f"seed {report['seed']}, {report['train_seconds']:.0f}s training)"
+    )
     return 0

@@ -151,7 +151,9 @@ class ToyConfig:
         if self.attention_target not in ("asked", "answer"):
             raise ConfigError(f"attention_target={self.attention_target!r}: use 'asked' or 'answer'")
         if self.text_width % self.text_heads or (self.text_width // self.text_heads) % 2:
-            raise ConfigError(f"text_width={self.text_width} must split into text_heads={self.text_heads} even head dims")
+            raise ConfigError(
+                f"text_width={self.text_width} must split into text_heads={self.text_heads} even head dims"
+            )
 
     def family_names(self) -> list[str]:
         return list(self.families or FIRST_TOY)
@@ -163,7 +165,11 @@ class ToyConfig:
     def groups(self) -> list[list[str]]:
         """The families, grouped by shape (one group per step; see evidence_every)."""
         fams = self.family_names()
-        return [g for g in ([f for f in fams if f not in EVIDENCE_FAMILIES], [f for f in fams if f in EVIDENCE_FAMILIES]) if g]
+        return [
+            g
+            for g in ([f for f in fams if f not in EVIDENCE_FAMILIES], [f for f in fams if f in EVIDENCE_FAMILIES])
+            if g
+        ]
 
     def step_group(self, step: int) -> tuple[int, int]:
         """(group index, how many earlier steps drew from that group) of optimizer step `step`."""

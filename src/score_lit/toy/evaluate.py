@@ -31,8 +31,13 @@ def plot_history(history: list[dict], path: Path, final: dict[str, float] | None
         a0.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
     for x in sorted({offset["vision"], offset["joint"]} - {0}):
         a0.axvline(x, color="k", lw=0.8, ls=":")
-    a0.set(title="dense token accuracy (grid | vision stage | joint)" if n0 else "dense token accuracy (vision stage | joint)",
-           xlabel="step", ylim=(0, 1))  # fmt: skip
+    a0.set(
+        title="dense token accuracy (grid | vision stage | joint)"
+        if n0
+        else "dense token accuracy (vision stage | joint)",
+        xlabel="step",
+        ylim=(0, 1),
+    )
     a0.legend(fontsize=8)
     fams = sorted({k[4:] for h in joint for k in h if k.startswith("acc/")})
     for f in fams:

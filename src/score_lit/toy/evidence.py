@@ -58,13 +58,13 @@ their videos and questions are identical in both versions (a test holds that). `
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
+from score_lit.data.common import Sample
 from score_lit.errors import ConfigError
 from score_lit.toy import assets
-from score_lit.data.common import Sample
 from score_lit.toy.synthetic import DIGIT_PX, OPTIONS, _crop, _digit, _rng
 
 VERSION = 2
@@ -139,13 +139,17 @@ def check_params(family: str, frames: int, size: int, objects: int = 4, distract
     if family not in FAMILIES:
         raise FamilyParamError(f"unknown evidence family {family!r}; registered: {sorted(FAMILIES)}")
     if frames <= 0 or frames % TPS:
-        raise FamilyParamError(f"frames={frames} must be a positive multiple of {TPS} (one temporal unit = {TPS} frames)")
+        raise FamilyParamError(
+            f"frames={frames} must be a positive multiple of {TPS} (one temporal unit = {TPS} frames)"
+        )
     if size % DIGIT_PX:
         raise FamilyParamError(f"size={size} must be a multiple of {DIGIT_PX} (one merged token per {DIGIT_PX} px)")
     if size < OBJ_PX:
         raise FamilyParamError(f"size={size} px cannot hold a {OBJ_PX}-px object: use size >= {OBJ_PX}")
     if size > assets.SCENE_SIDE:
-        raise FamilyParamError(f"size={size} px is larger than the {assets.SCENE_SIDE}-px scenes frames are cropped from")
+        raise FamilyParamError(
+            f"size={size} px is larger than the {assets.SCENE_SIDE}-px scenes frames are cropped from"
+        )
     cells, units = size // DIGIT_PX, frames // TPS
     blocks = (cells // CELLS_PER_OBJ) ** 2
     n_obj = {"colour": objects, "order": 2, "move": 1}[family]
@@ -154,19 +158,29 @@ def check_params(family: str, frames: int, size: int, objects: int = 4, distract
     if family == "colour" and objects < 2:
         raise FamilyParamError(f"objects={objects}: a colour question needs at least 2 candidate digits")
     if n_obj > blocks:
-        raise FamilyParamError(f"objects={n_obj} is more than the {blocks} places for a {OBJ_PX}-px object in a {size}-px frame")
+        raise FamilyParamError(
+            f"objects={n_obj} is more than the {blocks} places for a {OBJ_PX}-px object in a {size}-px frame"
+        )
     path_cells = (CELLS_PER_OBJ + 2) * CELLS_PER_OBJ if family == "move" else CELLS_PER_OBJ**2 * n_obj
     if family == "move" and cells < CELLS_PER_OBJ + 2:
-        raise FamilyParamError(f"size={size} px leaves no room for a {OBJ_PX}-px object to move 2 steps: use size >= {OBJ_PX + 2 * DIGIT_PX}")
+        raise FamilyParamError(
+            f"size={size} px leaves no room for a {OBJ_PX}-px object to move 2 steps: use size >= {OBJ_PX + 2 * DIGIT_PX}"
+        )
     if distractors < 0 or path_cells + distractors > cells * cells:
-        raise FamilyParamError(f"distractors={distractors} do not fit beside the objects in the {cells * cells} cells of a {size}-px frame")
+        raise FamilyParamError(
+            f"distractors={distractors} do not fit beside the objects in the {cells * cells} cells of a {size}-px frame"
+        )
     need = {"colour": MIN_RUN, "order": 2 * MIN_RUN, "move": 3}[family]
     if units < need:
-        raise FamilyParamError(f"frames={frames} ({units} units) is too few for family {family!r}: it needs at least {need * TPS} frames")
+        raise FamilyParamError(
+            f"frames={frames} ({units} units) is too few for family {family!r}: it needs at least {need * TPS} frames"
+        )
 
 
 # ------------------------------------------------------------------------------------------ families
-def colour(seed: int, split: str, index: int, frames: int = 32, size: int = 96, objects: int = 4, distractors: int = 4, **_) -> Sample:
+def colour(
+    seed: int, split: str, index: int, frames: int = 32, size: int = 96, objects: int = 4, distractors: int = 4, **_
+) -> Sample:
     check_params("colour", frames, size, objects=objects, distractors=distractors)
     rng = _rng(seed, split, 100 + index)
     cells, units = size // DIGIT_PX, frames // TPS
@@ -182,15 +196,20 @@ def colour(seed: int, split: str, index: int, frames: int = 32, size: int = 96, 
         u0 = int(rng.integers(0, units - run + 1))
         f0, f1 = TPS * u0, TPS * (u0 + run)
         video[f0:f1] = [paste_object(f, img, r, c, COLOURS[name]) for f in video[f0:f1]]
-        objs.append({"label": label, "colour": name, "frames": [f0, f1], "cell": [r, c], "px": OBJ_PX, "digit_index": d_idx})
+        objs.append(
+            {"label": label, "colour": name, "frames": [f0, f1], "cell": [r, c], "px": OBJ_PX, "digit_index": d_idx}
+        )
     asked = int(rng.integers(objects))
     others = _free_cells(rng, cells, taken, distractors)
     flicker(video, rng, others)
     return Sample(
-        id=f"colour/{split}/{seed}/{index}", frames=video, question=f"which {objs[asked]['colour']} digit appeared ?",
-        answer=objs[asked]["label"], options=list(OPTIONS),
+        id=f"colour/{split}/{seed}/{index}",
+        frames=video,
+        question=f"which {objs[asked]['colour']} digit appeared ?",
+        answer=objs[asked]["label"],
+        options=list(OPTIONS),
         evidence={"objects": objs, "asked": [asked], "distractor_cells": [list(x) for x in others]},
-    )  # fmt: skip
+    )
 
 
 def order(seed: int, split: str, index: int, frames: int = 32, size: int = 96, distractors: int = 4, **_) -> Sample:
@@ -215,10 +234,13 @@ def order(seed: int, split: str, index: int, frames: int = 32, size: int = 96, d
     others = _free_cells(rng, cells, taken, distractors)
     flicker(video, rng, others)
     return Sample(
-        id=f"order/{split}/{seed}/{index}", frames=video,
-        question=f"which digit appeared {'last' if last else 'first'} ?", answer=objs[int(last)]["label"],
-        options=list(OPTIONS), evidence={"objects": objs, "asked": [0, 1], "distractor_cells": [list(x) for x in others]},
-    )  # fmt: skip
+        id=f"order/{split}/{seed}/{index}",
+        frames=video,
+        question=f"which digit appeared {'last' if last else 'first'} ?",
+        answer=objs[int(last)]["label"],
+        options=list(OPTIONS),
+        evidence={"objects": objs, "asked": [0, 1], "distractor_cells": [list(x) for x in others]},
+    )
 
 
 def move(seed: int, split: str, index: int, frames: int = 32, size: int = 96, distractors: int = 4, **_) -> Sample:
@@ -249,14 +271,35 @@ def move(seed: int, split: str, index: int, frames: int = 32, size: int = 96, di
     others = _free_cells(rng, cells, taken, distractors)
     flicker(video, rng, others)
     return Sample(
-        id=f"move/{split}/{seed}/{index}", frames=video, question="where did the digit move to ?", answer=direction,
-        options=list(DIRECTIONS), evidence={"objects": objs, "asked": [0, len(objs) - 1], "direction": direction,
-                                            "distractor_cells": [list(x) for x in others]},
-    )  # fmt: skip
+        id=f"move/{split}/{seed}/{index}",
+        frames=video,
+        question="where did the digit move to ?",
+        answer=direction,
+        options=list(DIRECTIONS),
+        evidence={
+            "objects": objs,
+            "asked": [0, len(objs) - 1],
+            "direction": direction,
+            "distractor_cells": [list(x) for x in others],
+        },
+    )
 
 
 FAMILIES: dict[str, Callable[..., Sample]] = {"colour": colour, "order": order, "move": move}
 VERSIONS: dict[int, tuple[str, ...]] = {1: ("colour", "order", "move"), 2: ("colour", "order")}
 
-__all__ = ["VERSION", "VERSIONS", "SETTINGS", "FAMILIES", "COLOURS", "DIRECTIONS", "OBJ_PX", "FamilyParamError", "check_params",
-           "paste_object", "colour", "order", "move"]  # fmt: skip
+__all__ = [
+    "VERSION",
+    "VERSIONS",
+    "SETTINGS",
+    "FAMILIES",
+    "COLOURS",
+    "DIRECTIONS",
+    "OBJ_PX",
+    "FamilyParamError",
+    "check_params",
+    "paste_object",
+    "colour",
+    "order",
+    "move",
+]

@@ -46,10 +46,18 @@ def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
 
 
 def export_split(
-    out: str | Path, split: str = "test", n: int = 200, families: list[str] | None = None, seed: int = 0,
-    frames: int | None = None, size: int | None = None, fps: float = 2.0, benchmark: str = "toy", setting: str | None = None,
+    out: str | Path,
+    split: str = "test",
+    n: int = 200,
+    families: list[str] | None = None,
+    seed: int = 0,
+    frames: int | None = None,
+    size: int | None = None,
+    fps: float = 2.0,
+    benchmark: str = "toy",
+    setting: str | None = None,
     version: int | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Generate n samples per family of `split` and write them under `out`. Returns the JSONL path.
 
     benchmark "toy": the first families (default stitched, flash, distracted) at frames x size.
@@ -71,7 +79,9 @@ def export_split(
         families = families or list(evidence.VERSIONS[version])
         manifest.update(version=version, setting=(setting or "default") if named else "custom")
     elif version is not None:
-        raise evidence.FamilyParamError(f"--version {version}: only the evidence benchmark has versions (--benchmark evidence)")
+        raise evidence.FamilyParamError(
+            f"--version {version}: only the evidence benchmark has versions (--benchmark evidence)"
+        )
     elif benchmark == "toy":
         frames, size = frames or 16, size or 64
         families = families or ["flash", "stitched", "distracted"]
@@ -92,7 +102,9 @@ def export_split(
     if jsonl.is_file() and (out / "manifest.json").is_file():
         if json.loads((out / "manifest.json").read_text()) == manifest:
             return jsonl
-        raise FileExistsError(f"{out} holds a different export (see its manifest.json): choose another --out or delete it")
+        raise FileExistsError(
+            f"{out} holds a different export (see its manifest.json): choose another --out or delete it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -104,8 +116,18 @@ def export_split(
                 rel = f"videos/{fam}_{i:05d}.mp4"
                 write_mp4(tmp / rel, s.frames, fps)
                 ev = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.evidence.items()}
-                rows.append({"id": s.id, "video": rel, "question": s.question, "options": s.options, "answer": s.answer,
-                             "family": fam, "evidence": ev, "fps": fps})  # fmt: skip
+                rows.append(
+                    {
+                        "id": s.id,
+                        "video": rel,
+                        "question": s.question,
+                        "options": s.options,
+                        "answer": s.answer,
+                        "family": fam,
+                        "evidence": ev,
+                        "fps": fps,
+                    }
+                )
         (tmp / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if out.exists():

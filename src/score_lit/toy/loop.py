@@ -27,8 +27,23 @@ from score_lit.toy.losses import COLOUR_CLASSES, DENSE_CLASSES, _forward, questi
 from score_lit.toy.model import build_toy_model, grid_samples, make_batch, make_samples, model_sizes
 
 
-def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset, t0, history, stop=None, start=0, on_step=None,
-               probe: nn.Module | None = None) -> int:  # fmt: skip
+def _run_stage(
+    name,
+    adapter,
+    head,
+    cfg,
+    opt,
+    sched,
+    steps,
+    answers,
+    step_offset,
+    t0,
+    history,
+    stop=None,
+    start=0,
+    on_step=None,
+    probe: nn.Module | None = None,
+) -> int:
     """Optimizer steps over the stream; a progress line every cfg.log_every steps. Returns steps taken.
 
     Vision stage: global step step_offset + step draws from group cfg.step_group(...); joint stage (step_offset
@@ -53,9 +68,21 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
         batch, labels, colours, asked = make_batch(samples, cfg, tps, units)
         frozen = answers and (evidence or cfg.freeze_vision_in_joint)  # the vision tower gets no gradient
         attn_layer = cfg.attention_layer if answers and cfg.attention_weight > 0 else None
-        question = (probe, question_words(adapter, samples, probe.out_features)) if answers and probe is not None else None
-        out = _forward(adapter, head, batch, labels, colours, answers, vision_grad=not frozen, asked=asked, attention_layer=attn_layer,
-                       question=question)  # fmt: skip
+        question = (
+            (probe, question_words(adapter, samples, probe.out_features)) if answers and probe is not None else None
+        )
+        out = _forward(
+            adapter,
+            head,
+            batch,
+            labels,
+            colours,
+            answers,
+            vision_grad=not frozen,
+            asked=asked,
+            attention_layer=attn_layer,
+            question=question,
+        )
         if evidence:
             out["digit_acc_ev"] = out["digit_acc"]  # the evidence families' share, shown apart
         dense = out["dense"] if not frozen else 0.0
@@ -74,16 +101,32 @@ def _run_stage(name, adapter, head, cfg, opt, sched, steps, answers, step_offset
             if k in ("correct", "shares"):  # per sample: the family's answer accuracy / evidence attention share
                 for s_, c in zip(samples, v.tolist()):
                     if c == c:  # not NaN
-                        window.setdefault(f"{'acc' if k == 'correct' else 'attn'}/{s_.id.split('/')[0]}", []).append(float(c))
+                        window.setdefault(f"{'acc' if k == 'correct' else 'attn'}/{s_.id.split('/')[0]}", []).append(
+                            float(c)
+                        )
             else:
                 window.setdefault(k, []).append(float(v.detach()) if isinstance(v, Tensor) else float(v))
         if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
             means = {k: float(np.mean(v)) for k, v in window.items()}
-            shown = " ".join(f"{k}={means[k]:.3f}" for k in ("loss", "ce", "dense", "digit_acc", "digit_acc_ev", "attn_share", "question_acc", "answer_acc")
-                             if k in means)  # fmt: skip
+            shown = " ".join(
+                f"{k}={means[k]:.3f}"
+                for k in (
+                    "loss",
+                    "ce",
+                    "dense",
+                    "digit_acc",
+                    "digit_acc_ev",
+                    "attn_share",
+                    "question_acc",
+                    "answer_acc",
+                )
+                if k in means
+            )
             fams = " ".join(f"{k[4:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("acc/"))
             if any(k.startswith("attn/") for k in means):  # the evidence share of the video attention, per family
-                fams += " | attn " + " ".join(f"{k[5:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("attn/"))
+                fams += " | attn " + " ".join(
+                    f"{k[5:]}={v:.2f}" for k, v in sorted(means.items()) if k.startswith("attn/")
+                )
             print(f"[toy-mllm] {name} step {step + 1}/{steps} {shown} {fams} ({time.time() - t0:.0f}s)", flush=True)
             history.append({"stage": name, "step": step + 1, "seconds": round(time.time() - t0, 1), **means})
             window = {}
@@ -99,7 +142,9 @@ def _grid_stage(adapter, head, cfg: ToyConfig, opt, t0: float, history: list[dic
     """cfg.grid_steps dense-label steps on grid_samples (a progress line every cfg.log_every steps)."""
     window: list[float] = []
     for step in range(cfg.grid_steps):
-        batch, labels, colours, _ = make_batch(grid_samples(cfg, step * cfg.grid_batch_size, cfg.grid_batch_size), cfg, adapter.temporal_patch_size)
+        batch, labels, colours, _ = make_batch(
+            grid_samples(cfg, step * cfg.grid_batch_size, cfg.grid_batch_size), cfg, adapter.temporal_patch_size
+        )
         out = _forward(adapter, head, batch, labels, colours, answers=False)
         opt.zero_grad(set_to_none=True)
         out["dense"].backward()
@@ -108,7 +153,10 @@ def _grid_stage(adapter, head, cfg: ToyConfig, opt, t0: float, history: list[dic
         window.append(float(out["digit_acc"]))
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.grid_steps:
             acc = float(np.mean(window))
-            print(f"[toy-mllm] grid step {step + 1}/{cfg.grid_steps} digit_acc={acc:.3f} ({time.time() - t0:.0f}s)", flush=True)
+            print(
+                f"[toy-mllm] grid step {step + 1}/{cfg.grid_steps} digit_acc={acc:.3f} ({time.time() - t0:.0f}s)",
+                flush=True,
+            )
             history.append({"stage": "grid", "step": step + 1, "seconds": round(time.time() - t0, 1), "digit_acc": acc})
             window = []
 
@@ -144,8 +192,10 @@ def _load_init(cfg: ToyConfig, model: nn.Module, head: nn.Module) -> dict:
     if src.is_file():
         state = torch.load(src, map_location="cpu", weights_only=False)
         if state.get("stage") not in ("vision", "joint"):
-            raise ConfigError(f"init_from={src}: its training state ends in the {state.get('stage')!r} stage; "
-                              "give one saved after the vision stage (or a saved toy directory)")  # fmt: skip
+            raise ConfigError(
+                f"init_from={src}: its training state ends in the {state.get('stage')!r} stage; "
+                "give one saved after the vision stage (or a saved toy directory)"
+            )
         _load_parts(model, state["model"], cfg.init_parts)
         head.load_state_dict(state["head"])
         step = state["step"] if state["stage"] == "joint" else 0
@@ -153,10 +203,19 @@ def _load_init(cfg: ToyConfig, model: nn.Module, head: nn.Module) -> dict:
     elif (src / "model.safetensors").is_file():
         _load_parts(model, build_mllm(MLLMConfig(family=cfg.family, path=str(src))).model.state_dict(), cfg.init_parts)
         report = json.loads((src / "accuracy.json").read_text()) if (src / "accuracy.json").is_file() else {}
-        info = {"n1": report.get("vision_stage_steps", 0) + report.get("joint_steps", 0), "stage": "saved", "step": report.get("joint_steps", 0)}
+        info = {
+            "n1": report.get("vision_stage_steps", 0) + report.get("joint_steps", 0),
+            "stage": "saved",
+            "step": report.get("joint_steps", 0),
+        }
     else:
-        raise ConfigError(f"init_from={src}: neither a toy-mllm train_state.pt nor a saved toy directory (model.safetensors)")
-    print(f"[toy-mllm] starting from {src} ({info['stage']} stage, step {info['step']}); grid and vision stages skipped", flush=True)
+        raise ConfigError(
+            f"init_from={src}: neither a toy-mllm train_state.pt nor a saved toy directory (model.safetensors)"
+        )
+    print(
+        f"[toy-mllm] starting from {src} ({info['stage']} stage, step {info['step']}); grid and vision stages skipped",
+        flush=True,
+    )
     return info
 
 
@@ -174,8 +233,10 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
         defaults = asdict(ToyConfig())  # a setting added after the state was saved had its default then
         diff = sorted(k for k in asdict(cfg) if state["config"].get(k, defaults[k]) != asdict(cfg)[k])
         if diff:
-            raise ConfigError(f"toy-mllm --resume: {state_path} was trained with other settings ({', '.join(diff)}): "
-                              "give the same preset and flags, or another --out")  # fmt: skip
+            raise ConfigError(
+                f"toy-mllm --resume: {state_path} was trained with other settings ({', '.join(diff)}): "
+                "give the same preset and flags, or another --out"
+            )
         print(f"[toy-mllm] resuming from {state_path}: {state['stage']} stage, step {state['step']}", flush=True)
     torch.manual_seed(cfg.seed)
     t0 = time.time() - (state["seconds"] if state else 0.0)
@@ -204,9 +265,20 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
 
     def checkpoint(stage: str, step: int, opt, sched=None, n1: int = 0) -> None:
         state_path.parent.mkdir(parents=True, exist_ok=True)
-        save_state(state_path, stage=stage, step=step, n1=n1, config=asdict(cfg), seconds=time.time() - t0,
-                   model=model.state_dict(), head=head.state_dict(), probe=None if probe is None else probe.state_dict(), opt=opt.state_dict(),
-                   sched=sched.state_dict() if sched is not None else None, history=history)  # fmt: skip
+        save_state(
+            state_path,
+            stage=stage,
+            step=step,
+            n1=n1,
+            config=asdict(cfg),
+            seconds=time.time() - t0,
+            model=model.state_dict(),
+            head=head.state_dict(),
+            probe=None if probe is None else probe.state_dict(),
+            opt=opt.state_dict(),
+            sched=sched.state_dict() if sched is not None else None,
+            history=history,
+        )
 
     # Stage 0 (optional): digit grids; stage 1: the families' videos. Vision tower + merger + dense head.
     vis_params = list(model.model.visual.parameters()) + list(head.parameters())
@@ -219,15 +291,29 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
     if done == "init":
         n1 = init["n1"]
     elif done in (None, "grid"):
-        n1 = _run_stage("vision", adapter, head, cfg, opt, None, cfg.vision_steps, False, 0, t0, history,
-                        stop=lambda m: m["digit_acc"] >= cfg.dense_target)  # fmt: skip
+        n1 = _run_stage(
+            "vision",
+            adapter,
+            head,
+            cfg,
+            opt,
+            None,
+            cfg.vision_steps,
+            False,
+            0,
+            t0,
+            history,
+            stop=lambda m: m["digit_acc"] >= cfg.dense_target,
+        )
         checkpoint("vision", n1, opt, n1=n1)
     else:
         n1 = state["n1"]
 
     # Stage 2: the whole model on the answers + dense_weight x dense loss.
     vis_ids = {id(p) for p in vis_params}
-    llm_params = [p for p in model.parameters() if id(p) not in vis_ids] + ([] if probe is None else list(probe.parameters()))
+    llm_params = [p for p in model.parameters() if id(p) not in vis_ids] + (
+        [] if probe is None else list(probe.parameters())
+    )
     opt = torch.optim.AdamW(
         [{"params": llm_params, "lr": cfg.llm_lr}, {"params": vis_params, "lr": cfg.vision_lr}],
         weight_decay=cfg.weight_decay,
@@ -247,7 +333,10 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
         start = state["step"]
 
     if stop_after and start >= stop_after:
-        print(f"[toy-mllm] the state in {state_path} is at joint step {start}, at or past --stop-after {stop_after}: nothing to do", flush=True)
+        print(
+            f"[toy-mllm] the state in {state_path} is at joint step {start}, at or past --stop-after {stop_after}: nothing to do",
+            flush=True,
+        )
         return None
 
     def on_step(step: int) -> None:
@@ -257,10 +346,26 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
             raise _Stopped
 
     try:
-        _run_stage("joint", adapter, head, cfg, opt, sched, cfg.joint_steps, True, n1, t0, history, start=start, on_step=on_step,
-                   probe=probe)  # fmt: skip
+        _run_stage(
+            "joint",
+            adapter,
+            head,
+            cfg,
+            opt,
+            sched,
+            cfg.joint_steps,
+            True,
+            n1,
+            t0,
+            history,
+            start=start,
+            on_step=on_step,
+            probe=probe,
+        )
     except _Stopped:
-        print(f"[toy-mllm] stopped after joint step {stop_after} (--stop-after); the state is in {state_path}", flush=True)
+        print(
+            f"[toy-mllm] stopped after joint step {stop_after} (--stop-after); the state is in {state_path}", flush=True
+        )
         return None
     train_seconds = time.time() - t0
 
@@ -271,15 +376,30 @@ def train_toy_mllm(cfg: ToyConfig, resume: bool = False, stop_after: int = 0) ->
     print(f"[toy-mllm] saved to {out} after {train_seconds:.0f}s of training; evaluating on 'test'", flush=True)
     acc = evaluate(out, cfg)
     ev_names = [f for f in cfg.family_names() if f in EVIDENCE_FAMILIES]
-    long_cfg = replace(cfg, evidence_frames=SETTINGS["long"]["frames"], evidence_size=SETTINGS["long"]["size"],
-                       families=tuple(ev_names), eval_per_family=cfg.eval_per_family // 2, eval_batch_size=5)  # fmt: skip
+    long_cfg = replace(
+        cfg,
+        evidence_frames=SETTINGS["long"]["frames"],
+        evidence_size=SETTINGS["long"]["size"],
+        families=tuple(ev_names),
+        eval_per_family=cfg.eval_per_family // 2,
+        eval_batch_size=5,
+    )
     acc_long = evaluate(out, long_cfg) if ev_names else {}
     report = {
-        "families": acc, "overall": float(np.mean(list(acc.values()))), "n_per_family": cfg.eval_per_family,
-        "families_long": acc_long, "long_setting": SETTINGS["long"], "n_per_family_long": cfg.eval_per_family // 2,
-        "seed": cfg.seed, "train_seconds": round(train_seconds, 1), "vision_stage_steps": n1,
-        "joint_steps": cfg.joint_steps, "parameters": sizes, "config": asdict(cfg), "init": init,
-    }  # fmt: skip
+        "families": acc,
+        "overall": float(np.mean(list(acc.values()))),
+        "n_per_family": cfg.eval_per_family,
+        "families_long": acc_long,
+        "long_setting": SETTINGS["long"],
+        "n_per_family_long": cfg.eval_per_family // 2,
+        "seed": cfg.seed,
+        "train_seconds": round(train_seconds, 1),
+        "vision_stage_steps": n1,
+        "joint_steps": cfg.joint_steps,
+        "parameters": sizes,
+        "config": asdict(cfg),
+        "init": init,
+    }
     (out / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "history.json").write_text(json.dumps(history) + "\n")
     plot_history(history, out / "learning_curves.png", acc)

@@ -38,15 +38,32 @@ def dense_labels(evidence: dict, answer, frames: int, size: int, temporal_patch_
     (score_lit.toy.evidence) list theirs under "objects", each with its own "label", 32 px: their tokens
     are labelled QUADRANT + 4 * digit + quadrant.
     """
-    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o, q: int(o["label"]) if q is None else QUADRANT + 4 * int(o["label"]) + q, answer)
+    return _object_labels(
+        evidence,
+        frames,
+        size,
+        temporal_patch_size,
+        lambda o, q: int(o["label"]) if q is None else QUADRANT + 4 * int(o["label"]) + q,
+        answer,
+    )
 
 
 def colour_labels(evidence: dict, frames: int, size: int, temporal_patch_size: int = 2) -> Tensor:
     """[T, N] long: the colour class of the digit at each merged token (COLOUR_CLASSES), 0 where none."""
-    return _object_labels(evidence, frames, size, temporal_patch_size, lambda o, q: COLOUR_CLASSES.index(o.get("colour", "white")), 0, none=0)
+    return _object_labels(
+        evidence,
+        frames,
+        size,
+        temporal_patch_size,
+        lambda o, q: COLOUR_CLASSES.index(o.get("colour", "white")),
+        0,
+        none=0,
+    )
 
 
-def asked_mask(evidence: dict, answer, frames: int, size: int, temporal_patch_size: int = 2, target: str = "asked") -> Tensor:
+def asked_mask(
+    evidence: dict, answer, frames: int, size: int, temporal_patch_size: int = 2, target: str = "asked"
+) -> Tensor:
     """[T, N] bool: the merged tokens showing the question's evidence, the objects `evidence["asked"]` names
     (evidence families), or the one answer digit (first families).
 
@@ -64,7 +81,9 @@ def asked_mask(evidence: dict, answer, frames: int, size: int, temporal_patch_si
 
 def _object_labels(evidence, frames, size, tps, value, answer, none=NONE) -> Tensor:
     t_units, side = temporal_units(frames, tps), size // DIGIT_PX
-    objects = evidence.get("objects") or [{"label": answer, "frames": evidence["frames"], "cell": evidence["cell"], "px": DIGIT_PX}]
+    objects = evidence.get("objects") or [
+        {"label": answer, "frames": evidence["frames"], "cell": evidence["cell"], "px": DIGIT_PX}
+    ]
     labels = torch.full((t_units, side * side), none, dtype=torch.long)
     for o in objects:
         f0, f1 = (int(v) for v in o["frames"])
@@ -78,8 +97,18 @@ def _object_labels(evidence, frames, size, tps, value, answer, none=NONE) -> Ten
     return labels
 
 
-def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colours: Tensor, answers: bool, vision_grad: bool = True,
-             asked: Tensor | None = None, attention_layer: int | None = None, question: tuple | None = None) -> dict[str, Tensor]:
+def _forward(
+    adapter,
+    head: nn.Module,
+    batch: VideoBatch,
+    labels: Tensor,
+    colours: Tensor,
+    answers: bool,
+    vision_grad: bool = True,
+    asked: Tensor | None = None,
+    attention_layer: int | None = None,
+    question: tuple | None = None,
+) -> dict[str, Tensor]:
     """Dense losses (+ answer CE, + the evidence-attention loss when attention_layer is set) through the
     adapter's own encode / score / video_attention bodies, with gradients.
 
@@ -95,7 +124,12 @@ def _forward(adapter, head: nn.Module, batch: VideoBatch, labels: Tensor, colour
         dense = dense + F.cross_entropy(colour_logits[digit], colours[digit])
     else:  # a batch of a few sampled units may show no digit at all
         dense = nll[~digit].mean()
-    out = {"dense": dense, "digit_acc": (digit_logits.argmax(-1)[digit] == labels[digit]).float().mean() if digit.any() else torch.tensor(0.0)}
+    out = {
+        "dense": dense,
+        "digit_acc": (digit_logits.argmax(-1)[digit] == labels[digit]).float().mean()
+        if digit.any()
+        else torch.tensor(0.0),
+    }
     if answers:
         prompts = adapter.tokenize(batch)
         masks = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool)

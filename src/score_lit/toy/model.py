@@ -80,13 +80,22 @@ def grid_samples(cfg: ToyConfig, start: int, count: int) -> list[Sample]:
                 objects.append({"label": label, "colour": name, "frames": [0, 2], "cell": [r, c], "px": OBJ_PX})
             elif u < 0.8:
                 flicker(video, rng, [(r + i, c + j) for i in range(2) for j in range(2) if rng.random() < 0.5])
-        out.append(Sample(id=f"grid/train/{cfg.seed}/{index}", frames=video, question="which digit appeared ?",
-                          answer=objects[0]["label"], options=list(OPTIONS), evidence={"objects": objects}))  # fmt: skip
+        out.append(
+            Sample(
+                id=f"grid/train/{cfg.seed}/{index}",
+                frames=video,
+                question="which digit appeared ?",
+                answer=objects[0]["label"],
+                options=list(OPTIONS),
+                evidence={"objects": objects},
+            )
+        )
     return out
 
 
-def make_samples(cfg: ToyConfig, split: str, start: int, count: int, families: list[str] | None = None,
-                 easy: bool = False) -> list[Sample]:  # fmt: skip
+def make_samples(
+    cfg: ToyConfig, split: str, start: int, count: int, families: list[str] | None = None, easy: bool = False
+) -> list[Sample]:
     """Samples start .. start+count-1 of the deterministic stream (families interleaved). easy: the training
     curriculum's easier variant where a family has one (colour with cfg.easy_colour_objects candidates)."""
     fams = families or cfg.family_names()
@@ -111,8 +120,10 @@ def make_batch(samples: list[Sample], cfg: ToyConfig, temporal_patch_size: int, 
     asked = torch.stack([asked_mask(s.evidence, s.answer, f, size, temporal_patch_size, target) for s in samples])
     if units is not None:
         tps = temporal_patch_size
-        samples = [replace(s, frames=np.concatenate([s.frames[tps * u : tps * u + tps] for u in us.tolist()]))
-                   for s, us in zip(samples, units)]  # fmt: skip
+        samples = [
+            replace(s, frames=np.concatenate([s.frames[tps * u : tps * u + tps] for u in us.tolist()]))
+            for s, us in zip(samples, units)
+        ]
         pick = lambda x: x.gather(1, units[..., None].expand(-1, -1, x.shape[2]))  # noqa: E731
         labels, colours, asked = pick(labels), pick(colours), pick(asked)
     return collate(samples), labels, colours, asked
@@ -133,13 +144,23 @@ def build_toy_model(cfg: ToyConfig):
     family = adapter_class(cfg.family)
     tokenizer = family.tiny_tokenizer()
     text = dict(
-        hidden_size=cfg.text_width, intermediate_size=cfg.text_mlp, num_hidden_layers=cfg.text_layers,
-        num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads, initializer_range=cfg.init_std,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                         "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads)},
-    )  # fmt: skip
-    vision = dict(num_heads=cfg.vision_heads, initializer_range=cfg.init_std,
-                  **trainable.vision_dims(cfg.family, cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width))  # fmt: skip
+        hidden_size=cfg.text_width,
+        intermediate_size=cfg.text_mlp,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads,
+        num_key_value_heads=cfg.text_kv_heads,
+        initializer_range=cfg.init_std,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": _mrope_section(cfg.text_width // cfg.text_heads),
+        },
+    )
+    vision = dict(
+        num_heads=cfg.vision_heads,
+        initializer_range=cfg.init_std,
+        **trainable.vision_dims(cfg.family, cfg.vision_width, cfg.vision_depth, cfg.vision_mlp, cfg.text_width),
+    )
     cls, config = family.tiny_config(tokenizer, text, vision)
     config._attn_implementation = "sdpa"
     torch.manual_seed(cfg.seed)
@@ -149,5 +170,9 @@ def build_toy_model(cfg: ToyConfig):
 def model_sizes(model) -> dict[str, int]:
     """Parameter counts: vision tower (incl. merger), language model (incl. embeddings), lm_head, total."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    return {"vision": count(model.model.visual), "language_model": count(model.model.language_model),
-            "lm_head": count(model.lm_head), "total": count(model)}  # fmt: skip
+    return {
+        "vision": count(model.model.visual),
+        "language_model": count(model.model.language_model),
+        "lm_head": count(model.lm_head),
+        "total": count(model),
+    }

@@ -19,12 +19,12 @@ that the answer is recoverable from exactly those pixels.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from score_lit.toy import assets
 from score_lit.data.common import Sample
+from score_lit.toy import assets
 
 DIGIT_PX = 16  # one merged token of a Qwen-style tower with patch 8, merge 2
 OPTIONS = [str(d) for d in range(10)]
@@ -74,7 +74,9 @@ def _digit(rng: np.random.Generator, split: str) -> tuple[int, np.ndarray, str]:
     return i, images[i], str(int(labels[i]))
 
 
-def stitched(seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8, **_) -> Sample:
+def stitched(
+    seed: int, split: str, index: int, frames: int = 16, size: int = 64, min_run: int = 2, max_run: int = 8, **_
+) -> Sample:
     rng = _rng(seed, split, index)
     d_idx, digit, answer = _digit(rng, split)
     runs = run_lengths(rng, frames, min_run, max_run)
@@ -104,17 +106,23 @@ def flash(seed: int, split: str, index: int, frames: int = 16, size: int = 64, *
     d_idx, digit, answer = _digit(rng, split)
     scene = _crop(rng, size)
     unit = int(rng.integers(frames // 2))
-    (row, col), = _cells(rng, size // DIGIT_PX, 1)
+    ((row, col),) = _cells(rng, size // DIGIT_PX, 1)
     video = np.stack([scene] * frames)
     f0, f1 = 2 * unit, 2 * unit + 2
     video[f0:f1] = paste_digit(scene, digit, row, col)
     return Sample(
-        id=f"flash/{split}/{seed}/{index}", frames=video, question="which digit appeared ?", answer=answer,
-        options=list(OPTIONS), evidence={"frames": (f0, f1), "cell": (row, col), "digit_index": d_idx},
-    )  # fmt: skip
+        id=f"flash/{split}/{seed}/{index}",
+        frames=video,
+        question="which digit appeared ?",
+        answer=answer,
+        options=list(OPTIONS),
+        evidence={"frames": (f0, f1), "cell": (row, col), "digit_index": d_idx},
+    )
 
 
-def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 64, distractors: int = 5, **_) -> Sample:
+def distracted(
+    seed: int, split: str, index: int, frames: int = 16, size: int = 64, distractors: int = 5, **_
+) -> Sample:
     rng = _rng(seed, split, index)
     d_idx, digit, answer = _digit(rng, split)
     scene = _crop(rng, size)
@@ -131,10 +139,13 @@ def distracted(seed: int, split: str, index: int, frames: int = 16, size: int = 
                 tex = 255 - tex
             video[2 * u : 2 * u + 2, r * DIGIT_PX : (r + 1) * DIGIT_PX, c * DIGIT_PX : (c + 1) * DIGIT_PX] = tex
     return Sample(
-        id=f"distracted/{split}/{seed}/{index}", frames=video, question="which digit appeared ?", answer=answer,
+        id=f"distracted/{split}/{seed}/{index}",
+        frames=video,
+        question="which digit appeared ?",
+        answer=answer,
         options=list(OPTIONS),
         evidence={"frames": (2 * start, frames), "cell": (row, col), "digit_index": d_idx, "distractor_cells": others},
-    )  # fmt: skip
+    )
 
 
 FAMILIES: dict[str, Callable[..., Sample]] = {"stitched": stitched, "flash": flash, "distracted": distracted}

@@ -40,7 +40,9 @@ def video_attention(adapter, visual: VisualTokens, prompts, layer: int) -> tuple
 def _qwen25(width: int, depth: int, mlp: int, out_width: int) -> dict:
     """Windowed and full attention alternate, the last block full."""
     full = sorted({*range(1, depth, 2), depth - 1})
-    return dict(depth=depth, hidden_size=width, intermediate_size=mlp, out_hidden_size=out_width, fullatt_block_indexes=full)
+    return dict(
+        depth=depth, hidden_size=width, intermediate_size=mlp, out_hidden_size=out_width, fullatt_block_indexes=full
+    )
 
 
 def _qwen2(width: int, depth: int, mlp: int, out_width: int) -> dict:

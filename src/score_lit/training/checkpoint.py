@@ -60,17 +60,26 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> 
     return path
 
 
-def save_policy(path: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict, meta: dict | None = None) -> Path:
+def save_policy(
+    path: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict, meta: dict | None = None
+) -> Path:
     state = {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()}
     return atomic_torch_save(
-        {"format": FORMAT, "policy_config": asdict(cfg), "in_dim": policy.in_dim, "mllm": dict(mllm_identity),
-         "state_dict": state, "meta": meta or {}},
+        {
+            "format": FORMAT,
+            "policy_config": asdict(cfg),
+            "in_dim": policy.in_dim,
+            "mllm": dict(mllm_identity),
+            "state_dict": state,
+            "meta": meta or {},
+        },
         path,
-    )  # fmt: skip
+    )
 
 
-def save_policy_dir(folder: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict,
-                    meta: dict | None = None) -> Path:  # fmt: skip
+def save_policy_dir(
+    folder: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict, meta: dict | None = None
+) -> Path:
     """The policy as a shareable folder: model.safetensors, then config.json (module docstring)."""
     import hashlib
     import json
@@ -80,9 +89,18 @@ def save_policy_dir(folder: str | os.PathLike, policy: nn.Module, cfg: PolicyCon
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     blob = safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()})
-    config = {"format": FORMAT, "policy_config": asdict(cfg), "in_dim": policy.in_dim, "mllm": dict(mllm_identity),
-              "meta": meta or {}, "weights_sha256": hashlib.sha256(blob).hexdigest()}  # fmt: skip
-    for name, data in (("model.safetensors", blob), ("config.json", (json.dumps(config, indent=2, default=str) + "\n").encode())):
+    config = {
+        "format": FORMAT,
+        "policy_config": asdict(cfg),
+        "in_dim": policy.in_dim,
+        "mllm": dict(mllm_identity),
+        "meta": meta or {},
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    for name, data in (
+        ("model.safetensors", blob),
+        ("config.json", (json.dumps(config, indent=2, default=str) + "\n").encode()),
+    ):
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -100,17 +118,23 @@ def _read_policy_dir(p: Path) -> dict:
 
     files = [p / "config.json", p / "model.safetensors"]
     if not all(f.is_file() for f in files):
-        raise ConfigError(f"policy folder {str(p)!r} needs config.json and model.safetensors: pass a folder written by "
-                          "training (runs/<name>/policy/) or a policy.pt")  # fmt: skip
+        raise ConfigError(
+            f"policy folder {str(p)!r} needs config.json and model.safetensors: pass a folder written by "
+            "training (runs/<name>/policy/) or a policy.pt"
+        )
     try:
         config = json.loads(files[0].read_text())
         blob = files[1].read_bytes()
         state = safetensors_load(blob)
     except Exception as e:
-        raise ConfigError(f"policy folder {str(p)!r} is not readable ({type(e).__name__}): re-export it from its run") from None
+        raise ConfigError(
+            f"policy folder {str(p)!r} is not readable ({type(e).__name__}): re-export it from its run"
+        ) from None
     if isinstance(config, dict) and config.get("weights_sha256") not in (None, hashlib.sha256(blob).hexdigest()):
-        raise ConfigError(f"policy folder {str(p)!r}: model.safetensors is not the one its config.json was written with "
-                          "(an interrupted or mixed copy): re-export it from its run")  # fmt: skip
+        raise ConfigError(
+            f"policy folder {str(p)!r}: model.safetensors is not the one its config.json was written with "
+            "(an interrupted or mixed copy): re-export it from its run"
+        )
     return {**config, "state_dict": state} if isinstance(config, dict) else {}
 
 
@@ -121,13 +145,17 @@ def load_policy(path: str | os.PathLike, expect_mllm: dict | None = None) -> tup
     if p.is_dir():
         ckpt = _read_policy_dir(p)
     elif not p.is_file():
-        raise ConfigError(f"policy checkpoint {str(path)!r} does not exist: pass the policy.pt of a finished run (runs/<name>/policy.pt) "
-                          "or its policy/ folder")  # fmt: skip
+        raise ConfigError(
+            f"policy checkpoint {str(path)!r} does not exist: pass the policy.pt of a finished run (runs/<name>/policy.pt) "
+            "or its policy/ folder"
+        )
     else:
         try:
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise ConfigError(f"policy checkpoint {str(path)!r} is not readable ({type(e).__name__}): re-export it from its run") from None
+            raise ConfigError(
+                f"policy checkpoint {str(path)!r} is not readable ({type(e).__name__}): re-export it from its run"
+            ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ConfigError(
             f"{str(path)!r} is not a score_lit policy checkpoint (expected format {FORMAT}); "

@@ -1,7 +1,7 @@
 """One training run: build the frozen MLLM, the module and the data, fit, export the policy, report.
 
-    result = fit(load_config(["conf/stage1.yaml"], ["stage1.steps=20"]))
-    result.policy_path, result.run_id, result.tracking_uri
+result = fit(load_config(["conf/stage1.yaml"], ["stage1.steps=20"]))
+result.policy_path, result.run_id, result.tracking_uri
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ class StopReport(Callback):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.latch = SigintLatch()  # installed around trainer.fit by `fit` (Lightning's own SIGINT handling nests inside)
+        self.latch = (
+            SigintLatch()
+        )  # installed around trainer.fit by `fit` (Lightning's own SIGINT handling nests inside)
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self.latch.check()
@@ -86,8 +88,12 @@ class StopReport(Callback):
             for logger in trainer.loggers:
                 if isinstance(logger, RunLogger):
                     logger.interrupted = True
-            print(f"interrupted at step {trainer.global_step}: continue this run with the same command and resume=auto "
-                  f"(its last checkpoint is in {self.cfg.run_dir / 'checkpoints'})", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"interrupted at step {trainer.global_step}: continue this run with the same command and resume=auto "
+                f"(its last checkpoint is in {self.cfg.run_dir / 'checkpoints'})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class PolicyExport(Callback):
@@ -102,7 +108,9 @@ class PolicyExport(Callback):
             phase = trainer.datamodule.sampler().phase_of(max(trainer.global_step - 1, 0))[0]
             meta = {"global_step": trainer.global_step, "phase": self.cfg.phases[phase], "run_name": self.cfg.name}
             save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
-            save_policy_dir(self.path.with_suffix(""), module.policy, self.cfg.policy, module.mllm.identity(), meta)  # policy/
+            save_policy_dir(
+                self.path.with_suffix(""), module.policy, self.cfg.policy, module.mllm.identity(), meta
+            )  # policy/
 
     def on_validation_end(self, trainer, module):
         self._save(trainer, module)
@@ -135,7 +143,9 @@ def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
     identity = checkpoint_identity(cfg.mllm) if lazy else mllm.identity()
     cache_dirs = {cfg.phase(p).data.cache_dir for p in cfg.phases} - {None}
     if len(cache_dirs) > 1:
-        raise ConfigError(f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)")
+        raise ConfigError(
+            f"the phases name different data.cache_dir {sorted(cache_dirs)}: use one folder (keys never collide)"
+        )
     cache = FeatureCache(cache_dirs.pop(), model_key(cfg.mllm, identity)) if cache_dirs else None
     module = ScoreModule(cfg, mllm, identity)
     if cfg.init_policy:
@@ -144,8 +154,10 @@ def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
         wanted = {k: getattr(cfg.policy, k) for k in saved}
         if saved != wanted:
             diff = ", ".join(f"policy.{k}={saved[k]} there, {wanted[k]} here" for k in saved if saved[k] != wanted[k])
-            raise ConfigError(f"init_policy={cfg.init_policy} is another policy ({diff}): set the same policy.* as the run "
-                              "that wrote it, or give a policy of this architecture")  # fmt: skip
+            raise ConfigError(
+                f"init_policy={cfg.init_policy} is another policy ({diff}): set the same policy.* as the run "
+                "that wrote it, or give a policy of this architecture"
+            )
         module.policy.load_state_dict(policy.state_dict())
     # the text is tokenized in the DataLoader's workers (collate) when the adapter exists now (not under lazy ZeRO-3)
     datamodule = build_datamodule(cfg, cache, prompts=None if mllm is None else mllm.prompt_builder)
@@ -178,7 +190,11 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     ]
     t = cfg.trainer
     strategy = build_strategy(cfg)
-    plugins = [] if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower() else [AtomicCheckpointIO()]
+    plugins = (
+        []
+        if "deepspeed" in str(getattr(strategy, "__class__", "")).lower() + str(strategy).lower()
+        else [AtomicCheckpointIO()]
+    )
     if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: hpc_ckpt_<n>.ckpt at a step boundary, requeue, stop
         from score_lit.training.resume import requeue_on_signal
 
@@ -187,12 +203,23 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     # The Trainer is built (its arguments checked) before anything is written; its logger is attached below.
     try:
         trainer = L.Trainer(
-            max_steps=cfg.max_steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=strategy, plugins=plugins,
-            precision=t.precision, log_every_n_steps=t.log_every_n_steps, val_check_interval=cfg.val.every_n_steps,
-            check_val_every_n_epoch=None, num_sanity_val_steps=0, logger=False, callbacks=callbacks,
-            default_root_dir=str(run_dir), enable_model_summary=False,
+            max_steps=cfg.max_steps,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            num_nodes=t.num_nodes,
+            strategy=strategy,
+            plugins=plugins,
+            precision=t.precision,
+            log_every_n_steps=t.log_every_n_steps,
+            val_check_interval=cfg.val.every_n_steps,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            logger=False,
+            callbacks=callbacks,
+            default_root_dir=str(run_dir),
+            enable_model_summary=False,
             use_distributed_sampler=False,  # the curriculum sampler shards steps over ranks itself (one group per rank)
-        )  # fmt: skip
+        )
     except (MisconfigurationException, ValueError, RuntimeError) as e:
         raise ConfigError(f"the Trainer refuses these trainer.* settings: {str(e).strip().splitlines()[0]}") from None
 
@@ -205,11 +232,14 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         ensure_store(cfg.tracking_uri)  # a fresh sqlite store: its tables once, whoever else opens it now
         logger = RunLogger(
-            experiment_name=cfg.tracking.experiment, run_name=cfg.tracking.run_name or cfg.name,
-            tracking_uri=cfg.tracking_uri, artifact_location=cfg.artifact_location, log_model=False,
+            experiment_name=cfg.tracking.experiment,
+            run_name=cfg.tracking.run_name or cfg.name,
+            tracking_uri=cfg.tracking_uri,
+            artifact_location=cfg.artifact_location,
+            log_model=False,
             synchronous=not cfg.tracking.async_logging,
             run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
-        )  # fmt: skip
+        )
     try:
         if logger is not None:
             log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))

@@ -25,12 +25,12 @@ import lightning as L
 import torch
 from torchmetrics import MeanMetric
 
-from score_lit.rl.advantage import compute_advantage
 from score_lit.config import Config, retention_label
 from score_lit.data.encode import encode
-from score_lit.rl.loss import policy_gradient_loss
 from score_lit.mllm import build_mllm
 from score_lit.mllm.adapter import VideoMLLM
+from score_lit.rl.advantage import compute_advantage
+from score_lit.rl.loss import policy_gradient_loss
 from score_lit.rl.policy import build_policy, topk_mask
 from score_lit.rl.rewards import fidelity_reward, sparsity_reward
 from score_lit.rl.rollout import BaselineCache, collect_rollouts, score_with_baseline
@@ -54,7 +54,9 @@ class ScoreModule(L.LightningModule):
             self.frozen = mllm.model  # the HF model, registered for device moves only
             self.frozen.requires_grad_(False).eval()
         elif identity is None:
-            raise ValueError("ScoreModule without an adapter needs identity=checkpoint_identity(cfg.mllm) to size the policy")
+            raise ValueError(
+                "ScoreModule without an adapter needs identity=checkpoint_identity(cfg.mllm) to size the policy"
+            )
         self.policy = build_policy(2 * (mllm.hidden_size if mllm is not None else identity["hidden_size"]), cfg.policy)
         self.automatic_optimization = False
         self.strict_loading = False  # checkpoints carry no frozen weights
@@ -136,19 +138,29 @@ class ScoreModule(L.LightningModule):
             prompts = self.mllm.tokenize(batch)
         with self._phase("rollout"):
             logits = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
-            masks, budgets = sample_rollouts(rl.sampler, logits, rl.group_size, self._mask_generator(logits.device), rl.budgets)
+            masks, budgets = sample_rollouts(
+                rl.sampler, logits, rl.group_size, self._mask_generator(logits.device), rl.budgets
+            )
             with self._phase("frozen_llm"):  # all B*K rollouts (+ uncached baselines) in one padded LLM batch
-                rollout = collect_rollouts(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index, budgets)
+                rollout = collect_rollouts(
+                    self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index, budgets
+                )
         with self._phase("reward"):
             rollout.fidelity = fidelity_reward(rollout.ce, rollout.ce_base)
             rollout.sparsity = sparsity_reward(rollout.masks)
-            rollout.advantages, rollout.extras = compute_advantage(rl.estimator, rollout.fidelity, rollout.sparsity, rollout.dce, rl)
+            rollout.advantages, rollout.extras = compute_advantage(
+                rl.estimator, rollout.fidelity, rollout.sparsity, rollout.dce, rl
+            )
         with self._phase("update"):
-            loss, stats = policy_gradient_loss(logits, rollout.masks, rollout.advantages, rl.entropy_coef, rollout.budgets)
+            loss, stats = policy_gradient_loss(
+                logits, rollout.masks, rollout.advantages, rl.entropy_coef, rollout.budgets
+            )
             opt = self.optimizers()
             opt.zero_grad()
             self.manual_backward(loss)
-            if self.cfg.optim.grad_clip > 0 and not is_deepspeed(self.trainer.strategy):  # DeepSpeed clips in engine.step
+            if self.cfg.optim.grad_clip > 0 and not is_deepspeed(
+                self.trainer.strategy
+            ):  # DeepSpeed clips in engine.step
                 self.clip_gradients(opt, gradient_clip_val=self.cfg.optim.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
         t = self._timings
@@ -176,9 +188,16 @@ class ScoreModule(L.LightningModule):
         }
         if "gate" in rollout.extras:
             metrics["advantage/gate_open"] = rollout.extras["gate"].mean()
-        values = dict(zip(metrics, torch.stack([v.detach().float() for v in metrics.values()]).tolist()))  # one host sync
+        values = dict(
+            zip(metrics, torch.stack([v.detach().float() for v in metrics.values()]).tolist())
+        )  # one host sync
         self.log_step_metrics({**values, **self._timings})
-        self.log_dict({"keep": values["keep_ratio/mean"], "dce": values["dce/mean"]}, prog_bar=True, logger=False, batch_size=len(rollout.ce))
+        self.log_dict(
+            {"keep": values["keep_ratio/mean"], "dce": values["dce/mean"]},
+            prog_bar=True,
+            logger=False,
+            batch_size=len(rollout.ce),
+        )
 
     def log_step_metrics(self, metrics: dict[str, float]) -> None:
         """Per-step scalars straight to the logger (MLflow), at the step being trained.
@@ -195,8 +214,12 @@ class ScoreModule(L.LightningModule):
         prompts = self.mllm.tokenize(batch)
         scores_p = self.policy(surprise_state(visual.tokens), self._question(prompts))  # [B, T*N]
         per_frame = self.cfg.policy.selection == "per_frame"
-        masks = torch.stack([topk_mask(scores_p, r, visual.grid, per_frame) for r in self.val_ratios], dim=1)  # [B, R, T*N]
-        scores, ce_base = score_with_baseline(self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index)
+        masks = torch.stack(
+            [topk_mask(scores_p, r, visual.grid, per_frame) for r in self.val_ratios], dim=1
+        )  # [B, R, T*N]
+        scores, ce_base = score_with_baseline(
+            self.mllm, visual, prompts, masks, batch.ids, self.baseline, batch.answer_index
+        )
         dce = scores.ce - ce_base.unsqueeze(1)  # [B, R]
         mc = batch.answer_index >= 0  # [B] multiple-choice rows: open-ended ones have no accuracy, only dCE
         for j in range(len(self.val_ratios)):

@@ -35,10 +35,12 @@ class _DropLines(logging.Filter):
 
 
 _QUIET_LOGS = [
-    *[(name, _DropLines("💡 Tip: For seamless cloud logging")) for name in ("lightning.pytorch.utilities.rank_zero",
-                                                                            "lightning.fabric.utilities.rank_zero")],
+    *[
+        (name, _DropLines("💡 Tip: For seamless cloud logging"))
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    ],
     ("lightning.pytorch.loggers.mlflow", _DropLines("Experiment with name")),
-]  # fmt: skip
+]
 
 
 @contextmanager

@@ -40,11 +40,22 @@ def resolve_resume(cfg: Config) -> str | None:
         return None
     if cfg.resume != "auto":
         return cfg.resume  # existence checked by Config
-    found = list(cfg.run_dir.glob("hpc_ckpt_*.ckpt")) + [p for p in [cfg.run_dir / "checkpoints" / "last.ckpt"] if p.exists()]
+    found = list(cfg.run_dir.glob("hpc_ckpt_*.ckpt")) + [
+        p for p in [cfg.run_dir / "checkpoints" / "last.ckpt"] if p.exists()
+    ]
     if not found:
         return None
     # The furthest step wins; on a tie (a signal on a checkpoint step writes both) the SLURM one, then the newest.
-    return str(max(found, key=lambda p: (checkpoint_meta(str(p)).get("global_step") or -1, p.name.startswith("hpc_"), p.stat().st_mtime_ns)))
+    return str(
+        max(
+            found,
+            key=lambda p: (
+                checkpoint_meta(str(p)).get("global_step") or -1,
+                p.name.startswith("hpc_"),
+                p.stat().st_mtime_ns,
+            ),
+        )
+    )
 
 
 def checkpoint_meta(path: str) -> dict[str, Any]:
@@ -58,9 +69,15 @@ def checkpoint_meta(path: str) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ConfigError(f"resume checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); pass another one") from None
+        raise ConfigError(
+            f"resume checkpoint {path!r} cannot be read ({type(e).__name__}: {e}); pass another one"
+        ) from None
     states = ckpt.get("loops", {}).get("fit_loop", {}).get("state_dict", {}).get("combined_loader") or [{}]
-    return {"plan": states[0].get("plan"), "tracking": ckpt.get(KEY, {}).get("tracking"), "global_step": ckpt.get("global_step")}
+    return {
+        "plan": states[0].get("plan"),
+        "tracking": ckpt.get(KEY, {}).get("tracking"),
+        "global_step": ckpt.get("global_step"),
+    }
 
 
 def previous_run_id(cfg: Config, meta: dict) -> str | None:
@@ -141,6 +158,7 @@ def requeue_on_signal(signum: int = signal.SIGUSR1):
     in two; Lightning issue #21406, fix proposed in PR #21407). Here the handler only sets a flag; the ranks agree
     on it with one all-reduce per step, save together, and no step runs after the checkpoint (so the resumed job
     logs each step once)."""
+
     class RequeueOnSignal(Callback):
         def __init__(self) -> None:
             self.received = False
@@ -161,10 +179,16 @@ def requeue_on_signal(signum: int = signal.SIGUSR1):
                 job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
                 # Said BEFORE the requeue: SLURM ends this process as it requeues the job, so a line printed after
                 # `scontrol requeue` returns is sometimes never written (seen under load).
-                print(f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; requeueing job {job}", flush=True)
+                print(
+                    f"score_lit: signal {signum} at step {trainer.global_step}: saved {path}; requeueing job {job}",
+                    flush=True,
+                )
                 rc = subprocess.call(["scontrol", "requeue", job])
                 if rc != 0:
-                    print(f"score_lit: scontrol requeue FAILED ({rc}) for job {job}: resume it with resume=auto", flush=True)
+                    print(
+                        f"score_lit: scontrol requeue FAILED ({rc}) for job {job}: resume it with resume=auto",
+                        flush=True,
+                    )
             trainer.should_stop = True
 
     return RequeueOnSignal()

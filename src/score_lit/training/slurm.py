@@ -109,16 +109,21 @@ def parse_sinfo(text: str, name: str) -> Partition | None:
     limits = [r[4].strip() for r in rows]
     infinite = any(t in ("infinite", "UNLIMITED", "n/a") for t in limits)
     return Partition(
-        name=name, nodes=sum(int(r[1]) for r in rows), cpus=min(int(re.match(r"\d+", r[2]).group()) for r in rows),
-        gpus=max(_gpus(r[3].strip()) for r in rows), max_seconds=None if infinite else max(parse_time(t) for t in limits),
-    )  # fmt: skip
+        name=name,
+        nodes=sum(int(r[1]) for r in rows),
+        cpus=min(int(re.match(r"\d+", r[2]).group()) for r in rows),
+        gpus=max(_gpus(r[3].strip()) for r in rows),
+        max_seconds=None if infinite else max(parse_time(t) for t in limits),
+    )
 
 
 def _run(cmd: list[str], timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
     except subprocess.TimeoutExpired:
-        raise SlurmError(f"`{' '.join(cmd)}` did not answer in {timeout:.0f} s: is slurmctld up (scontrol ping)?") from None
+        raise SlurmError(
+            f"`{' '.join(cmd)}` did not answer in {timeout:.0f} s: is slurmctld up (scontrol ping)?"
+        ) from None
 
 
 def require_slurm() -> None:
@@ -147,7 +152,9 @@ def query_partition(name: str) -> Partition:
     part = parse_sinfo(out.stdout, name)
     if part is None:
         names = _run(["sinfo", "-h", "-o", "%P"]).stdout.split()
-        raise SlurmError(f"partition {name!r} does not exist on this cluster; available: {[n.rstrip('*') for n in names]}")
+        raise SlurmError(
+            f"partition {name!r} does not exist on this cluster; available: {[n.rstrip('*') for n in names]}"
+        )
     return part
 
 
@@ -165,19 +172,32 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="score_lit submit",
         description="render an sbatch script from a config, snapshot the resolved config + git commit next to the run, "
         "and submit it; the job checkpoints on SIGUSR1 and requeues itself",
-    )  # fmt: skip
+    )
     p.add_argument("config", nargs="*", help="config files (.yaml) and key=value overrides, as for `train`")
     p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, required=True, help="one task per GPU; 0 = a CPU job (see --tasks-per-node)")
-    p.add_argument("--tasks-per-node", type=int, default=None, help="CPU ranks per node, with --gpus-per-node 0 only (default 1)")
+    p.add_argument(
+        "--gpus-per-node", type=int, required=True, help="one task per GPU; 0 = a CPU job (see --tasks-per-node)"
+    )
+    p.add_argument(
+        "--tasks-per-node", type=int, default=None, help="CPU ranks per node, with --gpus-per-node 0 only (default 1)"
+    )
     p.add_argument("--time", required=True, help="the job's time limit, as SLURM takes it: HH:MM:SS, MM, D-HH:MM:SS")
     p.add_argument("--partition", default=None, help="default: the cluster's default partition")
     p.add_argument("--account", default=None)
     p.add_argument("--cpus-per-task", type=int, default=None, help="CPUs per task (default: SLURM's, usually 1)")
     p.add_argument("--mem", default=None, help="memory per node, as SLURM takes it (e.g. 200G)")
-    p.add_argument("--signal-seconds", type=int, default=300, help="SIGUSR1 this many seconds before the limit: checkpoint + requeue")
-    p.add_argument("--startup-seconds", type=int, default=120, help="time a job needs before its first step (the --time check)")
-    p.add_argument("--seconds-per-step", type=float, default=None, help="if known: --time must also hold val.every_n_steps steps")
+    p.add_argument(
+        "--signal-seconds",
+        type=int,
+        default=300,
+        help="SIGUSR1 this many seconds before the limit: checkpoint + requeue",
+    )
+    p.add_argument(
+        "--startup-seconds", type=int, default=120, help="time a job needs before its first step (the --time check)"
+    )
+    p.add_argument(
+        "--seconds-per-step", type=float, default=None, help="if known: --time must also hold val.every_n_steps steps"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the script; write and submit nothing")
     return p.parse_intermixed_args(argv)
 
@@ -219,7 +239,9 @@ def check_partition(ns: argparse.Namespace, part: Partition, seconds: int) -> No
         raise SlurmError(f"--nodes {ns.nodes}: partition {part.name!r} has {part.nodes} node{'s' * (part.nodes != 1)}")
     if ns.gpus_per_node > part.gpus:
         hint = "; for a CPU job pass --gpus-per-node 0 --tasks-per-node T" if part.gpus == 0 else ""
-        raise SlurmError(f"--gpus-per-node {ns.gpus_per_node}: partition {part.name!r} has {part.gpus} GPUs per node{hint}")
+        raise SlurmError(
+            f"--gpus-per-node {ns.gpus_per_node}: partition {part.name!r} has {part.gpus} GPUs per node{hint}"
+        )
     tasks = ns.gpus_per_node or ns.tasks_per_node or 1
     cpus = tasks * (ns.cpus_per_task or 1)
     if cpus > part.cpus:
@@ -243,10 +265,13 @@ def resolve(ns: argparse.Namespace) -> Config:
         )
     cpu = ns.gpus_per_node == 0
     flags = [
-        f"trainer.num_nodes={ns.nodes}", f"trainer.devices={ns.tasks_per_node or 1 if cpu else ns.gpus_per_node}",
-        f"trainer.accelerator={'cpu' if cpu else 'gpu'}", f"out_dir={Path(cfg.out_dir).resolve()}",
-        f"tracking.tracking_uri={cfg.tracking_uri}", "resume=auto",
-    ]  # fmt: skip
+        f"trainer.num_nodes={ns.nodes}",
+        f"trainer.devices={ns.tasks_per_node or 1 if cpu else ns.gpus_per_node}",
+        f"trainer.accelerator={'cpu' if cpu else 'gpu'}",
+        f"out_dir={Path(cfg.out_dir).resolve()}",
+        f"tracking.tracking_uri={cfg.tracking_uri}",
+        "resume=auto",
+    ]
     final = load_config(files, overrides + flags)
     check_files(final)  # the job would fail at its start, after hours in the queue
     return final
@@ -279,7 +304,9 @@ def check_run_dir(cfg: Config) -> None:
     try:
         old = _comparable(OmegaConf.to_container(OmegaConf.load(old_path)))
     except Exception as e:
-        raise SlurmError(f"{old_path} is not readable ({_first(str(e))}): remove {cfg.run_dir} or change name=") from None
+        raise SlurmError(
+            f"{old_path} is not readable ({_first(str(e))}): remove {cfg.run_dir} or change name="
+        ) from None
     new = _comparable(to_dict(cfg))
     diff = sorted(k for k in set(old) & set(new) if old[k] != new[k])  # a key only one side has: the schema grew
     if diff:
@@ -295,10 +322,21 @@ def check_run_dir(cfg: Config) -> None:
 # The script
 
 
-def render(cfg: Config, ns: argparse.Namespace, partition: str | None, python: str = sys.executable, cwd: Path | None = None) -> str:
+def render(
+    cfg: Config, ns: argparse.Namespace, partition: str | None, python: str = sys.executable, cwd: Path | None = None
+) -> str:
     run_dir = cfg.run_dir
     tasks = ns.gpus_per_node or ns.tasks_per_node or 1
-    cmd = ["srun", "--kill-on-bad-exit=1", python, "-m", "score_lit", "train", str(run_dir / "config.yaml"), "resume=auto"]
+    cmd = [
+        "srun",
+        "--kill-on-bad-exit=1",
+        python,
+        "-m",
+        "score_lit",
+        "train",
+        str(run_dir / "config.yaml"),
+        "resume=auto",
+    ]
     lines = [
         "#!/bin/bash",
         f"# Rendered by `python -m score_lit submit` ({datetime.now().isoformat(timespec='seconds')}); resubmit: sbatch {run_dir}/submit.sh",
@@ -323,7 +361,7 @@ def render(cfg: Config, ns: argparse.Namespace, partition: str | None, python: s
         'echo "score_lit: job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0} on $(hostname) at $(date -Is)"',
         shlex.join(cmd),
         "",
-    ]  # fmt: skip
+    ]
     return "\n".join(lines)
 
 

@@ -58,7 +58,9 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
         from deepspeed.accelerator import get_accelerator
 
         if get_accelerator().device_name() != "cpu":
-            raise RuntimeError("CPUDeepSpeedStrategy needs DeepSpeed's CPU accelerator: with GPUs present, set DS_ACCELERATOR=cpu")
+            raise RuntimeError(
+                "CPUDeepSpeedStrategy needs DeepSpeed's CPU accelerator: with GPUs present, set DS_ACCELERATOR=cpu"
+            )
         DDPStrategy.setup_environment(self)  # the stock one, minus the CUDA-only check
 
     def _init_deepspeed_distributed(self) -> None:

@@ -41,7 +41,16 @@ import sys
 from collections.abc import Callable
 
 from score_lit.data.benchmarks.readers import load_egoschema, load_longvideobench, load_mlvu, load_mvbench, load_nextqa
-from score_lit.data.benchmarks.records import ANSWER_DIRECTLY, Benchmark, collect, find_files, first_existing, letters, read_all, record
+from score_lit.data.benchmarks.records import (
+    ANSWER_DIRECTLY,
+    Benchmark,
+    collect,
+    find_files,
+    first_existing,
+    letters,
+    read_all,
+    record,
+)
 from score_lit.data.common import option_letter
 from score_lit.data.video_qa import VideoQARecord, read_video_qa
 
@@ -50,8 +59,10 @@ __all__ = ["BENCHMARKS", "Benchmark", "load_benchmark"]
 # ------------------------------------------------------------------------------------------------
 # toy: the project's own export (score_lit.toy.export)
 
-TOY_PROMPT = ("the row's question as-is (e.g. 'which digit appeared ?'), NO option list: the toy model was trained to "
-              "answer with the digit token directly; options = the digits '0'..'9', answer = the digit")  # fmt: skip
+TOY_PROMPT = (
+    "the row's question as-is (e.g. 'which digit appeared ?'), NO option list: the toy model was trained to "
+    "answer with the digit token directly; options = the digits '0'..'9', answer = the digit"
+)
 
 
 def load_toy(root: str, limit: int | None = None, split: str | None = None) -> Benchmark:
@@ -59,7 +70,9 @@ def load_toy(root: str, limit: int | None = None, split: str | None = None) -> B
     jsonl path itself. Rows {id, video, question, options, answer, family, evidence, fps} through read_video_qa."""
     path = root if os.path.isfile(root) else os.path.join(root, f"{split or 'test'}.jsonl")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"toy benchmark: no {path} (write it with `python -m score_lit export-split --out DIR`)")
+        raise FileNotFoundError(
+            f"toy benchmark: no {path} (write it with `python -m score_lit export-split --out DIR`)"
+        )
     records, problems = read_video_qa(path)
     records = records[:limit] if limit is not None else records
     for r in records:
@@ -77,27 +90,36 @@ def load_evidence(root: str, limit: int | None = None, split: str | None = None)
     folder = root if os.path.isdir(root) else os.path.dirname(root)
     man_path = os.path.join(folder, "manifest.json")
     if not os.path.isfile(man_path):
-        raise FileNotFoundError(f"evidence benchmark: no {man_path} (write it with `python -m score_lit export-split --benchmark evidence --out DIR`)")
+        raise FileNotFoundError(
+            f"evidence benchmark: no {man_path} (write it with `python -m score_lit export-split --benchmark evidence --out DIR`)"
+        )
     man = json.loads(Path(man_path).read_text())
     if man.get("benchmark") != "evidence":
-        raise FileNotFoundError(f"{man_path} is not an evidence-benchmark export (benchmark={man.get('benchmark', 'toy')!r}); use eval.benchmark=toy")
+        raise FileNotFoundError(
+            f"{man_path} is not an evidence-benchmark export (benchmark={man.get('benchmark', 'toy')!r}); use eval.benchmark=toy"
+        )
     b = load_toy(root, limit, split)
     suffix = "" if man.get("setting") in ("default", None) else f"-{man['setting']}"
     b.name = f"evidence-v{man['version']}{suffix}"
     from score_lit.toy.evidence import VERSION
 
     if man.get("version") != VERSION:  # allowed (to reproduce older numbers), but never by accident
-        print(f"note: {folder} is version {man.get('version')} of the evidence benchmark, the current one is {VERSION} "
-              f"(score_lit/data/evidence.py says what changed); delete it and run `make export-evidence` for the current one",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"note: {folder} is version {man.get('version')} of the evidence benchmark, the current one is {VERSION} "
+            f"(score_lit/data/evidence.py says what changed); delete it and run `make export-evidence` for the current one",
+            file=sys.stderr,
+            flush=True,
+        )
     return b
 
 
 # ------------------------------------------------------------------------------------------------
 # Video-MME
 
-VIDEOMME_PRE = ("Select the best answer to the following multiple-choice question based on the video and the subtitles. "
-                "Respond with only the letter (A, B, C, or D) of the correct option.")  # fmt: skip
+VIDEOMME_PRE = (
+    "Select the best answer to the following multiple-choice question based on the video and the subtitles. "
+    "Respond with only the letter (A, B, C, or D) of the correct option."
+)
 VIDEOMME_PROMPT = f"{VIDEOMME_PRE}\\n{{question}}\\n{{options 'A. ...' one a line}}\\n\\n{ANSWER_DIRECTLY}"
 
 
@@ -114,7 +136,9 @@ def load_videomme(root: str, limit: int | None = None, split: str | None = None)
     domain, sub_category, videoID. Not handled: subtitles (`subtitle/<videoID>.srt`, the w_subtitle tasks).
     """
     s = split or "test"
-    files = find_files(root, [f"videomme/{s}-*.parquet", f"{s}-*.parquet", f"videomme/{s}.json*", f"{s}.json*"], "Video-MME")
+    files = find_files(
+        root, [f"videomme/{s}-*.parquet", f"{s}-*.parquet", f"videomme/{s}.json*", f"{s}.json*"], "Video-MME"
+    )
     rows, problems = read_all(files)
 
     def build(source: str, line: int, d: dict) -> VideoQARecord:
@@ -131,7 +155,9 @@ def load_videomme(root: str, limit: int | None = None, split: str | None = None)
         meta = {k: d.get(k) for k in ("task_type", "domain", "sub_category", "videoID", "video_id")}
         return record(d["question_id"], video, q, len(opts), ord(answer) - ord("A"), d["duration"], source, line, meta)
 
-    return Benchmark("videomme", *collect(rows, build, limit, problems), "videomme_perception_score", VIDEOMME_PROMPT, "videomme")
+    return Benchmark(
+        "videomme", *collect(rows, build, limit, problems), "videomme_perception_score", VIDEOMME_PROMPT, "videomme"
+    )
 
 
 BENCHMARKS: dict[str, Callable[..., Benchmark]] = {

@@ -16,7 +16,7 @@ from score_lit.data.benchmarks.records import (
     find_files,
     first_existing,
     read_all,
-    record,  # fmt: skip
+    record,
     table,
 )
 from score_lit.data.common import Problem, option_letter
@@ -89,7 +89,9 @@ def load_mvbench(root: str, limit: int | None = None, split: str | None = None) 
         seg, full, bounded = MVBENCH_TASKS[task]
         video = first_existing([os.path.join(root, seg, d["video"]), os.path.join(root, "video", full, d["video"])])
         if os.path.isdir(video):
-            raise ValueError(f"{video} is a folder of frames, not a video file (use the HF `video` revision's mp4 segments)")
+            raise ValueError(
+                f"{video} is a folder of frames, not a video file (use the HF `video` revision's mp4 segments)"
+            )
         start = end = None
         if bounded and not video.startswith(os.path.join(root, seg) + os.sep) and d.get("start") is not None:
             start, end = float(d["start"]), float(d["end"])
@@ -98,8 +100,19 @@ def load_mvbench(root: str, limit: int | None = None, split: str | None = None) 
         cands = [str(c) for c in d["candidates"]]
         opts = "".join(f"({option_letter(i)}) {c}\n" for i, c in enumerate(cands))
         q = f"Question:{d['question']}\nOption:\n{opts}{MVBENCH_POST}"
-        return record(f"{task}/{line}", video, q, len(cands), answer_index(str(d["answer"]), cands), task, source, line,
-                      {"task": task}, start, end)  # fmt: skip
+        return record(
+            f"{task}/{line}",
+            video,
+            q,
+            len(cands),
+            answer_index(str(d["answer"]), cands),
+            task,
+            source,
+            line,
+            {"task": task},
+            start,
+            end,
+        )
 
     return Benchmark("mvbench", *collect(rows, build, limit, problems), "mvbench_accuracy", MVBENCH_PROMPT, "mvbench")
 
@@ -108,7 +121,9 @@ def load_mvbench(root: str, limit: int | None = None, split: str | None = None) 
 # MLVU (dev)
 
 MLVU_GENERATION = ("sub_scene", "summary")  # open-ended tasks of the dev set: no candidates, not read
-MLVU_PROMPT = "\\nQuestion: {question}\\nOptions:\\n(A) {c0}\\n(B) {c1}\\n...\\nOnly give the best option.\\n\\nBest option: ("
+MLVU_PROMPT = (
+    "\\nQuestion: {question}\\nOptions:\\n(A) {c0}\\n(B) {c1}\\n...\\nOnly give the best option.\\n\\nBest option: ("
+)
 
 
 def load_mlvu(root: str, limit: int | None = None, split: str | None = None) -> Benchmark:
@@ -136,11 +151,22 @@ def load_mlvu(root: str, limit: int | None = None, split: str | None = None) -> 
         stem = os.path.splitext(os.path.basename(source))[0]
         folder = stem.split("_", 1)[1] if "_" in stem and stem.split("_", 1)[0].isdigit() else stem
         cands = [str(c) for c in d["candidates"]]
-        body = f"Question: {d['question']}\nOptions:\n" + "".join(f"({option_letter(i)}) {c}\n" for i, c in enumerate(cands))
+        body = f"Question: {d['question']}\nOptions:\n" + "".join(
+            f"({option_letter(i)}) {c}\n" for i, c in enumerate(cands)
+        )
         q = "\n" + body.rstrip() + "\nOnly give the best option.\n" + "\n" + "Best option: ("
         meta = {"duration": d.get("duration"), "question_type": d.get("question_type", folder)}
-        return record(f"{stem}/{line}", os.path.join(base, "video", folder, d["video"]), q, len(cands),
-                      answer_index(str(d["answer"]), cands), d.get("question_type", folder), source, line, meta)  # fmt: skip
+        return record(
+            f"{stem}/{line}",
+            os.path.join(base, "video", folder, d["video"]),
+            q,
+            len(cands),
+            answer_index(str(d["answer"]), cands),
+            d.get("question_type", folder),
+            source,
+            line,
+            meta,
+        )
 
     return Benchmark("mlvu", *collect(rows, build, limit, problems), "mlvu_percetion_score", MLVU_PROMPT, "mlvu_dev")
 
@@ -172,12 +198,27 @@ def load_longvideobench(root: str, limit: int | None = None, split: str | None =
             cands = [str(c) for c in d["candidates"]]
         else:
             cands = [str(d[f"option{i}"]) for i in range(5) if d.get(f"option{i}") not in (None, "N/A")]
-        q = f"{d['question']}\n" + "\n".join(f"{option_letter(i)}. {c}" for i, c in enumerate(cands)) + f"\n{ANSWER_DIRECTLY}\n"
+        q = (
+            f"{d['question']}\n"
+            + "\n".join(f"{option_letter(i)}. {c}" for i, c in enumerate(cands))
+            + f"\n{ANSWER_DIRECTLY}\n"
+        )
         meta = {"question_category": d.get("question_category"), "duration": d.get("duration")}
-        return record(d["id"], os.path.join(root, "videos", d["video_path"]), q, len(cands), int(d["correct_choice"]),
-                      d["duration_group"], source, line, meta)  # fmt: skip
+        return record(
+            d["id"],
+            os.path.join(root, "videos", d["video_path"]),
+            q,
+            len(cands),
+            int(d["correct_choice"]),
+            d["duration_group"],
+            source,
+            line,
+            meta,
+        )
 
-    return Benchmark("longvideobench", *collect(rows, build, limit, problems), "lvb_acc", LVB_PROMPT, "longvideobench_val_v")
+    return Benchmark(
+        "longvideobench", *collect(rows, build, limit, problems), "lvb_acc", LVB_PROMPT, "longvideobench_val_v"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,8 +285,11 @@ def load_nextqa(root: str, limit: int | None = None, split: str | None = None) -
     pats = [p for s in names for p in (f"MC/{s}.csv", f"{s}.csv", f"nextqa/{s}.csv", f"MC/{s}-*.parquet")]
     rows, problems = read_all(find_files(root, pats, "NExT-QA multiple choice"))
     mapping = {}
-    for m in (os.path.join(root, "map_vid_vidorid.json"), os.path.join(root, "nextqa", "map_vid_vidorid.json"),
-              os.path.join(root, "NExTVideo", "map_vid_vidorid.json")):  # fmt: skip
+    for m in (
+        os.path.join(root, "map_vid_vidorid.json"),
+        os.path.join(root, "nextqa", "map_vid_vidorid.json"),
+        os.path.join(root, "NExTVideo", "map_vid_vidorid.json"),
+    ):
         if os.path.isfile(m):
             mapping = {str(k): str(v) for k, v in json.load(open(m, encoding="utf-8")).items()}
             break
@@ -256,6 +300,8 @@ def load_nextqa(root: str, limit: int | None = None, split: str | None = None) -
         q = str(d["question"]).strip() + "".join(f"\n{option_letter(i)}. {a}" for i, a in enumerate(opts))
         video = os.path.join(root, "NExTVideo", mapping.get(vid, vid) + ".mp4")
         qtype = str(d["type"])
-        return record(f"{vid}_{d['qid']}", video, q, len(opts), int(d["answer"]), qtype, source, line, {"group": qtype[:1]})
+        return record(
+            f"{vid}_{d['qid']}", video, q, len(opts), int(d["answer"]), qtype, source, line, {"group": qtype[:1]}
+        )
 
     return Benchmark("nextqa", *collect(rows, build, limit, problems), "exact_match", NEXTQA_PROMPT, "nextqa_mc_test")

@@ -61,14 +61,27 @@ def letters(n: int) -> list[str]:
     return [option_letter(i) for i in range(n)]
 
 
-def record(rid: str, video: str, question: str, n: int, answer: int, family: str, source: str, line: int,
-            meta: dict | None = None, start: float | None = None, end: float | None = None) -> VideoQARecord:  # fmt: skip
+def record(
+    rid: str,
+    video: str,
+    question: str,
+    n: int,
+    answer: int,
+    family: str,
+    source: str,
+    line: int,
+    meta: dict | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> VideoQARecord:
     if n < 2:
         raise ValueError(f"{n} option(s): a multiple-choice question needs at least 2")
     if not 0 <= answer < n:
         raise ValueError(f"answer index {answer} is outside the {n} options")
     meta = {**(meta or {}), "family": str(family), "source": source}
-    return VideoQARecord(str(rid), os.path.abspath(video), question, option_letter(answer), letters(n), start, end, line, meta)
+    return VideoQARecord(
+        str(rid), os.path.abspath(video), question, option_letter(answer), letters(n), start, end, line, meta
+    )
 
 
 def answer_index(answer: object, candidates: list[str]) -> int:
@@ -80,8 +93,12 @@ def answer_index(answer: object, candidates: list[str]) -> int:
 Row = tuple[str, int, dict]  # (annotation file, 1-based row, object)
 
 
-def collect(rows: list[Row], build: Callable[[str, int, dict], VideoQARecord], limit: int | None,
-            problems: list[Problem] | None = None) -> tuple[list[VideoQARecord], list[Problem]]:  # fmt: skip
+def collect(
+    rows: list[Row],
+    build: Callable[[str, int, dict], VideoQARecord],
+    limit: int | None,
+    problems: list[Problem] | None = None,
+) -> tuple[list[VideoQARecord], list[Problem]]:
     """Build a record per row (first `limit` rows); a row that raises, repeats an id or lacks its video is a Problem."""
     records, problems, seen = [], list(problems or []), set()
     for source, line, obj in rows[:limit] if limit is not None else rows:

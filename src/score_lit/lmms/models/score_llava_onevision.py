@@ -55,31 +55,51 @@ class _ScoreLlavaOnevision(ScoreGeneration):
     hooks_class = ScoreHooks1D
     max_new_tokens = 1024  # both stock llava_hf classes' default; neither applies `until`
 
-    def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
-                 position_ids: str = "original", frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: str | None = None,
+        retention_ratio: float = 0.1,
+        selection: str = "global",
+        position_ids: str = "original",
+        frame_size: int = 448,
+        fit: str = "pad",
+        **stock,
+    ) -> None:
         self._stock_init(stock)
         from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
         from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
 
         if type(self.model).__name__ != "LlavaOnevisionForConditionalGeneration":
-            raise ValueError(f"score_llava_onevision: {self.pretrained} loads {type(self.model).__name__}; "
-                             "a llava_onevision checkpoint (LlavaOnevisionForConditionalGeneration) is needed")  # fmt: skip
+            raise ValueError(
+                f"score_llava_onevision: {self.pretrained} loads {type(self.model).__name__}; "
+                "a llava_onevision checkpoint (LlavaOnevisionForConditionalGeneration) is needed"
+            )
         self.retention_ratio = float(retention_ratio)
         if not 0.0 < self.retention_ratio <= 1.0:
             raise ValueError(f"retention_ratio={retention_ratio!r}: use a value in (0, 1]")
         self.frame_size, self.fit = int(frame_size), fit
-        cfg = MLLMConfig(family="llava_onevision", path=str(self.pretrained), position_ids=position_ids,
-                         dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"))  # fmt: skip
-        self.adapter = LlavaOnevisionAdapter(cfg, model=self.model, tokenizer=self.tokenizer)  # reads the checkpoint's mean / std
+        cfg = MLLMConfig(
+            family="llava_onevision",
+            path=str(self.pretrained),
+            position_ids=position_ids,
+            dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
+        )
+        self.adapter = LlavaOnevisionAdapter(
+            cfg, model=self.model, tokenizer=self.tokenizer
+        )  # reads the checkpoint's mean / std
         self.compressor = None
         if self.retention_ratio < 1.0:
             if policy is None:
-                raise ValueError("score_llava_onevision needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1")
+                raise ValueError(
+                    "score_llava_onevision needs policy=PATH (a score_lit policy checkpoint) unless retention_ratio=1"
+                )
             self.compressor = build_compressor("score", mllm=self.adapter, policy_path=policy, selection=selection)
         self.build_hooks(position_ids=position_ids)
-        eval_logger.info(f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}, "
-                         f"position_ids={position_ids}")  # fmt: skip
+        eval_logger.info(
+            f"SCORE: retention_ratio={self.retention_ratio}, policy={policy}, selection={selection}, "
+            f"position_ids={position_ids}"
+        )
 
     def _stock_init(self, stock: dict) -> None:
         """The stock __init__; if it stops at the processor (no torchvision here), finish its tail here."""
@@ -92,8 +112,10 @@ class _ScoreLlavaOnevision(ScoreGeneration):
         except Exception as e:  # noqa: BLE001 -- only past the model load (below), else re-raised
             if not hasattr(self, "_model") or hasattr(self, "_tokenizer"):
                 raise
-            eval_logger.info(f"LlavaHf: no processor ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
-                             "not needed: SCORE preprocesses with score_lit")  # fmt: skip
+            eval_logger.info(
+                f"LlavaHf: no processor ({type(e).__name__}: {str(e).strip().splitlines()[0][:200]}); "
+                "not needed: SCORE preprocesses with score_lit"
+            )
         from accelerate import Accelerator
         from transformers import AutoTokenizer
 

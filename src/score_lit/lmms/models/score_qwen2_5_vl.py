@@ -52,8 +52,15 @@ class _ScoreQwen(ScoreGeneration):
     hooks_class = ScoreHooks
     family = "qwen2_5_vl"
 
-    def __init__(self, policy: str | None = None, retention_ratio: float = 0.1, selection: str = "global",
-                 frame_size: int = 448, fit: str = "pad", **stock) -> None:  # fmt: skip
+    def __init__(
+        self,
+        policy: str | None = None,
+        retention_ratio: float = 0.1,
+        selection: str = "global",
+        frame_size: int = 448,
+        fit: str = "pad",
+        **stock,
+    ) -> None:
         self._stock_init(stock)
         from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
@@ -64,9 +71,14 @@ class _ScoreQwen(ScoreGeneration):
         if not 0.0 < self.retention_ratio <= 1.0:
             raise ValueError(f"retention_ratio={retention_ratio!r}: use a value in (0, 1]")
         self.frame_size, self.fit = int(frame_size), fit
-        cfg = MLLMConfig(family=self.family, path=self.pretrained, dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
-                         prompt_template=self.prompt_template(), min_pixels=self.min_pixels,
-                         max_pixels=self.max_pixels)  # fmt: skip
+        cfg = MLLMConfig(
+            family=self.family,
+            path=self.pretrained,
+            dtype=_DTYPE_NAMES.get(self.model.dtype, "float32"),
+            prompt_template=self.prompt_template(),
+            min_pixels=self.min_pixels,
+            max_pixels=self.max_pixels,
+        )
         # reads the checkpoint's mean / std
         self.adapter = adapter_class(self.family)(cfg, model=self.model, tokenizer=self.tokenizer)
         self.compressor = None
@@ -79,8 +91,10 @@ class _ScoreQwen(ScoreGeneration):
 
     def prompt_template(self) -> str:
         """The stock wrapper's chat prompt (system turn with its system_prompt, unless None) as a score_lit template."""
-        template = (f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n<|im_start|>user\n"
-                    "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n")  # fmt: skip
+        template = (
+            f"<|im_start|>system\n{self.system_prompt}<|im_end|>\n<|im_start|>user\n"
+            "<|vision_start|>{video}<|vision_end|>{question}<|im_end|>\n<|im_start|>assistant\n"
+        )
         return template if self.system_prompt is not None else template.split("<|im_end|>\n", 1)[1]
 
     def _stock_args(self, stock: dict) -> dict:
@@ -105,8 +119,10 @@ class _ScoreQwen(ScoreGeneration):
         except ImportError as e:
             if "torchvision" not in str(e).lower() or not hasattr(self, "_model"):
                 raise
-            eval_logger.info(f"{name}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
-                             "not needed: SCORE preprocesses with score_lit")  # fmt: skip
+            eval_logger.info(
+                f"{name}: no processor without torchvision ({str(e).strip().splitlines()[0]}); "
+                "not needed: SCORE preprocesses with score_lit"
+            )
             if self.accelerator.num_processes > 1:
                 raise RuntimeError(f"{name} without torchvision: single process only")
             self.processor = None
@@ -140,4 +156,8 @@ class ScoreQwen2_5_VLSimple(_ScoreQwen, _StockSimple):
     """Simple flavour (`--force_simple`, and the LMMS_EVAL_PLUGINS route, which registers simple classes only)."""
 
     is_simple = True
-    max_new_tokens, apply_until, decode_kwargs = 32768, True, {"clean_up_tokenization_spaces": False}  # the stock simple class's
+    max_new_tokens, apply_until, decode_kwargs = (
+        32768,
+        True,
+        {"clean_up_tokenization_spaces": False},
+    )  # the stock simple class's
