@@ -324,7 +324,7 @@ def test_a_question_conditioned_score_policy_selects_by_the_question(tmp_path):
     assert comp.selection_flops((4, 4, 3), 0.25, 10) > mlp.selection_flops((4, 4, 3), 0.25, 10) > 0
 
 
-# ---- selection FLOPs (score_lit.evaluation.flops) --------------------------------------------------------------
+# ---- selection FLOPs (score_lit.compressors.flops) --------------------------------------------------------------
 
 
 def test_selection_flops_of_every_method_by_hand():

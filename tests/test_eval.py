@@ -10,8 +10,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from score_lit.cli import main
+from score_lit.compressors.flops import TERA, policy_flops, prefill_flops
 from score_lit.config import PolicyConfig, load_config
-from score_lit.evaluation.flops import TERA, policy_flops, prefill_flops
 from score_lit.evaluation.records import BatchRecord, Outcome
 from score_lit.evaluation.report import by_family, compute_table, result_rows
 from score_lit.evaluation.sweep import sweep

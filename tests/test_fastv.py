@@ -143,11 +143,11 @@ def test_score_unchanged_by_video_attention(pair, batch):
 
 
 def test_fastv_selection_flops_in_deployment():
-    # (e) FastV's FLOPs: its first K layers over every token + the ranking (score_lit.evaluation.flops). On a 2-layer LLM at
+    # (e) FastV's FLOPs: its first K layers over every token + the ranking (score_lit.compressors.flops). On a 2-layer LLM at
     # the paper's K = 2 no layer sees the pruned sequence: more than vanilla at every ratio, by the ranking.
     from types import SimpleNamespace
 
-    from score_lit.evaluation.flops import fastv_rank_flops, prefill_flops, question_flops
+    from score_lit.compressors.flops import fastv_rank_flops, prefill_flops, question_flops
 
     text = SimpleNamespace(
         hidden_size=8,

@@ -1,11 +1,11 @@
-"""Prefill FLOPs per method (score_lit.evaluation.flops) on a tiny config, every number worked out by hand, and the
+"""Prefill FLOPs per method (score_lit.compressors.flops) on a tiny config, every number worked out by hand, and the
 matched-compute pick on hand-written rows."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from score_lit.evaluation.flops import (
+from score_lit.compressors.flops import (
     dycoke_flops,
     fastv_flops,
     fastv_rank_flops,

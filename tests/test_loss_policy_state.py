@@ -121,8 +121,8 @@ def test_query_policy_starts_as_the_mlp_and_needs_its_question():
 
 
 def test_temporal_policy_starts_as_the_mlp_and_sees_only_its_temporal_neighbours():
+    from score_lit.compressors.flops import policy_flops, temporal_policy_flops
     from score_lit.config import PolicyConfig
-    from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
     from score_lit.rl.policy import MLPPolicy, TemporalPolicy
 
     torch.manual_seed(0)

@@ -61,7 +61,7 @@ def main() -> int:
     ns = p.parse_args()
     from mlflow.tracking import MlflowClient
 
-    from score_lit.evaluation.viz import find_run
+    from score_lit.training.curves import find_run
 
     runs = []
     for uri, name in ((ns.uri_a, ns.run_a), (ns.uri_b, ns.run_b)):

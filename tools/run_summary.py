@@ -25,7 +25,7 @@ def main() -> int:
     ns = p.parse_args()
     from mlflow.tracking import MlflowClient
 
-    from score_lit.evaluation.viz import find_run
+    from score_lit.training.curves import find_run
 
     client = MlflowClient(ns.tracking_uri)
     print(

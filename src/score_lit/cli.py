@@ -68,7 +68,7 @@ def cmd_plot_run(args: list[str]) -> int:
     p.add_argument("--out", default="curves.png")
     ns = p.parse_args(args)
     from score_lit.config import Config
-    from score_lit.evaluation.viz import find_run, plot_training_curves
+    from score_lit.training.curves import find_run, plot_training_curves
 
     uri = ns.tracking_uri or Config().tracking_uri
     print(plot_training_curves(uri, find_run(uri, ns.run_id), ns.out))

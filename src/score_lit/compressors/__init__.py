@@ -16,7 +16,7 @@ tokens once, independently of r, and every ratio is a cut of that ranking by one
 pool, visionzip, dycoke) choose per ratio and have only `select`. A method whose structure cannot meet the
 budget exactly (e.g. whole frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
 the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
-method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.evaluation.flops).
+method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.compressors.flops).
 `import score_lit.compressors` imports no method module.
 """
 
@@ -54,7 +54,7 @@ class Compressor(Protocol):
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """FLOPs of one question's selection beyond a prefill of its text + kept tokens: shape = (T, N, D),
-        text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.evaluation.flops). The
+        text_tokens the prompt's text up to the answer, llm the LLM's text config (score_lit.compressors.flops). The
         sweep reports NaN FLOPs for a compressor without it."""
         ...
 

@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from score_lit.compressors.flops import dycoke_flops
 from score_lit.config import keep_count
-from score_lit.evaluation.flops import dycoke_flops
 from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
@@ -97,6 +97,6 @@ class DyCoke:
         return Selection(keep=keep, tokens=merge_into_earlier(x, keep.reshape(b, t, n)).reshape(b, t * n, -1))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """Normalise, cosine to the reference, merge: at most 6 V D (score_lit.evaluation.flops.dycoke_flops). shape = (T, N, D)."""
+        """Normalise, cosine to the reference, merge: at most 6 V D (score_lit.compressors.flops.dycoke_flops). shape = (T, N, D)."""
         t, n, d = shape
         return dycoke_flops(t, n, d)

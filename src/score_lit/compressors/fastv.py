@@ -18,11 +18,11 @@ How this differs from the paper's FastV:
   Qwen2.5-VL-7B) on top of the pruned prefill. It does not depend on the ratio: the sweep runs it once
   per batch and cuts it at every ratio. The sweep's prefill time covers only `mllm.score`; this partial
   forward is in its select time.
-- FLOPs (`selection_flops`, score_lit.evaluation.flops.fastv_flops). The sweep's FLOPs column counts what the
+- FLOPs (`selection_flops`, score_lit.compressors.flops.fastv_flops). The sweep's FLOPs column counts what the
   paper's FastV costs in deployment: layers < K over all tokens, layers >= K over the kept ones, plus the
   ranking; its selection cost is K (layer(L_text + V) - layer(L_text + k)) + rank(L_text + V). With
   K >= num_layers (the 2-layer toy) every layer sees every token: more than vanilla at any ratio. What
-  this class plus the sweep execute differs (score_lit.evaluation.flops docstring says by how much).
+  this class plus the sweep execute differs (score_lit.compressors.flops docstring says by how much).
 - Budget. The paper's R is the share of tokens DROPPED at layer K; here `ratio` is the share KEPT
   (r = 1 - R), the sweep's common knob. The default K=2 follows the paper.
 - Which query row ranks. The paper describes the attention a token receives on average; its released
@@ -39,9 +39,9 @@ from typing import Any
 
 import torch
 
+from score_lit.compressors.flops import fastv_flops
 from score_lit.compressors.topk import TopK
 from score_lit.config import keep_count
-from score_lit.evaluation.flops import fastv_flops
 from score_lit.types import VisualTokens
 
 

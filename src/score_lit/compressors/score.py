@@ -12,7 +12,7 @@ the checkpoint's model width is checked against mllm.identity() (a policy traine
 family fails with load_policy's message). The policy runs on the tokens' device in its own dtype
 (float32 from training): the state is float32 and is cast to the policy, not the policy to bf16.
 
-Selection FLOPs (score_lit.evaluation.flops.policy_flops): the state (dX, two layer norms) and the MLP over every
+Selection FLOPs (score_lit.compressors.flops.policy_flops): the state (dX, two layer norms) and the MLP over every
 one of the T N tokens, whatever the ratio: (T-1) N D + 10 V D + V (4 D h + 4 h + 1).
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from score_lit.compressors.flops import policy_flops, temporal_policy_flops
 from score_lit.compressors.topk import TopK
-from score_lit.evaluation.flops import policy_flops, temporal_policy_flops
 from score_lit.rl.policy import MLPPolicy, QueryPolicy, TemporalPolicy
 from score_lit.rl.state import surprise_state
 from score_lit.training.checkpoint import load_policy
@@ -93,7 +93,7 @@ class ScoreCompressor(TopK):
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """State + MLP over all T N tokens (module docstring). shape = (T, N, D). The `mlp`, `query_mlp`
         and `temporal_mlp` policies have a formula; another registered policy raises NotImplementedError (add its
-        count to score_lit.evaluation.flops)."""
+        count to score_lit.compressors.flops)."""
         t, n, d = shape
         if isinstance(self.policy, QueryPolicy):  # + the question's FiLM (D x 2h, its norm) and 2 ops per token x unit
             h = self.policy.hidden

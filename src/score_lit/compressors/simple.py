@@ -21,7 +21,7 @@ every content-aware method must clear at the same retention ratio r, budget k = 
   a batch differ), cut at k by the shared top-k (score_lit.compressors.topk), so the masks of two ratios
   are nested.
 
-Selection FLOPs (score_lit.evaluation.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
+Selection FLOPs (score_lit.compressors.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
 every token into its window sum and divides each sum once, V D.
 """
 
@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from score_lit.compressors.flops import pool_flops
 from score_lit.compressors.topk import TopK
 from score_lit.config import keep_count
-from score_lit.evaluation.flops import pool_flops
 from score_lit.types import Selection, VisualTokens
 
 
@@ -102,7 +102,7 @@ class SpatialPool:
         return Selection(keep=keep.reshape(b, t * n), tokens=out.reshape(b, t * n, d))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """V D: window sums and means (score_lit.evaluation.flops.pool_flops). shape = (T, N, D)."""
+        """V D: window sums and means (score_lit.compressors.flops.pool_flops). shape = (T, N, D)."""
         t, n, d = shape
         return pool_flops(t * n, d)
 

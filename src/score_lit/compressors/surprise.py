@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from score_lit.compressors.flops import surprise_flops
 from score_lit.compressors.topk import TopK
-from score_lit.evaluation.flops import surprise_flops
 from score_lit.rl.state import surprise_norm
 from score_lit.types import VisualTokens
 
@@ -64,6 +64,6 @@ class SurpriseTopK(TopK):
         return surprise_scores(visual.tokens, self.first_unit).reshape(b, t * n)
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """Residuals and their norms, about 3 V D (score_lit.evaluation.flops.surprise_flops). shape = (T, N, D)."""
+        """Residuals and their norms, about 3 V D (score_lit.compressors.flops.surprise_flops). shape = (T, N, D)."""
         t, n, d = shape
         return surprise_flops(t, n, d, self.first_unit)

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from score_lit.compressors.flops import visionzip_flops
 from score_lit.config import keep_count
-from score_lit.evaluation.flops import visionzip_flops
 from score_lit.rl.policy import stable_topk_mask
 from score_lit.types import Selection, VisualTokens
 
@@ -85,6 +85,6 @@ class VisionZip:
         return Selection(keep=torch.stack(keeps), tokens=torch.stack(outs))
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
-        """Norms, cosine of the remaining tokens to the centres, group means (score_lit.evaluation.flops.visionzip_flops)."""
+        """Norms, cosine of the remaining tokens to the centres, group means (score_lit.compressors.flops.visionzip_flops)."""
         t, n, d = shape
         return visionzip_flops(t * n, keep_count(ratio, t * n), d, self.dominant_share)

@@ -4,7 +4,9 @@
     from score_lit.config import load_config
     cfg = load_config(["conf/stage1.yaml"], ["rl.group_size=4", "stage1.steps=50"])
 
-- score_lit.config.schema: the run's dataclasses (every knob, with the reason for its default) and their checks;
+- score_lit.config.schema: the run-level Config and check_files; its sections, every knob with the reason for its
+  default and their checks, in score_lit.config.training (mllm, policy, rl, phases, val, optim, trainer, tracking)
+  and score_lit.config.data_eval (data, eval);
 - score_lit.config.loader: YAML + composition + `key=value` overrides, the typo errors, schema detection;
 - score_lit.config.names: the torch-free lists of registered names the checks read;
 - score_lit.config.retention: retention ratios (`keep_count`, `retention_label`).
@@ -13,6 +15,7 @@ Everything is re-exported here; nothing in this package imports torch or a regis
 """
 
 from score_lit.config import names
+from score_lit.config.data_eval import METHODS, SOURCES, DataConfig, EvalConfig
 from score_lit.config.loader import (
     CONF_DIR,
     MOVED,
@@ -25,14 +28,9 @@ from score_lit.config.loader import (
     to_dict,
 )
 from score_lit.config.retention import check_ratio, keep_count, retention_label
-from score_lit.config.schema import (
-    METHODS,
+from score_lit.config.schema import PROJECT_ROOT, Config, check_files
+from score_lit.config.training import (
     PHASES,
-    PROJECT_ROOT,
-    SOURCES,
-    Config,
-    DataConfig,
-    EvalConfig,
     MLLMConfig,
     OptimConfig,
     PhaseConfig,
@@ -41,7 +39,6 @@ from score_lit.config.schema import (
     TrackingConfig,
     TrainerConfig,
     ValConfig,
-    check_files,
 )
 from score_lit.errors import ConfigError, DataError
 

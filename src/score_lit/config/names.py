@@ -9,6 +9,8 @@ with `score_lit.mllm.register` must be added to it too, with the mllm.position_i
 
 from __future__ import annotations
 
+from score_lit.errors import check_choice
+
 # score_lit.mllm.REGISTRY: mllm.family -> the mllm.position_ids modes it implements ("compacted" needs 1-D RoPE)
 MLLM_FAMILIES: dict[str, tuple[str, ...]] = {
     "qwen2_5_vl": ("original",),
@@ -48,3 +50,8 @@ def registrar(registry: dict, listed: list[str]):
         return deco
 
     return register
+
+
+def check_registered(key: str, value: str, registered: list[str]) -> None:
+    """check_choice against a registry's torch-free name list: ConfigError naming the key and the sorted names."""
+    check_choice(key, value, sorted(registered), "is not registered")

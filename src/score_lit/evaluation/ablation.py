@@ -12,7 +12,7 @@ the families `--family a+b` joins (e.g. `colour+order`: the evidence benchmark's
 sweeps, whose colour and order questions are version 2's).
 
 Matched compute: for SCORE's row at ratio r (prefill TFLOPs F_r, its selection included), each rule is taken at
-its best accuracy among its ratios whose prefill TFLOPs are <= F_r (score_lit.evaluation.flops.matched_compute); a rule none
+its best accuracy among its ratios whose prefill TFLOPs are <= F_r (score_lit.compressors.flops.matched_compute); a rule none
 of whose ratios gets that low does not reach it ("-"). FastV is also shown at the same ratio, where it costs more.
 The margin is SCORE's accuracy minus the rule's, in accuracy points.
 """
@@ -23,8 +23,8 @@ import csv
 import math
 from pathlib import Path
 
+from score_lit.compressors.flops import matched_compute
 from score_lit.errors import ConfigError
-from score_lit.evaluation.flops import matched_compute
 
 FAMILY = "all"
 

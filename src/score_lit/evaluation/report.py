@@ -14,8 +14,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from score_lit.compressors.flops import TERA
 from score_lit.config import keep_count, retention_label
-from score_lit.evaluation.flops import TERA
 from score_lit.evaluation.records import BatchRecord, Outcome
 
 FIELDS = [
@@ -214,7 +214,7 @@ def results_markdown(rows: list[dict], title: str) -> str:
         + markdown_table(rows)
         + "\n\nPrefill compute per question (share of vanilla's): the LLM over text + kept tokens plus what the "
         "method's selection costs (FastV: its first K layers over every token and its ranking); vision encoder "
-        "not included (score_lit.evaluation.flops).\n\n" + compute_table(rows) + "\n"
+        "not included (score_lit.compressors.flops).\n\n" + compute_table(rows) + "\n"
     )
 
 

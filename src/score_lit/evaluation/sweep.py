@@ -22,10 +22,10 @@ selects per ratio; each (method, ratio) then makes one LLM call on text + kept t
                    selecting at this ratio alone costs;
   prefill_tflops   compute per question (mean), TFLOPs: the LLM prefill over the prompt's text (before the
                    video, and after it up to the answer) + the kept visual tokens, lm_head on the last
-                   position (score_lit.evaluation.flops.prefill_flops), plus select_tflops, what the method's selection
+                   position (score_lit.compressors.flops.prefill_flops), plus select_tflops, what the method's selection
                    costs beyond that (compressor.selection_flops: the policy's state + MLP over all T*N tokens,
                    merging's similarities, FastV's first K layers over every token + its ranking, as FastV
-                   runs in deployment; formulas and what the sweep itself executes in score_lit.evaluation.flops). The
+                   runs in deployment; formulas and what the sweep itself executes in score_lit.compressors.flops). The
                    vision encoder is left out (the same for every method). flops_pct_of_vanilla = prefill_tflops
                    / vanilla's on the same questions x 100; a method whose selection has no formula gets NaN.
                    flops.matched_compute(rows) picks, per method, the best accuracy at no more compute than
@@ -123,8 +123,8 @@ class _Measure:
     def batch(self, batch, left_out: list[Problem], viz_ids: list[str]) -> BatchRecord:
         """Vanilla, then every method at every ratio, on one batch; kept-token maps for `viz_ids`."""
         from score_lit.compressors import Selection, apply_selection, keep_top, ranks
+        from score_lit.compressors.flops import prefill_flops, question_flops
         from score_lit.data.encode import encode
-        from score_lit.evaluation.flops import prefill_flops, question_flops
 
         e, mllm, dev, text_cfg = self.e, self.mllm, self.dev, self.text_cfg
         visual = encode(mllm, batch)

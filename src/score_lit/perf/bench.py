@@ -22,7 +22,7 @@ Not timed: model build, tokenizing the fixed question (once). Warm-up runs first
 interleave the ratios (r1, r2, ..., r1, r2, ...) so slow drift hits every ratio alike. Per stage:
 median, quartiles, min, max.
 
-FLOP-ideal prefill: `prefill_flops` of score_lit.evaluation.flops (its docstring has the formula: linear layers with
+FLOP-ideal prefill: `prefill_flops` of score_lit.compressors.flops (its docstring has the formula: linear layers with
 GQA and SwiGLU, causal attention, lm_head on the last position). With V visual tokens and L_text text
 tokens, ideal_speedup(r) = prefill_flops(L_text + V) / prefill_flops(L_text + k),
 k = ceil(r V) (config.keep_count). share_of_ideal = measured prefill speedup / ideal speedup;
@@ -47,8 +47,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from score_lit.compressors.flops import prefill_flops
 from score_lit.config import ConfigError, MLLMConfig, PolicyConfig, check_ratio, keep_count, load_config, split_args
-from score_lit.evaluation.flops import prefill_flops
 from score_lit.perf.archs import ARCHS  # the named architectures (arch=NAME)
 
 QUESTION = (

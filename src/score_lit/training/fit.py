@@ -23,9 +23,9 @@ from score_lit.config import Config, ConfigError, check_files, flatten, to_dict
 from score_lit.data.datamodule import DataMonitor, build_datamodule
 from score_lit.data.feature_cache import FeatureCache, model_key
 from score_lit.data.order import check_plan
-from score_lit.evaluation.viz import plot_training_curves
 from score_lit.mllm import build_mllm, checkpoint_identity
 from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
+from score_lit.training.curves import plot_training_curves
 from score_lit.training.interrupts import SigintLatch
 from score_lit.training.module import ScoreModule
 from score_lit.training.quiet import quiet_run
