@@ -207,6 +207,22 @@ def test_the_name_lists_the_config_checks_are_the_registries():
     assert names.MLLM_FAMILIES == {name: tuple(f.position_ids) for name, f in MLLMS.items()}
 
 
+def test_the_family_registry_resolves_to_the_toy_generators_and_imports_none_up_front():
+    """data.FAMILIES names each generator as "module:attr": build_family gives the toy's own function, and
+    `import score_lit.data` (and its benchmarks) has imported no toy module yet."""
+    from score_lit.data import FAMILIES, build_family
+    from score_lit.toy import evidence, synthetic
+
+    gens = {**synthetic.FAMILIES, **evidence.FAMILIES}
+    assert sorted(FAMILIES) == sorted(gens) and all(build_family(f) is gens[f] for f in gens)
+    code = (
+        "import sys, score_lit.data, score_lit.data.benchmarks; print([m for m in sys.modules if 'score_lit.toy' in m])"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    )
+
+
 def test_loading_a_config_imports_no_torch():
     # Every name is checked at load against torch-free lists: a typo costs a fraction of a second.
     code = (

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from score_lit.data import FAMILIES, evidence
+from score_lit.data import FAMILIES, build_family
+from score_lit.toy import evidence
 
 
 def write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
@@ -112,7 +113,7 @@ def export_split(
         rows = []
         for fam in families:
             for i in range(n):
-                s = FAMILIES[fam](seed, split, i, frames=frames, size=size)
+                s = build_family(fam)(seed, split, i, frames=frames, size=size)
                 rel = f"videos/{fam}_{i:05d}.mp4"
                 write_mp4(tmp / rel, s.frames, fps)
                 ev = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.evidence.items()}

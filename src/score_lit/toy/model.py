@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from score_lit.data import FAMILIES
+from score_lit.data import build_family
 from score_lit.data.common import collate
 from score_lit.toy import trainable
 from score_lit.toy.config import ToyConfig
@@ -104,7 +104,7 @@ def make_samples(
         name = fams[j % len(fams)]
         frames, size = cfg.shape(name)
         kw = {"objects": cfg.easy_colour_objects} if easy and name == "colour" else {}
-        out.append(FAMILIES[name](cfg.seed, split, j // len(fams), frames=frames, size=size, **kw))
+        out.append(build_family(name)(cfg.seed, split, j // len(fams), frames=frames, size=size, **kw))
     return out
 
 
