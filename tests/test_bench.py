@@ -9,8 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from score_lit.compressors.flops import prefill_flops
 from score_lit.config import ConfigError
-from score_lit.perf.bench import ARCHS, BenchConfig, ideal_speedup, load_bench_config, main, prefill_flops
+from score_lit.perf.archs import ARCHS
+from score_lit.perf.bench import ideal_speedup, main
+from score_lit.perf.bench_setup import BenchConfig, load_bench_config
 
 # d = 8, 2 heads of head_dim 4 (d_q = 8), 1 KV head (d_kv = 4), d_ff = 16, 2 layers, vocab 32.
 TINY_TEXT = SimpleNamespace(

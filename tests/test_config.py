@@ -23,7 +23,7 @@ def test_defaults_yaml_and_overrides_layer_in_order(tmp_path):
 def test_shipped_configs_load():
     files = sorted((ROOT / "conf").glob("*.yaml"))
     assert {f.name for f in files} >= {"stage1.yaml", "stage2.yaml"}
-    from score_lit.perf.bench import load_bench_config
+    from score_lit.perf.bench_setup import load_bench_config
 
     for f in files:
         if f.name.startswith("bench_"):

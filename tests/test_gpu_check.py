@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from score_lit.perf import bench
+from score_lit.perf import bench_setup
 from score_lit.perf.gpu_check import Check, check_targets, markdown, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,12 +107,14 @@ def test_a_failed_part_is_recorded_and_the_next_one_runs(tmp_path):
 
 def test_without_a_decoder_the_bench_draws_synthetic_frames(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` now raises ImportError, as on the GPU image
-    assert bench.decoders_missing() == ["decord"]
-    assert bench.video_source(bench.BenchConfig(arch="tiny"), "/nonexistent") == bench.SYNTHETIC
+    assert bench_setup.decoders_missing() == ["decord"]
+    assert bench_setup.video_source(bench_setup.BenchConfig(arch="tiny"), "/nonexistent") == bench_setup.SYNTHETIC
     assert "decord not importable: video=synthetic" in capsys.readouterr().out
-    assert bench.video_source(bench.BenchConfig(arch="tiny", video="/x.mp4"), "/nonexistent") == "/x.mp4"  # given: kept
-    v = bench.synthetic_video(24, 48)
-    assert v.shape == (24, 48, 48, 3) and v.dtype == np.uint8 and np.array_equal(v, bench.synthetic_video(24, 48))
+    assert (
+        bench_setup.video_source(bench_setup.BenchConfig(arch="tiny", video="/x.mp4"), "/nonexistent") == "/x.mp4"
+    )  # given: kept
+    v = bench_setup.synthetic_video(24, 48)
+    assert v.shape == (24, 48, 48, 3) and v.dtype == np.uint8 and np.array_equal(v, bench_setup.synthetic_video(24, 48))
     assert not np.array_equal(v[1], v[2]) and not np.array_equal(
         v[21, 0, 0], v[22, 0, 0]
     )  # the square moves; a cut at 22
@@ -167,7 +169,10 @@ def test_the_script_runs_every_part_on_the_tiny_architectures(tmp_path):
     for fam in ("qwen2_5_vl", "qwen3_vl"):
         p = parts[f"prefill_tiny_{fam}"]
         assert p["bench"]["environment"]["dtype"] == "bfloat16"
-        assert p["bench"]["video"] == bench.SYNTHETIC and [res["frames"] for res in p["bench"]["results"]] == [4, 8]
+        assert p["bench"]["video"] == bench_setup.SYNTHETIC and [res["frames"] for res in p["bench"]["results"]] == [
+            4,
+            8,
+        ]
         # tiny: patch 8, merge 2 -> 64 px = 4 x 4 tokens per temporal unit of 2 frames: 4 frames = 32 tokens, 8 = 64
         assert [(r["frames"], r["visual_tokens"], r["ratio"], r["kept"]) for r in p["summary"]][:5] == [
             (4, 32, 1.0, 32),

@@ -113,7 +113,8 @@ def test_released_size_archs_are_configs_of_the_real_classes(arch, family, layer
     # bench's random-weight architectures: every key is accepted by the real config class (no weights are built).
     from score_lit.config import ConfigError
     from score_lit.mllm import adapter_class
-    from score_lit.perf.bench import ARCHS, BenchConfig
+    from score_lit.perf.archs import ARCHS
+    from score_lit.perf.bench_setup import BenchConfig
 
     fam, text, vision = ARCHS[arch]
     cls = adapter_class(fam)

@@ -28,7 +28,7 @@ from score_lit.config import ConfigError, DataError, check_files, load_config, s
 # when used (none imports torch). A file without the key is a run's (train, eval, viz, submit, cache-features).
 SCHEMAS = {
     "run": "score_lit.config:Config",
-    "bench": "score_lit.perf.bench:BenchConfig",  # python -m score_lit bench
+    "bench": "score_lit.perf.bench_setup:BenchConfig",  # python -m score_lit bench
     "toy": "score_lit.toy.config:ToyConfig",  # python -m score_lit toy-mllm
 }
 

@@ -74,7 +74,7 @@ def environment() -> dict:
     import transformers
     from transformers.utils import is_flash_attn_2_available
 
-    from score_lit.perf.bench import decoders_missing
+    from score_lit.perf.bench_setup import decoders_missing
 
     cuda = torch.cuda.is_available()
     try:
@@ -212,7 +212,7 @@ class Check:
 def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "auto") -> Path:
     import torch
 
-    from score_lit.perf import bench
+    from score_lit.perf import bench, bench_setup
     from score_lit.perf.step import StepBenchConfig, measure_steps
 
     plan = PLANS[mode]
@@ -223,7 +223,7 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
     check = Check(out, budget_s, head)
     step_arch = plan["step"][0]
     for arch, family, frames, repeats in plan["prefill"]:
-        cfg = bench.BenchConfig(
+        cfg = bench_setup.BenchConfig(
             name=f"gpu_{arch}",
             family=family,
             arch=arch,
@@ -232,16 +232,16 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
             ratios=RATIOS,
             warmup=plan["warmup"],
             repeats=repeats,
-            video=bench.SYNTHETIC,
+            video=bench_setup.SYNTHETIC,
             dtype=dtype,
             out_dir=str(out),
         )
-        dev, model_dtype, attn = bench.resolve_device(cfg)
+        dev, model_dtype, attn = bench_setup.resolve_device(cfg)
         built = {}
 
         def build(cfg=cfg, dev=dev, model_dtype=model_dtype, attn=attn, built=built):
             t = time.perf_counter()
-            built["adapter"] = bench.build_adapter(cfg, dev, model_dtype, attn)
+            built["adapter"] = bench_setup.build_adapter(cfg, dev, model_dtype, attn)
             return {
                 "build_s": time.perf_counter() - t,
                 "parameters": sum(p.numel() for p in built["adapter"].model.parameters()),
@@ -263,7 +263,7 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
 
             def prof(cfg=cfg, adapter=adapter, dev=dev):
                 chain = bench.Chain(
-                    cfg, adapter, bench.timed_policy(cfg, adapter, dev), bench.SYNTHETIC, max(cfg.frames)
+                    cfg, adapter, bench.timed_policy(cfg, adapter, dev), bench_setup.SYNTHETIC, max(cfg.frames)
                 )
                 return {"frames": max(cfg.frames), "top_ops": profile(chain, [1.0, 0.1])}
 

@@ -109,7 +109,7 @@ def _batches(frames, n: int, batch_size: int):
     hits)."""
     import torch
 
-    from score_lit.perf.bench import SYNTHETIC_SPF
+    from score_lit.perf.bench_setup import SYNTHETIC_SPF
     from score_lit.types import VideoBatch
 
     x = frames[None].expand(batch_size, *frames.shape).contiguous()
@@ -138,7 +138,7 @@ def measure_steps(cfg: StepBenchConfig, adapter) -> dict:
     from torch.utils.data import DataLoader
 
     from score_lit.config import load_config
-    from score_lit.perf.bench import synthetic_video
+    from score_lit.perf.bench_setup import synthetic_video
     from score_lit.training.module import ScoreModule
 
     dev = adapter.device
