@@ -287,7 +287,7 @@ def test_an_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     import time
     from pathlib import Path
 
-    from score_lit.evaluation.sweep import run_eval
+    from score_lit.evaluation.run import run_eval
 
     # 48 questions, one per batch: the SIGINT after 3 recorded batches must reach the sweep before it ends
     export_split(tmp_path / "bench", split="test", n=24, families=["flash", "stitched"], frames=4, size=64)
@@ -358,7 +358,7 @@ def test_every_sweep_gets_its_own_folder_and_resume_finds_the_unfinished_one(tmp
     from pathlib import Path
 
     from score_lit.config import Config, ConfigError, EvalConfig
-    from score_lit.evaluation.sweep import resolve_out_dir, sweep_identity
+    from score_lit.evaluation.run import resolve_out_dir, sweep_identity
 
     monkeypatch.chdir(tmp_path)  # runs/eval/ is relative to where the command runs
     new, again = Config(eval=EvalConfig(methods=["uniform"])), Config(eval=EvalConfig(methods=["uniform"], resume=True))

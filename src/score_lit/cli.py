@@ -185,7 +185,7 @@ def cmd_eval(args: list[str]) -> int:
     check_files(cfg)
     from transformers.utils import logging as hf_logging
 
-    from score_lit.evaluation.sweep import run_eval
+    from score_lit.evaluation.run import run_eval
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would interleave with the sweep's own
     print(run_eval(cfg))  # the CSV's path is the last line
