@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from helpers import tiny_run
 
-from score_lit.config import load_config
-from score_lit.training import slurm
-from score_lit.training.slurm import Partition, SlurmError
+from score_lit.config import ConfigError, load_config
+from score_lit.training import slurm, slurm_cluster
+from score_lit.training.slurm_cluster import Partition, SlurmError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools" / "slurm"
@@ -107,7 +107,7 @@ def test_the_snapshot_holds_the_resources_and_absolute_paths(tmp_path, monkeypat
 
 
 def test_time_formats():
-    assert [slurm.parse_time(t) for t in ("90", "90:30", "24:00:00", "2-00", "1-02:03", "1-00:00:05")] == [
+    assert [slurm_cluster.parse_time(t) for t in ("90", "90:30", "24:00:00", "2-00", "1-02:03", "1-00:00:05")] == [
         5400,
         5430,
         86400,
@@ -116,15 +116,15 @@ def test_time_formats():
         86405,
     ]
     with pytest.raises(SlurmError, match="is not a SLURM time"):
-        slurm.parse_time("1h")
+        slurm_cluster.parse_time("1h")
 
 
 def test_sinfo_lines_become_a_partition():
-    assert slurm.parse_sinfo("gpu*|4|64|gpu:a100:8(S:0-1)|2-00:00:00\ngpu|2|32|gpu:4|1-00:00:00\n", "gpu") == Partition(
-        "gpu", nodes=6, cpus=32, gpus=8, max_seconds=172800
-    )
-    assert slurm.parse_sinfo("debug*|1|2|(null)|infinite\n", "debug") == Partition("debug", 1, 2, 0, None)
-    assert slurm.parse_sinfo("", "nope") is None
+    assert slurm_cluster.parse_sinfo(
+        "gpu*|4|64|gpu:a100:8(S:0-1)|2-00:00:00\ngpu|2|32|gpu:4|1-00:00:00\n", "gpu"
+    ) == Partition("gpu", nodes=6, cpus=32, gpus=8, max_seconds=172800)
+    assert slurm_cluster.parse_sinfo("debug*|1|2|(null)|infinite\n", "debug") == Partition("debug", 1, 2, 0, None)
+    assert slurm_cluster.parse_sinfo("", "nope") is None
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ def test_impossible_resources_are_one_clear_line(flags, message):
     ns = slurm.parse_args(["--time", "1:00:00", *flags])
     with pytest.raises(SlurmError, match=message):
         slurm.check_partition(
-            ns, Partition("p", nodes=2, cpus=8, gpus=4, max_seconds=2 * 86400), slurm.parse_time(ns.time)
+            ns, Partition("p", nodes=2, cpus=8, gpus=4, max_seconds=2 * 86400), slurm_cluster.parse_time(ns.time)
         )
 
 
@@ -171,7 +171,7 @@ def test_bad_flags_stop_before_anything_is_written(tmp_path, flags, message):
     argv = tiny(tmp_path) + ["--gpus-per-node", "0", "--signal-seconds", "300", "--startup-seconds", "120", *flags]
     with pytest.raises(Exception, match=message) as e:
         slurm.main(argv)
-    assert isinstance(e.value, slurm.ConfigError) and "\n" not in str(e.value)
+    assert isinstance(e.value, ConfigError) and "\n" not in str(e.value)
     assert not (tmp_path / "runs").exists()
 
 

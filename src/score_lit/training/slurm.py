@@ -38,130 +38,24 @@ val.every_n_steps interval, the periodic checkpoint that survives a crash withou
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from score_lit.config import PROJECT_ROOT, Config, ConfigError, check_files, flatten, load_config, split_args, to_dict
-
-
-class SlurmError(ConfigError):
-    """A submission that cannot work (missing SLURM, impossible resources); one line that says what to change."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Time limits in SLURM's formats
-
-
-def parse_time(text: str) -> int:
-    """SLURM --time formats -> seconds: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS."""
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not m:
-        raise SlurmError(f"--time {text!r} is not a SLURM time: use HH:MM:SS (e.g. 24:00:00), MM, or D-HH:MM:SS")
-    days, a, b, c = m.groups()
-    a, b, c = int(a), int(b or 0), int(c or 0)
-    if days is not None:  # D-HH[:MM[:SS]]
-        return int(days) * 86400 + a * 3600 + b * 60 + c
-    if m.group(4) is not None:  # HH:MM:SS
-        return a * 3600 + b * 60 + c
-    if m.group(3) is not None:  # MM:SS
-        return a * 60 + b
-    return a * 60  # MM
-
-
-def format_time(seconds: int) -> str:
-    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-# ------------------------------------------------------------------------------------------------
-# What the cluster offers (sinfo), and what the job asks for
-
-
-@dataclass
-class Partition:
-    name: str
-    nodes: int  # nodes in the partition
-    cpus: int  # CPUs per node (the smallest node)
-    gpus: int  # GPUs per node (the largest node; 0 without gpu GRES)
-    max_seconds: int | None  # the partition's time limit; None = infinite
-
-
-def _gpus(gres: str) -> int:
-    """'gpu:8', 'gpu:a100:4(S:0-1)', 'gpu:2,nvme:1', '(null)' -> GPUs per node."""
-    n = 0
-    for item in gres.split(","):
-        parts = re.sub(r"\(.*?\)", "", item).split(":")
-        if parts[0] == "gpu":
-            n += int(parts[-1]) if parts[-1].isdigit() else 1
-    return n
-
-
-def parse_sinfo(text: str, name: str) -> Partition | None:
-    """Lines of `sinfo -h -p NAME -o %P|%D|%c|%G|%l` (one per node group) -> one Partition; None if no line."""
-    rows = [line.split("|") for line in text.splitlines() if line.strip()]
-    if not rows:
-        return None
-    limits = [r[4].strip() for r in rows]
-    infinite = any(t in ("infinite", "UNLIMITED", "n/a") for t in limits)
-    return Partition(
-        name=name,
-        nodes=sum(int(r[1]) for r in rows),
-        cpus=min(int(re.match(r"\d+", r[2]).group()) for r in rows),
-        gpus=max(_gpus(r[3].strip()) for r in rows),
-        max_seconds=None if infinite else max(parse_time(t) for t in limits),
-    )
-
-
-def _run(cmd: list[str], timeout: float = 30, stdin: str | None = None) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin)
-    except subprocess.TimeoutExpired:
-        raise SlurmError(
-            f"`{' '.join(cmd)}` did not answer in {timeout:.0f} s: is slurmctld up (scontrol ping)?"
-        ) from None
-
-
-def require_slurm() -> None:
-    missing = [b for b in ("sbatch", "sinfo") if shutil.which(b) is None]
-    if missing:
-        raise SlurmError(
-            f"SLURM is not installed or not on PATH: {', '.join(missing)} not found; submit from a login node of the "
-            f"cluster (or apt-get install slurm-wlm for a local one), or pass --dry-run to print the script"
-        )
-
-
-def default_partition() -> str:
-    out = _run(["sinfo", "-h", "-o", "%P"])
-    if out.returncode != 0:
-        raise SlurmError(f"sinfo failed: {_first(out.stderr)}; is the cluster reachable (scontrol ping)?")
-    default = [p[:-1] for p in out.stdout.split() if p.endswith("*")]
-    if not default:
-        raise SlurmError("the cluster has no default partition: pass --partition (sinfo lists them)")
-    return default[0]
-
-
-def query_partition(name: str) -> Partition:
-    out = _run(["sinfo", "-h", "-p", name, "-o", "%P|%D|%c|%G|%l"])
-    if out.returncode != 0:
-        raise SlurmError(f"sinfo failed: {_first(out.stderr)}; is the cluster reachable (scontrol ping)?")
-    part = parse_sinfo(out.stdout, name)
-    if part is None:
-        names = _run(["sinfo", "-h", "-o", "%P"]).stdout.split()
-        raise SlurmError(
-            f"partition {name!r} does not exist on this cluster; available: {[n.rstrip('*') for n in names]}"
-        )
-    return part
-
-
-def _first(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0] if lines else "(no message)"
-
+from score_lit.config import PROJECT_ROOT, Config, check_files, flatten, load_config, split_args, to_dict
+from score_lit.training.slurm_cluster import (
+    Partition,
+    SlurmError,
+    default_partition,
+    first_line,
+    format_time,
+    parse_time,
+    query_partition,
+    require_slurm,
+    run_slurm,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Arguments and their checks
@@ -305,7 +199,7 @@ def check_run_dir(cfg: Config) -> None:
         old = _comparable(OmegaConf.to_container(OmegaConf.load(old_path)))
     except Exception as e:
         raise SlurmError(
-            f"{old_path} is not readable ({_first(str(e))}): remove {cfg.run_dir} or change name="
+            f"{old_path} is not readable ({first_line(str(e))}): remove {cfg.run_dir} or change name="
         ) from None
     new = _comparable(to_dict(cfg))
     diff = sorted(k for k in set(old) & set(new) if old[k] != new[k])  # a key only one side has: the schema grew
@@ -374,7 +268,7 @@ def git_info(root: Path = PROJECT_ROOT) -> str:
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"commit: unknown ({e})\n"
     if head.returncode != 0:
-        return f"commit: unknown ({_first(head.stderr)})\n"
+        return f"commit: unknown ({first_line(head.stderr)})\n"
     changed = status.stdout.splitlines()
     dirty = f"yes, {len(changed)} changed paths:\n" + "\n".join(changed) if changed else "no"
     return f"commit: {head.stdout.strip()}\nrepository: {root}\ndirty: {dirty}\n"
@@ -410,18 +304,20 @@ def main(argv: list[str]) -> int:
         print(script, end="")
         print(f"# --dry-run: nothing written to {cfg.run_dir}, nothing submitted", file=sys.stderr)
         return 0
-    test = _run(["sbatch", "--test-only"], stdin=script)  # SLURM's own verdict (account, QOS, ...) before any write
+    test = run_slurm(
+        ["sbatch", "--test-only"], stdin=script
+    )  # SLURM's own verdict (account, QOS, ...) before any write
     if test.returncode != 0:
-        raise SlurmError(f"SLURM would refuse this job: {_first(test.stderr)}")
+        raise SlurmError(f"SLURM would refuse this job: {first_line(test.stderr)}")
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(snapshot_yaml(cfg))
     (run_dir / "submit.sh").write_text(script)
     (run_dir / "git.txt").write_text(git_info())
     prepare_tracking(cfg)
-    out = _run(["sbatch", "--parsable", str(run_dir / "submit.sh")])
+    out = run_slurm(["sbatch", "--parsable", str(run_dir / "submit.sh")])
     if out.returncode != 0:
-        raise SlurmError(f"sbatch refused {run_dir / 'submit.sh'}: {_first(out.stderr)}")
+        raise SlurmError(f"sbatch refused {run_dir / 'submit.sh'}: {first_line(out.stderr)}")
     job = out.stdout.strip().split(";")[0]
     print(f"submitted batch job {job}: {cfg.name} on {ns.nodes} node(s), log {run_dir}/slurm-{job}.out")
     print(f"snapshot          : {run_dir}/config.yaml, submit.sh, git.txt")
