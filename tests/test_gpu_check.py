@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from score_lit.perf import bench_setup
-from score_lit.perf.gpu_check import Check, check_targets, markdown, summarise
+from score_lit.perf.gpu_check import Check
+from score_lit.perf.gpu_report import check_targets, markdown, summarise
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"

@@ -37,6 +37,8 @@ import time
 import traceback
 from pathlib import Path
 
+from score_lit.perf.gpu_report import TARGETS, check_targets, markdown, summarise
+
 RATIOS = [1.0, 0.5, 0.25, 0.1, 0.05]
 COVERS = (
     "vision = preprocessing on the device + vision tower + merger; policy = surprise state + policy (the paper's "
@@ -65,7 +67,6 @@ PLANS = {
         "step": ("tiny", "qwen2_5_vl", 4, [4, 8], 1, 2),
     },
 }
-TARGETS = {"share_of_ideal_at_0.1": 0.9, "policy_share_at_0.1": 0.005}  # at the two largest frame counts
 
 
 def environment() -> dict:
@@ -95,46 +96,6 @@ def environment() -> dict:
         "flash_attention_2": bool(cuda and is_flash_attn_2_available()),
         "decoders_missing": decoders_missing(),
     }
-
-
-def summarise(bench: dict) -> list[dict]:
-    """One row per (frames, ratio): the speedups, the shares and `model` (vision + policy + prefill) medians."""
-    rows = []
-    for res in bench["results"]:
-        for r in res["ratios"]:
-            model = r["vision_ms"] + r["policy_ms"] + r["prefill_ms"]
-            rows.append(
-                {
-                    "frames": res["frames"],
-                    "visual_tokens": res["visual_tokens"],
-                    "ratio": r["retention_ratio"],
-                    "kept": r["kept_tokens"],
-                    "vision_ms": r["vision_ms"],
-                    "policy_ms": r["policy_ms"],
-                    "prefill_ms": r["prefill_ms"],
-                    "model_ms": model,
-                    "prefill_speedup": r["prefill_speedup"],
-                    "ideal_speedup": r["ideal_speedup"],
-                    "share_of_ideal": r["share_of_ideal"],
-                    "policy_share": r["policy_ms"] / model,
-                }
-            )
-    return rows
-
-
-def check_targets(rows: list[dict]) -> dict:
-    """The check's targets at r = 0.1 for the two largest frame counts: share of ideal >= 0.9, policy < 0.5%."""
-    frames = sorted({r["frames"] for r in rows})[-2:]
-    out = {}
-    for r in rows:
-        if r["frames"] in frames and abs(r["ratio"] - 0.1) < 1e-9:
-            out[f"{r['frames']}f"] = {
-                "share_of_ideal": r["share_of_ideal"],
-                "share_of_ideal_ok": r["share_of_ideal"] >= TARGETS["share_of_ideal_at_0.1"],
-                "policy_share": r["policy_share"],
-                "policy_share_ok": r["policy_share"] < TARGETS["policy_share_at_0.1"],
-            }
-    return out
 
 
 def profile(chain, ratios: list[float], rows: int = 12) -> dict:
@@ -284,73 +245,6 @@ def run(out: Path, mode: str = "full", budget_s: float = 360.0, dtype: str = "au
             torch.cuda.empty_cache()
     print(markdown(check.save()), flush=True)
     return out / "gpu_check.json"
-
-
-def markdown(doc: dict) -> str:
-    """The report: environment, what is timed, per architecture the speedup table and the targets, the profile,
-    the train step, and every part that failed or was skipped."""
-    from score_lit.perf.step import table as step_table
-
-    env = doc["environment"]
-    gpu = (
-        f"CUDA {env['cuda']}, {env['gpu_memory_gib']:.0f} GiB"
-        if env.get("cuda") and env.get("gpu_memory_gib")
-        else "no CUDA"
-    )
-    lines = [
-        f"# GPU check ({doc['mode']}): {env['device_name']}",
-        "",
-        f"torch {env['torch']} ({gpu}), transformers {env['transformers']}, lightning {env['lightning']}, "
-        f"Python {env['python']}; attention: {'FlashAttention 2' if env['flash_attention_2'] else 'SDPA'}; "
-        f"{doc['total_s']:.0f} s in all.",
-        "",
-        f"What is timed: {doc['what_is_timed']}",
-        "",
-    ]
-    for name, part in doc["parts"].items():
-        if part["status"] != "ok":
-            lines += [f"## {name}: {part['status'].upper()}", "", f"    {part.get('error') or part.get('why')}", ""]
-            continue
-        if name.startswith("prefill_"):
-            lines += [
-                f"## {name}",
-                "",
-                "| frames | visual tokens | ratio | kept | vision ms | policy ms | prefill ms | model ms "
-                "| prefill speedup | FLOP-ideal | share of ideal | policy share of model |",
-                "|" + "---|" * 12,
-            ]
-            for r in part["summary"]:
-                lines.append(
-                    f"| {r['frames']} | {r['visual_tokens']} | {r['ratio']:.2f} | {r['kept']} | {r['vision_ms']:.1f} "
-                    f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} | {r['model_ms']:.1f} | {r['prefill_speedup']:.2f}x "
-                    f"| {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% | {100 * r['policy_share']:.2f}% |"
-                )
-            lines.append("")
-            for f, t in part["targets"].items():
-                lines.append(
-                    f"- at 0.10, {f}: share of ideal {100 * t['share_of_ideal']:.0f}% "
-                    f"({'meets' if t['share_of_ideal_ok'] else 'MISSES'} >= 90%), policy {100 * t['policy_share']:.2f}% "
-                    f"of model ({'meets' if t['policy_share_ok'] else 'MISSES'} < 0.5%)"
-                )
-            lines.append("")
-        elif name.startswith("profile_"):
-            lines += [f"## {name}: top operators at {part['frames']} frames", ""]
-            for ratio, ops in part["top_ops"].items():
-                lines += [f"ratio {ratio}:", "", "| op | self ms | share | calls |", "|---|---|---|---|"]
-                lines += [f"| {o['op']} | {o['self_ms']:.2f} | {100 * o['share']:.1f}% | {o['calls']} |" for o in ops]
-                lines.append("")
-        elif name.startswith("train_step_"):
-            s = part["settings"]
-            lines += [
-                f"## {name}",
-                "",
-                f"policy {s['policy']}, sampler {s['sampler']}, estimator {s['estimator']}, "
-                f"precision {s['precision']}; medians of {part['config']['repeats']} steps after {part['config']['warmup']}.",
-                "",
-                step_table([part]),
-                "",
-            ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
