@@ -37,6 +37,21 @@ def build_policy(in_dim: int, cfg: PolicyConfig) -> nn.Module:
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
+def _activation(cfg: PolicyConfig) -> type[nn.Module]:
+    if cfg.activation not in ACTIVATIONS:
+        raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[cfg.activation]
+
+
+def _last_layer(cfg: PolicyConfig) -> nn.Linear:
+    """hidden -> 1 logit, near-zero weights and the bias at logit(init_keep_prob): every policy starts by keeping
+    each token with probability init_keep_prob, whatever its state."""
+    last = nn.Linear(cfg.hidden, 1)
+    nn.init.normal_(last.weight, std=1e-3)
+    nn.init.constant_(last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+    return last
+
+
 @register_policy("mlp")
 class MLPPolicy(nn.Module):
     """2D -> hidden -> 1 logit per token. state [B, T, N, 2D] -> logits [B, T*N]. The paper's policy: it never sees
@@ -46,13 +61,8 @@ class MLPPolicy(nn.Module):
 
     def __init__(self, in_dim: int, cfg: PolicyConfig):
         super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
         self.in_dim = in_dim
-        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), ACTIVATIONS[cfg.activation](), nn.Linear(cfg.hidden, 1))
-        last = self.net[-1]
-        nn.init.normal_(last.weight, std=1e-3)
-        nn.init.constant_(last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+        self.net = nn.Sequential(nn.Linear(in_dim, cfg.hidden), _activation(cfg)(), _last_layer(cfg))
 
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         b = state.shape[0]
@@ -73,18 +83,14 @@ class QueryPolicy(nn.Module):
 
     def __init__(self, in_dim: int, cfg: PolicyConfig):
         super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
         self.in_dim, self.hidden = in_dim, cfg.hidden
         self.first = nn.Linear(in_dim, cfg.hidden)
         self.q_norm = nn.LayerNorm(in_dim // 2)
         self.film = nn.Linear(in_dim // 2, 2 * cfg.hidden)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
-        self.act = ACTIVATIONS[cfg.activation]()
-        self.last = nn.Linear(cfg.hidden, 1)
-        nn.init.normal_(self.last.weight, std=1e-3)
-        nn.init.constant_(self.last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+        self.act = _activation(cfg)()
+        self.last = _last_layer(cfg)
 
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         if question is None:
@@ -115,18 +121,14 @@ class TemporalPolicy(nn.Module):
 
     def __init__(self, in_dim: int, cfg: PolicyConfig):
         super().__init__()
-        if cfg.activation not in ACTIVATIONS:
-            raise ValueError(f"unknown policy.activation={cfg.activation!r}; use one of {sorted(ACTIVATIONS)}")
         self.in_dim, self.hidden = in_dim, cfg.hidden
         self.first = nn.Linear(in_dim, cfg.hidden)
         k = self.TEMPORAL_KERNEL
         self.temporal = nn.Conv1d(cfg.hidden, cfg.hidden, k, padding=k // 2, groups=cfg.hidden)
         nn.init.zeros_(self.temporal.weight)
         nn.init.zeros_(self.temporal.bias)
-        self.act = ACTIVATIONS[cfg.activation]()
-        self.last = nn.Linear(cfg.hidden, 1)
-        nn.init.normal_(self.last.weight, std=1e-3)
-        nn.init.constant_(self.last.bias, math.log(cfg.init_keep_prob / (1.0 - cfg.init_keep_prob)))
+        self.act = _activation(cfg)()
+        self.last = _last_layer(cfg)
 
     def forward(self, state: Tensor, question: Tensor | None = None) -> Tensor:
         b, t, n, _ = state.shape
