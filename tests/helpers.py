@@ -151,5 +151,5 @@ def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
     identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
-    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(hidden=16), identity)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(name="mlp", hidden=16))
+    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(name="mlp", hidden=16), identity)

@@ -12,14 +12,14 @@ IDENT = {"family": "qwen2_5_vl", "hidden_size": 16, "path": "tiny-random"}
 
 def _policy(seed=0):
     torch.manual_seed(seed)
-    return build_policy(32, PolicyConfig(hidden=8))
+    return build_policy(32, PolicyConfig(name="mlp", hidden=8))
 
 
 def test_round_trip_gives_the_same_scores(tmp_path):
     pol = _policy()
     with torch.no_grad():
         pol.net[-1].weight.add_(0.5)  # not the init
-    path = save_policy(tmp_path / "policy.pt", pol, PolicyConfig(hidden=8), IDENT, {"global_step": 3})
+    path = save_policy(tmp_path / "policy.pt", pol, PolicyConfig(name="mlp", hidden=8), IDENT, {"global_step": 3})
     loaded, meta = load_policy(path, expect_mllm=IDENT)
     x = torch.randn(2, 3, 4, 32)
     torch.testing.assert_close(loaded(x), pol(x))
@@ -28,7 +28,7 @@ def test_round_trip_gives_the_same_scores(tmp_path):
 
 
 def test_width_mismatch_names_both_models(tmp_path):
-    path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(hidden=8), IDENT)
+    path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(name="mlp", hidden=8), IDENT)
     other = {"family": "llava_onevision", "hidden_size": 3584}
     with pytest.raises(ConfigError, match=r"trained for qwen2_5_vl with width 16.*llava_onevision with width 3584"):
         load_policy(path, expect_mllm=other)
@@ -46,10 +46,10 @@ def test_missing_and_foreign_files(tmp_path):
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):
-    path = save_policy(tmp_path / "policy.pt", _policy(0), PolicyConfig(hidden=8), IDENT, {"v": 1})
+    path = save_policy(tmp_path / "policy.pt", _policy(0), PolicyConfig(name="mlp", hidden=8), IDENT, {"v": 1})
     before = path.read_bytes()
     with pytest.raises(Exception):
-        save_policy(path, _policy(1), PolicyConfig(hidden=8), IDENT, {"unpicklable": lambda: 0})
+        save_policy(path, _policy(1), PolicyConfig(name="mlp", hidden=8), IDENT, {"unpicklable": lambda: 0})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["policy.pt"]  # no temporary left behind
 
@@ -106,7 +106,7 @@ def test_a_policy_folder_round_trips_like_policy_pt(tmp_path):
     pol = _policy()
     with torch.no_grad():
         pol.net[-1].weight.add_(0.5)
-    folder = save_policy_dir(tmp_path / "policy", pol, PolicyConfig(hidden=8), IDENT, {"global_step": 3})
+    folder = save_policy_dir(tmp_path / "policy", pol, PolicyConfig(name="mlp", hidden=8), IDENT, {"global_step": 3})
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temporaries
     config = json.loads((folder / "config.json").read_text())
     assert config["in_dim"] == 32 and config["mllm"] == IDENT and config["policy_config"]["name"] == "mlp"
@@ -122,8 +122,8 @@ def test_a_policy_folder_round_trips_like_policy_pt(tmp_path):
 def test_a_bad_policy_folder_is_one_line(tmp_path):
     from score_lit.training.checkpoint import save_policy_dir
 
-    folder = save_policy_dir(tmp_path / "p", _policy(0), PolicyConfig(hidden=8), IDENT)
-    other = save_policy_dir(tmp_path / "q", _policy(1), PolicyConfig(hidden=8), IDENT)
+    folder = save_policy_dir(tmp_path / "p", _policy(0), PolicyConfig(name="mlp", hidden=8), IDENT)
+    other = save_policy_dir(tmp_path / "q", _policy(1), PolicyConfig(name="mlp", hidden=8), IDENT)
     (folder / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())  # weights of another export
     with pytest.raises(ConfigError, match="model.safetensors is not the one its config.json was written with"):
         load_policy(folder)

@@ -42,7 +42,7 @@ def kept(sel, b=0):
 
 def _policy(seed=0):
     torch.manual_seed(seed)
-    pol = build_policy(6, PolicyConfig(hidden=4))
+    pol = build_policy(6, PolicyConfig(name="mlp", hidden=4))
     with torch.no_grad():
         for p in pol.parameters():
             p.normal_()  # distinct logits, no ties
@@ -77,7 +77,7 @@ def test_every_method_returns_bool_masks_of_the_documented_size(ratio):
 
 
 def test_build_compressor_builds_every_registered_method(tmp_path):
-    path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(hidden=4), IDENT)
+    path = save_policy(tmp_path / "policy.pt", _policy(), PolicyConfig(name="mlp", hidden=4), IDENT)
     kw = dict(mllm=FakeMLLM(), policy_path=path, selection="per_frame", seed=3, layer=2)  # the shared context
     v = vt(torch.randn(1, 4, 4, 3))
     for name in sorted(set(REGISTRY) - {"fastv"}):
@@ -253,7 +253,7 @@ def test_dycoke_compares_with_the_last_kept_token():
 
 def _preferring_policy():
     """logit = GELU(LN(x)_0): prefers tokens whose first feature dominates."""
-    pol = build_policy(6, PolicyConfig(hidden=4))
+    pol = build_policy(6, PolicyConfig(name="mlp", hidden=4))
     with torch.no_grad():
         for p in pol.parameters():
             p.zero_()
@@ -285,7 +285,7 @@ def test_score_mask_is_topk_of_the_logits_global_and_per_frame():
 
 def test_score_loads_a_saved_policy_and_checks_the_width(tmp_path):
     pol = _policy()
-    path = save_policy(tmp_path / "policy.pt", pol, PolicyConfig(hidden=4), IDENT)
+    path = save_policy(tmp_path / "policy.pt", pol, PolicyConfig(name="mlp", hidden=4), IDENT)
     v = vt(torch.randn(1, 4, 4, 3))
     loaded = ScoreCompressor(policy_path=path, mllm=FakeMLLM())
     assert torch.equal(loaded.select(v, 0.25).keep, ScoreCompressor(pol).select(v, 0.25).keep)
@@ -320,7 +320,7 @@ def test_a_question_conditioned_score_policy_selects_by_the_question(tmp_path):
         comp.select(v, 0.25)
     with pytest.raises(ValueError, match="is conditioned on the question: build the score compressor with mllm="):
         ScoreCompressor(pol)
-    mlp = ScoreCompressor(build_policy(6, PolicyConfig(hidden=4)))
+    mlp = ScoreCompressor(build_policy(6, PolicyConfig(name="mlp", hidden=4)))
     assert comp.selection_flops((4, 4, 3), 0.25, 10) > mlp.selection_flops((4, 4, 3), 0.25, 10) > 0
 
 

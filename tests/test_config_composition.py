@@ -2,7 +2,10 @@
 
 tests/data/resolved_configs.json holds the resolved config of every shipped YAML as the commit before composition
 printed it (`show-config` for the run configs; BenchConfig and the toy presets' ToyConfig as bench and toy-mllm
-built them), so rewriting conf/ onto `defaults:` and dropping restated defaults is held to change nothing.
+built them), so rewriting conf/ onto `defaults:` and dropping restated defaults is held to change nothing. Since the
+dataclass defaults became the recommended recipe (query_mlp, 32 wide, budget rollouts, lambda 0.1, which the stage
+configs had composed from a recipe file), the configs that did not compose it (eval*, trainer/*) record those four
+policy.* / rl.* values; the stage configs' records are unchanged.
 """
 
 import json
@@ -11,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from score_lit.cli import main
-from score_lit.config import Config, ConfigError, compose, load_config, schema_of
+from score_lit.config import Config, ConfigError, compose, load_config, schema_of, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 RESOLVED = json.loads((ROOT / "tests" / "data" / "resolved_configs.json").read_text())
-LAYERS_ONLY = {"conf/recipe/score.yaml", "conf/recipe/paper.yaml"}  # composed into others, never run alone
+LAYERS_ONLY = {"conf/recipe/paper.yaml"}  # composed into others, never run alone
 
 
 def test_every_shipped_yaml_shows_the_config_it_resolved_to_before(capsys, monkeypatch):
@@ -52,24 +55,54 @@ def test_defaults_order_file_over_defaults_overrides_last(tmp_path):
     assert load_config([top]).rl.gate_tau == 0.3
 
 
-def test_defaults_fall_back_to_conf_and_the_paper_recipe_overrides_the_stage_recipe(tmp_path):
+def test_defaults_fall_back_to_conf(tmp_path):
     y = tmp_path / "mine.yaml"
-    y.write_text("defaults: [recipe/score]\nname: mine\n")  # not beside it: conf/recipe/score.yaml
+    y.write_text("defaults: [recipe/paper]\nname: mine\n")  # not beside it: conf/recipe/paper.yaml
     cfg = load_config([y])
-    assert (cfg.policy.name, cfg.policy.hidden, cfg.rl.sampler, cfg.rl.sparsity_weight) == (
-        "query_mlp",
-        32,
-        "budget",
-        0.1,
-    )
-    paper = load_config([ROOT / "conf/stage1.yaml", ROOT / "conf/recipe/paper.yaml"])
-    assert (paper.policy.name, paper.policy.hidden, paper.rl.sampler, paper.rl.sparsity_weight) == (
-        "mlp",
-        256,
-        "bernoulli",
-        0.1,
-    )
-    assert paper.name == "stage1" and paper.mllm.path == "artifacts/toy-mllm"
+    assert (cfg.name, cfg.policy.name, cfg.policy.hidden, cfg.rl.sampler) == ("mine", "mlp", 256, "bernoulli")
+
+
+def _show(capsys, *args) -> dict:
+    assert main(["show-config", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_stage_config_trains_the_dataclass_defaults_recipe(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    shown, default = _show(capsys, "conf/stage1.yaml"), to_dict(Config())
+    for section in ("policy", "rl"):
+        assert shown[section] == default[section], section  # every key: the YAML sets none of them
+    # the recommended recipe, hand-listed (docs/RESULTS.md: the ablation's winner)
+    assert (shown["policy"]["name"], shown["policy"]["hidden"], shown["rl"]["sampler"]) == ("query_mlp", 32, "budget")
+    assert shown["rl"]["sparsity_weight"] == 0.1
+    for stage in ("conf/stage2.yaml", "conf/curriculum.yaml", "conf/stage2_evidence.yaml"):
+        shown = _show(capsys, stage)
+        assert (shown["policy"], shown["rl"]) == (default["policy"], default["rl"]), stage
+
+
+PAPER_POLICY = {"name": "mlp", "hidden": 256, "activation": "gelu", "init_keep_prob": 0.5, "selection": "global"}
+PAPER_RL = {
+    "group_size": 8,
+    "estimator": "split",
+    "sparsity_weight": 0.1,
+    "gate_tau": 0.1,
+    "eps": 1e-6,
+    "entropy_coef": 0.0,
+    "sampler": "bernoulli",
+    "budgets": [0.05, 0.1, 0.15, 0.25],  # unread by the bernoulli sampler
+}
+
+
+def test_the_paper_recipe_file_gives_the_paper_recipe_after_any_stage_config(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for stage in ("conf/stage1.yaml", "conf/stage2.yaml", "conf/curriculum.yaml", "conf/stage2_evidence.yaml"):
+        alone, paper = _show(capsys, stage), _show(capsys, stage, "conf/recipe/paper.yaml")
+        assert (paper["policy"], paper["rl"]) == (PAPER_POLICY, PAPER_RL), stage
+        assert {k: v for k, v in paper.items() if k not in ("policy", "rl")} == {
+            k: v for k, v in alone.items() if k not in ("policy", "rl")
+        }, stage  # the rest stays the stage config's
+    cfg = load_config([ROOT / "conf/stage1.yaml", ROOT / "conf/recipe/paper.yaml"], ["rl.sparsity_weight=0.3"])
+    assert (cfg.policy.name, cfg.rl.sparsity_weight, cfg.name) == ("mlp", 0.3, "stage1")  # overrides still come last
 
 
 def test_bad_defaults_say_what_to_fix(tmp_path):
@@ -84,7 +117,7 @@ def test_bad_defaults_say_what_to_fix(tmp_path):
     a.write_text("defaults: {x: 1}\n")
     with pytest.raises(ConfigError, match=r"defaults must be a list of files"):
         load_config([a])
-    a.write_text("defaults: [recipe/score]\nrl: {grup_size: 4}\n")  # a typo names the file it is in
+    a.write_text("defaults: [recipe/paper]\nrl: {grup_size: 4}\n")  # a typo names the file it is in
     with pytest.raises(ConfigError, match=rf"unknown config key 'rl.grup_size' in '{a}'.*did you mean 'rl.group_size'"):
         load_config([a])
 

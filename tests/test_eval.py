@@ -24,11 +24,11 @@ from score_lit.training.checkpoint import save_policy
 def bench(tmp_path_factory):
     d = tmp_path_factory.mktemp("toybench")
     export_split(d / "bench", split="test", n=3, families=["flash", "stitched"], frames=4, size=32)
-    policy = build_policy(2 * 64, PolicyConfig(hidden=16))  # the tiny model's width is 64
+    policy = build_policy(2 * 64, PolicyConfig(name="mlp", hidden=16))  # the tiny model's width is 64
     path = save_policy(
         d / "policy.pt",
         policy,
-        PolicyConfig(hidden=16),
+        PolicyConfig(name="mlp", hidden=16),
         {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"},
     )
     return d, path

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from score_lit.config import Config
+from score_lit.config import Config, PolicyConfig
 from score_lit.rl.state import surprise_state
 from score_lit.training.module import ScoreModule
 from score_lit.types import LLMScores, VideoBatch, VisualTokens
@@ -95,7 +95,8 @@ def keep_probability(module: ScoreModule, stub: EvidenceStub, data: list[VideoBa
 def test_a_few_real_training_steps_raise_the_keep_probability_of_the_evidence_tokens(sampler):
     torch.manual_seed(0)
     cfg = Config()
-    cfg.rl.group_size = 8
+    cfg.policy = PolicyConfig(name="mlp", hidden=256)  # the paper's policy: the evidence here needs no question
+    cfg.rl.group_size, cfg.rl.sparsity_weight = 8, 1.0
     cfg.rl.sampler, cfg.rl.budgets = sampler, [0.25, 0.5]
     cfg.optim.lr = 3e-3
     stub = EvidenceStub()
@@ -168,7 +169,8 @@ class QueryStub(EvidenceStub):
 def test_only_the_question_conditioned_policy_learns_query_dependent_evidence(policy):
     torch.manual_seed(0)
     cfg = Config()
-    cfg.policy.name = policy
+    cfg.policy = PolicyConfig(name=policy, hidden=256)
+    cfg.rl.sampler, cfg.rl.sparsity_weight = "bernoulli", 1.0  # the same training for both: only the policy differs
     cfg.optim.lr = 3e-3
     stub = QueryStub()
     module = ScoreModule(cfg, stub)

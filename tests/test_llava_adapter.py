@@ -184,7 +184,10 @@ def test_qwen_policy_refused_on_llava(adapter, tmp_path):
     # (h) a policy trained for Qwen2.5-VL (width 3584) loaded next to LLaVA-OV (width 64): the clear error.
     qwen = {"family": "qwen2_5_vl", "hidden_size": 3584, "path": "/models/Qwen2.5-VL-7B-Instruct"}
     path = save_policy(
-        tmp_path / "policy.pt", build_policy(2 * 3584, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), qwen
+        tmp_path / "policy.pt",
+        build_policy(2 * 3584, PolicyConfig(name="mlp", hidden=8)),
+        PolicyConfig(name="mlp", hidden=8),
+        qwen,
     )
     msg = "trained for qwen2_5_vl with width 3584.*configured MLLM is llava_onevision with width 64"
     with pytest.raises(ValueError, match=msg):
@@ -194,7 +197,10 @@ def test_qwen_policy_refused_on_llava(adapter, tmp_path):
 def test_token_only_eval_methods_run(adapter, batch, tmp_path):
     # (i) the sweep's per-method path (select -> apply_selection -> score) for methods that only use tokens.
     policy = save_policy(
-        tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), adapter.identity()
+        tmp_path / "p.pt",
+        build_policy(128, PolicyConfig(name="mlp", hidden=8)),
+        PolicyConfig(name="mlp", hidden=8),
+        adapter.identity(),
     )
     visual, prompts = adapter.encode(batch), adapter.tokenize(batch)
     for m in ("score", "surprise", "random", "uniform", "fastv"):

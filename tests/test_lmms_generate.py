@@ -84,8 +84,8 @@ def toy_policy_folder(tmp_path: Path) -> Path:
     identity = build_mllm(MLLMConfig(family="qwen2_5_vl", path=str(TOY))).identity()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(hidden=16))
-    return save_policy_dir(tmp_path / "policy", policy, PolicyConfig(hidden=16), identity)
+        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(name="mlp", hidden=16))
+    return save_policy_dir(tmp_path / "policy", policy, PolicyConfig(name="mlp", hidden=16), identity)
 
 
 def only_options(ckpt: Path, options: list[str]) -> None:

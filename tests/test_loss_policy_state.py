@@ -51,7 +51,7 @@ def test_rewards_by_hand():
 
 def test_policy_starts_near_init_keep_prob_and_samples_it():
     torch.manual_seed(0)
-    pol = build_policy(8, PolicyConfig(hidden=16, init_keep_prob=0.3))
+    pol = build_policy(8, PolicyConfig(name="mlp", hidden=16, init_keep_prob=0.3))
     logits = pol(torch.randn(2, 4, 5, 8))
     assert logits.shape == (2, 20)
     assert torch.sigmoid(logits).mean().item() == pytest.approx(0.3, abs=0.01)
@@ -106,7 +106,7 @@ def test_query_policy_starts_as_the_mlp_and_needs_its_question():
 
     cfg = PolicyConfig(name="query_mlp", hidden=8)
     torch.manual_seed(0)
-    q, m = QueryPolicy(12, cfg), MLPPolicy(12, PolicyConfig(hidden=8))
+    q, m = QueryPolicy(12, cfg), MLPPolicy(12, PolicyConfig(name="mlp", hidden=8))
     with torch.no_grad():  # the same first and last layers
         m.net[0].weight.copy_(q.first.weight), m.net[0].bias.copy_(q.first.bias)
         m.net[2].weight.copy_(q.last.weight), m.net[2].bias.copy_(q.last.bias)
@@ -126,7 +126,10 @@ def test_temporal_policy_starts_as_the_mlp_and_sees_only_its_temporal_neighbours
     from score_lit.rl.policy import MLPPolicy, TemporalPolicy
 
     torch.manual_seed(0)
-    tp, m = TemporalPolicy(12, PolicyConfig(name="temporal_mlp", hidden=8)), MLPPolicy(12, PolicyConfig(hidden=8))
+    tp, m = (
+        TemporalPolicy(12, PolicyConfig(name="temporal_mlp", hidden=8)),
+        MLPPolicy(12, PolicyConfig(name="mlp", hidden=8)),
+    )
     with torch.no_grad():  # the same first and last layers; a visible last layer, so equality is not 0 == 0
         tp.last.weight.normal_()
         m.net[0].weight.copy_(tp.first.weight), m.net[0].bias.copy_(tp.first.bias)

@@ -207,7 +207,12 @@ def test_saved_tiny_loads_and_other_family_policy_is_refused(adapter, batch, tmp
     assert torch.allclose(a.ce, b.ce, atol=1e-6) and torch.allclose(a.option_logits, b.option_logits, atol=1e-6)
     other = "qwen3_5" if adapter.family == "qwen3_vl" else "qwen3_vl"
     ident = {"family": other, "hidden_size": 64, "path": "tiny-random"}
-    policy = save_policy(tmp_path / "p.pt", build_policy(128, PolicyConfig(hidden=8)), PolicyConfig(hidden=8), ident)
+    policy = save_policy(
+        tmp_path / "p.pt",
+        build_policy(128, PolicyConfig(name="mlp", hidden=8)),
+        PolicyConfig(name="mlp", hidden=8),
+        ident,
+    )
     with pytest.raises(
         ConfigError,
         match=f"trained for {other} with width 64, but the configured MLLM is {adapter.family} with width 64",

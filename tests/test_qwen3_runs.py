@@ -36,7 +36,12 @@ def test_eval_sweep_every_method_viz_and_bench(family, tmp_path, capsys):
     d = tmp_path
     export_split(d / "bench", split="test", n=2, families=["flash"], frames=4, size=32)
     ident = {"family": family, "hidden_size": 64, "path": "tiny-random"}
-    policy = save_policy(d / "policy.pt", build_policy(2 * 64, PolicyConfig(hidden=16)), PolicyConfig(hidden=16), ident)
+    policy = save_policy(
+        d / "policy.pt",
+        build_policy(2 * 64, PolicyConfig(name="mlp", hidden=16)),
+        PolicyConfig(name="mlp", hidden=16),
+        ident,
+    )
     args = [
         f"mllm.family={family}",
         "mllm.path=null",

@@ -60,7 +60,7 @@ def _video():
 
 def _policy():
     torch.manual_seed(1)
-    pol = build_policy(6, PolicyConfig(hidden=4))
+    pol = build_policy(6, PolicyConfig(name="mlp", hidden=4))
     with torch.no_grad():
         for p in pol.parameters():
             p.normal_()

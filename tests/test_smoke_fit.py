@@ -120,7 +120,7 @@ def test_an_init_policy_of_another_architecture_is_one_line_before_anything_is_w
 
     from score_lit.config import ConfigError
 
-    base = load_config([], tiny_overrides(tmp_path))
+    base = load_config([], tiny_overrides(tmp_path) + ["policy.name=mlp"])
     start = ScoreModule(base, build_mllm(base.mllm))
     init_path = save_policy(tmp_path / "init.pt", start.policy, base.policy, start.mllm.identity())  # an `mlp`
     cfg = load_config([], tiny_overrides(tmp_path) + [f"init_policy={init_path}", "policy.name=temporal_mlp"])

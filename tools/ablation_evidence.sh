@@ -16,11 +16,11 @@ ARGS=${ARGS:-}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 TAG=${TAG:-}
 RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
-PAPER="policy.name=mlp policy.hidden=256 rl.sampler=bernoulli"
+PAPER=conf/recipe/paper.yaml  # mlp, 256 wide, Bernoulli rollouts, lambda 0.1 (after the stage config: its recipe wins)
 
 [ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
 
-# one RUN SWEEP OVERRIDES...: stage 1 (runs/RUN-s1), stage 2 (runs/RUN) and the score-only sweep (SWEEP), each skipped
+# one RUN SWEEP ARGS... (key=value overrides or extra YAML files): stage 1 (runs/RUN-s1), stage 2 (runs/RUN) and the score-only sweep (SWEEP), each skipped
 # if its output is there
 one() {
   local run=$1 sweep=$2
@@ -30,7 +30,7 @@ one() {
   [ -d "$sweep" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$sweep" $ARGS
 }
 
-# The paper's recipe (mlp, 256 wide, Bernoulli rollouts; the stage configs' default is the ablation's winner) beside them
+# The paper's recipe (conf/recipe/paper.yaml; the defaults are the ablation's winner) beside them
 one abl-paper "$OUT/paper" $PAPER
 labels=("paper:mlp/bernoulli/256=$OUT/paper")
 for v in $VARIANTS; do

@@ -10,7 +10,7 @@ cache-features, bench, toy-mllm, show-config) reads `CONFIG.yaml ... key=value .
 
 Composition (the defaults list of lightning-hydra-template, without Hydra): a YAML may name the files it builds on,
 
-    defaults: [recipe/score]      # conf/recipe/score.yaml
+    defaults: [recipe/paper]      # conf/recipe/paper.yaml
 
 each entry a path without .yaml, looked up relative to the YAML's own folder first, then to the project's conf/.
 The layers merge in order: a file's defaults (each with its own defaults first), earlier entries under later
@@ -125,7 +125,7 @@ def _find_default(entry: Any, parent: Path, shown: str) -> Path:
     """The file a `defaults:` entry of `parent` names: <parent's folder>/<entry>.yaml, else <conf>/<entry>.yaml."""
     if not isinstance(entry, str) or not entry:
         raise ConfigError(
-            f"config file {shown!r}: defaults entries are paths without .yaml, e.g. defaults: [recipe/score]; got {entry!r}"
+            f"config file {shown!r}: defaults entries are paths without .yaml, e.g. defaults: [recipe/paper]; got {entry!r}"
         )
     name = entry if entry.endswith((".yaml", ".yml")) else entry + ".yaml"
     tried = [parent.parent / name, CONF_DIR / name]
@@ -161,7 +161,7 @@ def compose(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> list[tupl
     elif isinstance(entries, ListConfig):
         entries = OmegaConf.to_container(entries)
     elif entries != []:
-        raise ConfigError(f"config file {shown!r}: defaults must be a list of files, e.g. defaults: [recipe/score]")
+        raise ConfigError(f"config file {shown!r}: defaults must be a list of files, e.g. defaults: [recipe/paper]")
     layers = []
     for entry in entries:
         layers += compose(_find_default(entry, p, shown), (*_chain, p.resolve()))

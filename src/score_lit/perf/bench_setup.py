@@ -49,7 +49,7 @@ class BenchConfig:
     # decord or PyAV is missing): frames drawn in memory, so decode times no codec
     video: str | None = None
     policy_name: str = "mlp"  # the policy variant timed (score_lit.rl.policy): mlp | query_mlp | temporal_mlp
-    policy_hidden: int = 256  # its width (the paper's 256; the stage configs train 32); cost does not depend on weights
+    policy_hidden: int = 256  # its width (the paper's 256; a run trains 32 by default); cost does not depend on weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
     seed: int = 0
     # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were

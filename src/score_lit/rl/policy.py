@@ -4,8 +4,9 @@ Paper: "Policy Model (MLP)" followed by a sigmoid, applied to every token's stat
 independently. Training samples Bernoulli masks from p; inference keeps the top-k tokens by p with
 k = ceil(r * T * N), globally over the video (default) or per temporal unit (`per_frame`).
 
-Choices the paper leaves open (docs/METHOD.md): hidden 256, GELU, output bias initialised to
-logit(init_keep_prob) so that the first rollouts keep about half the tokens.
+Choices the paper leaves open (docs/METHOD.md): hidden 32 by default (256 in the paper's recipe here,
+conf/recipe/paper.yaml), GELU, output bias initialised to logit(init_keep_prob) so that the first rollouts keep
+about half the tokens. The default policy is query_mlp (ours), not the paper's mlp (score_lit.config.training).
 """
 
 from __future__ import annotations
