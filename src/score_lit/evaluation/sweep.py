@@ -23,8 +23,8 @@ selects per ratio; each (method, ratio) then makes one LLM call on text + kept t
   prefill_tflops   compute per question (mean), TFLOPs: the LLM prefill over the prompt's text (before the
                    video, and after it up to the answer), the tokens the model always adds with the video
                    (Qwen3's per-unit timestamps and vision start / end, LLaVA's newline: prompt_text_tokens)
-                   + the kept visual tokens, lm_head on the last
-                   position (score_lit.compressors.flops.prefill_flops), plus select_tflops, what the method's selection
+                   + the kept visual tokens, lm_head on the last position
+                   (score_lit.compressors.flops.prefill_flops), plus select_tflops, what the method's selection
                    costs beyond that (compressor.selection_flops: the policy's state + MLP over all T*N tokens,
                    merging's similarities, FastV's first K layers over every token + its ranking, as FastV
                    runs in deployment; formulas and what the sweep itself executes in score_lit.compressors.flops). The
