@@ -6,7 +6,9 @@ import pytest
 from helpers import make_batch, make_masks, select
 
 from score_lit.config import MLLMConfig
+from score_lit.evaluation.sweep import prompt_text_tokens
 from score_lit.mllm import REGISTRY, build_mllm
+from score_lit.mllm.sequence import PAD, VIDEO
 
 VARIANTS = [(f, "original") for f in REGISTRY] + [
     (f, "compacted") for f in REGISTRY if "compacted" in REGISTRY[f].position_ids
@@ -35,3 +37,24 @@ def test_batched_rows_equal_single_rows(family, position_ids):
             diffs.append((alone.option_logits[0, 0] - got.option_logits[i, j]).abs().max().item())
     print(f"\n{family} {position_ids} batched vs alone: max diff {max(diffs):.2e}")
     assert max(diffs) < 1e-5
+
+
+@pytest.mark.parametrize("family", list(REGISTRY))
+def test_flops_text_tokens_are_the_non_video_slots_up_to_the_answer(family):
+    # The sweep's FLOPs count L_text + kept: L_text must be every non-video token of the real LLM input up to the
+    # answer, the tokens the adapter adds with the video included (LLaVA's newline, Qwen3's timestamps).
+    adapter = build_mllm(MLLMConfig(family=family))
+    shape = dict(f=4, size=48) if family == "llava_onevision" else {}
+    batch = make_batch(seed=1, seconds_per_frame=[0.5, 1.0] if family in ("qwen3_vl", "qwen3_5") else None, **shape)
+    visual, prompts = adapter.encode(batch), adapter.tokenize(batch)
+    assert prompts.sample_ids == batch.ids
+    text = prompt_text_tokens(prompts, adapter.layout(visual, prompts))
+    upto = adapter.layout(visual, prompts, prompts.answer_start)  # the sequence up to the answer
+    real = ((upto.kind != PAD) & (upto.kind != VIDEO)).sum(-1).tolist()
+    assert text == real
+    assert ((upto.kind == VIDEO).sum(-1) == visual.num_tokens).all()
+    prompt = [len(p) + s for p, s in zip(prompts.pre_ids, prompts.answer_start)]
+    if family == "llava_onevision":  # + the one image_newline after the video
+        assert [t - p for t, p in zip(text, prompt)] == [1, 1]
+    if family in ("qwen2_vl", "qwen2_5_vl"):  # vision start / end are in the prompt text: nothing added
+        assert text == prompt

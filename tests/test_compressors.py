@@ -1,5 +1,6 @@
 """Compressors on hand-built videos (T=4, H'=W'=2, D=3 unless said): masks and merged values written out by hand."""
 
+import hashlib
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from score_lit.compressors.simple import RandomTokens, SpatialPool, UniformFrame
 from score_lit.compressors.surprise import SurpriseTopK
 from score_lit.compressors.visionzip import VisionZip
 from score_lit.config import PolicyConfig, keep_count
+from score_lit.mllm.sequence import PromptBatch
 from score_lit.rl.policy import build_policy, topk_mask
 from score_lit.rl.state import surprise_state
 from score_lit.training.checkpoint import save_policy
@@ -126,6 +128,35 @@ def test_random_is_seed_reproducible():
     assert torch.equal(a, b)
     assert not torch.equal(a, RandomTokens(seed=1).select(v, 0.25).keep)
     assert not torch.equal(a[0], a[1])  # samples of a batch differ
+
+
+def _prompts(ids):
+    """A PromptBatch of len(ids) one-token prompts carrying the sample ids."""
+    n = len(ids)
+    return PromptBatch([[1]] * n, [[2]] * n, [0] * n, [1] * n, torch.zeros(n, 0, dtype=torch.long), sample_ids=ids)
+
+
+def test_random_masks_differ_across_batches_and_follow_the_question():
+    # The sweep ranks once per batch: row j of every batch must not get the same mask (the old generator, reseeded
+    # at every call, gave 8 masks to a whole benchmark at batch size 8).
+    v4, v2 = vt(torch.randn(4, 4, 4, 3)), vt(torch.randn(2, 4, 4, 3))
+    comp = RandomTokens(seed=3)
+    first, second = comp.rank(v4, _prompts(["a", "b", "c", "d"])), comp.rank(v4, _prompts(["e", "f", "g", "h"]))
+    for j in range(4):
+        assert not torch.equal(first[j], second[j]), j
+    # A question's scores are its own generator's, seeded from SHA-256("3:c")'s first 63 bits: the same in another
+    # run, in another batch, at another batch size (a resumed sweep's batches hold other questions).
+    seed_c = int.from_bytes(hashlib.sha256(b"3:c").digest()[:8], "big") >> 1
+    want = torch.rand(16, generator=torch.Generator().manual_seed(seed_c))
+    assert torch.equal(first[2], want)
+    assert torch.equal(RandomTokens(seed=3).rank(v2, _prompts(["c", "z"]))[0], want)
+    assert torch.equal(RandomTokens(seed=3).rank(vt(torch.randn(1, 4, 4, 3)), _prompts(["c"]))[0], want)
+    assert torch.equal(comp.rank(v4, _prompts(["a", "b", "c", "d"])), first)  # calls in between change nothing
+    assert not torch.equal(RandomTokens(seed=4).rank(v2, _prompts(["c", "z"]))[0], want)
+    # the masks at 25 %: the top 4 of the same scores, so the same for "c" wherever it is
+    keep = RandomTokens(seed=3).select(v2, 0.25, _prompts(["z", "c"])).keep
+    assert torch.equal(keep[1], comp.select(v4, 0.25, _prompts(["a", "b", "c", "d"])).keep[2])
+    assert int(keep[1].sum()) == 4
 
 
 # ---- surprise ---------------------------------------------------------------------------------------

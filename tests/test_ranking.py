@@ -16,6 +16,7 @@ from score_lit.compressors.simple import RandomTokens
 from score_lit.compressors.surprise import SurpriseTopK, surprise_scores
 from score_lit.config import MLLMConfig, PolicyConfig
 from score_lit.mllm import build_mllm
+from score_lit.mllm.sequence import PromptBatch
 from score_lit.rl.policy import build_policy
 from score_lit.types import VisualTokens
 
@@ -80,16 +81,21 @@ def test_select_is_the_shared_cut_of_the_ranking_and_the_old_rule(name):
     assert ranks(comp)
     scores = comp.rank(v)
     assert scores.shape == (2, 16) and scores.dtype == torch.float32
-    if name == "random":  # the old rule's noise: a generator reseeded with the seed at every call
+    prompts = None
+    if name == "random":  # without ids: one generator seeded once with the seed, advancing across calls
         assert torch.equal(scores, torch.rand(2, 16, generator=torch.Generator().manual_seed(3)))
-        assert torch.equal(comp.rank(v), scores)
+        assert not torch.equal(comp.rank(v), scores)
+        # with ids: each question's own generator, the same scores at every call
+        prompts = PromptBatch([[1]] * 2, [[2]] * 2, [0] * 2, [1] * 2, torch.zeros(2, 0).long(), sample_ids=["a", "b"])
+        scores = comp.rank(v, prompts)
+        assert torch.equal(comp.rank(v, prompts), scores)
     if name.startswith("surprise"):
         assert torch.equal(scores, surprise_scores(v.tokens, comp.first_unit).reshape(2, 16))
         assert (scores[1, 8:] == 0).all() and (scores[1, :8] > 0).all()  # ties: units 2 and 3 repeat unit 1
     for r in RATIOS:
         want = reference(scores, r, v.grid, per_frame=comp.per_frame)
         assert kept(keep_top(scores, r, v.grid, comp.per_frame)) == want, (name, r)
-        assert kept(comp.select(v, r).keep) == want, (name, r)
+        assert kept(comp.select(v, r, prompts).keep) == want, (name, r)
     if name.startswith("surprise"):  # row 1 at k = 10: units 0 and 1 (8 changes), then the tied zeros' earliest two
         assert kept(comp.select(v, 10 / 16).keep)[1] == set(range(10))
 

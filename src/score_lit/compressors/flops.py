@@ -15,9 +15,12 @@ key/value width d_kv = kv_heads * head_dim (GQA), SwiGLU width d_ff:
     prefill_flops(L) = layers * layer(L) + 2 d vocab                lm_head on the last position only
 
 Norms, RoPE, softmax, residual adds and the embedding lookup (O(L d)) are left out of the LLM. L is the
-prompt up to the answer: L_text text tokens (before the video, and after it up to the answer) + the kept
-visual tokens. A question's prefill FLOPs = prefill_flops(L_text + kept) + selection FLOPs, with V = T N
-visual tokens of width D (= d), budget k = ceil(r V) (config.keep_count):
+prompt up to the answer: L_text text tokens (before the video, after it up to the answer, and the non-video
+tokens the model always adds with the video, kept by every method: Qwen3-VL / Qwen3.5's per-unit timestamp text
+and vision start / end tokens, LLaVA-OneVision's newline after the video; none for Qwen2-VL / Qwen2.5-VL, whose
+vision start / end are in the prompt text; the sweep's prompt_text_tokens) + the kept visual tokens. A question's
+prefill FLOPs = prefill_flops(L_text + kept) + selection FLOPs, with V = T N visual tokens of width D (= d),
+budget k = ceil(r V) (config.keep_count):
 
     vanilla, uniform, random   0                                    (indices only, no arithmetic)
     pool                       V D                                  window sums ((V - kept) D adds) and

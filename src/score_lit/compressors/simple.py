@@ -16,10 +16,13 @@ every content-aware method must clear at the same retention ratio r, budget k = 
   LLM then sees (the papers re-grid instead; positions here stay those of the full grid). If even
   s = max(H', W') is over budget, one token per unit remains: T tokens, more than k when k < T.
   The count is then T * ceil(H'/s) * ceil(W'/s) <= k, usually below k (the grid is coarse).
-- `RandomTokens(seed)`: k tokens uniformly at random per sample: its ranking (`rank`) is uniform noise
-  from a torch.Generator seeded with `seed` at every call (the same call gives the same scores; samples of
-  a batch differ), cut at k by the shared top-k (score_lit.compressors.topk), so the masks of two ratios
-  are nested.
+- `RandomTokens(seed)`: k tokens uniformly at random per sample: its ranking (`rank`) is uniform noise, cut at k
+  by the shared top-k (score_lit.compressors.topk), so the masks of two ratios are nested. Each question draws
+  its noise from its own torch.Generator seeded from (seed, its id) (the prompts' sample_ids: a 63-bit SHA-256
+  digest of "seed:id"), so its mask is the same in any batch, at any batch size, and in a resumed sweep as in an
+  uninterrupted one; different questions get different masks. Without ids (prompts None or built without
+  them) the rows draw from one generator per compressor, seeded once with `seed` and advancing across calls
+  (reproducible for the same sequence of calls). One generator per row costs microseconds per batch.
 
 Selection FLOPs (score_lit.compressors.flops): uniform and random do no arithmetic on the tokens (0); pooling adds
 every token into its window sum and divides each sum once, V D.
@@ -27,6 +30,7 @@ every token into its window sum and divides each sum once, V D.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -108,19 +112,29 @@ class SpatialPool:
 
 
 class RandomTokens(TopK):
-    """k uniformly random tokens per sample; reproducible: a fresh torch.Generator(seed) at every call."""
+    """k uniformly random tokens per sample, a question's draw seeded from (seed, its id) (module docstring)."""
 
     name = "random"
 
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
+        self._gen = torch.Generator(device="cpu").manual_seed(self.seed)  # rows without ids: advances across calls
+
+    def row_seed(self, sample_id: str) -> int:
+        """The seed of one question's generator: the first 63 bits of SHA-256("seed:id") (stable across runs and
+        machines, unlike Python's hash)."""
+        digest = hashlib.sha256(f"{self.seed}:{sample_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") >> 1
 
     def rank(self, visual: VisualTokens, prompts: Any = None) -> torch.Tensor:
-        """[B, T*N] float32 uniform noise on the CPU (the same scores on every device), the generator reseeded
-        with `seed` at every call."""
+        """[B, T*N] float32 uniform noise on the CPU (the same scores on every device): row b from a generator
+        seeded with row_seed(prompts.sample_ids[b]), or, without ids, from the compressor's own generator."""
         b, t, n, _ = visual.tokens.shape
-        g = torch.Generator(device="cpu").manual_seed(self.seed)
-        return torch.rand(b, t * n, generator=g)
+        ids = getattr(prompts, "sample_ids", None)
+        if ids is None:
+            return torch.rand(b, t * n, generator=self._gen)
+        gens = (torch.Generator(device="cpu").manual_seed(self.row_seed(q)) for q in ids)
+        return torch.stack([torch.rand(t * n, generator=g) for g in gens])
 
     def selection_flops(self, shape: tuple[int, int, int], ratio: float, text_tokens: int, llm: Any = None) -> int:
         """0: random numbers and a top-k, no arithmetic on the tokens. shape = (T, N, D)."""

@@ -21,8 +21,10 @@ selects per ratio; each (method, ratio) then makes one LLM call on text + kept t
                    method its ranking's time (run once, shared by the ratios) plus this ratio's cut, what
                    selecting at this ratio alone costs;
   prefill_tflops   compute per question (mean), TFLOPs: the LLM prefill over the prompt's text (before the
-                   video, and after it up to the answer) + the kept visual tokens, lm_head on the last
-                   position (score_lit.compressors.flops.prefill_flops), plus select_tflops, what the method's selection
+                   video, and after it up to the answer), the tokens the model always adds with the video
+                   (Qwen3's per-unit timestamps and vision start / end, LLaVA's newline: prompt_text_tokens)
+                   + the kept visual tokens, lm_head on the last position
+                   (score_lit.compressors.flops.prefill_flops), plus select_tflops, what the method's selection
                    costs beyond that (compressor.selection_flops: the policy's state + MLP over all T*N tokens,
                    merging's similarities, FastV's first K layers over every token + its ranking, as FastV
                    runs in deployment; formulas and what the sweep itself executes in score_lit.compressors.flops). The
@@ -131,7 +133,7 @@ class _Measure:
         layout, lay_s = _timed(dev, mllm.layout, visual, prompts)
         ans = batch.answer_index.to(dev)
         full = torch.ones(len(batch), 1, visual.num_tokens, dtype=torch.bool, device=dev)
-        text, shape = prompt_text_tokens(prompts, mllm), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
+        text, shape = prompt_text_tokens(prompts, layout), tuple(visual.tokens.shape[1:])  # shape (T, N, D)
         scores, dt = _timed(dev, mllm.score, visual, prompts, full, layout)
         dt += lay_s
         flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
@@ -267,12 +269,13 @@ def _postfix(total: BatchRecord, ratios) -> dict:
     return out
 
 
-def prompt_text_tokens(prompts, mllm) -> list[int]:
-    """Per question, the text tokens of its prompt up to the answer: len(pre_ids) + answer_start, plus the
-    adapter's `video_suffix_tokens` (tokens it always adds beside the video that no method selects, e.g.
-    LLaVA-OneVision's image_newline; 0 when the adapter does not say)."""
-    extra = int(getattr(mllm, "video_suffix_tokens", 0))
-    return [len(p) + s + extra for p, s in zip(prompts.pre_ids, prompts.answer_start)]
+def prompt_text_tokens(prompts, layout) -> list[int]:
+    """Per question, the non-video tokens of its prefill up to the answer, which every method keeps (vanilla too):
+    the text before the video (len(pre_ids)), the text after it up to the answer (answer_start), and what the
+    adapter adds with the video (`layout.kept_text()`: the block's interleaved text, e.g. Qwen3-VL's per-unit
+    timestamps and vision start / end tokens, and the suffix, e.g. LLaVA-OneVision's image_newline)."""
+    extra = layout.kept_text().tolist()
+    return [len(p) + s + x for p, s, x in zip(prompts.pre_ids, prompts.answer_start, extra)]
 
 
 def _selection_flops(comp, shape, ratio: float, text: int, text_cfg, warned: set) -> float:

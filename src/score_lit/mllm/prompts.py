@@ -99,4 +99,4 @@ class PromptBuilder:
         option_ids = torch.tensor([o + [-1] * (c - len(o)) for o in options], dtype=torch.long).view(len(posts), c)
         spf = batch.seconds_per_frame
         spf = [self.seconds_per_frame] * len(posts) if spf is None else [float(x) for x in spf]
-        return PromptBatch(pres, posts, starts, lens, option_ids, self.ids(list(batch.questions)), spf)
+        return PromptBatch(pres, posts, starts, lens, option_ids, self.ids(list(batch.questions)), spf, list(batch.ids))

@@ -54,6 +54,9 @@ class PromptBatch:
     # [B] seconds between the sampled frames (the batch's, else mllm.seconds_per_frame): what a family that writes
     # timestamps into the prompt (Qwen3-VL, Qwen3.5: `video_block`) needs at layout time, also for cached features.
     seconds_per_frame: list[float] | None = None
+    # [B] the samples' stable ids (VideoBatch.ids), or None: what a per-question random draw is seeded from
+    # (score_lit.compressors.simple.RandomTokens), so a question's draw does not depend on its batch.
+    sample_ids: list[str] | None = None
     # Tensors of the lists above (filled in __post_init__ when not given):
     pre: Tensor | None = None  # [B, L_pre] long, right-padded with 0
     n_pre: Tensor | None = None  # [B] long
@@ -93,6 +96,13 @@ class Layout:
     n_suffix: int  # S, the suffix slots after every video
     n_block_text: Tensor | None = None  # [B] long: text slots interleaved with the video (`video_block`), 0 if none
     text_embeds: Tensor | None = None  # [B, Lf, D] the embeddings of every slot but the video ones (pad id there)
+
+    def kept_text(self) -> Tensor:
+        """[B] long: the always-kept non-video slots the adapter adds with the video, i.e. the block's interleaved
+        text (Qwen3's timestamps, vision start / end) + the suffix (LLaVA's image_newline); the prompt's own text
+        (pre, post) is not counted here. Every method keeps them, vanilla included."""
+        block = torch.zeros_like(self.n_pre) if self.n_block_text is None else self.n_block_text
+        return block + self.n_suffix
 
     def video_slots(self) -> Tensor:
         """[B, V] long: the slot of each video token (kept in order, so the j-th VIDEO slot holds token j)."""
