@@ -15,12 +15,12 @@ TOYBENCH := artifacts/toy-bench/test.jsonl
 EVTOY := artifacts/toy-mllm-evidence4/accuracy.json
 EVBENCH := artifacts/evidence-bench/test.jsonl
 EVBENCH_LONG := artifacts/evidence-bench-long/test.jsonl
-EVPOLICY := runs/stage2-evidence/policy.pt
+FIRST_POLICY2 := runs/first-toy-stage2/policy.pt
 POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms lint format bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean toy-mllm-evidence toy-mllm-evidence4 ablation-evidence export-evidence train-evidence eval-evidence eval-evidence-long
+.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms lint format bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean first-toy-mllm ablation export-evidence eval-long seeds
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -80,43 +80,29 @@ $(LMMS_STAMP): pyproject.toml $(LMMS_LOCK) tools/lmms/setup_venv.sh
 	bash tools/lmms/setup_venv.sh $(LMMS_VENV) $(LMMS_LOCK)
 	@touch $@
 
-test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## lmms-eval's CLI == score_lit eval, also on the trained toy model (trains it first if missing) + the lock checks
+test-lmms: $(STAMP) $(LMMS_STAMP) $(TOY) $(TOYBENCH) | $(FIRST_POLICY2) ## lmms-eval's CLI == score_lit eval, also on the trained toy model (trains it first if missing) + the lock checks
 	REQUIRE_LMMS=1 $(PY) -m pytest -q tests/test_lmms.py tests/test_lmms_llava.py tests/test_lmms_cli.py tests/test_lmms_generate.py tests/test_locks.py $(ARGS)
 
-# The trained toy is committed (models/toy-mllm, 2.5 MB): a fresh clone copies it in seconds, and every number
-# the README gives for it reproduces. `make toy-mllm` retrains it (about 9 min) into artifacts/toy-mllm.
-$(TOY): | $(STAMP)
-	@if [ -f models/toy-mllm/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm && cp -r models/toy-mllm artifacts/toy-mllm && echo "artifacts/toy-mllm: copied from the committed models/toy-mllm"; \
-	else $(PY) -m score_lit toy-mllm --out artifacts/toy-mllm; fi
+# The main path: the evidence benchmark (score_lit.toy.evidence, version 2) and its frozen toy, committed in
+# models/toy-mllm-evidence4 (5.3 MB): a fresh clone copies it in seconds. `make toy-mllm` retrains it (about 3 h on
+# 2 cores: the `evidence` preset to joint step 1,250, 46 min, then the `evidence4` preset, 2 h 12 min).
+$(EVTOY): | $(STAMP)
+	@if [ -f models/toy-mllm-evidence4/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm-evidence4 && cp -r models/toy-mllm-evidence4 artifacts/toy-mllm-evidence4 && echo "artifacts/toy-mllm-evidence4: copied from the committed models/toy-mllm-evidence4"; \
+	else $(MAKE) toy-mllm; fi
 
-toy-mllm: $(STAMP) ## (re)train the frozen toy video MLLM into artifacts/toy-mllm (about 9 min on 2 cores)
-	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
+toy-mllm: $(STAMP) ## retrain the committed evidence toy into artifacts/toy-mllm-evidence4 (about 3 h on 2 cores; run again to continue)
+	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
+	$(PY) -m score_lit toy-mllm --preset evidence4 --out artifacts/toy-mllm-evidence4 --resume
 
-train-stage1: $(STAMP) $(TOY) ## train the compressor on stage-1 pseudo-videos (CPU, about 1.5 min); ARGS='key=value ...'
+train-stage1: $(STAMP) $(EVTOY) ## stage 1: static pseudo-videos, against the evidence toy (CPU, about 2 min); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage1.yaml $(ARGS)
 
-train-stage2: $(STAMP) $(TOY) ## stage 2 (dynamic videos) from runs/stage1/policy.pt; ARGS='key=value ...'
+train-stage2: $(STAMP) $(EVTOY) ## stage 2: the evidence families, from runs/stage1/policy.pt (CPU, about 4 min); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/stage2.yaml $(ARGS)
 
-train-curriculum: $(STAMP) $(TOY) ## both phases in one run (conf/curriculum.yaml); ARGS='key=value ...'
+train-curriculum: $(STAMP) $(EVTOY) ## both phases in one run (conf/curriculum.yaml); ARGS='key=value ...'
 	$(PY) -m score_lit train conf/curriculum.yaml $(ARGS)
 
-$(TOYBENCH): | $(STAMP)
-	$(PY) -m score_lit export-split --out artifacts/toy-bench --split test --n 200
-
-$(POLICY1): | $(STAMP) $(TOY)
-	$(PY) -m score_lit train conf/stage1.yaml
-
-$(POLICY2): | $(POLICY1)
-	$(PY) -m score_lit train conf/stage2.yaml
-
-eval: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## retention sweep: every method x ratio on the toy test split (trains stage 1+2 first if missing)
-	$(PY) -m score_lit eval conf/eval.yaml $(ARGS)
-
-viz: $(STAMP) $(TOY) $(TOYBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
-	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/toy-bench/videos/distracted_00000.mp4) $(ARGS)
-
-# The evidence benchmark (score_lit.toy.evidence, version 2 = version 1 without move): export, its toy model, the SCORE recipe, sweeps.
 $(EVBENCH): | $(STAMP)
 	$(PY) -m score_lit export-split --benchmark evidence --setting default --out artifacts/evidence-bench --n 200
 
@@ -125,39 +111,48 @@ $(EVBENCH_LONG): | $(STAMP)
 
 export-evidence: $(EVBENCH) $(EVBENCH_LONG) ## write the evidence benchmark's test split (200/family at 576 tokens; long: 50/family at 2,048)
 
-# The evidence toy is committed too (models/toy-mllm-evidence4): retraining it is `make toy-mllm-evidence4`
-# (about 3 h on 2 cores: the `evidence` preset to joint step 1,250, 46 min, then the `evidence4` preset, 2 h 12 min).
-$(EVTOY): | $(STAMP)
-	@if [ -f models/toy-mllm-evidence4/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm-evidence4 && cp -r models/toy-mllm-evidence4 artifacts/toy-mllm-evidence4 && echo "artifacts/toy-mllm-evidence4: copied from the committed models/toy-mllm-evidence4"; \
-	else $(MAKE) toy-mllm-evidence4; fi
+$(POLICY1): | $(STAMP) $(EVTOY)
+	$(PY) -m score_lit train conf/stage1.yaml
 
-toy-mllm-evidence: $(STAMP) ## train the toy MLLM on the first AND the evidence families (hours on 2 cores; run again to continue an interrupted run)
-	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume
+$(POLICY2): | $(POLICY1)
+	$(PY) -m score_lit train conf/stage2.yaml
 
-toy-mllm-evidence4: $(STAMP) ## the next attempt (docs/RESULTS.md): evidence's vision tower, a fresh LLM trained on every family with the attention and question losses from step 1 (hours; run again to continue)
-	$(PY) -m score_lit toy-mllm --preset evidence --out artifacts/toy-mllm-evidence --resume --stop-after 1250
-	$(PY) -m score_lit toy-mllm --preset evidence4 --out artifacts/toy-mllm-evidence4 --resume
+eval: $(STAMP) $(EVTOY) $(EVBENCH) | $(POLICY2) ## retention sweep, every method x ratio on the evidence benchmark, ending with the matched-compute table (trains stage 1+2 first if missing)
+	$(PY) -m score_lit eval conf/eval.yaml $(ARGS)
 
-ablation-evidence: $(STAMP) $(EVTOY) $(EVBENCH) ## the policy ablation (docs/RESULTS.md): policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
+eval-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(POLICY2) ## the same on its long setting (2,048 tokens)
+	$(PY) -m score_lit eval conf/eval_long.yaml $(ARGS)
+
+viz: $(STAMP) $(EVTOY) $(EVBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
+	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/evidence-bench/videos/colour_00000.mp4) $(ARGS)
+
+seeds: $(STAMP) $(EVTOY) ## the headline over 3 training seeds of both recipes, 500 questions/family + the long setting, with bootstrap intervals (about 3 h)
+	PY=$(PY) bash tools/seeds_evidence.sh
+	$(PY) -m score_lit seeds-table --rules runs/seeds/default/rules --out runs/seeds/default \
+	  score=$$(ls -d runs/seeds/default/score-* | paste -sd,) paper=$$(ls -d runs/seeds/default/paper-* | paste -sd,) \
+	  score-nomove=$$(ls -d runs/seeds/default/nomove-* | paste -sd,)
+	$(PY) -m score_lit seeds-table --rules runs/seeds/long/rules --out runs/seeds/long \
+	  score=$$(ls -d runs/seeds/long/score-* | paste -sd,) paper=$$(ls -d runs/seeds/long/paper-* | paste -sd,)
+
+ablation: $(STAMP) $(EVTOY) $(EVBENCH) ## the policy ablation (docs/RESULTS.md): policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
 	PY=$(PY) ARGS="$(ARGS)" bash tools/ablation_evidence.sh
 
-# stage 1 against the evidence toy, then conf/stage2_evidence.yaml: `make train-evidence`, or what eval-evidence needs first
-define TRAIN_EVIDENCE
-$(PY) -m score_lit train conf/stage1.yaml name=stage1-evidence mllm.path=artifacts/toy-mllm-evidence4
-$(PY) -m score_lit train conf/stage2_evidence.yaml
-endef
+# The first toy (models/toy-mllm; benchmark: flash / stitched / distracted, 128 tokens, where every good method ties at
+# the vanilla ceiling) is kept for the lmms-eval tests, whose tasks read its test split; `make first-toy-mllm`
+# retrains it (about 9 min). Its configs: conf/first_toy/.
+$(TOY): | $(STAMP)
+	@if [ -f models/toy-mllm/model.safetensors ]; then mkdir -p artifacts && rm -rf artifacts/toy-mllm && cp -r models/toy-mllm artifacts/toy-mllm && echo "artifacts/toy-mllm: copied from the committed models/toy-mllm"; \
+	else $(PY) -m score_lit toy-mllm --out artifacts/toy-mllm; fi
 
-train-evidence: $(STAMP) $(EVTOY) ## the SCORE recipe against that toy: stage 1, then stage 2 on colour / order / move
-	$(TRAIN_EVIDENCE)
+first-toy-mllm: $(STAMP) ## (re)train the first toy MLLM (the lmms-eval tests') into artifacts/toy-mllm (about 9 min on 2 cores)
+	$(PY) -m score_lit toy-mllm --out artifacts/toy-mllm
 
-$(EVPOLICY): | $(EVTOY)
-	$(TRAIN_EVIDENCE)
+$(TOYBENCH): | $(STAMP)
+	$(PY) -m score_lit export-split --out artifacts/toy-bench --split test --n 200
 
-eval-evidence: $(STAMP) $(EVTOY) $(EVBENCH) | $(EVPOLICY) ## retention sweep on the evidence benchmark (576 tokens), FLOPs columns included
-	$(PY) -m score_lit eval conf/eval_evidence.yaml $(ARGS)
-
-eval-evidence-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(EVPOLICY) ## the same on its long setting (2,048 tokens)
-	$(PY) -m score_lit eval conf/eval_evidence_long.yaml $(ARGS)
+$(FIRST_POLICY2): | $(STAMP) $(TOY)
+	$(PY) -m score_lit train conf/first_toy/stage1.yaml
+	$(PY) -m score_lit train conf/first_toy/stage2.yaml
 
 BENCH ?= conf/bench_cpu.yaml
 bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml

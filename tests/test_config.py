@@ -187,7 +187,7 @@ def test_show_config_prints_the_resolved_values():
 
     cfg = json.loads(p.stdout)
     assert p.returncode == 0 and cfg["rl"]["group_size"] == 3 and cfg["rl"]["sparsity_weight"] == 0.1
-    assert cfg["mllm"]["path"] == "artifacts/toy-mllm"  # from conf/stage1.yaml over the dataclass default
+    assert cfg["mllm"]["path"] == "artifacts/toy-mllm-evidence4"  # from conf/stage1.yaml over the dataclass default
 
 
 def test_the_name_lists_the_config_checks_are_the_registries():

@@ -75,7 +75,12 @@ def test_the_stage_config_trains_the_dataclass_defaults_recipe(capsys, monkeypat
     # the recommended recipe, hand-listed (docs/RESULTS.md: the ablation's winner)
     assert (shown["policy"]["name"], shown["policy"]["hidden"], shown["rl"]["sampler"]) == ("query_mlp", 32, "budget")
     assert shown["rl"]["sparsity_weight"] == 0.1
-    for stage in ("conf/stage2.yaml", "conf/curriculum.yaml", "conf/stage2_evidence.yaml"):
+    for stage in (
+        "conf/stage2.yaml",
+        "conf/curriculum.yaml",
+        "conf/first_toy/stage1.yaml",
+        "conf/first_toy/stage2.yaml",
+    ):
         shown = _show(capsys, stage)
         assert (shown["policy"], shown["rl"]) == (default["policy"], default["rl"]), stage
 
@@ -95,7 +100,7 @@ PAPER_RL = {
 
 def test_the_paper_recipe_file_gives_the_paper_recipe_after_any_stage_config(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
-    for stage in ("conf/stage1.yaml", "conf/stage2.yaml", "conf/curriculum.yaml", "conf/stage2_evidence.yaml"):
+    for stage in ("conf/stage1.yaml", "conf/stage2.yaml", "conf/curriculum.yaml", "conf/first_toy/stage2.yaml"):
         alone, paper = _show(capsys, stage), _show(capsys, stage, "conf/recipe/paper.yaml")
         assert (paper["policy"], paper["rl"]) == (PAPER_POLICY, PAPER_RL), stage
         assert {k: v for k, v in paper.items() if k not in ("policy", "rl")} == {

@@ -6,7 +6,7 @@
   sets REQUIRE_LMMS=1, so there a missing venv fails; plain pytest skips without it):
   `lmms-eval --model score_qwen2_5_vl ... --tasks score_toy` prints the same accuracy as `python -m score_lit eval`
   on the same questions at the same retention ratio (equal counts, not approximately), on a tiny random checkpoint
-  (always) and on the trained toy model (when artifacts/toy-mllm and runs/stage2/policy.pt exist: make test-lmms).
+  (always) and on the trained toy model (when artifacts/toy-mllm and runs/first-toy-stage2/policy.pt exist: make test-lmms).
   The stock wrapper loads the model in bfloat16 (lmms-eval hard-codes it), so score_lit eval runs with
   mllm.dtype=bfloat16; min/max_pixels are passed so both use score_lit's pixel budget (the stock defaults would
   upsample the 64 px toy frames to 200k pixels).

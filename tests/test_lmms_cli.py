@@ -5,7 +5,7 @@ Both run on the same checkpoint, policy, ratio and exported toy questions; they 
 correct answers (same frames, same selection, same scoring). tiny_random (runs in `make test-all`): a tiny RANDOM
 checkpoint of the family and a RANDOM policy, built in seconds, 20 questions: accuracy near chance, the equality
 is the point. trained_toy (`make test-lmms` trains what it needs; skipped without artifacts/toy-mllm and
-runs/stage2/policy.pt): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
+runs/first-toy-stage2/policy.pt): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, tiny_rand
 TOY, BENCH, POLICY = (
     ROOT / "artifacts/toy-mllm",
     ROOT / "artifacts/toy-bench/test.jsonl",
-    ROOT / "runs/stage2/policy.pt",
+    ROOT / "runs/first-toy-stage2/policy.pt",
 )
 RATIO = 0.1
 CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_onevision", "tiny_random")]

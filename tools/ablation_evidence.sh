@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make ablation-evidence: the policy ablation on the evidence benchmark. For every policy variant x rollout sampler:
+# make ablation: the policy ablation on the evidence benchmark. For every policy variant x rollout sampler:
 # stage 1 and stage 2 against the evidence toy (each an MLflow run whose params hold policy.name and rl.sampler),
 # then an eval sweep of that policy; one sweep of every training-free method; then the table
 # (runs/ablation/ablation.md: every policy x ratio, and the best against every rule at matched compute).
@@ -18,7 +18,7 @@ TAG=${TAG:-}
 RULES="[uniform,pool,random,surprise,fastv,visionzip,dycoke]"
 PAPER=conf/recipe/paper.yaml  # mlp, 256 wide, Bernoulli rollouts, lambda 0.1 (after the stage config: its recipe wins)
 
-[ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
+[ -d "$OUT/rules" ] || $PY -m score_lit eval conf/eval.yaml mllm.path="$TOY" eval.methods="$RULES" eval.out_dir="$OUT/rules" $ARGS
 
 # one RUN SWEEP ARGS... (key=value overrides or extra YAML files): stage 1 (runs/RUN-s1), stage 2 (runs/RUN) and the score-only sweep (SWEEP), each skipped
 # if its output is there
@@ -26,8 +26,8 @@ one() {
   local run=$1 sweep=$2
   shift 2
   [ -f "runs/$run-s1/policy.pt" ] || $PY -m score_lit train conf/stage1.yaml name="$run-s1" mllm.path="$TOY" "$@" $ARGS
-  [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2_evidence.yaml name="$run" init_policy="runs/$run-s1/policy.pt" mllm.path="$TOY" "$@" $ARGS
-  [ -d "$sweep" ] || $PY -m score_lit eval conf/eval_evidence.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$sweep" $ARGS
+  [ -f "runs/$run/policy.pt" ] || $PY -m score_lit train conf/stage2.yaml name="$run" init_policy="runs/$run-s1/policy.pt" mllm.path="$TOY" "$@" $ARGS
+  [ -d "$sweep" ] || $PY -m score_lit eval conf/eval.yaml mllm.path="$TOY" eval.methods="[score]" eval.policy="runs/$run/policy.pt" eval.out_dir="$sweep" $ARGS
 }
 
 # The paper's recipe (conf/recipe/paper.yaml; the defaults are the ablation's winner) beside them

@@ -1,6 +1,6 @@
 """Wall and process-CPU time per batch of the retention sweep's loop (model load and first batch left out).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python tools/time_sweep.py conf/eval_evidence.yaml eval.limit=64 [key=value ...]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python tools/time_sweep.py conf/eval.yaml eval.limit=64 [key=value ...]
 
 Runs score_lit.evaluation.sweep.sweep (no files, no MLflow) and times the gaps between its batch records, so
 the same command times any tree whose sweep takes `on_batch` (PYTHONPATH picks the tree). One thread makes

@@ -53,7 +53,7 @@ def check_path(path: str) -> Path:
     p = Path(path).expanduser()
     hint = (
         "set mllm.path to a local Hugging Face checkpoint directory holding config.json and the weights "
-        "(e.g. a downloaded Qwen2.5-VL-7B-Instruct; `make toy-mllm` builds artifacts/toy-mllm), "
+        "(e.g. a downloaded Qwen2.5-VL-7B-Instruct; `make first-toy-mllm` builds artifacts/toy-mllm), "
         "or set mllm.path=null for the tiny random model"
     )
     if not p.exists():
