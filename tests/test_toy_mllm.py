@@ -379,7 +379,7 @@ def test_grid_samples_label_every_quadrant_of_every_digit_and_are_deterministic(
     assert not np.array_equal(a[0].frames, a[1].frames)
 
 
-def test_the_committed_toy_is_what_make_toy_mllm_trains():
+def test_the_committed_first_toy_is_what_make_first_toy_mllm_trains():
     """models/toy-mllm (copied to artifacts/toy-mllm by the Makefile) was written by `make first-toy-mllm`: its recorded
     config is the first preset's, field for field, and it loads through the adapter."""
     from dataclasses import asdict
@@ -409,7 +409,7 @@ def test_the_committed_toy_is_what_make_toy_mllm_trains():
     assert adapter.model.config.text_config.num_hidden_layers == ToyConfig().text_layers
 
 
-def test_the_committed_evidence_toy_is_what_make_toy_mllm_evidence4_trains():
+def test_the_committed_evidence_toy_is_what_make_toy_mllm_trains():
     """models/toy-mllm-evidence4 (copied to artifacts/toy-mllm-evidence4 by the Makefile, the frozen model of the
     evidence benchmark's sweeps) was written by `make toy-mllm`: its recorded config is the evidence4
     preset's, field for field, it was evaluated on every family at both settings, and it loads through the adapter."""
