@@ -5,7 +5,15 @@ import csv
 import pytest
 
 from score_lit.errors import ConfigError
-from score_lit.evaluation.ablation import best_by_margin, best_label, main, pool_families, read_sweep, versus_rules
+from score_lit.evaluation.ablation import (
+    best_by_margin,
+    best_label,
+    main,
+    pool_families,
+    read_sweep,
+    sweep_matched,
+    versus_rules,
+)
 
 FIELDS = [
     "benchmark",
@@ -180,3 +188,35 @@ def test_the_best_policy_by_margin_is_not_the_most_accurate_one_that_costs_more(
     assert best_by_margin({"c": c, "a": a}, rules, (0.1, 0.05)) == "a"
     got = {(v["ratio"], v["method"]): v["margin_points"] for v in versus_rules(c, rules, (0.1, 0.05))}
     assert got[0.1, "fastv"] == pytest.approx(2.0) and got[0.1, "uniform"] == pytest.approx(5.0)
+
+
+def test_the_eval_sweeps_own_matched_table_by_hand():
+    """sweep_matched (what `score_lit eval` ends with): SCORE's rows below ratio 1 against the other methods of the same
+    rows, FLOPs in the unit given, columns aligned; nothing without a SCORE row or without a method to compare."""
+
+    def row(m, r, acc, tflops):
+        return {"family": "all", "method": m, "retention_ratio": r, "accuracy": acc, "prefill_tflops": tflops}
+
+    rows = [
+        row("vanilla", 1.0, 0.8, 0.1),  # 100 GFLOPs
+        row("score", 1.0, 0.8, 0.102),  # ratio 1 is not compared
+        row("score", 0.1, 0.76, 0.01),
+        row("fastv", 0.1, 0.78, 0.025),
+        row("uniform", 0.25, 0.75, 0.025),
+        row("uniform", 0.1, 0.5, 0.01),
+        row("uniform", 0.05, 0.45, 0.005),
+    ]
+    md = sweep_matched(rows, unit=("G", 1e9))
+    assert md.startswith("Matched compute, family `all` (vanilla: 80.0% at 100 GFLOPs per question).")
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len({len(line) for line in table}) == 1 and max(map(len, md.splitlines())) <= 120  # aligned, fits
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    head = "ratio, SCORE acc, SCORE GFLOPs, method, matched ratio, acc, GFLOPs, margin, same ratio acc, GFLOPs"
+    assert cells[0] == head.split(", ")
+    assert cells[2:] == [
+        ["0.1", "76.0", "10", "fastv", "-", "-", "-", "-", "78.0", "25"],  # its cheapest, 25 GFLOPs, is above 10
+        # uniform at 0.25 costs 25 > 10; at 0.1 (50.0) beats 0.05 (45.0): 76 - 50 = +26 points
+        ["0.1", "76.0", "10", "uniform", "0.1", "50.0", "10", "+26.0", "50.0", "10"],
+    ]
+    assert sweep_matched([r for r in rows if r["method"] != "score"]) is None  # no SCORE in the sweep
+    assert sweep_matched([r for r in rows if r["method"] in ("vanilla", "score")]) is None  # nothing to compare

@@ -13,7 +13,7 @@ from score_lit.cli import main
 from score_lit.compressors.flops import TERA, policy_flops, prefill_flops
 from score_lit.config import PolicyConfig, load_config
 from score_lit.evaluation.records import BatchRecord, Outcome
-from score_lit.evaluation.report import by_family, compute_table, result_rows
+from score_lit.evaluation.report import accuracy_figure, by_family, compute_curves, compute_table, result_rows
 from score_lit.evaluation.sweep import sweep
 from score_lit.rl.policy import build_policy
 from score_lit.toy.export import export_split
@@ -88,9 +88,12 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
         "eval.viz_ratio=0.25",
     ]
     assert main(["eval", "conf/eval.yaml", *args]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
+    printed = capsys.readouterr().out
+    out = printed.strip().splitlines()
     csv_path = tmp_path / "out" / "results.csv"
     assert out[-1] == str(csv_path)
+    matched = (tmp_path / "out" / "matched.md").read_text()
+    assert printed.endswith(matched + f"{csv_path}\n")  # the matched-compute table, then the CSV's path last
     rows = list(csv.DictReader(open(csv_path)))
     for col in (
         "benchmark",
@@ -130,7 +133,25 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     assert float(by[("vanilla", "1.0", "all")]["flops_pct_of_vanilla"]) == 100
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| score |" in md and "| method (MFLOPs) |" in md
-    assert Image.open(tmp_path / "out" / "accuracy_vs_retention.png").size[0] > 800
+    # panels: all, all against compute, flash, stitched
+    assert Image.open(tmp_path / "out" / "accuracy_vs_retention.png").size[0] == pytest.approx(4 * 4.2 * 120, abs=1)
+    # matched.md: SCORE at 0.25 and 0.05 against the 4 other methods; one margin by hand from the CSV's rows
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in matched.splitlines() if line.startswith("| ")]
+    got = {(c[0], c[3]): c for c in table[1:]}
+    assert len(got) == 2 * 4 and max(map(len, matched.splitlines())) <= 120
+    score = by[("score", "0.25", "all")]
+    eligible = [  # random keeps SCORE's 2 tokens at 0.25 and selects for free: at least that ratio fits
+        float(r["accuracy"])
+        for (m, _, fam), r in by.items()
+        if m == "random" and fam == "all" and float(r["prefill_tflops"]) <= float(score["prefill_tflops"])
+    ]
+    assert len(eligible) >= 2
+    margin = 100 * (float(score["accuracy"]) - max(eligible))
+    assert float(got[("0.25", "random")][7]) == pytest.approx(margin, abs=0.05)
+    assert got[("0.25", "fastv")][4:8] == ["-"] * 4  # FastV costs more than vanilla on the 2-layer LLM: never matched
+    assert float(got[("0.25", "fastv")][8]) == pytest.approx(
+        100 * float(by[("fastv", "0.25", "all")]["accuracy"]), abs=0.05
+    )
     assert len(list((tmp_path / "out").glob("kept_tokens_*.png"))) == 2
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -153,7 +174,42 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     assert child.data.metrics["prefill_tflops"] == float(by[("score", "0.25", "all")]["prefill_tflops"])
     assert "select_tflops" in child.data.metrics and "flops_pct_of_vanilla" in child.data.metrics
     arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
-    assert {"results.csv", "results.md", "accuracy_vs_retention.png", "kept_tokens_0.png"} <= arts
+    assert {"results.csv", "results.md", "matched.md", "accuracy_vs_retention.png", "kept_tokens_0.png"} <= arts
+
+
+def test_the_picture_gets_a_compute_panel_when_the_rows_have_flops():
+    import matplotlib.pyplot as plt
+
+    def row(fam, m, r, acc, tflops):
+        return {"family": fam, "method": m, "retention_ratio": r, "accuracy": acc, "prefill_tflops": tflops}
+
+    rows = [
+        row("all", "vanilla", 1.0, 0.8, 10.0),
+        row("all", "score", 0.5, 0.75, 5.0),
+        row("all", "score", 0.1, 0.7, 1.0),
+        row("all", "fastv", 0.1, 0.6, 12.0),
+        row("a", "vanilla", 1.0, 0.8, 10.0),
+        row("a", "score", 0.1, 0.7, 1.0),
+    ]
+    # x: prefill FLOPs / vanilla's (1 / 10, 5 / 10, 12 / 10), cheapest first; y: accuracy %
+    assert compute_curves(rows) == {
+        "vanilla": [(1.0, 80.0)],
+        "score": [(0.1, pytest.approx(70.0)), (0.5, 75.0)],
+        "fastv": [(1.2, pytest.approx(60.0))],
+    }
+    fig = accuracy_figure(rows, "t")
+    assert [(ax.get_title(), ax.get_xlabel()) for ax in fig.axes] == [
+        ("all", "retention ratio"),
+        ("all: accuracy vs compute", "prefill FLOPs / vanilla's"),
+        ("a", "retention ratio"),
+    ]
+    lines = {line.get_label(): line for line in fig.axes[1].get_lines()}
+    assert list(lines["score"].get_xdata()) == [0.1, 0.5] and list(lines["vanilla"].get_xdata()) == [1.0]
+    no_flops = [{**r, "prefill_tflops": float("nan")} for r in rows if r["family"] == "all"]
+    one = accuracy_figure(no_flops, "t")
+    assert compute_curves(no_flops) == {} and len(one.axes) == 1  # one panel, as before
+    plt.close(fig)
+    plt.close(one)
 
 
 def test_sweep_flops_exact_and_score_far_below_vanilla_at_10pct(bench):

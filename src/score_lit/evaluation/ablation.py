@@ -15,6 +15,9 @@ Matched compute: for SCORE's row at ratio r (prefill TFLOPs F_r, its selection i
 its best accuracy among its ratios whose prefill TFLOPs are <= F_r (score_lit.compressors.flops.matched_compute); a rule none
 of whose ratios gets that low does not reach it ("-"). FastV is also shown at the same ratio, where it costs more.
 The margin is SCORE's accuracy minus the rule's, in accuracy points.
+
+`score_lit eval` ends with the same comparison inside one sweep (sweep_matched: SCORE at each of its ratios below 1
+against every other method of that sweep, its matched.md), drawn by versus_rules and versus_table as here.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import csv
 import math
 from pathlib import Path
 
-from score_lit.compressors.flops import matched_compute
+from score_lit.compressors.flops import TERA, matched_compute
 from score_lit.errors import ConfigError
 
 FAMILY = "all"
@@ -220,22 +223,67 @@ def markdown(
         "",
         f"Best SCORE policy at r = {', '.join(f'{x:g}' for x in ratios)} ({why}): **{best}**, against every training-free "
         "method (matched = its best accuracy at prefill TFLOPs no higher than SCORE's; margin = SCORE minus matched, "
-        "accuracy points):",
+        "accuracy points; accuracies in %):",
         "",
-        "| ratio | SCORE acc % | SCORE TFLOPs | method | matched: ratio | acc % | TFLOPs | margin | same ratio: acc % | TFLOPs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        *versus_table(versus_rules(policies[best], rules, ratios, family)),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def versus_table(versus: list[dict], unit: tuple[str, float] = ("T", TERA), align: bool = False) -> list[str]:
+    """versus_rules' rows as markdown lines: accuracies in %, FLOPs in `unit` ((prefix, FLOPs per unit), e.g.
+    ("M", 1e6) for a tiny model), margins in points, "-" where a method does not reach SCORE's compute. align: every
+    column padded to its widest cell, for a terminal (still markdown)."""
+    prefix, scale = unit
 
     def num(x, fmt: str = ".3g") -> str:
-        return "-" if x is None else format(x, fmt)
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
-    for v in versus_rules(policies[best], rules, ratios, family):
-        lines.append(
-            f"| {v['ratio']:g} | {_pct(v['score_accuracy'])} | {num(v['score_tflops'])} | {v['method']} | "
-            f"{num(v['matched_ratio'], 'g')} | {_pct(v['matched_accuracy'])} | {num(v['matched_tflops'])} | "
-            f"{num(v['margin_points'], '+.1f')} | {_pct(v['same_ratio_accuracy'])} | {num(v['same_ratio_tflops'])} |"
+    def fl(tflops) -> str:  # 3 digits; whole numbers from 1000 on (FastV above a vanilla that fits the unit)
+        x = None if tflops is None else tflops * TERA / scale
+        return num(x, ".0f" if x is not None and x >= 1000 else ".3g")
+
+    f = f"{prefix}FLOPs"
+    cells = [["ratio", "SCORE acc", f"SCORE {f}", "method", "matched ratio", "acc", f, "margin", "same ratio acc", f]]
+    for v in versus:
+        cells.append(
+            [
+                f"{v['ratio']:g}",
+                _pct(v["score_accuracy"]),
+                fl(v["score_tflops"]),
+                v["method"],
+                num(v["matched_ratio"], "g"),
+                _pct(v["matched_accuracy"]),
+                fl(v["matched_tflops"]),
+                num(v["margin_points"], "+.1f"),
+                _pct(v["same_ratio_accuracy"]),
+                fl(v["same_ratio_tflops"]),
+            ]
         )
-    return "\n".join(lines) + "\n"
+    widths = [max(len(row[i]) for row in cells) if align else 0 for i in range(len(cells[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    return [lines[0], "|" + "|".join("-" * (w + 2) if align else "---" for w in widths) + "|", *lines[1:]]
+
+
+def sweep_matched(rows: list[dict], family: str = FAMILY, unit: tuple[str, float] = ("T", TERA)) -> str | None:
+    """The matched-compute table `score_lit eval` ends with (matched.md): SCORE at each of its ratios < 1 against
+    every other method of the same sweep (versus_rules, the sweep's own rows as the rules), columns aligned. None
+    where the sweep has no SCORE row below ratio 1 with FLOPs, or no method besides vanilla and SCORE."""
+    fam = [r for r in rows if r["family"] == family]
+    score = [r for r in score_rows(fam, family) if r["retention_ratio"] < 1 and not math.isnan(r["prefill_tflops"])]
+    if not score or not {r["method"] for r in fam} - {"vanilla", "score"}:
+        return None
+    van = next(r for r in fam if r["method"] == "vanilla")
+    prefix, scale = unit
+    versus = versus_rules(score, fam, tuple(r["retention_ratio"] for r in score), family)
+    return (
+        f"Matched compute, family `{family}` (vanilla: {_pct(van['accuracy'])}% at "
+        f"{van['prefill_tflops'] * TERA / scale:.3g} {prefix}FLOPs per question). Per SCORE ratio, each method at its\n"
+        f'best accuracy with prefill {prefix}FLOPs no higher than SCORE\'s ("matched"; - = never that cheap) and at '
+        "SCORE's own\nratio (FastV costs more there); accuracy in %, margin = SCORE minus matched, in points.\n\n"
+        + "\n".join(versus_table(versus, unit, align=True))
+        + "\n"
+    )
 
 
 def main(args: list[str]) -> int:
@@ -309,5 +357,7 @@ __all__ = [
     "best_by_margin",
     "versus_rules",
     "markdown",
+    "versus_table",
+    "sweep_matched",
     "main",
 ]

@@ -2,6 +2,7 @@
 
     rows = result_rows(record, family, benchmark)      # one dict per family x (vanilla + method x ratio)
     write_csv(rows, out / "results.csv"); results_markdown(rows, title); plot_accuracy(rows, png, title)
+    # its picture: accuracy_figure (accuracy vs retention, and vs prefill FLOPs as a share of vanilla's)
 
 Columns (FIELDS; what they mean: score_lit.evaluation.sweep's docstring). `accuracy` of family `all` is the
 mean of the families' accuracies (each family weighs the same); times are per question over the questions of
@@ -169,7 +170,38 @@ def compute_table(rows: list[dict], family: str = "all") -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
+def compute_curves(rows: list[dict], family: str = "all") -> dict[str, list[tuple[float, float]]]:
+    """Per method of `family` (vanilla first, at 1.0): its (prefill FLOPs as a share of vanilla's, accuracy %) points,
+    cheapest first, rows without FLOPs left out. {} where vanilla has no FLOPs (a sweep that did not count them)."""
+    sel = [r for r in rows if r["family"] == family and r["prefill_tflops"] == r["prefill_tflops"]]
+    van = next((r for r in sel if r["method"] == "vanilla"), None)
+    if van is None or not van["prefill_tflops"] > 0:
+        return {}
+    out = {"vanilla": [(1.0, 100 * van["accuracy"])]}
+    for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):  # sel: rows with FLOPs only
+        out[m] = sorted(
+            (r["prefill_tflops"] / van["prefill_tflops"], 100 * r["accuracy"]) for r in sel if r["method"] == m
+        )
+    return out
+
+
+def _plain_log_x(ax) -> None:
+    """A log x axis labelled 0.05, 0.8, 1 (matplotlib's choice of ticks) rather than 5x10^-2, 8x10^-1, 10^0."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class Plain(LogFormatterSciNotation):
+        def __call__(self, x, pos=None):
+            return f"{x:g}" if super().__call__(x, pos) else ""  # "" where matplotlib leaves a tick unlabelled
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(Plain(10))
+    ax.xaxis.set_minor_formatter(Plain(10, labelOnlyBase=False))
+
+
+def accuracy_figure(rows: list[dict], title: str):
+    """The sweep's picture: accuracy against retention ratio for family `all` and for each family, and, where the rows
+    have prefill FLOPs, beside `all` its accuracy against prefill FLOPs as a share of vanilla's (matched compute is
+    read along a vertical line). Returns the matplotlib Figure (its axes: one per panel)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,31 +209,54 @@ def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
 
     fams = list(dict.fromkeys(r["family"] for r in rows))
     fams = ["all"] + [f for f in fams if f != "all"]
-    fig, axes = plt.subplots(1, len(fams), figsize=(4.2 * len(fams), 3.6), squeeze=False)
-    for ax, fam in zip(axes[0], fams):
-        sel = [r for r in rows if r["family"] == fam]
-        van = next(r for r in sel if r["method"] == "vanilla")
-        ax.axhline(100 * van["accuracy"], color="k", ls="--", lw=1, label="vanilla")
-        for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla"):
-            pts = sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
+    curves = compute_curves(rows)
+    colour = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["method"] for r in rows if r["method"] != "vanilla"))}
+    panels = fams[:1] + (["compute"] if len(curves) > 1 else []) + fams[1:]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "compute":
+            van = curves["vanilla"][0]
+            ax.axhline(van[1], color="k", ls="--", lw=1)
+            ax.plot(*van, "k*", ms=9, label="vanilla", zorder=6)
+            pts = {m: p for m, p in curves.items() if m != "vanilla"}
+            xlabel, name = "prefill FLOPs / vanilla's", "all: accuracy vs compute"
+        else:
+            sel = [r for r in rows if r["family"] == panel]
+            van = next(r for r in sel if r["method"] == "vanilla")
+            ax.axhline(100 * van["accuracy"], color="k", ls="--", lw=1, label="vanilla")
+            pts = {
+                m: sorted((r["retention_ratio"], 100 * r["accuracy"]) for r in sel if r["method"] == m)
+                for m in dict.fromkeys(r["method"] for r in sel if r["method"] != "vanilla")
+            }
+            xlabel, name = "retention ratio", panel
+        for m, p in pts.items():
             main = m == "score"  # drawn on top: it is what the figure compares
             ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
+                [x for x, _ in p],
+                [y for _, y in p],
                 marker="o",
                 ms=3,
                 lw=2.4 if main else 1.2,
                 label=m,
                 zorder=5 if main else 2,
+                color=colour[m],  # a method keeps its colour from panel to panel
             )
-        ax.set_xscale("log")
-        ax.set_xlabel("retention ratio")
-        ax.set_title(fam)
+        _plain_log_x(ax)
+        ax.set_xlabel(xlabel)
+        ax.set_title(name)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot_accuracy(rows: list[dict], path: Path, title: str) -> Path:
+    """accuracy_figure saved to `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_figure(rows, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

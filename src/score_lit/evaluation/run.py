@@ -2,7 +2,9 @@
 MLflow runs. The folder: a new runs/eval/<benchmark>-<time>, eval.out_dir, or with eval.resume=true an
 interrupted sweep's (checked to have the same settings, sweep_identity). Every batch's record is appended to
 questions.jsonl as it comes; at the end results.csv, results.md, the accuracy plot and the kept-token pictures
-(score_lit.evaluation.report), and the parent and child MLflow runs closed (score_lit.evaluation.tracking).
+(score_lit.evaluation.report), matched.md (SCORE against every other method at matched compute, the sweep's own rows:
+score_lit.evaluation.ablation.sweep_matched; printed last, before the CSV's path) and the parent and child MLflow
+runs closed (score_lit.evaluation.tracking).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from score_lit.compressors.flops import TERA
 from score_lit.config import Config, check_files
+from score_lit.evaluation.ablation import sweep_matched
 from score_lit.evaluation.records import BatchRecord, read_records
 from score_lit.evaluation.sweep import sweep
 from score_lit.training.interrupts import sigint_held
@@ -161,9 +165,17 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     md = report.results_markdown(rows, title)
     (out / "results.md").write_text(md)
     plot = report.plot_accuracy(rows, out / "accuracy_vs_retention.png", title)
+    van = next(r for r in rows if r["method"] == "vanilla" and r["family"] == "all")
+    matched = sweep_matched(rows, unit=report.flops_unit(TERA * van["prefill_tflops"]))  # None: no SCORE, no rival
+    files = [csv_path, out / "results.md", plot]
+    if matched:
+        (out / "matched.md").write_text(matched)
+        files.append(out / "matched.md")
     pictures = report.pictures(cfg, record, res["benchmark"].records, out)
-    tracking.close_finished(exp_id, rows, e.benchmark, [csv_path, out / "results.md", plot, *pictures])
+    tracking.close_finished(exp_id, rows, e.benchmark, [*files, *pictures])
     state_path.write_text(json.dumps({**state, "finished": True}, indent=2) + "\n")
     print(f"mlflow run : {run_id} (experiment '{exp_name}') in {cfg.tracking_uri}")
     print(md)
+    if matched:
+        print(matched, end="")  # the last thing before the CSV's path (cli)
     return csv_path
