@@ -11,6 +11,7 @@
     python -m score_lit viz VIDEO.mp4 --method score,surprise --ratio 0.1  # kept-token PNG grid + GIFs
     python -m score_lit export-split --out artifacts/toy-bench --split test --n 200
     python -m score_lit toy-mllm --out artifacts/toy-mllm      # train the frozen toy MLLM (minutes)
+    python -m score_lit seeds-table --rules RULES_DIR LABEL=SEED0_DIR,SEED1_DIR,SEED2_DIR  # bootstrap over seeds
 
 Arguments ending in .yaml/.yml are config files merged in order (each with the files its `defaults:` list
 names, score_lit.config.loader); `key=value` arguments override last. A bad config stops here with one line on stderr (exit 2), before anything is written.
@@ -259,8 +260,15 @@ def cmd_ablation_table(args: list[str]) -> int:
     return run(args)
 
 
+def cmd_seeds_table(args: list[str]) -> int:
+    from score_lit.evaluation.seeds_table import main as run  # reads questions.jsonl files and the benchmark
+
+    return run(args)
+
+
 COMMANDS = {
     "ablation-table": cmd_ablation_table,
+    "seeds-table": cmd_seeds_table,
     "train": cmd_train,
     "show-config": cmd_show_config,
     "plot-run": cmd_plot_run,
