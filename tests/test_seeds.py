@@ -234,6 +234,12 @@ def test_the_cli_writes_markdown_csv_and_picture(sweeps, capsys):
     printed = capsys.readouterr().out
     assert "| rec | 0.25 | 75.0, 66.7, 33.3 | 58.3 ± 22.0 |" in printed  # sqrt(7) / 12 = 0.2205
     assert "| rec | 0.5 | 4 | uniform | 0.5, 0.25, 0.1 | 0.5 | 58.3 | +25.0 [" in printed
+    # the headline: at 0.25 (7/12 = 58.3 ± 22.0, 100% of vanilla's 7/12, +0 over it) the only rule that reaches the
+    # recipe's compute is uniform (+2/12 = +16.7); fastv never gets as cheap
+    line = next(x for x in printed.splitlines() if x.startswith("| rec | 0.25 | 58.3 ± 22.0 ["))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "100.0" and cells[4].startswith("+0.0 [") and cells[5].startswith("uniform at 0.25: +16.7 [")
+    assert cells[6] in ("0 of 1", "1 of 1")  # uniform's lower end, from 200 replicates of 5 questions
     rows = list(csv.DictReader((out / "seeds.csv").open()))
     value = {(r["method"], float(r["ratio"]), r["quantity"], r["versus"]): float(r["value"]) for r in rows}
     assert value["rec", 0.25, "accuracy", ""] == pytest.approx(7 / 12)

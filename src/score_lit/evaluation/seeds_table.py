@@ -210,6 +210,37 @@ def _share(t: float, van: float) -> str:
     return "-" if math.isnan(t) else f"{t:.3g} ({100 * t / van:.0f}%)" if van > 0 else f"{t:.3g}"
 
 
+def headline(accs: list[Accuracy], margins: list[Margin]) -> list[str]:
+    """The report's first table: per recipe and ratio < 1, its accuracy (mean ± std [95%]), its margin over vanilla,
+    and the rule closest to it at matched compute: the one whose margin has the lowest lower end (rules that never
+    get that cheap left out), with the count of rules it is ahead of (lower end above 0) out of those that reach."""
+    van = next(a for a in accs if a.kind == "vanilla")
+    lines = [
+        "## Headline",
+        "",
+        "| recipe | ratio | accuracy % (mean ± std [95%]) | % of vanilla | vs vanilla [95%] | closest rule at matched "
+        "compute: margin [95%] | ahead of (lower end > 0) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for a in (x for x in accs if x.kind == "label" and x.ratio < 1):
+        mine = [m for m in margins if m.label == a.method and m.ratio == a.ratio]
+        vs_van = next(m for m in mine if m.how == "vanilla")
+        reach = [m for m in mine if m.how == "matched" and not math.isnan(m.point)]
+        close = min(reach, key=lambda m: m.lo, default=None)
+        closest = (
+            "-"
+            if close is None
+            else f"{close.versus} at {close.versus_ratio:g}: {_signed(close.point, close.lo, close.hi)}"
+        )
+        std = "" if math.isnan(a.std) else f" ± {100 * a.std:.1f}"
+        pct = f"{100 * a.mean / van.mean:.1f}" if van.mean > 0 else "-"
+        lines.append(
+            f"| {a.method} | {a.ratio:g} | {_pts(a.mean)}{std} [{_pts(a.lo)}, {_pts(a.hi)}] | {pct} | "
+            f"{_signed(vs_van.point, vs_van.lo, vs_van.hi)} | {closest} | {sum(m.lo > 0 for m in reach)} of {len(reach)} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(
     accs: list[Accuracy],
     margins: list[Margin],
@@ -232,6 +263,7 @@ def markdown(
         "",
         *(f"- {label}: {', '.join(folders)}" for label, folders in labels.items()),
         "",
+        *headline(accs, margins),
         "## Accuracy",
         "",
         "| method | ratio | per seed | mean ± std | 95% interval | % of vanilla | prefill TFLOPs (of vanilla) |",
