@@ -247,3 +247,20 @@ def test_the_cli_writes_markdown_csv_and_picture(sweeps, capsys):
     assert value["rec", 0.5, "margin_same_ratio", "fastv"] == pytest.approx(-100 / 6)
     assert value["rec", 0.5, "flops_share_of_vanilla", ""] == pytest.approx(0.4)
     assert math.isnan(value["rec", 0.25, "margin_matched", "fastv"])
+
+
+def test_a_second_recipe_is_compared_with_the_first_on_the_same_questions(sweeps):
+    rules, seeds = sweeps
+    recs = {"rec": {str(f): seeds_table.read_sweep(f) for f in seeds}, "one": {str(seeds[0]): None}}
+    recs["one"][str(seeds[0])] = seeds_table.read_sweep(seeds[0])
+    rule_rec = seeds_table.read_sweep(rules)
+    fam = seeds_table.question_families(str(rules), rule_rec.ids)
+    sw, _, _ = seeds_table.build_sweeps(rule_rec, recs, fam, "all")
+    _, margins = estimate(sw, 300, seed=0)
+    between = {(m.label, m.ratio): m for m in margins if m.how == "recipe"}
+    assert set(between) == {("one", 0.5), ("one", 0.25)}  # the first label is the reference, not compared with itself
+    # at 0.25: seed 0 alone (9/12) minus the three seeds' mean (7/12) = +2/12; at 0.5 every seed is 5/6: 0, and the
+    # interval is a point there (the same answers for every seed, so every replicate differs by 0)
+    assert between["one", 0.25].point == pytest.approx(2 / 12) and between["one", 0.25].versus == "rec"
+    assert between["one", 0.5].point == pytest.approx(0.0)
+    assert between["one", 0.5].lo == pytest.approx(0.0) and between["one", 0.5].hi == pytest.approx(0.0)

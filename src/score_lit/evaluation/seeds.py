@@ -151,7 +151,7 @@ class Margin:
     label: str
     ratio: float
     versus: str  # a rule, or "vanilla"
-    how: str  # "matched", "same ratio" or "vanilla"
+    how: str  # "matched", "same ratio", "vanilla" or "recipe" (another recipe minus the first label, same ratio)
     point: float
     lo: float
     hi: float
@@ -249,6 +249,12 @@ def estimate(sw: Sweeps, boot: int = 2000, seed: int = 0) -> tuple[list[Accuracy
                         cost[same],
                     )
                 )
+    first = next(iter(sw.labels), None)  # every other recipe against the first, ratio by ratio (paired questions)
+    for a in (x for x in accs if x.kind == "label" and x.method != first):
+        ref = next((x for x in accs if x.kind == "label" and x.method == first and x.ratio == a.ratio), None)
+        if ref is not None:
+            diff = label_rep[a.method, a.ratio] - label_rep[first, a.ratio]
+            margins.append(Margin(a.method, a.ratio, first, "recipe", a.mean - ref.mean, *interval(diff), a.ratio))
     return accs, margins
 
 

@@ -318,6 +318,20 @@ def markdown(
     for m in (x for x in margins if x.how == "vanilla"):
         verdict = "above vanilla" if m.lo > 0 else "below vanilla" if m.hi < 0 else "no"
         lines.append(f"| {m.label} | {m.ratio:g} | {_signed(m.point, m.lo, m.hi)} | {verdict} |")
+    between = [x for x in margins if x.how == "recipe"]
+    if between:
+        lines += [
+            "",
+            f"## Between recipes: each minus {between[0].versus}",
+            "",
+            "The same ratio, the same question draw in every replicate, each recipe's seeds drawn on their own.",
+            "",
+            "| recipe | ratio | minus | difference [95%] | the interval excludes 0 |",
+            "|---|---|---|---|---|",
+        ]
+        for m in between:
+            verdict = "higher" if m.lo > 0 else "lower" if m.hi < 0 else "no"
+            lines.append(f"| {m.label} | {m.ratio:g} | {m.versus} | {_signed(m.point, m.lo, m.hi)} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
