@@ -126,11 +126,11 @@ eval-long: $(STAMP) $(EVTOY) $(EVBENCH_LONG) | $(POLICY2) ## the same on its lon
 viz: $(STAMP) $(EVTOY) $(EVBENCH) | $(POLICY2) ## kept-token PNG + GIFs of a video: make viz VIDEO=x.mp4 [ARGS='--method score,surprise']
 	$(PY) -m score_lit viz $(or $(VIDEO),artifacts/evidence-bench/videos/colour_00000.mp4) $(ARGS)
 
-seeds: $(STAMP) $(EVTOY) ## the headline over 3 training seeds of both recipes, 500 questions/family + the long setting, with bootstrap intervals (about 3 h)
+seeds: $(STAMP) $(EVTOY) ## the headline over 3 training seeds of both recipes, 500 questions/family + the long setting, with bootstrap intervals (about 1 h 45 min)
 	PY=$(PY) bash tools/seeds_evidence.sh
 	$(PY) -m score_lit seeds-table --rules runs/seeds/default/rules --out runs/seeds/default \
-	  score=$$(ls -d runs/seeds/default/score-* | paste -sd,) paper=$$(ls -d runs/seeds/default/paper-* | paste -sd,) \
-	  score-nomove=$$(ls -d runs/seeds/default/nomove-* | paste -sd,)
+	  score=$$(ls -d runs/seeds/default/score-* | paste -sd,) paper=$$(ls -d runs/seeds/default/paper-? | paste -sd,) \
+	  score-with-move=$$(ls -d runs/seeds/default/move-* | paste -sd,)
 	$(PY) -m score_lit seeds-table --rules runs/seeds/long/rules --out runs/seeds/long \
 	  score=$$(ls -d runs/seeds/long/score-* | paste -sd,) paper=$$(ls -d runs/seeds/long/paper-* | paste -sd,)
 

@@ -5,8 +5,9 @@
 # in the second pass, on 200 per family of the long setting (2,048 tokens). One sweep of every training-free rule
 # per setting. Then the seeds table (score_lit seeds-table): mean, std and a 95% bootstrap interval over questions
 # and seeds, and the matched-compute margin against every rule. The stage-2 mix measurement (MIX=1, the default):
-# the default recipe's stage 2 also trained without `move` (families colour, order), from the same stage-1 policies.
-# Every step is skipped when its output is there, so running it again continues where it stopped. About 3 h on
+# the default recipe's stage 2 also trained with `move` (families colour, order, move; conf/stage2.yaml trains colour
+# and order), from the same stage-1 policies.
+# Every step is skipped when its output is there, so running it again continues where it stopped. About 1 h 45 min on
 # 2 cores; progress in each training's and sweep's own bar.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
@@ -46,9 +47,9 @@ for recipe in score paper; do
 done
 if [ "$MIX" = 1 ]; then
   for s in $SEEDS; do
-    run="seeds-nomove-$s"
-    [ -f "runs/$run/policy.pt" ] || { say "train $run stage 2 (colour, order)"; $PY -m score_lit train "$STAGE2" name="$run" seed="$s" init_policy="runs/seeds-score-$s-s1/policy.pt" "stage2.data.families=[colour,order]"; }
-    sweep "$EVAL" "$BENCH" "runs/$run/policy.pt" "$OUT/default/nomove-$s"
+    run="seeds-move-$s"
+    [ -f "runs/$run/policy.pt" ] || { say "train $run stage 2 (colour, order, move)"; $PY -m score_lit train "$STAGE2" name="$run" seed="$s" init_policy="runs/seeds-score-$s-s1/policy.pt" "stage2.data.families=[colour,order,move]"; }
+    sweep "$EVAL" "$BENCH" "runs/$run/policy.pt" "$OUT/default/move-$s"
   done
 fi
 [ -f "$OUT/long/rules/results.csv" ] || { say "rules, long setting"; $PY -m score_lit eval "$EVAL_LONG" eval.root="$BENCH_LONG" eval.methods="$RULES" eval.out_dir="$OUT/long/rules"; }
