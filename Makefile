@@ -133,6 +133,7 @@ seeds: $(STAMP) $(EVTOY) ## the headline over 3 training seeds of both recipes, 
 	  score-with-move=$$(ls -d runs/seeds/default/move-* | paste -sd,)
 	$(PY) -m score_lit seeds-table --rules runs/seeds/long/rules --out runs/seeds/long \
 	  score=$$(ls -d runs/seeds/long/score-* | paste -sd,) paper=$$(ls -d runs/seeds/long/paper-* | paste -sd,)
+	PY=$(PY) bash tools/seeds_heldout.sh
 
 ablation: $(STAMP) $(EVTOY) $(EVBENCH) ## the policy ablation (docs/RESULTS.md): policy variant x sampler, trained and swept on the evidence benchmark, then the matched-compute table (runs/ablation/ablation.md; hours on 2 cores)
 	PY=$(PY) ARGS="$(ARGS)" bash tools/ablation_evidence.sh
