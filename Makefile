@@ -41,16 +41,16 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 
 # Two tiers. `make test` (CI, .ci/run): every test except the integration tier, under 5 min on 2 cores.
 # The integration tier (marker `integration`: lmms-eval's real CLI, the local SLURM cluster, 2-process DDP / ZeRO-3,
-# kill -9 and resume, a Ctrl-C'd CLI sweep, two concurrent trainings) takes about 12 min more: `make test-all`
+# kill -9 and resume, a Ctrl-C'd CLI sweep, two concurrent trainings) takes about 4 min more: `make test-all`
 # runs everything, `make test-integration` that tier alone. REQUIRE_LMMS=1: the lmms-eval tests fail instead of
 # skipping when .venv-lmms or the toy bench is missing.
 test: $(STAMP) ## the test suite without its integration tier (CI runs this; builds .venv if missing; under 5 min)
 	$(PY) -m pytest -q -m "not integration" --durations=10 $(ARGS)
 
-test-all: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## the whole suite, integration tier included (builds .venv-lmms and the toy bench, installs slurm-wlm if missing; about 15 min)
+test-all: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## the whole suite, integration tier included (builds .venv-lmms and the toy bench, installs slurm-wlm if missing; about 6 min of pytest)
 	REQUIRE_LMMS=1 $(PY) -m pytest -q --durations=15 $(ARGS)
 
-test-integration: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## only the integration tier: lmms-eval CLI, SLURM cluster, DDP / ZeRO-3, kill -9 (about 12 min)
+test-integration: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## only the integration tier: lmms-eval CLI, SLURM cluster, DDP / ZeRO-3, kill -9 (about 4 min of pytest)
 	REQUIRE_LMMS=1 $(PY) -m pytest -q -m integration --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## run the tests not marked slow
