@@ -99,9 +99,10 @@ def result_rows(record: BatchRecord, family: dict, bench_name: str) -> list[dict
 # Outputs
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
+def write_csv(rows: list[dict], path: Path, fields: list[str] = FIELDS) -> Path:
+    """rows as a CSV with the columns `fields` (the sweep's FIELDS unless another table's are given)."""
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     return path

@@ -29,6 +29,7 @@ import numpy as np
 from score_lit.compressors.flops import TERA
 from score_lit.errors import ConfigError
 from score_lit.evaluation.records import BatchRecord, Outcome, read_records
+from score_lit.evaluation.report import write_csv
 from score_lit.evaluation.seeds import Accuracy, Margin, Sweeps, estimate
 
 POLICY = "score"  # the method of a label's sweeps
@@ -163,12 +164,13 @@ def build_sweeps(
         pos = {i: p for p, i in enumerate(rec.ids)}
         return np.array([pos[i] for i in ids], dtype=int)
 
-    van, van_flops = _aligned(rules.vanilla, order(rules))
+    rules_order = order(rules)
+    van, van_flops = _aligned(rules.vanilla, rules_order)
     rule_c, rule_f = {}, {}
     for (m, r), out in rules.methods.items():
         if m in ("vanilla", POLICY):
             continue
-        correct, flops = _aligned(out, order(rules))
+        correct, flops = _aligned(out, rules_order)
         rule_c.setdefault(m, {})[r] = correct
         rule_f.setdefault(m, {})[r] = _tflops(flops)
     if not rule_c:
@@ -186,8 +188,9 @@ def build_sweeps(
                 )
             if got != want:
                 raise ConfigError(f"{label}: {folder} has ratios {got}, {first} has {want}; sweep every seed alike")
+        orders = {folder: order(rec) for folder, rec in recs.items()}
         for r in want:
-            per = [_aligned(rec.methods[POLICY, r], order(rec)) for rec in recs.values()]
+            per = [_aligned(rec.methods[POLICY, r], orders[folder]) for folder, rec in recs.items()]
             label_c.setdefault(label, {})[r] = np.stack([c for c, _ in per])
             label_f.setdefault(label, {})[r] = float(np.mean([_tflops(f) for _, f in per]))
     sw = Sweeps(fam_index, van, _tflops(van_flops), label_c, label_f, rule_c, rule_f)
@@ -366,14 +369,6 @@ def csv_rows(accs: list[Accuracy], margins: list[Margin], spec: str) -> list[dic
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> Path:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    return path
-
-
 def plot(accs: list[Accuracy], path: Path, title: str) -> Path:
     """Accuracy against prefill FLOPs as a share of vanilla's (the retention ratio where FLOPs were not measured):
     each recipe's mean with its seeds' min..max band and bootstrap error bars, each rule a line, vanilla a point."""
@@ -442,7 +437,7 @@ def main(args: list[str]) -> int:
     out = Path(ns.out) if ns.out else Path(labels[next(iter(labels))][0]).resolve().parent / "seeds"
     out.mkdir(parents=True, exist_ok=True)
     (out / "seeds.md").write_text(md)
-    write_csv(csv_rows(accs, margins, ns.family), out / "seeds.csv")
+    write_csv(csv_rows(accs, margins, ns.family), out / "seeds.csv", CSV_FIELDS)
     plot(accs, out / "seeds.png", f"family {ns.family}: {', '.join(labels)} ({ns.boot} bootstrap replicates)")
     print(out / "seeds.md")
     return 0
@@ -457,7 +452,6 @@ __all__ = [
     "build_sweeps",
     "markdown",
     "csv_rows",
-    "write_csv",
     "plot",
     "main",
 ]
