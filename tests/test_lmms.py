@@ -49,7 +49,7 @@ def _prompt_inputs(adapter, frames):
 
 def test_hooks_generate_equals_masked_full_sequence():
     from score_lit.config import MLLMConfig
-    from score_lit.lmms.hooks import ScoreHooks
+    from score_lit.inference.hooks import ScoreHooks
     from score_lit.mllm.qwen_vl import Qwen25VLAdapter
 
     adapter = Qwen25VLAdapter(MLLMConfig())  # tiny random Qwen2.5-VL (real transformers class)
@@ -60,7 +60,7 @@ def test_hooks_generate_equals_masked_full_sequence():
     chosen[torch.randperm(v, generator=torch.Generator().manual_seed(1))[: v // 5]] = True
     seen = []
 
-    def select(visual):
+    def select(visual, rows):
         assert visual.tokens.shape[:2] == (1, visual.grid[0]) and visual.num_tokens == v
         seen.append(visual.tokens.clone())
         return chosen[None]

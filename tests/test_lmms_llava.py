@@ -28,7 +28,7 @@ LMMS_VENV = ROOT / ".venv-lmms"
 @pytest.mark.parametrize("position_ids", ["original", "compacted"])
 def test_hooks_generate_equals_masked_full_sequence(position_ids):
     from score_lit.config import MLLMConfig
-    from score_lit.lmms.hooks import ScoreHooks1D
+    from score_lit.inference.hooks import ScoreHooks1D
     from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter
 
     adapter = LlavaOnevisionAdapter(MLLMConfig(family="llava_onevision"))  # tiny random LLaVA-OneVision
@@ -47,7 +47,7 @@ def test_hooks_generate_equals_masked_full_sequence(position_ids):
     chosen[torch.randperm(v, generator=torch.Generator().manual_seed(1))[: v // 5]] = True
     seen = []
 
-    def select(visual):
+    def select(visual, rows):
         assert visual.grid == (frames.shape[1], h, w) and visual.num_tokens == v
         seen.append(visual.tokens.clone())
         return chosen[None]

@@ -13,8 +13,8 @@ import torch
 from score_lit.compressors.score import ScoreCompressor
 from score_lit.config import MLLMConfig, PolicyConfig
 from score_lit.data.common import Sample, collate
+from score_lit.inference.hooks import ScoreHooks
 from score_lit.lmms.generate import ScoreGeneration
-from score_lit.lmms.hooks import ScoreHooks
 from score_lit.lmms.loglikelihood import document_scores
 from score_lit.mllm.qwen_vl import Qwen25VLAdapter
 from score_lit.rl.policy import build_policy
@@ -71,7 +71,7 @@ def test_query_policy_reads_the_question_on_both_lmms_paths():
     gen = _Generator(adapter, compressor)
     for q, exp in zip(QUESTIONS, expected):
         batch = collate([Sample("generate", frames, q, "", [], seconds_per_frame=0.5)])
-        text, n = gen.generate_frames(q, batch, {"max_new_tokens": 1})
+        [(text, n)] = gen.generate_frames([q], [batch], {"max_new_tokens": 1})
         assert n == 1 and isinstance(text, str)
         assert torch.equal(gen.hooks.last_keep[0], exp), q
     assert gen._prompts is None  # cleared after the call

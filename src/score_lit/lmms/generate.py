@@ -1,8 +1,8 @@
 """generate_until for the SCORE model classes (videomme, mvbench, mlvu, ... as lmms-eval 0.7 runs them), for every
 family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's adapter preprocesses, the stock
-`generate` of the loaded model generates, forward hooks (score_lit.lmms.hooks) compress.
+`generate` of the loaded model generates, forward hooks (score_lit.inference.hooks) compress.
 
-Per request (one at a time: batch size 1):
+Per chunk of `--batch_size` requests (one generate call, left-padded rows; score_lit.inference.batch):
 1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
    frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
 2. the prompt: the adapter's `prompt_ids` (score_lit's one prompt builder) over its prompt template (the family's
@@ -50,47 +50,69 @@ class ScoreGeneration:
         """(frames, fps) of this wrapper's model_args."""
         raise NotImplementedError
 
-    _prompts = None  # the PromptBatch of the request being generated (what a question-conditioned policy reads)
+    _prompts = None  # the PromptBatch of the rows being generated (what a question-conditioned policy reads)
 
     def build_hooks(self, **kwargs) -> None:
         """The family's pruning hooks on the loaded model, detached until a generate call."""
         self.hooks = self.hooks_class(self.model, self._keep, **kwargs)
 
-    def _keep(self, visual) -> Tensor:
+    def _keep(self, visual, rows: list[int]) -> Tensor:
         if self.compressor is None:  # retention_ratio 1: every token, the hooks only set the positions
             return torch.ones(visual.tokens.shape[0], visual.num_tokens, dtype=torch.bool)
-        return self.compressor.select(visual, self.retention_ratio, self._prompts).keep
+        from score_lit.inference.api import _subset
+
+        prompts = None if self._prompts is None else _subset(self._prompts, rows)
+        return self.compressor.select(visual, self.retention_ratio, prompts).keep
 
     # --------------------------------------------------------------- lmms-eval
     def generate_until(self, requests) -> list:
+        """Requests in chunks of --batch_size (one generate call each, left-padded rows); a chunk holds requests
+        with the same generation arguments, in the order given (lmms-eval reorders nothing here)."""
         from lmms_eval.api.instance import GenerationResult, TokenCounts
         from tqdm import tqdm
 
         name = type(self).__name__
-        if int(self.batch_size) != 1:
-            raise ValueError(f"{name} generate_until runs one request at a time: use --batch_size 1")
-        res = []
-        for req in tqdm(requests, disable=self.rank != 0, desc="SCORE generate"):
+        size = int(self.batch_size)
+        if size < 1:
+            raise ValueError(f"{name} generate_until: --batch_size {size}: use 1 or more")
+        items = []
+        for req in requests:
             text, videos, gen_kwargs, doc_id = self._request(req)
             if len(videos) != 1:
                 raise NotImplementedError(
                     f"{name} generate_until: one video per document (doc {doc_id}: {len(videos)} videos, "
                     "images are not supported)"
                 )
-            answer, n_new = self._generate(text, videos[0], dict(gen_kwargs))
-            if self.apply_until:
-                until = gen_kwargs.get("until", [self.tokenizer.decode(self.eot_token_id)])
-                until = [until] if isinstance(until, str) else until
-                for term in (u for u in until if u and u != "\n\n"):  # the stock Qwen wrapper ignores "\n\n"
-                    answer = answer.split(term)[0]
-            if hasattr(self, "_strip_thinking"):  # the stock Qwen3-VL / Qwen3.5 wrappers drop <think>...</think>
-                answer = self._strip_thinking(answer)
-            self.cache_hook.add_partial("generate_until", (text, gen_kwargs), answer)
-            res.append(
-                answer
-                if self.is_simple
-                else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new))
-            )
+            items.append((text, videos[0], gen_kwargs))
+        chunks, cur = [], []
+        for item in items:  # consecutive requests with equal generation arguments share a call
+            if cur and (len(cur) == size or cur[-1][2] != item[2]):
+                chunks.append(cur)
+                cur = []
+            cur.append(item)
+        if cur:
+            chunks.append(cur)
+        res = []
+        bar = tqdm(total=len(items), disable=self.rank != 0, desc="SCORE generate")
+        for chunk in chunks:
+            gen_kwargs = chunk[0][2]
+            outs = self._generate([t for t, _, _ in chunk], [v for _, v, _ in chunk], dict(gen_kwargs))
+            for (text, _, _), (answer, n_new) in zip(chunk, outs):
+                if self.apply_until:
+                    until = gen_kwargs.get("until", [self.tokenizer.decode(self.eot_token_id)])
+                    until = [until] if isinstance(until, str) else until
+                    for term in (u for u in until if u and u != "\n\n"):  # the stock Qwen wrapper ignores "\n\n"
+                        answer = answer.split(term)[0]
+                if hasattr(self, "_strip_thinking"):  # the stock Qwen3-VL / Qwen3.5 wrappers drop <think>...</think>
+                    answer = self._strip_thinking(answer)
+                self.cache_hook.add_partial("generate_until", (text, gen_kwargs), answer)
+                res.append(
+                    answer
+                    if self.is_simple
+                    else GenerationResult(text=answer, token_counts=TokenCounts(output_tokens=n_new))
+                )
+            bar.update(len(chunk))
+        bar.close()
         return res
 
     def _request(self, req) -> tuple[str, list, dict, int]:
@@ -110,32 +132,28 @@ class ScoreGeneration:
         return text, [*images, *videos], gen_kwargs, doc_id  # images count as extra visuals: refused
 
     @torch.no_grad()
-    def _generate(self, text: str, video: str, gen_kwargs: dict) -> tuple[str, int]:
-        """One request: decode, preprocess, prompt, generate with the hooks attached. -> (text, new tokens)."""
+    def _generate(self, texts: list[str], videos: list[str], gen_kwargs: dict) -> list[tuple[str, int]]:
+        """One chunk of requests: decode, preprocess, prompt, generate with the hooks attached. -> (text, new tokens)
+        per request."""
         from score_lit.data.common import Sample, collate
         from score_lit.data.video_qa import load_video
 
         frames_n, fps = self.frame_args()
-        frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
-        return self.generate_frames(
-            text, collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]), gen_kwargs
-        )
+        batches = []
+        for text, video in zip(texts, videos):
+            frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
+            batches.append(collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]))
+        return self.generate_frames(texts, batches, gen_kwargs)
 
     @torch.no_grad()
-    def generate_frames(self, text: str, batch, gen_kwargs: dict) -> tuple[str, int]:
-        """`_generate` after the decoding: batch = the request's one video (a VideoBatch of one row)."""
+    def generate_frames(self, texts: list[str], batches: list, gen_kwargs: dict) -> list[tuple[str, int]]:
+        """`_generate` after the decoding: batches = one VideoBatch of one row per request; one generate call."""
+        from score_lit.inference.batch import generate_batch, new_tokens
+
         adapter = self.adapter
-        spf = None if batch.seconds_per_frame is None else batch.seconds_per_frame[0]
-        video_in = adapter.video_inputs(batch)
-        pre, post = adapter.prompt_ids(text)
-        self._prompts = adapter.prompt_builder.generation([text], batch.seconds_per_frame)
-        block, block_pos = adapter.prompt_block(video_in, spf)
-        ids = torch.tensor([pre + block + post])
+        gb = generate_batch(adapter, batches, texts)
         dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
-        kwargs = {
-            k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev))
-            for k, v in adapter.generate_inputs(ids, video_in).items()
-        }
+        inputs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in gb.inputs.items()}
         # the stock wrapper's defaults (Qwen3-VL / Qwen3.5: its DEFAULT_GEN_KWARGS), then the task's
         cur = {
             "max_new_tokens": self.max_new_tokens,
@@ -147,14 +165,12 @@ class ScoreGeneration:
         }
         sample = float(cur["temperature"] or 0.0) > 0
         extra = {"top_k": cur["top_k"]} if sample and cur.get("top_k") is not None else {}
-        self.hooks.positions = adapter.full_positions(len(pre), block_pos, video_in.n_suffix, len(post))
-        self.hooks.video_positions = video_in.positions[0]
+        self._prompts = gb.prompts
+        self.hooks.positions, self.hooks.video_positions = gb.positions, gb.video_positions
         self.hooks.attach()
         try:
             out = self.model.generate(
-                input_ids=ids.to(dev),
-                attention_mask=torch.ones_like(ids).to(dev),
-                **kwargs,
+                **inputs,
                 do_sample=sample,
                 temperature=cur["temperature"] if sample else None,
                 top_p=cur["top_p"] if sample else None,
@@ -168,5 +184,5 @@ class ScoreGeneration:
         finally:
             self.hooks.remove()
             self.hooks.positions = self.hooks.video_positions = self._prompts = None
-        new = out[0, ids.shape[1] :]
-        return self.tokenizer.decode(new, skip_special_tokens=True, **self.decode_kwargs), len(new)
+        news = new_tokens(out, gb.prompt_len, self.tokenizer.eos_token_id)
+        return [(self.tokenizer.decode(t, skip_special_tokens=True, **self.decode_kwargs), len(t)) for t in news]

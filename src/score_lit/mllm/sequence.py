@@ -194,13 +194,17 @@ def sequence_positions(n_pre: Tensor, block_pos: Tensor, n_block: Tensor, end: T
     )
 
 
-def compact(full: Tensor, keep: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def compact(full: Tensor, keep: Tensor, left: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """The B*K rows of one padded batch, no loop over K: full [B, Lf, D] sequences and keep [B, K, Lf] bool ->
     (emb [B*K, L, D], order [B, K, L] the full-sequence index of each compacted slot, attn [B, K, L] bool), L the
-    longest kept row. A stable argsort of ~keep puts kept slots first, in their original order; padding after."""
+    longest kept row. A stable argsort of ~keep puts kept slots first, in their original order; padding after.
+    left: padding first, kept slots last (a left-padded batch, as `generate` continues rows at their right end)."""
     b, k, _ = keep.shape
     length = int(keep.sum(-1).max())
-    order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)[..., :length]  # [B, K, L]
+    if left:
+        order = torch.argsort(keep.to(torch.uint8), dim=-1, stable=True)[..., keep.shape[-1] - length :]
+    else:
+        order = torch.argsort((~keep).to(torch.uint8), dim=-1, stable=True)[..., :length]  # [B, K, L]
     attn = keep.gather(-1, order)  # [B, K, L]
     bi = torch.arange(b, device=full.device)[:, None, None]
     return full[bi, order].reshape(b * k, length, full.shape[-1]), order, attn

@@ -18,9 +18,10 @@ the `llava` package (LLaVA-NeXT), which is not installable on this stack: it is 
                    fitted to a square frame_size (pad | stretch | crop), as `score_lit eval` does
 
 Two paths, both on the instance the stock __init__ loaded (nothing in transformers or lmms-eval is patched):
-* generate_until: the STOCK method, unchanged; ScoreHooks1D (forward pre-hooks on the loaded model,
-  score_lit.lmms.hooks) drop the non-kept video tokens after the stock forward built inputs_embeds
-  (image_newline always kept). Batch size 1 per generate call (the stock wrapper asserts it too).
+* generate_until: score_lit.lmms.generate (score_lit's decoding and prompt, the stock `generate`); ScoreHooks1D
+  (forward pre-hooks on the loaded model, score_lit.inference.hooks) drop the non-kept video tokens after the stock
+  forward built inputs_embeds (image_newline always kept). --batch_size N: N requests per generate call
+  (left-padded rows; the stock wrapper asserts 1).
 * loglikelihood (multiple_choice tasks): score_lit's own scoring (score_lit.mllm.llava_onevision.
   LlavaOnevisionAdapter wrapping the same model instance, prompt = LLAVA_OV_TEMPLATE, LLaVA-OneVision's qwen_1_5
   conversation, as score_lit eval): decode, encode, policy top-k, one LLM pass; the returned value is the
@@ -42,8 +43,8 @@ from lmms_eval.models.chat.llava_hf import LlavaHf as _StockChat
 from lmms_eval.models.simple.llava_hf import LlavaHf as _StockSimple
 from loguru import logger as eval_logger
 
+from score_lit.inference.hooks import ScoreHooks1D
 from score_lit.lmms.generate import ScoreGeneration
-from score_lit.lmms.hooks import ScoreHooks1D
 from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}

@@ -13,9 +13,9 @@ max_num_frames, fps, system_prompt, use_cache, ...) means what it means there. A
                    frame_size (pad | stretch | crop), as `score_lit eval` does (eval.size / eval.fit)
 
 Two paths, both on the instance the stock __init__ loaded (no class of transformers or lmms-eval is patched):
-* generate_until (videomme, mvbench, ... as lmms-eval runs them): the STOCK method, unchanged; ScoreHooks (forward
-  pre-hooks on the loaded model, score_lit.lmms.hooks) drop the non-kept video tokens after the vision tower.
-  Batch size 1 per generate call (lmms-eval's default --batch_size 1).
+* generate_until (videomme, mvbench, ... as lmms-eval runs them): score_lit.lmms.generate; ScoreHooks (forward
+  pre-hooks on the loaded model, score_lit.inference.hooks) drop the non-kept video tokens after the vision tower.
+  --batch_size N: N requests per generate call (left-padded rows, score_lit.inference.batch).
 * loglikelihood (multiple_choice tasks; the stock wrapper raises NotImplementedError): score_lit's own scoring
   (score_lit.mllm.qwen_vl.Qwen25VLAdapter wrapping the same model instance): decode (max_num_frames frames, fps if
   set), encode, policy top-k, one LLM pass over text + kept tokens with their original positions; the returned
@@ -38,8 +38,8 @@ from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _StockChat
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _StockSimple
 from loguru import logger as eval_logger
 
+from score_lit.inference.hooks import ScoreHooks
 from score_lit.lmms.generate import ScoreGeneration
-from score_lit.lmms.hooks import ScoreHooks
 from score_lit.lmms.loglikelihood import score_loglikelihood
 
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
