@@ -107,7 +107,7 @@ def test_a_policy_folder_round_trips_like_policy_pt(tmp_path):
     with torch.no_grad():
         pol.net[-1].weight.add_(0.5)
     folder = save_policy_dir(tmp_path / "policy", pol, PolicyConfig(name="mlp", hidden=8), IDENT, {"global_step": 3})
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]  # no temporaries
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # no temps
     config = json.loads((folder / "config.json").read_text())
     assert config["in_dim"] == 32 and config["mllm"] == IDENT and config["policy_config"]["name"] == "mlp"
     assert set(load_file(folder / "model.safetensors")) == set(pol.state_dict())  # plain tensors, no pickle
@@ -117,6 +117,33 @@ def test_a_policy_folder_round_trips_like_policy_pt(tmp_path):
     assert meta["meta"]["global_step"] == 3 and not loaded.training
     with pytest.raises(ConfigError, match=r"trained for qwen2_5_vl with width 16.*llava_onevision with width 3584"):
         load_policy(folder, expect_mllm={"family": "llava_onevision", "hidden_size": 3584})
+
+
+def test_a_policy_folder_loads_with_and_without_its_card(tmp_path):
+    """The card (README.md) is written with every export, from the config.json written after it, and names its
+    backbone and fingerprint; loading never reads it: a folder without one (exported before cards existed, or a
+    copy that dropped it) loads the same. Its weights' fingerprint is the same from the folder and the policy.pt."""
+    import json
+
+    import yaml
+
+    from score_lit.training.checkpoint import save_policy_dir, weights_sha256
+
+    pol, cfg = _policy(2), PolicyConfig(name="mlp", hidden=8)
+    folder = save_policy_dir(tmp_path / "policy", pol, cfg, IDENT, {"global_step": 3})
+    config = json.loads((folder / "config.json").read_text())
+    card = (folder / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "score_lit" and front["base_model"] == IDENT["path"]
+    assert front["score_lit"]["weights_sha256"] == config["weights_sha256"] == weights_sha256(folder)
+    assert weights_sha256(save_policy(tmp_path / "policy.pt", pol, cfg, IDENT)) == config["weights_sha256"]
+    with_card, _ = load_policy(folder, expect_mllm=IDENT)
+    (folder / "README.md").unlink()
+    without, meta = load_policy(folder, expect_mllm=IDENT)
+    x = torch.randn(2, 3, 4, 32)
+    torch.testing.assert_close(without(x), with_card(x), rtol=0, atol=0)
+    torch.testing.assert_close(without(x), pol(x), rtol=0, atol=0)
+    assert meta["meta"] == {"global_step": 3}
 
 
 def test_a_bad_policy_folder_is_one_line(tmp_path):

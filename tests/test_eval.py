@@ -17,7 +17,7 @@ from score_lit.evaluation.report import accuracy_figure, by_family, compute_curv
 from score_lit.evaluation.sweep import sweep
 from score_lit.rl.policy import build_policy
 from score_lit.toy.export import export_split
-from score_lit.training.checkpoint import save_policy
+from score_lit.training.checkpoint import save_policy, save_policy_dir
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,9 @@ def bench(tmp_path_factory):
     d = tmp_path_factory.mktemp("toybench")
     export_split(d / "bench", split="test", n=3, families=["flash", "stitched"], frames=4, size=32)
     policy = build_policy(2 * 64, PolicyConfig(name="mlp", hidden=16))  # the tiny model's width is 64
-    path = save_policy(
-        d / "policy.pt",
-        policy,
-        PolicyConfig(name="mlp", hidden=16),
-        {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"},
-    )
+    ident = {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"}
+    path = save_policy(d / "policy.pt", policy, PolicyConfig(name="mlp", hidden=16), ident)
+    save_policy_dir(d / "policy", policy, PolicyConfig(name="mlp", hidden=16), ident)  # its folder, as training does
     return d, path
 
 
@@ -175,6 +172,34 @@ def test_sweep_writes_csv_table_plot_and_mlflow_runs(tmp_path, bench, capsys):
     assert "select_tflops" in child.data.metrics and "flops_pct_of_vanilla" in child.data.metrics
     arts = {a.path for a in client.list_artifacts(parent[0].info.run_id)}
     assert {"results.csv", "results.md", "matched.md", "accuracy_vs_retention.png", "kept_tokens_0.png"} <= arts
+
+    # The policy folder's model card takes this sweep's headline (`score_lit card FOLDER --eval OUT`): sweep.json
+    # names the weights the sweep evaluated (policy.pt's, the same as its folder's); other weights are refused.
+    import json
+    import shutil
+
+    folder = shutil.copytree(policy.with_suffix(""), tmp_path / "policy")  # the fixture's folder stays as it is
+    state = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert state["policy_weights_sha256"] == json.loads((folder / "config.json").read_text())["weights_sha256"]
+    assert "No evaluation is recorded" in (folder / "README.md").read_text()
+    assert main(["card", str(folder), "--eval", str(tmp_path / "out")]) == 0
+    section = (folder / "README.md").read_text().split("## Evaluation\n", 1)[1].split("\n## ", 1)[0]
+    assert f": 6 questions (sweep `{tmp_path / 'out'}`)" in section and matched.rstrip("\n") in section
+    van, s25 = by[("vanilla", "1.0", "all")], by[("score", "0.25", "all")]
+    assert f"(vanilla, every token kept: {100 * float(van['accuracy']):.1f}%)" in section
+    row = [100 * float(s25[k]) if k == "accuracy" else float(s25[k]) for k in ("accuracy", "pct_of_vanilla")]
+    assert f"| 25% | {row[0]:.1f} | {row[1]:.1f} | {float(s25['flops_pct_of_vanilla']):.1f} |" in section
+    assert "| 100% |" in section and "| 5% |" in section and "predates weight fingerprints" not in section
+    other = save_policy_dir(
+        tmp_path / "other",
+        build_policy(2 * 64, PolicyConfig(name="mlp", hidden=16)),
+        PolicyConfig(name="mlp", hidden=16),
+        {"family": "qwen2_5_vl", "hidden_size": 64, "path": "tiny-random"},
+    )
+    capsys.readouterr()
+    assert main(["card", str(other), "--eval", str(tmp_path / "out")]) == 2
+    assert "the sweep evaluated other weights" in capsys.readouterr().err
+    assert "No evaluation is recorded" in (other / "README.md").read_text()  # left as it was
 
 
 def test_the_picture_gets_a_compute_panel_when_the_rows_have_flops():

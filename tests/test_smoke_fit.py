@@ -8,6 +8,7 @@ its documented name plus the whole config as params.
 import signal
 
 import torch
+import yaml
 from helpers import tiny_overrides
 from mlflow.tracking import MlflowClient
 
@@ -59,6 +60,16 @@ def test_fit_trains_the_policy_only_and_logs_everything(tmp_path, monkeypatch):
         res.policy_path.with_suffix(""), expect_mllm=built["mllm"].identity()
     )  # runs/<name>/policy/
     assert all(torch.equal(v, trained.state_dict()[k]) for k, v in shared.state_dict().items())
+    # its model card: Hub front matter, the backbone, the recipe, the data and steps, the run's config in config.json
+    card = (res.policy_path.with_suffix("") / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "score_lit" and front["base_model"] == "tiny-random"
+    assert front["score_lit"]["family"] == "qwen2_5_vl" and front["score_lit"]["global_step"] == 4
+    assert "| width (the LLM's hidden size) | 64 |" in card and f"| `name` | {cfg.policy.name} |" in card
+    assert "| `group_size` | 4 |" in card and "| stage1 | 4 | synthetic (stitched), 40 samples" in card
+    assert "Trained 4 of 4 optimizer steps; exported in phase `stage1`. Started from `" + str(init_path) in card
+    assert f"MLflow run `{res.run_id}`" in card and "No evaluation is recorded" in card
+    assert meta["meta"]["config"]["rl"]["group_size"] == 4 and meta["meta"]["seed"] == cfg.seed
 
     # the Lightning checkpoint is the policy + optimizer + loops, no frozen weights
     ckpt = torch.load(res.checkpoint_dir / "last.ckpt", weights_only=False)

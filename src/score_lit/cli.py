@@ -5,6 +5,7 @@
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4   # any file in conf/ (bench_*, toy/* too)
     python -m score_lit plot-run RUN_ID --out curves.png
     python -m score_lit eval conf/eval.yaml eval.ratios=[0.1,0.05]  # retention sweep: methods x ratios
+    python -m score_lit card runs/stage2/policy --eval runs/eval/SWEEP  # the policy folder's README.md model card
     python -m score_lit cache-features conf/stage2.yaml stage2.data.cache_dir=/data/features  # fill the feature cache
     python -m score_lit submit conf/stage1.yaml --nodes 2 --gpus-per-node 8 --time 24:00:00 --partition gpu [--dry-run]
     python -m score_lit bench conf/bench_cpu.yaml repeats=3   # time decode / vision / policy / prefill per ratio
@@ -254,6 +255,12 @@ def cmd_toy_mllm(args: list[str]) -> int:
     return run(args)
 
 
+def cmd_card(args: list[str]) -> int:
+    from score_lit.training.card import main as run  # reads config.json and the sweeps' files (torch to check)
+
+    return run(args)
+
+
 def cmd_ablation_table(args: list[str]) -> int:
     from score_lit.evaluation.ablation import main as run  # reads results.csv files (no torch)
 
@@ -268,6 +275,7 @@ def cmd_seeds_table(args: list[str]) -> int:
 
 COMMANDS = {
     "ablation-table": cmd_ablation_table,
+    "card": cmd_card,
     "seeds-table": cmd_seeds_table,
     "train": cmd_train,
     "show-config": cmd_show_config,

@@ -4,7 +4,9 @@ interrupted sweep's (checked to have the same settings, sweep_identity). Every b
 questions.jsonl as it comes; at the end results.csv, results.md, the accuracy plot and the kept-token pictures
 (score_lit.evaluation.report), matched.md (SCORE against every other method at matched compute, the sweep's own rows:
 score_lit.evaluation.ablation.sweep_matched; printed last, before the CSV's path) and the parent and child MLflow
-runs closed (score_lit.evaluation.tracking).
+runs closed (score_lit.evaluation.tracking). sweep.json holds the sweep's settings, its MLflow run, whether it finished
+and, with method score, the sha256 of the policy weights it evaluated (`python -m score_lit card FOLDER --eval OUT`
+puts the sweep's headline in that policy folder's model card, score_lit.training.card).
 """
 
 from __future__ import annotations
@@ -117,6 +119,10 @@ def run_eval(cfg: Config, progress: bool = True) -> Path:
     run_id, exp_id, exp_name = tracking.open_parent(cfg, out, state["parent_run_id"] if resuming else None)
     if not resuming:
         state = {"identity": sweep_identity(cfg), "parent_run_id": run_id, "finished": False}
+        if "score" in e.methods and e.policy:  # which weights were evaluated: `score_lit card --eval` checks it
+            from score_lit.training.checkpoint import weights_sha256
+
+            state["policy_weights_sha256"] = weights_sha256(e.policy)
         state_path.write_text(json.dumps(state, indent=2) + "\n")
     print(
         f"sweep      : {out} (mlflow run {run_id}, experiment '{exp_name}'){' resumed' if resuming else ''}", flush=True

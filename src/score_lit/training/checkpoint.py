@@ -5,12 +5,15 @@
 
     runs/<name>/policy/   = the same as a shareable folder, the layout of a Hugging Face model repository:
                             config.json (format, policy config, state width, the MLLM identity, meta, the
-                            weights' sha256) + model.safetensors (loading it never runs pickled code)
+                            weights' sha256) + model.safetensors (loading it never runs pickled code) + README.md
+                            (the model card, score_lit.training.card; loading never reads it)
 
 Either loads with `load_policy(path)` alone: no Lightning, no optimizer, no frozen MLLM. Writes are
 atomic (a temporary file in the same folder, then os.replace), so a kill mid-write leaves the
 previous file intact; in a folder, config.json is written last and names the weights' sha256, so a
-folder whose two files come from different exports is refused.
+folder whose two files come from different exports is refused. The weights' sha256 is that of their safetensors
+bytes (weights_sha256), the same for a policy.pt and its folder: an eval sweep records it (sweep.json), and
+`python -m score_lit card` checks it before it puts the sweep in a folder's card.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from torch import nn
 
 from score_lit.config import ConfigError, PolicyConfig
 from score_lit.rl.policy import build_policy
+from score_lit.training.card import model_card
 from score_lit.training.interrupts import sigint_held
 
 FORMAT = "score_lit.policy/v1"
@@ -80,7 +84,8 @@ def save_policy(
 def save_policy_dir(
     folder: str | os.PathLike, policy: nn.Module, cfg: PolicyConfig, mllm_identity: dict, meta: dict | None = None
 ) -> Path:
-    """The policy as a shareable folder: model.safetensors, then config.json (module docstring)."""
+    """The policy as a shareable folder: model.safetensors, README.md (its card, from the config.json about to be
+    written: score_lit.training.card), then config.json (module docstring)."""
     import hashlib
     import json
 
@@ -97,16 +102,39 @@ def save_policy_dir(
         "meta": meta or {},
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
     }
+    config = json.loads(json.dumps(config, default=str))  # as loading will read it back (tuples -> lists, ...)
     for name, data in (
         ("model.safetensors", blob),
-        ("config.json", (json.dumps(config, indent=2, default=str) + "\n").encode()),
+        ("README.md", model_card(config).encode()),  # a new export: no sweep has evaluated these weights yet
+        ("config.json", (json.dumps(config, indent=2) + "\n").encode()),
     ):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        atomic_write_bytes(folder / name, data)
+    return folder
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """`data` to a temporary file in the same folder, then renamed over `path` (a kill leaves the old file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, folder / name)
-    return folder
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a policy's weights as safetensors bytes (what a folder's config.json names), from a policy.pt
+    or a policy folder: the same for both of one export."""
+    import hashlib
+
+    from safetensors.torch import save as safetensors_bytes
+
+    policy, _ = load_policy(path)
+    return hashlib.sha256(safetensors_bytes({k: v.contiguous() for k, v in policy.state_dict().items()})).hexdigest()
 
 
 def _read_policy_dir(p: Path) -> dict:

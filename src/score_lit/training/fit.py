@@ -98,15 +98,34 @@ class StopReport(Callback):
 
 class PolicyExport(Callback):
     """Writes runs/<name>/policy.pt and the shareable folder runs/<name>/policy/ (atomically) after every validation
-    and at the end of training."""
+    and at the end of training. Their meta says where the weights come from (the folder's model card is made of it,
+    score_lit.training.card): the step and phase, the run's name, seed and MLflow run id (`tracking`: the
+    TrackingIdentity's info), the score_lit version and the run's whole resolved config."""
 
-    def __init__(self, path: Path, cfg: Config):
-        self.path, self.cfg = path, cfg
+    def __init__(self, path: Path, cfg: Config, tracking: dict | None = None):
+        self.path, self.cfg, self.tracking = path, cfg, tracking if tracking is not None else {}
+
+    def meta(self, global_step: int, phase: str) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            score_lit_version = version("score_lit")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            score_lit_version = None
+        return {
+            "global_step": global_step,
+            "phase": phase,
+            "run_name": self.cfg.name,
+            "seed": self.cfg.seed,
+            "mlflow_run_id": self.tracking.get("run_id"),
+            "score_lit_version": score_lit_version,
+            "config": to_dict(self.cfg),
+        }
 
     def _save(self, trainer: L.Trainer, module: ScoreModule) -> None:
         if trainer.is_global_zero and not trainer.sanity_checking:
             phase = trainer.datamodule.sampler().phase_of(max(trainer.global_step - 1, 0))[0]
-            meta = {"global_step": trainer.global_step, "phase": self.cfg.phases[phase], "run_name": self.cfg.name}
+            meta = self.meta(trainer.global_step, self.cfg.phases[phase])
             save_policy(self.path, module.policy, self.cfg.policy, module.mllm.identity(), meta)
             save_policy_dir(
                 self.path.with_suffix(""), module.policy, self.cfg.policy, module.mllm.identity(), meta
@@ -181,7 +200,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
     tracking = TrackingIdentity(cfg, None, cfg.tracking.experiment)  # the MLflow run id is set once it exists
     callbacks = [
         ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=cfg.val.every_n_steps, save_top_k=1),
-        PolicyExport(policy_path, cfg),
+        PolicyExport(policy_path, cfg, tracking.info),
         DataMonitor(),
         tracking,
         stop := StopReport(cfg),
