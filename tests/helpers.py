@@ -138,18 +138,38 @@ FAMILY_ARGS = {
 
 
 def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
-    """A tiny RANDOM checkpoint of `family` and a RANDOM policy for it, built in seconds (no trained artifacts)."""
-    import torch
-
-    from score_lit.config import MLLMConfig, PolicyConfig
+    """A tiny RANDOM checkpoint of `family` and a RANDOM question-conditioned policy for it (`question_policy`),
+    built in seconds (no trained artifacts)."""
+    from score_lit.config import MLLMConfig
     from score_lit.mllm import build_mllm
     from score_lit.mllm.tiny import save_tiny
-    from score_lit.rl.policy import build_policy
     from score_lit.training.checkpoint import save_policy
+
+    QUESTION_POLICY = _question_policy_config()
 
     ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
     identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
+    return ckpt, save_policy(
+        tmp_path / "policy.pt", question_policy(identity["hidden_size"]), QUESTION_POLICY, identity
+    )
+
+
+def _question_policy_config():
+    from score_lit.config import PolicyConfig
+
+    return PolicyConfig(name="query_mlp", hidden=16)
+
+
+def question_policy(width: int, seed: int = 0):
+    """A seeded RANDOM question-conditioned policy (query_mlp, the default recipe's) for an MLLM of `width`, whose
+    FiLM weights are non-zero (training starts them at zero), so the question moves the ranking."""
+    import torch
+
+    from score_lit.rl.policy import build_policy
+
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(name="mlp", hidden=16))
-    return ckpt, save_policy(tmp_path / "policy.pt", policy, PolicyConfig(name="mlp", hidden=16), identity)
+        torch.manual_seed(seed)
+        policy = build_policy(2 * width, _question_policy_config())
+        torch.nn.init.normal_(policy.film.weight, std=1.0)
+        torch.nn.init.normal_(policy.last.weight, std=1.0)
+    return policy.eval()

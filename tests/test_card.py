@@ -181,8 +181,10 @@ Matched compute.
 import score_lit
 
 policy = score_lit.load_policy("runs/tiny/policy")
-with score_lit.compress(model, processor, policy, ratio=0.1):  # keep 10% of the visual tokens
-    out = model.generate(**inputs)
+with score_lit.compress(model, processor, policy, ratio=0.1) as sc:  # keep 10% of the visual tokens
+    inputs = sc.prepare(videos, questions)  # mp4 paths or uint8 frames [F, H, W, 3], one question each
+    out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+print(sc.decode(out))
 ```
 
 `model` and `processor` are the backbone above, loaded with transformers. Within score_lit: `python -m score_lit eval conf/eval.yaml eval.policy=runs/tiny/policy` sweeps it against the training-free methods, and `score_lit.training.checkpoint.load_policy(path, expect_mllm=...)` returns the policy and this folder's config.

@@ -28,8 +28,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, tiny_random
+from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, question_policy, tiny_random
 
 TOY, BENCH = (
     ROOT / "models/toy-mllm",
@@ -78,14 +77,11 @@ def same_questions(folder: Path, n: int = N, with_plain: bool = False) -> Path:
 def toy_policy_folder(tmp_path: Path) -> Path:
     from score_lit.config import MLLMConfig, PolicyConfig
     from score_lit.mllm import build_mllm
-    from score_lit.rl.policy import build_policy
     from score_lit.training.checkpoint import save_policy_dir
 
     identity = build_mllm(MLLMConfig(family="qwen2_5_vl", path=str(TOY))).identity()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        policy = build_policy(2 * identity["hidden_size"], PolicyConfig(name="mlp", hidden=16))
-    return save_policy_dir(tmp_path / "policy", policy, PolicyConfig(name="mlp", hidden=16), identity)
+    policy = question_policy(identity["hidden_size"])
+    return save_policy_dir(tmp_path / "policy", policy, PolicyConfig(name="query_mlp", hidden=16), identity)
 
 
 def only_options(ckpt: Path, options: list[str]) -> None:
@@ -117,8 +113,13 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
     bench = same_questions(tmp_path / "bench", n, with_plain=both)
     tasks = ["score_toy", "score_toy_gen"] if both else ["score_toy_gen"]
 
-    def lmms_cmd(r):
-        args = f"pretrained={ckpt},policy={pol},retention_ratio={r},{frame_args},device_map=cpu"
+    # (ratio, batch size) of each lmms-eval run: the toy also runs --batch_size 4 at 0.1, which must answer as 1 does
+    runs = [(r, 1) for r in ratios] + ([(0.1, 4)] if model == "toy" else [])
+    tag = lambda r, b: f"{r}" if b == 1 else f"{r}-bs{b}"  # noqa: E731
+
+    def lmms_cmd(r, b):
+        log = tmp_path / f"selection-{tag(r, b)}.jsonl"
+        args = f"pretrained={ckpt},policy={pol},retention_ratio={r},{frame_args},device_map=cpu,selection_log={log}"
         return [
             str(LMMS_VENV / "bin/lmms-eval"),
             "--model",
@@ -132,12 +133,12 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
             "--limit",
             str(n),
             "--batch_size",
-            "1",
+            str(b),
             "--device",
             "cpu",
             "--log_samples",
             "--output_path",
-            str(tmp_path / f"lmms-{r}"),
+            str(tmp_path / f"lmms-{tag(r, b)}"),
             *(["--force_simple"] if simple else []),
         ]
 
@@ -171,12 +172,12 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
         f"eval.out_dir={out}",
         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
     ]
-    logs = {r: tmp_path / f"lmms-{r}.log" for r in ratios}
+    logs = {rb: tmp_path / f"lmms-{tag(*rb)}.log" for rb in runs}
     procs = {
-        r: subprocess.Popen(
-            lmms_cmd(r), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[r], "w"), stderr=subprocess.STDOUT
+        rb: subprocess.Popen(
+            lmms_cmd(*rb), cwd=ROOT, env=lmms_env(tmp_path), stdout=open(logs[rb], "w"), stderr=subprocess.STDOUT
         )
-        for r in ratios
+        for rb in runs
     }
     sl = subprocess.run(sl_cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     for p in procs.values():
@@ -190,12 +191,15 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
     rows = {json.loads(line)["id"]: json.loads(line) for line in bench.read_text().splitlines()}
     gen_ids = [i for i in rows if i.endswith("#gen")] if both else list(rows)
     assert len(correct[0.1]) == len(rows) and len(gen_ids) == n
-    for r in ratios:
-        log = logs[r].read_text()
-        assert procs[r].returncode == 0 and "Error during evaluation" not in log and "Traceback" not in log, log[-5000:]
-        results = json.loads(next((tmp_path / f"lmms-{r}").rglob("*_results.json")).read_text())["results"]
+    responses_of = {}
+    for r, b in runs:
+        log = logs[r, b].read_text()
+        assert procs[r, b].returncode == 0 and "Error during evaluation" not in log and "Traceback" not in log, log[
+            -5000:
+        ]
+        results = json.loads(next((tmp_path / f"lmms-{tag(r, b)}").rglob("*_results.json")).read_text())["results"]
         for task in tasks:
-            files = list((tmp_path / f"lmms-{r}").rglob(f"*samples_{task}.jsonl"))
+            files = list((tmp_path / f"lmms-{tag(r, b)}").rglob(f"*samples_{task}.jsonl"))
             samples = sorted((json.loads(line) for f in files for line in open(f)), key=lambda s: s["doc_id"])
             assert len(samples) == n, log[-3000:]
             ids = gen_ids if task == "score_toy_gen" else [i for i in rows if not i.endswith("#gen")]
@@ -207,13 +211,21 @@ def test_lmms_generate_until_equals_score_lit_eval(tmp_path, family):
                 ]
                 # the one greedy token is an option (so it is the argmax over the options as well)...
                 assert all(resp.strip() in rows[i]["options"] for resp, i in zip(responses, ids)), responses
+                responses_of[r, b] = responses
             # ... and right exactly where score_lit eval's option argmax is right (loglikelihood: its lowest CE)
             got = [bool(s["acc"]) for s in samples]
             assert got == expected, f"{task} ratio {r}: lmms-eval {got} != score_lit eval {expected}"
             assert round(results[task]["acc,none"] * n) == sum(expected)
             print(
-                f"{family} {task} ratio {r}: lmms-eval {sum(got)}/{n} == score_lit eval {sum(expected)}/{n} (per question)"
+                f"{family} {task} ratio {r} batch {b}: lmms-eval {sum(got)}/{n} == score_lit eval {sum(expected)}/{n} "
+                "(per question)"
             )
+    if (0.1, 4) in runs:  # batch size 4: the same answers and the same kept tokens per question as batch size 1
+        assert responses_of[0.1, 4] == responses_of[0.1, 1]
+        kept = {b: [json.loads(x) for x in (tmp_path / f"selection-{tag(0.1, b)}.jsonl").open()] for b in (1, 4)}
+        assert len(kept[1]) == n and [(x["question"], x["kept"]) for x in kept[4]] == [
+            (x["question"], x["kept"]) for x in kept[1]
+        ]
     if model == "toy":  # the trained toy reads the digit: a non-trivial accuracy, so the equality says something
         assert sum(correct[1.0].values()) > N // 2
 
@@ -268,3 +280,34 @@ def test_lmms_policy_folder_errors_are_one_line(tmp_path):
         msg = out[name]
         assert msg is not None and msg.startswith("ConfigError: ") and "\n" not in msg, msg
         assert all(w in msg for w in words), msg
+
+
+@pytest.mark.lmms
+@pytest.mark.slow
+def test_lmms_cli_question_changes_kept_tokens(tmp_path):
+    """The default (question-conditioned) policy through lmms-eval's real CLI, both output types: two documents with
+    ONE video and two questions keep different tokens (the `selection_log` model arg records every selection), in
+    loglikelihood (score_toy) and in generate_until (score_toy_gen, --batch_size 2: both rows in one call)."""
+    need_lmms(BENCH)
+    ckpt, pol = tiny_random(tmp_path, "qwen2_5_vl")
+    row = json.loads(BENCH.read_text().splitlines()[0])
+    video = str((BENCH.parent / row["video"]).resolve())
+    docs = [{**row, "id": "a", "video": video}, {**row, "id": "b", "video": video, "question": "what colour was it ?"}]
+    work = tmp_path / "work"  # the tasks read artifacts/toy-bench/test.jsonl relative to the working directory
+    (work / "artifacts/toy-bench").mkdir(parents=True)
+    (work / "artifacts/toy-bench/test.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    log = tmp_path / "selection.jsonl"
+    frame_args, _ = FAMILY_ARGS["qwen2_5_vl"]
+    args = f"pretrained={ckpt},policy={pol},retention_ratio=0.1,{frame_args},device_map=cpu,selection_log={log}"
+    cmd = [str(LMMS_VENV / "bin/lmms-eval"), "--model", "score_qwen2_5_vl", "--model_args", args]
+    cmd += ["--include_path", str(TASK.parent), "--tasks", "score_toy,score_toy_gen", "--batch_size", "2"]
+    cmd += ["--device", "cpu", "--force_simple", "--output_path", str(tmp_path / "lmms")]
+    run = subprocess.run(cmd, cwd=work, env=lmms_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, (run.stdout + run.stderr)[-5000:]
+    lines = [json.loads(x) for x in log.open()]
+    for path in ("loglikelihood", "generate_until"):
+        sel = [x for x in lines if x["path"] == path]
+        assert len(sel) == 2, lines
+        assert row["question"] in sel[0]["question"] and "what colour was it ?" in sel[1]["question"]
+        assert len(sel[0]["kept"]) == len(sel[1]["kept"]) > 0
+        assert sel[0]["kept"] != sel[1]["kept"], f"{path}: the question did not change the kept tokens"

@@ -51,6 +51,21 @@ class ScoreGeneration:
         raise NotImplementedError
 
     _prompts = None  # the PromptBatch of the rows being generated (what a question-conditioned policy reads)
+    _texts: list[str] = []  # their request texts
+    selection_log: str | None = None  # model_arg: a JSONL file, one line per selection (record_selection)
+
+    def record_selection(self, path: str, questions: list[str], keeps, doc_ids: list | None = None) -> None:
+        """Append one line per selection to `selection_log` (when set): which video tokens each question kept."""
+        if not self.selection_log:
+            return
+        import json
+
+        with open(self.selection_log, "a") as f:
+            for i, (q, keep) in enumerate(zip(questions, keeps)):
+                kept = keep.reshape(-1).nonzero().squeeze(1).tolist()
+                doc = None if doc_ids is None else doc_ids[i]
+                line = {"path": path, "doc_id": doc, "question": q, "ratio": self.retention_ratio, "kept": kept}
+                f.write(json.dumps(line) + "\n")
 
     def build_hooks(self, **kwargs) -> None:
         """The family's pruning hooks on the loaded model, detached until a generate call."""
@@ -62,7 +77,9 @@ class ScoreGeneration:
         from score_lit.inference.api import _subset
 
         prompts = None if self._prompts is None else _subset(self._prompts, rows)
-        return self.compressor.select(visual, self.retention_ratio, prompts).keep
+        keep = self.compressor.select(visual, self.retention_ratio, prompts).keep
+        self.record_selection("generate_until", [self._texts[r] for r in rows], keep)
+        return keep
 
     # --------------------------------------------------------------- lmms-eval
     def generate_until(self, requests) -> list:
@@ -165,7 +182,7 @@ class ScoreGeneration:
         }
         sample = float(cur["temperature"] or 0.0) > 0
         extra = {"top_k": cur["top_k"]} if sample and cur.get("top_k") is not None else {}
-        self._prompts = gb.prompts
+        self._prompts, self._texts = gb.prompts, list(texts)
         self.hooks.positions, self.hooks.video_positions = gb.positions, gb.video_positions
         self.hooks.attach()
         try:

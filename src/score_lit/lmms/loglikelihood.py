@@ -36,11 +36,12 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
             raise NotImplementedError(f"{name} loglikelihood: one video per document ({doc_id}: {len(videos)})")
         frames, spf = load_video(videos[0], num_frames, model.frame_size, model.fit, fps)
         pairs = [tuple(requests[j].args[:2]) for j in idx]
-        for i, (ce, _) in zip(
-            idx,
-            document_scores(model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs),
-        ):
+        scores = document_scores(model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs)
+        for i, (ce, _) in zip(idx, scores):
             res[i] = (ce, False)
+        if model.compressor is not None and hasattr(model, "record_selection"):
+            first = {ctx: k for (ctx, _), (_, k) in zip(pairs, scores)}  # one selection per context
+            model.record_selection("loglikelihood", list(first), list(first.values()), [doc_id] * len(first))
     # lmms-eval 0.7.3's evaluator passes every response through unwrap_generation_output, which turns a
     # (loss, is_greedy) tuple into its str() and breaks multiple_choice's `lls, is_greedy = zip(*results)`;
     # a GenerationResult is passed through as-is (its .text untouched), so the tuple arrives intact.

@@ -219,8 +219,10 @@ def model_card(config: dict, evaluations: Sequence[dict] = ()) -> str:
         "import score_lit",
         "",
         f'policy = score_lit.load_policy("{folder}")',
-        "with score_lit.compress(model, processor, policy, ratio=0.1):  # keep 10% of the visual tokens",
-        "    out = model.generate(**inputs)",
+        "with score_lit.compress(model, processor, policy, ratio=0.1) as sc:  # keep 10% of the visual tokens",
+        "    inputs = sc.prepare(videos, questions)  # mp4 paths or uint8 frames [F, H, W, 3], one question each",
+        "    out = model.generate(**inputs, max_new_tokens=16, do_sample=False)",
+        "print(sc.decode(out))",
         "```",
         "",
         "`model` and `processor` are the backbone above, loaded with transformers. Within score_lit: "

@@ -14,6 +14,7 @@ the `llava` package (LLaVA-NeXT), which is not installable on this stack: it is 
   retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
   selection        global | per_frame top-k (score_lit.compressors.score)
   position_ids     original | compacted (1-D RoPE; score_lit's mllm.position_ids)
+  selection_log    a JSONL file: one line per selection (path, doc, question, ratio, the kept token indices)
   frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord, max_frames_num frames) and
                    fitted to a square frame_size (pad | stretch | crop), as `score_lit eval` does
 
@@ -64,9 +65,11 @@ class _ScoreLlavaOnevision(ScoreGeneration):
         position_ids: str = "original",
         frame_size: int = 448,
         fit: str = "pad",
+        selection_log: str | None = None,
         **stock,
     ) -> None:
         self._stock_init(stock)
+        self.selection_log = selection_log
         from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
         from score_lit.mllm.llava_onevision import LlavaOnevisionAdapter

@@ -9,6 +9,7 @@ max_num_frames, fps, system_prompt, use_cache, ...) means what it means there. A
   policy           the trained SCORE policy (score_lit checkpoint); required unless retention_ratio=1
   retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
   selection        global | per_frame top-k (score_lit.compressors.score)
+  selection_log    a JSONL file: one line per selection (path, doc, question, ratio, the kept token indices)
   frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord) and fitted to a square
                    frame_size (pad | stretch | crop), as `score_lit eval` does (eval.size / eval.fit)
 
@@ -59,9 +60,11 @@ class _ScoreQwen(ScoreGeneration):
         selection: str = "global",
         frame_size: int = 448,
         fit: str = "pad",
+        selection_log: str | None = None,
         **stock,
     ) -> None:
         self._stock_init(stock)
+        self.selection_log = selection_log
         from score_lit.compressors import build_compressor
         from score_lit.config import MLLMConfig
         from score_lit.mllm import adapter_class
