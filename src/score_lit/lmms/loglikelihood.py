@@ -36,7 +36,9 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
             raise NotImplementedError(f"{name} loglikelihood: one video per document ({doc_id}: {len(videos)})")
         frames, spf = load_video(videos[0], num_frames, model.frame_size, model.fit, fps)
         pairs = [tuple(requests[j].args[:2]) for j in idx]
-        scores = document_scores(model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs)
+        scores = document_scores(
+            model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs
+        )
         for i, (ce, _) in zip(idx, scores):
             res[i] = (ce, False)
         if model.compressor is not None and hasattr(model, "record_selection"):
