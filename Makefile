@@ -62,7 +62,7 @@ test-resume: $(STAMP) ## kill -9 a real training run, resume it, compare with an
 slurm-binaries: ## install slurm-wlm + munge with apt-get where missing (root, Debian; no-op when present)
 	bash tools/slurm/install_slurm.sh
 
-test-slurm: $(STAMP) slurm-binaries ## start a one-node SLURM cluster on localhost; submit, USR1, requeue, resume (installs slurm-wlm if missing)
+test-slurm: $(STAMP) slurm-binaries ## one- and two-node SLURM clusters on localhost: submit, DDP / ZeRO-3 across nodes, USR1, requeue, resume (installs slurm-wlm if missing)
 	$(PY) -m pytest -q -m slurm $(ARGS)
 
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU

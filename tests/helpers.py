@@ -1,10 +1,15 @@
 """Builders the test modules share (pytest puts this folder on sys.path: `from helpers import ...`): tiny training
-runs, video batches and masks for the adapter tests, the lmms-eval environment. conftest.py keeps only pytest hooks
+runs, video batches and masks for the adapter tests, the lmms-eval environment, the local SLURM clusters. conftest.py keeps only pytest hooks
 and imports this module, so torch is imported inside the builders that need it, not here."""
 
 from __future__ import annotations
 
 import os
+import re
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -173,3 +178,67 @@ def question_policy(width: int, seed: int = 0):
         torch.nn.init.normal_(policy.film.weight, std=1.0)
         torch.nn.init.normal_(policy.last.weight, std=1.0)
     return policy.eval()
+
+
+# ------------------------------------------------------------------------------------------------ local SLURM clusters
+
+SLURM_TOOLS = ROOT / "tools" / "slurm"
+SLURM_BINARIES = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch", "/usr/bin/srun"]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@contextmanager
+def local_slurm(base: Path, nodes: int = 1):
+    """A SLURM cluster of `nodes` nodes on this machine, in `base` (tools/slurm/setup_slurm.sh, its own free ports);
+    yields its slurm.conf. Afterwards, also on failure: every job cancelled (slurmstepd outlives slurmd, and its
+    tasks with it), then the daemons it started stopped by their PIDs (stop_slurm.sh)."""
+    missing = [p for p in SLURM_BINARIES if not Path(p).exists()]
+    if missing:  # no test installs system packages: `make test-slurm` / `make test-all` run install_slurm.sh first
+        pytest.fail(f"SLURM is missing ({missing}): run `make slurm-binaries` (tools/slurm/install_slurm.sh) first")
+    ctld, *slurmd = free_ports(1 + nodes)
+    env = {
+        **os.environ,
+        "BASE": str(base),
+        "WITH_DBD": "0",
+        "NODES": str(nodes),
+        "CTLD_PORT": str(ctld),
+        "SLURMD_PORT": str(slurmd[0]),
+        "SLURMD_PORTS": " ".join(map(str, slurmd)),
+    }
+    conf = base / "etc" / "slurm.conf"
+    try:
+        r = subprocess.run(
+            ["bash", str(SLURM_TOOLS / "setup_slurm.sh")], capture_output=True, text=True, env=env, timeout=120
+        )
+        if r.returncode != 0:
+            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((base / "log").glob("*")))
+            pytest.fail(f"setup_slurm.sh failed (exit {r.returncode}): {r.stderr.strip()[-1000:]}{logs}")
+        yield conf
+    finally:
+        if conf.is_file():
+            cenv = {**os.environ, "SLURM_CONF": str(conf)}
+            subprocess.run(["scancel", "--full", "--user", "root"], env=cenv, capture_output=True, timeout=30)
+            end = time.monotonic() + 30
+            while (
+                time.monotonic() < end
+                and subprocess.run(
+                    ["squeue", "-h"], env=cenv, capture_output=True, text=True, timeout=30
+                ).stdout.strip()
+            ):
+                time.sleep(0.5)
+        subprocess.run(["bash", str(SLURM_TOOLS / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
+
+
+def slurm_job(job: str) -> dict[str, str]:
+    """`scontrol show job` as a dict (JobState, Restarts, NodeList, ...)."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", out))

@@ -10,21 +10,17 @@ MLflow run with continuous steps.  `make test-slurm` runs only these.
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import tiny_run
+from helpers import local_slurm, slurm_job, tiny_run
 
 from score_lit.config import ConfigError, load_config
 from score_lit.training import slurm, slurm_cluster
 from score_lit.training.slurm_cluster import Partition, SlurmError
-
-ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ROOT / "tools" / "slurm"
 
 
 def tiny(tmp_path, steps=40, name="sj"):
@@ -214,55 +210,13 @@ def test_cli_submit_bad_input_exits_2_with_one_line(tmp_path):
 # A real one-node cluster on localhost
 
 
-@pytest.fixture(scope="session")
-def slurm_binaries():
-    """slurm-wlm + munge must be installed: `make test` / `make test-slurm` run tools/slurm/install_slurm.sh first
-    (no test installs system packages)."""
-    needed = ["/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/sbin/munged", "/usr/bin/sbatch", "/usr/bin/srun"]
-    missing = [p for p in needed if not Path(p).exists()]
-    if missing:
-        pytest.fail(f"SLURM is missing ({missing}): run `make slurm-binaries` (tools/slurm/install_slurm.sh) first")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.fixture
-def cluster(tmp_path, monkeypatch, slurm_binaries):
-    """A one-node SLURM cluster in tmp_path/slurm; yields its folder with SLURM_CONF exported; daemons stopped by PID."""
-    base = tmp_path / "slurm"
-    ctld, slurmd = _free_ports(2)
-    env = {**os.environ, "BASE": str(base), "WITH_DBD": "0", "CTLD_PORT": str(ctld), "SLURMD_PORT": str(slurmd)}
-    conf = base / "etc" / "slurm.conf"
-    try:
-        r = subprocess.run(
-            ["bash", str(TOOLS / "setup_slurm.sh")], capture_output=True, text=True, env=env, timeout=120
-        )
-        if r.returncode != 0:
-            logs = "".join(f"\n--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((base / "log").glob("*")))
-            pytest.fail(f"setup_slurm.sh failed (exit {r.returncode}): {r.stderr.strip()[-1000:]}{logs}")
+def cluster(tmp_path, monkeypatch):
+    """A one-node SLURM cluster in tmp_path/slurm (helpers.local_slurm); yields its folder with SLURM_CONF exported;
+    its jobs cancelled and daemons stopped by PID afterwards."""
+    with local_slurm(tmp_path / "slurm", nodes=1) as conf:
         monkeypatch.setenv("SLURM_CONF", str(conf))
-        yield base
-    finally:
-        if conf.is_file():  # jobs first: slurmstepd outlives slurmd, and its tasks with it
-            cenv = {**os.environ, "SLURM_CONF": str(conf)}
-            subprocess.run(["scancel", "--full", "--user", "root"], env=cenv, capture_output=True, timeout=30)
-            end = time.monotonic() + 30
-            while (
-                time.monotonic() < end
-                and subprocess.run(
-                    ["squeue", "-h"], env=cenv, capture_output=True, text=True, timeout=30
-                ).stdout.strip()
-            ):
-                time.sleep(0.5)
-        subprocess.run(["bash", str(TOOLS / "stop_slurm.sh")], env=env, capture_output=True, timeout=120)
+        yield tmp_path / "slurm"
 
 
 @pytest.mark.slow
@@ -294,11 +248,6 @@ def test_impossible_resources_on_a_real_cluster(cluster, tmp_path):
     assert subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30).stdout.strip() == ""
 
 
-def _job(job: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "-o", "show", "job", job], capture_output=True, text=True, timeout=30).stdout
-    return dict(re.findall(r"(\w+)=(\S*)", out))
-
-
 @pytest.mark.slow
 @pytest.mark.slurm
 def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow_run(cluster, tmp_path, capsys):
@@ -313,7 +262,7 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     def wait(what: str, ready, timeout: float) -> None:
         end = time.monotonic() + timeout
         while not ready():
-            state = _job(job).get("JobState")
+            state = slurm_job(job).get("JobState")
             if state in ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"):
                 break
             if time.monotonic() > end:
@@ -324,14 +273,14 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
         text = log.read_text().replace("\r", "\n")[-6000:] if log.is_file() else "(no job output)"
         ctld = (cluster / "log" / "slurmctld.log").read_text()[-2000:]
         pytest.fail(
-            f"waiting for {what} ({timeout:.0f} s): job {job} {_job(job).get('JobState')}\n--- {log}\n{text}\n--- slurmctld.log\n{ctld}"
+            f"waiting for {what} ({timeout:.0f} s): job {job} {slurm_job(job).get('JobState')}\n--- {log}\n{text}\n--- slurmctld.log\n{ctld}"
         )
 
     # The signal handler is installed once training runs: the first periodic checkpoint (step 5) says so.
     wait("the first checkpoint", lambda: (run_dir / "checkpoints" / "last.ckpt").is_file(), 150)
     subprocess.run(["scancel", "--signal=USR1", job], check=True, timeout=30)
-    wait("the requeue", lambda: _job(job).get("Restarts") == "1", 90)
-    wait("the job to finish", lambda: _job(job).get("JobState") == "COMPLETED", 180)
+    wait("the requeue", lambda: slurm_job(job).get("Restarts") == "1", 90)
+    wait("the job to finish", lambda: slurm_job(job).get("JobState") == "COMPLETED", 180)
 
     text = log.read_text().replace("\r", "\n")
     assert "restart 0" in text and "restart 1" in text  # one log, appended to across the requeue

@@ -215,10 +215,10 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         else [AtomicCheckpointIO()]
     )
     if SLURMEnvironment.detect():  # SIGUSR1 before the time limit: hpc_ckpt_<n>.ckpt at a step boundary, requeue, stop
-        from score_lit.training.resume import requeue_on_signal
+        from score_lit.training.resume import SlurmPlacement, requeue_on_signal
 
         plugins.append(SLURMEnvironment(auto_requeue=False))  # Lightning's saves inside the handler: can hang DDP
-        callbacks.append(requeue_on_signal(signal.SIGUSR1))
+        callbacks += [requeue_on_signal(signal.SIGUSR1), SlurmPlacement()]  # the latter: a line per rank, its node
     # The Trainer is built (its arguments checked) before anything is written; its logger is attached below.
     try:
         trainer = L.Trainer(

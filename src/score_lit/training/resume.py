@@ -9,6 +9,8 @@
   `_atomic_save` goes through an fsspec transaction whose temporary file lives in the system temp
   folder; when that is another filesystem, the final move is a copy, which a kill can cut short.)
 * `requeue_on_signal()`: the SLURM preemption callback (checkpoint at a step boundary, requeue, stop).
+* `SlurmPlacement`: under SLURM, one line per rank at every start of training: the SLURM node it runs on and the
+  step (and checkpoint) it starts from, so a job's log shows where each rank ran and that every rank resumed.
 * `TrackingIdentity`: every checkpoint carries the MLflow run it belongs to (id, tracking URI,
   experiment), also kept in `<run_dir>/tracking.json`; a resumed run reopens that run, so metrics of a
   killed, preempted or requeued run continue in ONE MLflow run. The config is logged once as params;
@@ -146,6 +148,23 @@ class TrackingIdentity(Callback):
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         checkpoint.setdefault(KEY, {})["tracking"] = self.info
+
+
+class SlurmPlacement(Callback):
+    """Every rank prints where SLURM placed it and the step it trains from (after any restore), e.g.
+    `score_lit: rank 1/2 on SLURM node 1 (gpu-017), job 4242 restart 1: training from step 17 (resumed from ...)`.
+    SLURMD_NODENAME is the node's name as SLURM knows it (its hostname on a real cluster)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        env = os.environ
+        where = f"SLURM node {env.get('SLURM_NODEID', '?')} ({env.get('SLURMD_NODENAME', '?')})"
+        job = f"job {env.get('SLURM_JOB_ID', '?')} restart {env.get('SLURM_RESTART_COUNT', '0')}"
+        resumed = f" (resumed from {trainer.ckpt_path})" if trainer.ckpt_path else ""
+        print(
+            f"score_lit: rank {trainer.global_rank}/{trainer.world_size} on {where}, {job}: "
+            f"training from step {trainer.global_step}{resumed}",
+            flush=True,
+        )
 
 
 def requeue_on_signal(signum: int = signal.SIGUSR1):
