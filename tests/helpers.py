@@ -150,13 +150,10 @@ def tiny_random(tmp_path: Path, family: str) -> tuple[Path, Path]:
     from score_lit.mllm.tiny import save_tiny
     from score_lit.training.checkpoint import save_policy
 
-    QUESTION_POLICY = _question_policy_config()
-
     ckpt = save_tiny(tmp_path / f"tiny-{family}", family)
     identity = build_mllm(MLLMConfig(family=family, path=str(ckpt))).identity()
-    return ckpt, save_policy(
-        tmp_path / "policy.pt", question_policy(identity["hidden_size"]), QUESTION_POLICY, identity
-    )
+    policy = question_policy(identity["hidden_size"])
+    return ckpt, save_policy(tmp_path / "policy.pt", policy, _question_policy_config(), identity)
 
 
 def _question_policy_config():
