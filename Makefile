@@ -39,22 +39,22 @@ lock: $(STAMP) $(LMMS_STAMP) ## rewrite requirements/lock-*.txt from the current
 	bash tools/freeze_lock.sh $(LMMS_VENV) $(LMMS_LOCK)
 	@touch $(STAMP) $(LMMS_STAMP)  # the venvs are what the new locks say: no rebuild
 
-# Two tiers. `make test` (CI, .ci/run): every test except the integration tier, under 5 min on 2 cores.
-# The integration tier (marker `integration`: lmms-eval's real CLI, the local SLURM cluster, 2-process DDP / ZeRO-3,
-# kill -9 and resume, a Ctrl-C'd CLI sweep, two concurrent trainings) takes about 4 min more: `make test-all`
-# runs everything, `make test-integration` that tier alone. REQUIRE_LMMS=1: the lmms-eval tests fail instead of
-# skipping when .venv-lmms or the toy bench is missing.
-test: $(STAMP) ## the test suite without its integration tier (CI runs this; builds .venv if missing; under 5 min)
+# Two tiers. `make test` (CI, .ci/run): EVERY test, the integration tier included (marker `integration`: lmms-eval's
+# real CLI, the local one- and two-node SLURM clusters, 2-process DDP / ZeRO-3, kill -9 and resume, a Ctrl-C'd CLI
+# sweep, concurrent trainings, a real MLflow tracking server). It builds what those need first: .venv-lmms, the first
+# toy's benchmark split and its stage-2 policy (the trained-toy lmms-eval case), slurm-wlm. REQUIRE_LMMS=1: an
+# lmms-eval test fails instead of skipping when something it needs is missing. `make test-fast`: the edit loop,
+# every test except the integration tier, under 5 min on 2 cores.
+test: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries | $(FIRST_POLICY2) ## EVERY test (CI runs this; builds .venv, .venv-lmms, the toy bench and policy, slurm-wlm if missing)
+	REQUIRE_LMMS=1 $(PY) -m pytest -q --durations=25 $(ARGS)
+
+test-all: test ## the same as make test (every test)
+
+test-fast: $(STAMP) ## the edit loop: every test except the integration tier (builds .venv if missing; under 5 min)
 	$(PY) -m pytest -q -m "not integration" --durations=10 $(ARGS)
 
-test-all: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## the whole suite, integration tier included (builds .venv-lmms and the toy bench, installs slurm-wlm if missing; about 6 min of pytest)
-	REQUIRE_LMMS=1 $(PY) -m pytest -q --durations=15 $(ARGS)
-
-test-integration: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries ## only the integration tier: lmms-eval CLI, SLURM cluster, DDP / ZeRO-3, kill -9 (about 4 min of pytest)
-	REQUIRE_LMMS=1 $(PY) -m pytest -q -m integration --durations=15 $(ARGS)
-
-test-fast: $(STAMP) ## run the tests not marked slow
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test-integration: $(STAMP) $(LMMS_STAMP) $(TOYBENCH) slurm-binaries | $(FIRST_POLICY2) ## only the integration tier: lmms-eval CLI, SLURM clusters, DDP / ZeRO-3, kill -9, MLflow server
+	REQUIRE_LMMS=1 $(PY) -m pytest -q -m integration --durations=25 $(ARGS)
 
 test-resume: $(STAMP) ## kill -9 a real training run, resume it, compare with an uninterrupted run
 	$(PY) -m pytest -q -m resume $(ARGS)

@@ -16,8 +16,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every lmms / slurm / distributed / resume test is also `integration`: `make test` (-m "not integration")
-    leaves them to `make test-all` and `make test-integration`."""
+    """Every lmms / slurm / distributed / resume test is also `integration`: `make test-fast` (-m "not integration")
+    leaves them to `make test` (every test) and `make test-integration`."""
     for item in items:
         if any(item.get_closest_marker(m) for m in INTEGRATION):
             item.add_marker(pytest.mark.integration)

@@ -117,11 +117,11 @@ def select(batch, i):
 
 
 def need_lmms(*paths: Path) -> None:
-    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test-all` sets it after building
+    """Skip without .venv-lmms (or `paths`, e.g. the toy bench), unless REQUIRE_LMMS=1 (`make test` sets it after building
     both): then their absence is a failure, so CI cannot pass with the lmms-eval tests silently skipped."""
     missing = [str(p.relative_to(ROOT)) for p in (LMMS_VENV / "bin/lmms-eval", *paths) if not p.exists()]
     if missing:
-        msg = f"missing {missing}: `make test-all` / `make test-lmms` build .venv-lmms and the toy bench"
+        msg = f"missing {missing}: `make test` / `make test-lmms` build .venv-lmms and the toy bench"
         pytest.fail(msg + " (REQUIRE_LMMS=1)") if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
 
 

@@ -2,16 +2,17 @@
 over the families with an lmms-eval class (score_qwen2_5_vl, score_llava_onevision).
 
 Both run on the same checkpoint, policy, ratio and exported toy questions; they must count the SAME number of
-correct answers (same frames, same selection, same scoring). tiny_random (runs in `make test-all`): a tiny RANDOM
+correct answers (same frames, same selection, same scoring). tiny_random: a tiny RANDOM
 checkpoint of the family and a RANDOM policy, built in seconds, 20 questions: accuracy near chance, the equality
-is the point. trained_toy (`make test-lmms` trains what it needs; skipped without artifacts/toy-mllm and
-runs/first-toy-stage2/policy.pt): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
+is the point. trained_toy (`make test` and `make test-lmms` train what it needs; without artifacts/toy-mllm and
+runs/first-toy-stage2/policy.pt it fails under REQUIRE_LMMS=1, else skips): the trained toy Qwen2.5-VL + its stage-2 policy, 100 questions, a non-trivial accuracy.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,12 +35,11 @@ CASES = [("qwen2_5_vl", "tiny_random"), ("qwen2_5_vl", "trained_toy"), ("llava_o
 def test_lmms_eval_cli_accuracy_equals_score_lit_eval(tmp_path, family, model):
     if model == "trained_toy":
         missing = [str(p.relative_to(ROOT)) for p in (TOY, POLICY) if not p.exists()]
-        if (
-            missing
-        ):  # a skip even under REQUIRE_LMMS=1: `make test-all` does not train (the tiny_random case runs instead)
-            pytest.skip(
-                f"missing {missing}: `make test-lmms` makes them (copies the committed toy, trains stage 1 and 2)"
+        if missing:  # `make test` and `make test-lmms` make them first (REQUIRE_LMMS=1: their absence fails)
+            msg = (
+                f"missing {missing}: `make test` / `make test-lmms` make them (copy the committed toy, train stage 1+2)"
             )
+            pytest.fail(msg) if os.environ.get("REQUIRE_LMMS") == "1" else pytest.skip(msg)
         need_lmms(BENCH)
         ckpt, pol, n_questions = TOY.relative_to(ROOT), POLICY.relative_to(ROOT), 100  # the toy misses 6 of them at 10%
     else:

@@ -1,5 +1,5 @@
-"""The two tiers of the suite: every lmms / slurm / distributed / resume test is also `integration` (conftest.py),
-so `make test` (-m "not integration") leaves all of them, and only them, to `make test-all`."""
+"""The two tiers of the suite: every lmms / slurm / distributed / resume test is also `integration` (conftest.py), so
+`make test-fast` (-m "not integration") leaves all of them, and only them, out; `make test` (CI) runs every test."""
 
 from pathlib import Path
 
@@ -18,7 +18,8 @@ def test_every_process_level_test_is_in_the_integration_tier(request):
     ]
     assert unmarked == []
     make = (ROOT / "Makefile").read_text()
-    assert (
-        '$(PY) -m pytest -q -m "not integration"' in make.split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    )  # make test's recipe
+    recipe = lambda target: make.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]  # noqa: E731
+    assert "$(PY) -m pytest -q --durations" in recipe("test") and " -m " not in recipe("test").split("pytest")[1]
+    assert "REQUIRE_LMMS=1" in recipe("test")  # CI fails, not skips, when an lmms-eval test lacks what it needs
+    assert '$(PY) -m pytest -q -m "not integration"' in recipe("test-fast")
     assert (ROOT / ".ci/run").read_text().strip().splitlines()[-1] == "make test"
