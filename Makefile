@@ -20,7 +20,7 @@ POLICY1 := runs/stage1/policy.pt
 POLICY2 := runs/stage2/policy.pt
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-lmms lint format bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean first-toy-mllm ablation export-evidence eval-long seeds
+.PHONY: help venv lock slurm-binaries test test-all test-integration test-fast test-resume test-slurm test-distributed test-mlflow test-lmms lint format bench-gpu gpu-wheels toy-mllm train-stage1 train-stage2 train-curriculum data-check eval viz bench mlflow-ui clean first-toy-mllm ablation export-evidence eval-long seeds
 
 help: ## list every target with one line
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test-slurm: $(STAMP) slurm-binaries ## one- and two-node SLURM clusters on local
 
 test-distributed: $(STAMP) ## 2-process DDP and DeepSpeed ZeRO-3 fits on CPU
 	$(PY) -m pytest -q -m distributed $(ARGS)
+
+test-mlflow: $(STAMP) ## train against a real mlflow server on loopback; kill it mid-run, check no metric is lost
+	$(PY) -m pytest -q -m mlflow_server $(ARGS)
 
 lint: $(STAMP) ## ruff check + ruff format --check over src tests tools (what tests/test_lint.py checks)
 	$(VENV)/bin/ruff check src tests tools

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import INTEGRATION
+from helpers import INTEGRATION, MlflowServer
 
 from score_lit.training.quiet import QUIET_WARNINGS
 
@@ -16,8 +16,17 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Every lmms / slurm / distributed / resume test is also `integration`: `make test-fast` (-m "not integration")
-    leaves them to `make test` (every test) and `make test-integration`."""
+    """Every lmms / slurm / distributed / resume / mlflow_server test is also `integration`: `make test-fast`
+    (-m "not integration") leaves them to `make test` (every test) and `make test-integration`."""
     for item in items:
         if any(item.get_closest_marker(m) for m in INTEGRATION):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` on loopback for the session (its own sqlite store and artifacts), started by the first
+    test that asks for it and killed at the end. A test that kills it starts it again before it returns."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.kill()

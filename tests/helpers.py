@@ -16,7 +16,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LMMS_VENV = ROOT / ".venv-lmms"
-INTEGRATION = ("lmms", "slurm", "distributed", "resume")  # markers whose tests are all integration tests too
+INTEGRATION = (
+    "lmms",
+    "slurm",
+    "distributed",
+    "resume",
+    "mlflow_server",
+)  # markers whose tests are all integration tests too
 
 
 # ------------------------------------------------------------------------------------------------ training runs
@@ -53,6 +59,60 @@ def tiny_run(
 def tiny_overrides(tmp_path, steps=4):
     """tiny_run of `steps` stage-1 steps on 40 training and 4 validation samples."""
     return tiny_run(tmp_path, steps=steps, data={"val_samples": 4, "train_samples": 40})
+
+
+# ------------------------------------------------------------------------------------------------ MLflow server
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on loopback with its own sqlite store and artifact folder under `root` (conftest's
+    session fixture `mlflow_server` starts one for the session). `kill()` is a real SIGKILL of the server's process
+    group; `start()` brings it back on the same port and store."""
+
+    def __init__(self, root: Path):
+        self.root, self.port = Path(root), free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--workers", "1"]
+        cmd += ["--artifacts-destination", str(self.root / "artifacts")]
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job workers: 5 s to start, not 13
+        log = (self.root / "server.log").open("a")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow server exited ({self.proc.returncode}): {self.root / 'server.log'}")
+            try:
+                urllib.request.urlopen(self.uri + "/health", timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.25)
+        self.kill()
+        raise RuntimeError(f"mlflow server did not answer within {timeout:.0f} s: {self.root / 'server.log'}")
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the server and the uvicorn worker it started
+            self.proc.wait(timeout=30)
+        self.proc = None
 
 
 # ------------------------------------------------------------------------------------------------ adapter batches

@@ -217,3 +217,24 @@ def test_deepspeed_zero3_builds_a_checkpoint_partitioned_from_construction(tmp_p
         torch.testing.assert_close(torch.tensor(r["ce_base_run"]), torch.tensor(r["ce_base_whole"]), rtol=0, atol=1e-5)
     assert_same(r0["final"], r1["final"])
     assert (tmp_path / "runs" / "zero3ckpt" / "policy.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.mlflow_server
+def test_ddp_against_a_tracking_server_logs_from_rank_0_only(tmp_path, mlflow_server):
+    """2 CPU processes, DDP, tracking.tracking_uri = conftest's real `mlflow server`: one MLflow run, each step's
+    metrics once (a second logging rank would open a run of its own or log every step twice)."""
+    from mlflow.tracking import MlflowClient
+
+    steps = 3
+    uri = f"tracking.tracking_uri={mlflow_server.uri}"
+    run_two_ranks(
+        tmp_path, tiny(tmp_path, "ddp", steps, val=False) + ["trainer.strategy=ddp", uri, "tracking.experiment=ddp"]
+    )
+    client = MlflowClient(mlflow_server.uri)
+    runs = client.search_runs([client.get_experiment_by_name("ddp").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED" and runs[0].info.run_name == "ddp"
+    for key in ("loss", "reward/fidelity", "time/rollout"):
+        assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, key)) == list(range(steps)), key
+    assert not (tmp_path / "runs" / "ddp" / "mlflow_pending.jsonl").exists()

@@ -4,6 +4,7 @@
     python -m score_lit data-check /data/videos.jsonl --frames 32  # every bad row / video, before a run
     python -m score_lit show-config conf/stage1.yaml rl.group_size=4   # any file in conf/ (bench_*, toy/* too)
     python -m score_lit plot-run RUN_ID --out curves.png
+    python -m score_lit mlflow-sync runs/NAME   # upload what a run kept while its tracking server was unreachable
     python -m score_lit eval conf/eval.yaml eval.ratios=[0.1,0.05]  # retention sweep: methods x ratios
     python -m score_lit card runs/stage2/policy --eval runs/eval/SWEEP  # the policy folder's README.md model card
     python -m score_lit cache-features conf/stage2.yaml stage2.data.cache_dir=/data/features  # fill the feature cache
@@ -48,6 +49,9 @@ def schema_class(name: str) -> type:
 def cmd_train(args: list[str]) -> int:
     cfg = load_config(*split_args(args))  # validate before the heavy imports: bad input fails in a blink
     check_files(cfg)
+    from score_lit.training.tracking_server import check_server
+
+    check_server(cfg.tracking_uri)  # a tracking server that does not answer, before lightning is imported
     from score_lit.training.fit import fit, report
 
     report(fit(cfg))
@@ -74,6 +78,21 @@ def cmd_plot_run(args: list[str]) -> int:
 
     uri = ns.tracking_uri or Config().tracking_uri
     print(plot_training_curves(uri, find_run(uri, ns.run_id), ns.out))
+    return 0
+
+
+def cmd_mlflow_sync(args: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="score_lit mlflow-sync",
+        description="upload RUN_DIR/mlflow_pending.jsonl (what a training kept while its MLflow server was "
+        "unreachable) and, if the run ended then, its policy.pt, curves and end status",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run's folder, runs/<name>")
+    p.add_argument("--tracking-uri", default=None, help="default: the server the run logged to (in the file)")
+    ns = p.parse_args(args)
+    from score_lit.training.tracking_server import sync_run
+
+    print(sync_run(ns.run_dir, ns.tracking_uri))
     return 0
 
 
@@ -280,6 +299,7 @@ COMMANDS = {
     "train": cmd_train,
     "show-config": cmd_show_config,
     "plot-run": cmd_plot_run,
+    "mlflow-sync": cmd_mlflow_sync,
     "export-split": cmd_export_split,
     "toy-mllm": cmd_toy_mllm,
     "data-check": cmd_data_check,

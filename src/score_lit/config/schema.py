@@ -11,6 +11,7 @@ imports nothing of score_lit but errors (no registry, no torch).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,11 @@ class Config:
 
     @property
     def tracking_uri(self) -> str:
-        return self.tracking.tracking_uri or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+        return (
+            self.tracking.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{PROJECT_ROOT / 'mlflow.db'}"
+        )
 
     @property
     def artifact_location(self) -> str | None:

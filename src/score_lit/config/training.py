@@ -220,13 +220,24 @@ class TrainerConfig:
 class TrackingConfig:
     """MLflow, through Lightning's MLFlowLogger."""
 
-    # None -> sqlite:///<project root>/mlflow.db. MLflow 3.17 refuses the old ./mlruns file store.
+    # None -> $MLFLOW_TRACKING_URI if set, else sqlite:///<project root>/mlflow.db (MLflow 3.17 refuses the old
+    # ./mlruns file store). A server, http(s)://HOST:PORT, must answer when the run starts; an outage during the run
+    # is waited out (score_lit.training.tracking_server).
     tracking_uri: str | None = None
     experiment: str = "score_lit"
     run_name: str | None = None
     # Log metrics from MLflow's background queue instead of one blocking sqlite write per step (about
-    # 10 ms a step on the toy setup, where a whole step is 80 ms). Flushed before the run ends.
+    # 10 ms a step on the toy setup, where a whole step is 80 ms). Flushed before the run ends. Not with a
+    # server: the queue drops a batch it fails to send, so a server's batches are sent one by one (a
+    # loopback server took about 10 ms a batch).
     async_logging: bool = True
     # Where a new experiment stores artifacts (policy.pt, plots). None -> mlartifacts/ beside a sqlite
     # store's file (not ./mlruns of whatever folder the command ran in).
     artifact_location: str | None = None
+    # While a tracking server is unreachable, a logging step asks it this often (seconds) whether it is back
+    # (one plain HTTP request); the metrics kept meanwhile go up when it answers.
+    retry_every_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.retry_every_s <= 0:
+            raise ConfigError(f"tracking.retry_every_s={self.retry_every_s} must be > 0 seconds, e.g. 30")

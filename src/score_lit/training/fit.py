@@ -40,6 +40,7 @@ from score_lit.training.resume import (
 )
 from score_lit.training.rundir import claim_run_dir, move_aside, release_all
 from score_lit.training.strategies import build_strategy
+from score_lit.training.tracking_server import Outage, bounded_retries, check_server, is_server, unreachable
 
 
 @dataclass
@@ -51,16 +52,46 @@ class FitResult:
     tracking_uri: str
     experiment: str
     final_metrics: dict
+    pending: Path | None = None  # <run_dir>/mlflow_pending.jsonl when the tracking server was still away at the end
 
 
 class RunLogger(MLFlowLogger):
     """MLFlowLogger whose run ends KILLED, not FAILED, when the training was interrupted by Ctrl-C:
-    Lightning finalizes every interrupted run as "failed"; `interrupted` is set by StopReport first."""
+    Lightning finalizes every interrupted run as "failed"; `interrupted` is set by StopReport first.
+
+    With a tracking server, `outage` is set: a metric batch that cannot reach the server is kept in the run folder
+    and the training goes on (score_lit.training.tracking_server); Lightning's own logging is used otherwise."""
 
     interrupted = False
+    outage: Outage | None = None
 
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        if self.outage is None:
+            return super().log_metrics(metrics, step)
+        if not self.outage.reconnect(self.experiment):
+            return self.outage.keep(step, dict(metrics))
+        try:
+            super().log_metrics(metrics, step)
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            self.outage.begin(e, step)
+            self.outage.keep(step, dict(metrics), attempted=True)
+
+    @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        super().finalize("KILLED" if status == "failed" and self.interrupted else status)
+        status = "KILLED" if status == "failed" and self.interrupted else status
+        if self.outage is None:
+            return super().finalize(status)
+        if self.outage.reconnect(self.experiment, force=True):
+            try:
+                return super().finalize(status)
+            except Exception as e:
+                if not unreachable(e):
+                    raise
+                self.outage.begin(e, None)
+        self.outage.keep_end({"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED"}.get(status, status))
 
 
 class StopReport(Callback):
@@ -147,13 +178,15 @@ def _rank_world(cfg: Config) -> tuple[int, int]:
 
 def fit(cfg: Config, callbacks: list[Callback] = ()) -> FitResult:
     """Train cfg's phases; `callbacks` are added to the Trainer's own (e.g. a profiler or a batch recorder). The
-    warnings and log lines `quiet_run` names are silenced for the run's duration."""
-    with quiet_run():
+    warnings and log lines `quiet_run` names are silenced for the run's duration; MLflow's HTTP retries are bounded
+    (an unreachable tracking server costs seconds, not minutes: score_lit.training.tracking_server)."""
+    with quiet_run(), bounded_retries():
         return _prepare_and_fit(cfg, callbacks)
 
 
 def _prepare_and_fit(cfg: Config, callbacks: list[Callback]) -> FitResult:
     check_files(cfg)  # every file the run reads, before anything is built or written
+    check_server(cfg.tracking_uri)  # a tracking server that does not answer: one line, before anything is written
     ckpt_path = resolve_resume(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # ZeRO-3 with a checkpoint: the frozen model is built later, partitioned as it is created (ScoreModule.configure_model).
@@ -247,6 +280,7 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         print(f"overwrite=true: the run that was in {run_dir} is now in {moved}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = None
+    server = is_server(cfg.tracking_uri)
     if rank0:  # only rank 0 writes the config and opens the store (ranks racing to create a fresh sqlite schema fail)
         (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         ensure_store(cfg.tracking_uri)  # a fresh sqlite store: its tables once, whoever else opens it now
@@ -256,12 +290,16 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
             tracking_uri=cfg.tracking_uri,
             artifact_location=cfg.artifact_location,
             log_model=False,
-            synchronous=not cfg.tracking.async_logging,
+            # MLflow's async queue drops a batch it fails to send (an error log line): a server's batches go one by one
+            synchronous=server or not cfg.tracking.async_logging,
             run_id=previous_run_id(cfg, meta) if ckpt_path else None,  # a resumed run continues its MLflow run
         )
     try:
         if logger is not None:
             log_params_once(logger.experiment, logger.run_id, flatten(to_dict(cfg)))
+            if server:
+                logger.outage = Outage(run_dir, cfg.tracking_uri, logger.run_id, cfg.tracking.retry_every_s)
+                logger.outage.upload_left(logger.experiment)  # what a previous attempt of this run kept
             trainer.loggers = [logger]
         run_id = logger.run_id if logger is not None else None
         tracking.info["run_id"] = run_id
@@ -270,24 +308,45 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         with stop.latch:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     except BaseException as e:  # Lightning ends the run inside fit; anything else must not leave it RUNNING
-        if logger is not None and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
+        offline = logger is not None and logger.outage is not None and logger.outage.offline
+        if logger is not None and not offline and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
             logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    if cfg.tracking.async_logging:
+    if cfg.tracking.async_logging and not server:
         import mlflow
 
         mlflow.flush_async_logging()  # every queued metric is in the store before the curves read it back
+    pending = None
     if logger is not None:
-        logger.experiment.log_artifact(run_id, str(policy_path))
-        curves = plot_training_curves(cfg.tracking_uri, run_id, run_dir / "curves.png", f"{cfg.name} ({run_id[:8]})")
-        logger.experiment.log_artifact(run_id, str(curves))
+        outage = logger.outage
+        try:
+            if outage is None or not outage.offline:
+                logger.experiment.log_artifact(run_id, str(policy_path))
+                curves = plot_training_curves(
+                    cfg.tracking_uri, run_id, run_dir / "curves.png", f"{cfg.name} ({run_id[:8]})"
+                )
+                logger.experiment.log_artifact(run_id, str(curves))
+        except Exception as e:
+            if outage is None or not unreachable(e):
+                raise
+            outage.begin(e, None)
+            outage.keep_end("FINISHED")  # mlflow-sync logs policy.pt and the curves before it ends the run
+        if outage is not None and outage.offline:
+            pending = outage.path
+            outage.report_end()
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-    return FitResult(run_dir, policy_path, ckpt_dir, run_id, cfg.tracking_uri, cfg.tracking.experiment, final)
+    return FitResult(run_dir, policy_path, ckpt_dir, run_id, cfg.tracking_uri, cfg.tracking.experiment, final, pending)
 
 
 def report(result: FitResult, out=sys.stdout) -> None:
     print(f"policy checkpoint : {result.policy_path}", file=out)
-    print(f"training curves   : {result.run_dir / 'curves.png'}", file=out)
+    if result.pending is not None:
+        print(f"mlflow pending    : {result.pending} (python -m score_lit mlflow-sync {result.run_dir})", file=out)
+    else:
+        print(f"training curves   : {result.run_dir / 'curves.png'}", file=out)
     print(f"lightning ckpts   : {result.checkpoint_dir}", file=out)
     print(f"mlflow run        : {result.run_id} (experiment '{result.experiment}') in {result.tracking_uri}", file=out)
-    print("open it with      : make mlflow-ui   (then http://127.0.0.1:5000)", file=out)
+    if is_server(result.tracking_uri):
+        print(f"open it at        : {result.tracking_uri}", file=out)
+    else:
+        print("open it with      : make mlflow-ui   (then http://127.0.0.1:5000)", file=out)
