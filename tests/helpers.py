@@ -259,7 +259,7 @@ def local_slurm(base: Path, nodes: int = 1):
     yields its slurm.conf. Afterwards, also on failure: every job cancelled (slurmstepd outlives slurmd, and its
     tasks with it), then the daemons it started stopped by their PIDs (stop_slurm.sh)."""
     missing = [p for p in SLURM_BINARIES if not Path(p).exists()]
-    if missing:  # no test installs system packages: `make test-slurm` / `make test-all` run install_slurm.sh first
+    if missing:  # no test installs system packages: `make test-slurm` / `make test` run install_slurm.sh first
         pytest.fail(f"SLURM is missing ({missing}): run `make slurm-binaries` (tools/slurm/install_slurm.sh) first")
     ctld, *slurmd = free_ports(1 + nodes)
     env = {

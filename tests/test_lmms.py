@@ -2,7 +2,7 @@
 
 * ScoreHooks (no lmms-eval needed, default suite): `generate` on a hooked tiny Qwen2.5-VL equals, step by step,
   the stock forward on the FULL sequence with the dropped video tokens masked out as keys (same position ids).
-* lmms-eval's real CLI (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh; `make test-all` builds it and
+* lmms-eval's real CLI (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh; `make test` builds it and
   sets REQUIRE_LMMS=1, so there a missing venv fails; plain pytest skips without it):
   `lmms-eval --model score_qwen2_5_vl ... --tasks score_toy` prints the same accuracy as `python -m score_lit eval`
   on the same questions at the same retention ratio (equal counts, not approximately), on a tiny random checkpoint

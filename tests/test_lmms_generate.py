@@ -33,7 +33,7 @@ from helpers import FAMILY_ARGS, LMMS_VENV, ROOT, lmms_env, need_lmms, question_
 TOY, BENCH = (
     ROOT / "models/toy-mllm",
     ROOT / "artifacts/toy-bench/test.jsonl",
-)  # the committed toy (make test-all copies nothing)
+)  # the committed toy (make test copies nothing)
 TASK = ROOT / "tools/lmms/tasks/score_toy_gen"
 N = 16  # questions per run
 N_QWEN3 = 8  # questions per task for the Qwen3 families (two tasks in one run)

@@ -6,7 +6,7 @@
   default positions (position_ids=compacted). The stock processor path cannot run here (LlavaOnevisionVideoProcessor
   needs torchvision), so the <video> placeholders and pixel_values_videos are built without it.
 * lmms-eval (marker `lmms`, needs .venv-lmms from tools/lmms/setup_venv.sh; skipped without it, except under
-  `make test-all`, which builds it and sets REQUIRE_LMMS=1): the real CLI on a tiny random checkpoint + random policy gives the same
+  `make test`, which builds it and sets REQUIRE_LMMS=1): the real CLI on a tiny random checkpoint + random policy gives the same
   number of correct answers as `python -m score_lit eval` on the same questions and retention ratio. (The registry
   check for `score_llava_onevision` runs in test_lmms.py, in the same lmms-eval process as Qwen's.)
 """

@@ -45,7 +45,7 @@ FAILED = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     """One two-node cluster for every test here (only this module uses it: it stops as soon as they are done, not at
-    the end of a `make test-all` session); yields its SLURM_CONF."""
+    the end of a `make test` session); yields its SLURM_CONF."""
     base = tmp_path_factory.mktemp("slurm-two-node")
     with local_slurm(base, nodes=2) as conf:
         yield conf
