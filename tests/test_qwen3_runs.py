@@ -9,7 +9,7 @@ import pytest
 
 from score_lit.cli import main
 from score_lit.config import MLLMConfig, PolicyConfig, load_config
-from score_lit.config.names import METHODS
+from score_lit.config.names import DEFAULT_METHODS as METHODS  # the pre-vision variants are Qwen2.5-VL's
 from score_lit.mllm import build_mllm
 from score_lit.rl.policy import build_policy
 from score_lit.toy.export import export_split

@@ -15,7 +15,9 @@ tokens once, independently of r, and every ratio is a cut of that ranking by one
 (score_lit.compressors.topk.keep_top; `select` = rank + cut); the structural and merging methods (uniform,
 pool, visionzip, dycoke) choose per ratio and have only `select`. A method whose structure cannot meet the
 budget exactly (e.g. whole frames) may keep more; the evaluation reports the tokens actually kept and flags it. Methods that need
-the LLM (fastv) also get the tokenized prompts. `selection_flops(shape, ratio, text_tokens, llm)` is what a
+the LLM (fastv) also get the tokenized prompts. A method with `encodes = True` (score_prevision and its variants)
+takes the batch's video inputs instead and runs the vision tower itself, on the groups of the tokens a gate lets
+through: `select_video(video, ratio, prompts) -> (VisualTokens, Selection, gate keep)`. `selection_flops(shape, ratio, text_tokens, llm)` is what a
 method's selection costs in FLOPs, for the sweep's compute column (formulas in score_lit.compressors.flops).
 `import score_lit.compressors` imports no method module.
 """
@@ -40,6 +42,13 @@ REGISTRY: dict[str, str] = {
     "fastv": "score_lit.compressors.fastv:FastV",
     "visionzip": "score_lit.compressors.visionzip:VisionZip",
     "dycoke": "score_lit.compressors.dycoke:DyCoke",
+    # SCORE behind a pre-vision gate: the method runs the vision tower itself, on the gate's groups (`encodes`)
+    "score_prevision": "score_lit.compressors.prevision:PreVisionScore",
+    "score_prevision_embed": "score_lit.compressors.prevision:PreVisionScoreEmbed",
+    "score_prevision_next": "score_lit.compressors.prevision:PreVisionScoreNext",
+    "score_prevision_min25": "score_lit.compressors.prevision:PreVisionScoreMin25",
+    "score_prevision_2x": "score_lit.compressors.prevision:PreVisionScore2x",
+    "score_prevision_5x": "score_lit.compressors.prevision:PreVisionScore5x",
 }
 
 

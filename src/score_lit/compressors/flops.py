@@ -150,6 +150,29 @@ def dycoke_flops(t: int, n: int, d: int) -> int:
     return 3 * v * d + (2 * v * d if t > 1 else 0) + v * d
 
 
+def vision_tower_flops(vcfg: Any, windows: list[int], units: list[int]) -> int:
+    """Qwen2.5-VL's vision tower over P = sum(windows) patches (= sum(units)) of width w, MLP width d_ff, in
+    G = P / m^2 merged groups (vcfg: hidden_size, intermediate_size, depth, fullatt_block_indexes, in_channels,
+    temporal_patch_size, patch_size, spatial_merge_size, out_hidden_size). windows / units: the patches of each
+    attention segment of the windowed and the full-attention blocks (score_lit.mllm.vision_prune.pruned_segments):
+
+        patch_embed   2 P (C tps p^2) w
+        block         2 P (3 w^2 + w^2 + 3 w d_ff)          qkv, proj; SwiGLU gate, up, down
+                      + 4 w sum_s L_s^2                       QK^T and AV within each segment (non-causal)
+        merger        2 G (m^2 w m^2 w + m^2 w D_out)        two linear layers over the m^2 w concatenation
+
+    Norms, RoPE, softmax, biases and activations are left out, as in the LLM."""
+    w, ff, m = int(vcfg.hidden_size), int(vcfg.intermediate_size), int(vcfg.spatial_merge_size)
+    p = sum(windows)
+    in_dim = int(getattr(vcfg, "in_channels", 3)) * int(vcfg.temporal_patch_size) * int(vcfg.patch_size) ** 2
+    full = set(int(i) for i in vcfg.fullatt_block_indexes)
+    depth = int(vcfg.depth)
+    attn_full, attn_win = 4 * w * sum(L * L for L in units), 4 * w * sum(L * L for L in windows)
+    blocks = depth * 2 * p * (4 * w * w + 3 * w * ff) + sum(attn_full if i in full else attn_win for i in range(depth))
+    g = p // (m * m)
+    return 2 * p * in_dim * w + blocks + 2 * g * (m * m * w * m * m * w + m * m * w * int(vcfg.out_hidden_size))
+
+
 def question_flops(cfg: Any, text: int, kept: int, select: int) -> int:
     """One question's prefill FLOPs: prefill_flops(text + kept) + the selection's own FLOPs."""
     return prefill_flops(cfg, text + kept) + select

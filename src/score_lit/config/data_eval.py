@@ -85,7 +85,7 @@ class DataConfig:
 
 
 METHODS = names.METHODS  # the compressors eval can sweep (score_lit.compressors), torch-free; registering adds to it
-_BUILTIN_METHODS = tuple(METHODS)  # eval.methods' default: the built-in ones
+_BUILTIN_METHODS = tuple(names.DEFAULT_METHODS)  # eval.methods' default: the built-in ones but the pre-vision variants
 
 
 @dataclass

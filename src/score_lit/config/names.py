@@ -25,8 +25,17 @@ POLICIES: list[str] = ["mlp", "query_mlp", "temporal_mlp"]  # score_lit.rl.polic
 ACTIVATIONS: list[str] = ["gelu", "relu", "silu", "tanh"]  # score_lit.rl.policy.ACTIVATIONS
 # score_lit.data.FAMILIES: the first toy's (synthetic) and the evidence benchmark's (evidence)
 FAMILIES: list[str] = ["stitched", "flash", "distracted", "colour", "order", "move"]
-# score_lit.compressors.REGISTRY: eval.methods
-METHODS: list[str] = ["score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke"]
+# score_lit.compressors.REGISTRY: eval.methods; DEFAULT_METHODS are eval.methods' default (the pre-vision variants,
+# which run the vision tower once per ratio, are swept only when named)
+DEFAULT_METHODS: list[str] = ["score", "uniform", "pool", "random", "surprise", "fastv", "visionzip", "dycoke"]
+METHODS: list[str] = DEFAULT_METHODS + [
+    "score_prevision",
+    "score_prevision_embed",
+    "score_prevision_next",
+    "score_prevision_min25",
+    "score_prevision_2x",
+    "score_prevision_5x",
+]
 # score_lit.data.benchmarks.BENCHMARKS: eval.benchmark
 BENCHMARKS: list[str] = ["toy", "evidence", "videomme", "mvbench", "mlvu", "longvideobench", "egoschema", "nextqa"]
 

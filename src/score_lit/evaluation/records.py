@@ -31,6 +31,7 @@ class Outcome:
     select_flops: list[float] = field(default_factory=list)  # [Q] the selection's part of them
     prefill_s: float = 0.0  # wall time of the LLM calls
     select_s: float = 0.0  # wall time of the selection (a ranking method: its ranking + this ratio's cut)
+    vision_flops: list[float] = field(default_factory=list)  # [Q] the vision tower's FLOPs; [] = not measured
 
     def extend(self, other: Outcome) -> None:
         self.correct += other.correct
@@ -39,6 +40,7 @@ class Outcome:
         self.select_flops += other.select_flops
         self.prefill_s += other.prefill_s
         self.select_s += other.select_s
+        self.vision_flops += other.vision_flops
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +50,7 @@ class Outcome:
             "select_flops": self.select_flops,
             "prefill_s": self.prefill_s,
             "select_s": self.select_s,
+            "vision_flops": self.vision_flops,
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class Outcome:
             nan(d.get("select_flops", [])),
             float(d.get("prefill_s", 0.0)),
             float(d.get("select_s", 0.0)),
+            nan(d.get("vision_flops", [])),
         )
 
 

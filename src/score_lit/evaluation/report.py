@@ -34,6 +34,9 @@ FIELDS = [
     "prefill_tflops",
     "select_tflops",
     "flops_pct_of_vanilla",
+    "vision_tflops",
+    "total_tflops",
+    "total_flops_pct_of_vanilla",
     "n",
 ]
 
@@ -69,6 +72,10 @@ def result_rows(record: BatchRecord, family: dict, bench_name: str) -> list[dict
                 _family_mean(ids, t.flops, family, fam),
                 _family_mean(ids, record.vanilla.flops, family, fam),
             )
+            vis, van_vis = (
+                _family_mean(ids, t.vision_flops, family, fam),
+                _family_mean(ids, record.vanilla.vision_flops, family, fam),
+            )
             rows.append(
                 {
                     "benchmark": bench_name,
@@ -85,6 +92,11 @@ def result_rows(record: BatchRecord, family: dict, bench_name: str) -> list[dict
                     "prefill_tflops": flops / TERA,
                     "select_tflops": _family_mean(ids, t.select_flops, family, fam) / TERA,
                     "flops_pct_of_vanilla": round(100 * flops / van_flops, 2) if van_flops > 0 else float("nan"),
+                    "vision_tflops": vis / TERA,
+                    "total_tflops": (vis + flops) / TERA,
+                    "total_flops_pct_of_vanilla": round(100 * (vis + flops) / (van_vis + van_flops), 2)
+                    if van_vis + van_flops > 0
+                    else float("nan"),
                     "n": sum(1 for i in ids if fam == "all" or family[i] == fam),
                 }
             )

@@ -31,7 +31,13 @@ selects per ratio; each (method, ratio) then makes one LLM call on text + kept t
                    vision encoder is left out (the same for every method). flops_pct_of_vanilla = prefill_tflops
                    / vanilla's on the same questions x 100; a method whose selection has no formula gets NaN.
                    flops.matched_compute(rows) picks, per method, the best accuracy at no more compute than
-                   SCORE's.
+                   SCORE's;
+  vision_tflops    the vision tower's FLOPs per question (compressors.flops.vision_tower_flops; NaN for a family
+                   without the formula): the whole tower for every method, vanilla included, but for a method that
+                   runs the tower itself on the groups its gate lets through (`encodes`: score_prevision and its
+                   variants, compressors/prevision.py), whose select_ms then also holds the gate's, the pruned
+                   tower's and the policy's time; total_tflops = vision_tflops + prefill_tflops, and
+                   total_flops_pct_of_vanilla its share of vanilla's.
 Outputs in eval.out_dir (written by score_lit.evaluation.run): questions.jsonl (one BatchRecord per batch, score_lit.evaluation.records, appended
 as it comes; eval.resume=true reads it back), sweep.json (the settings, whether it finished), results.csv
 (one row per benchmark, family, method, ratio), results.md and accuracy_vs_retention.png (one line per
@@ -115,6 +121,22 @@ class _Measure:
         }
         self.text_cfg = mllm.model.config.text_config  # the LLM's sizes, for the FLOPs columns
         self.no_flops: set = set()  # methods without a selection FLOPs formula (warned once)
+        self.tower_flops: dict = {}  # grid -> the whole vision tower's FLOPs on one video
+
+    def _vision_flops(self, grid, keep=None) -> float:
+        """The vision tower's FLOPs on one video (all its groups, or the kept ones: keep [T*N]); NaN for a family
+        without a formula (warned once). The whole tower's count is computed once per grid."""
+        try:
+            if keep is None:
+                if grid not in self.tower_flops:
+                    self.tower_flops[grid] = self.mllm.vision_flops(grid)
+                return self.tower_flops[grid]
+            return self.mllm.vision_flops(grid, keep)
+        except NotImplementedError as err:
+            if "vision" not in self.no_flops:
+                self.no_flops.add("vision")
+                log.warning("no vision tower FLOPs (%s); the vision_tflops column is NaN", err)
+            return float("nan")
 
     def keys(self) -> list[tuple[str, float]]:
         return [(m, r) for m in self.e.methods for r in self.e.ratios]
@@ -138,24 +160,31 @@ class _Measure:
         dt += lay_s
         flops = [prefill_flops(text_cfg, n + visual.num_tokens) for n in text]
         correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
-        vanilla = Outcome(correct, [visual.num_tokens] * len(batch), flops, [0] * len(text), dt)
+        full_tower = [self._vision_flops(visual.grid)] * len(batch)
+        vanilla = Outcome(correct, [visual.num_tokens] * len(batch), flops, [0] * len(text), dt, 0.0, full_tower)
         rec = BatchRecord(list(batch.ids), left_out, vanilla, {}, [], visual.num_tokens, tuple(visual.grid))
+        video = None  # the batch's video inputs, for a method that runs the vision tower itself (`encodes`)
         for m, comp in self.comps.items():
             ranking, rank_s = _timed(dev, comp.rank, visual, prompts) if ranks(comp) else (None, 0.0)
             for r in e.ratios:
-                if ranking is None:
+                vis, vflops = visual, vanilla.vision_flops
+                if getattr(comp, "encodes", False):  # its own, pruned vision tower: its features go to the LLM
+                    video = video or _video_inputs(mllm, batch, m)
+                    (vis, sel, pre), sel_s = _timed(dev, comp.select_video, video, r, prompts)
+                    vflops = [self._vision_flops(visual.grid, pre[j]) for j in range(len(batch))]
+                elif ranking is None:
                     sel, sel_s = _timed(dev, comp.select, visual, r, prompts)
                 else:  # the ranking of this batch, cut at r
                     keep, sel_s = _timed(dev, keep_top, ranking, r, visual.grid, comp.per_frame)
                     sel = Selection(keep=keep.to(visual.tokens.device))
-                vis, masks = apply_selection(visual, sel)
+                vis, masks = apply_selection(vis, sel)
                 scores, dt = _timed(dev, mllm.score, vis, prompts, masks.to(dev), layout)
                 dt += lay_s
                 kept = sel.keep.sum(-1).tolist()
                 sf = [_selection_flops(comp, shape, r, n, text_cfg, self.no_flops) for n in text]
                 flops = [question_flops(text_cfg, n, k, s) for n, k, s in zip(text, kept, sf)]
                 correct = (scores.option_logits[:, 0].argmax(-1) == ans).tolist()
-                rec.methods[(m, r)] = Outcome(correct, kept, flops, sf, dt, rank_s + sel_s)
+                rec.methods[(m, r)] = Outcome(correct, kept, flops, sf, dt, rank_s + sel_s, vflops)
                 if abs(r - e.viz_ratio) < 1e-9:
                     on_cpu = sel.keep.cpu()
                     rec.viz += [
@@ -267,6 +296,15 @@ def _postfix(total: BatchRecord, ratios) -> dict:
     if ("score", ratios[-1]) in total.methods:
         out["score"] = f"{mean(total.methods[('score', ratios[-1])].correct):.3f}@{ratios[-1]}"
     return out
+
+
+def _video_inputs(mllm, batch, method: str):
+    """The batch's video inputs (mllm.video_inputs) for a method that encodes itself; refused for cached rows."""
+    if batch.features is not None and any(f is not None for f in batch.features):
+        from score_lit.config import ConfigError
+
+        raise ConfigError(f"eval.methods: {method} runs the vision tower on frames; unset eval.cache_dir to sweep it")
+    return mllm.video_inputs(batch)
 
 
 def prompt_text_tokens(prompts, layout) -> list[int]:

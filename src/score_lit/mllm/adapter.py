@@ -220,6 +220,22 @@ class VideoMLLM:
         """[S, D] embeddings that always follow the kept video tokens (not selectable), or None."""
         return None
 
+    # Pre-vision pruning (score_lit.compressors.prevision): families whose vision tower can skip dropped tokens'
+    # groups override these three (Qwen2.5-VL: score_lit.mllm.vision_prune); the others refuse with one line.
+    def group_inputs(self, video: VideoInputs, embed: bool = False) -> Tensor:
+        """[B, T, N, F] what the pre-vision gate reads per visual token: its group's pixels (embed: its patch
+        embeddings)."""
+        raise NotImplementedError(f"pre-vision pruning is not implemented for {self.family} (Qwen2.5-VL only)")
+
+    def encode_groups(self, video: VideoInputs, keep: Tensor) -> VisualTokens:
+        """keep [B, T*N] bool -> VisualTokens from the vision tower run on the kept tokens' groups only."""
+        raise NotImplementedError(f"pre-vision pruning is not implemented for {self.family} (Qwen2.5-VL only)")
+
+    def vision_flops(self, grid: tuple[int, int, int], keep: Tensor | None = None) -> int:
+        """FLOPs of the vision tower on one video of token grid (T, H', W'), over every token's group (keep None) or
+        the kept ones (keep [T*N] bool)."""
+        raise NotImplementedError(f"vision FLOPs are not implemented for {self.family} (Qwen2.5-VL only)")
+
     def video_block(self, visual: VisualTokens, prompts: PromptBatch, i: int) -> tuple[list[int], Tensor] | None:
         """Sample i's video block with its interleaved text, or None (the block is the video tokens alone):
         (ids [Lb]: a token id per always-kept text slot, -1 per video slot, the j-th -1 holding video token j;

@@ -141,23 +141,44 @@ class Qwen25VLAdapter(QwenVLAdapter):
         """Absolute time: tokens_per_second x seconds per temporal patch (2 x 1 s -> t ids 0, 2, 4, ...)."""
         return time_scale(self.tokens_per_second, seconds_per_temporal_patch)
 
+    # ------------------------------------------------ pre-vision pruning (score_lit.mllm.vision_prune)
+    def group_inputs(self, video: VideoInputs, embed: bool = False) -> Tensor:
+        """[B, T, N, F]: each token's group of m x m patches as pixel rows (F = m^2 C tps p^2), or with `embed` as
+        patch embeddings (F = m^2 x vision width; patch_embed over every patch)."""
+        px = video.model_kwargs["pixel_values_videos"].to(self.device)
+        b, (t, h, w) = video.positions.shape[0], video.grid
+        if embed:
+            px = self.model.model.visual.patch_embed(px)
+        return px.float().view(b, t, h * w, -1)
 
-class Qwen2VLAdapter(QwenVLAdapter):
-    family = "qwen2_vl"
-    tiny_vision = dict(embed_dim=32, hidden_size=64, mlp_ratio=2)  # embed_dim = vision width, hidden_size = LLM width
+    def encode_groups(self, video: VideoInputs, keep: Tensor) -> VisualTokens:
+        """keep [B, T*N] bool -> VisualTokens whose kept tokens come from the vision tower run on the kept groups only
+        (vision_prune.pruned_vision_forward). A dropped token holds the last kept token at its spatial position
+        before it (zeros if none): what the policy's state reads there (its change is then 0), never given to the
+        LLM by a selection inside `keep`."""
+        from score_lit.mllm.vision_prune import pruned_vision_forward
 
-    @classmethod
-    def model_class(cls):
-        from transformers import Qwen2VLForConditionalGeneration
+        dev = self.device
+        b, (t, h, w) = video.positions.shape[0], video.grid
+        keep = keep.to(dev, torch.bool).view(b, t, h * w)
+        px, grid_thw = video.model_kwargs["pixel_values_videos"].to(dev), video.model_kwargs["video_grid_thw"]
+        out, order = pruned_vision_forward(self.model.model.visual, px, grid_thw, keep.reshape(-1))
+        tokens = out.new_zeros(b * t * h * w, out.shape[-1])
+        tokens[order.to(dev)] = out
+        tokens = tokens.view(b, t, h * w, -1)
+        steps = torch.arange(t, device=dev)[None, :, None].expand_as(keep)
+        last = torch.where(keep, steps, torch.full_like(steps, -1)).cummax(dim=1).values  # [B, T, N]
+        held = tokens.gather(1, last.clamp(min=0)[..., None].expand_as(tokens)) * (last >= 0)[..., None]
+        return VisualTokens(tokens=held, grid=video.grid, positions=video.positions.to(dev))
 
-        return Qwen2VLForConditionalGeneration
+    def vision_flops(self, grid: tuple[int, int, int], keep: Tensor | None = None) -> int:
+        """Vision tower FLOPs of one video of token grid (T, H', W') (score_lit.compressors.flops.vision_tower_flops),
+        over all its groups, or over the kept ones (keep [T*N] bool)."""
+        from score_lit.compressors.flops import vision_tower_flops
+        from score_lit.mllm.vision_prune import pruned_segments
 
-    @classmethod
-    def config_class(cls):
-        from transformers import Qwen2VLConfig
-
-        return Qwen2VLConfig
-
-    def time_scale(self, seconds_per_temporal_patch: float) -> float:
-        """Temporal patches: the t-axis counts units (1 per unit)."""
-        return 1.0
+        t, h, w = grid
+        grid_thw = torch.tensor([[t, h * self.merge, w * self.merge]])
+        k = torch.ones(t * h * w, dtype=torch.bool) if keep is None else keep.reshape(-1).cpu().bool()
+        _, win, units = pruned_segments(self.model.model.visual, grid_thw, k)
+        return vision_tower_flops(self.model.config.vision_config, win.tolist(), units.tolist())
