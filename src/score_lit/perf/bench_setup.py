@@ -38,6 +38,9 @@ class BenchConfig:
     frames: list[int] = field(default_factory=lambda: [16])  # sampled frames per video; one result block per count
     size: int = 336  # frames fitted to size x size pixels (336 / patch 14 / merge 2 = 12 x 12 tokens per temporal unit)
     fit: str = "pad"
+    # decoder: decord's reader scales each sampled frame to the fitted size while decoding; processor: full-size decode,
+    # then fit_frames (score_lit.data.video_qa.load_video)
+    decode_resize: str = "decoder"
     ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.1, 0.05])  # 1.0 is added if missing
     warmup: int = 1  # untimed runs of every ratio first
     repeats: int = 5  # timed runs of every ratio
@@ -74,6 +77,9 @@ class BenchConfig:
             PolicyConfig(name=self.policy_name, hidden=self.policy_hidden)
         except ConfigError as e:
             raise ConfigError(str(e).replace("policy.", "policy_")) from None
+        from score_lit.config.data_eval import check_decode_resize
+
+        check_decode_resize(self.decode_resize)
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
