@@ -21,6 +21,8 @@ GIL lets the loop run on the other core; holding it would add the decode time to
 Prefetch (--pipeline): `videos` questions of the cpu-small bench model at ratio 0.1 (decode, vision, policy,
 prefill per video), one after another against score_lit.data.prefetch decoding the next video in a background thread
 while the model works on the current one; wall time per video.
+TTFT (--parts ttft): the bench's chain (decode, vision, policy, prefill) with decode_resize=processor and decoder in one
+process, runs interleaved, at ratios 1.0 and 0.1: the time to first token of each path, paired.
 """
 
 from __future__ import annotations
@@ -193,6 +195,47 @@ def pipeline(video: str, frames: int, videos: int, repeats: int, ratio: float = 
     }
 
 
+def ttft_paired(video: str, frames: int, repeats: int, ratios=(1.0, 0.1)) -> dict:
+    """The bench's chain (cpu-small, random weights, float32, SDPA, CPU) with each decode path, runs interleaved
+    (decoder and processor at every ratio, round after round): per path and ratio the stage medians and the time to
+    first token (the sum of the medians, as `bench` reports it), and the speedups. One process, one model: the
+    comparison is paired even where other load drifts."""
+    import dataclasses
+
+    import torch
+
+    from score_lit.perf.bench import TTFT_STAGES, Chain, timed_policy
+    from score_lit.perf.bench_setup import BenchConfig, build_adapter
+
+    base = BenchConfig(frames=[frames], device="cpu", dtype="float32", attn_implementation="sdpa")
+    dev = torch.device("cpu")
+    adapter = build_adapter(base, dev, "float32", "sdpa")
+    policy = timed_policy(base, adapter, dev)
+    chains = {
+        m: Chain(dataclasses.replace(base, decode_resize=m), adapter, policy, video, frames)
+        for m in ("processor", "decoder")
+    }
+    for m, c in chains.items():  # warm-up
+        for r in ratios:
+            c.run(r)
+    times: dict = {(m, r): [] for m in chains for r in ratios}
+    for _ in range(repeats):
+        for r in ratios:
+            for m, c in chains.items():
+                times[(m, r)].append(c.run(r))
+    rows = []
+    for m in chains:
+        for r in ratios:
+            med = {s: statistics.median(t[s] for t in times[(m, r)]) for s in TTFT_STAGES}
+            rows.append({"decode_resize": m, "ratio": r, **{f"{s}_ms": v for s, v in med.items()}})
+            rows[-1]["ttft_ms"] = sum(med.values())
+    by = {(x["decode_resize"], x["ratio"]): x for x in rows}
+    for x in rows:
+        x["ttft_speedup_vs_ratio_1"] = by[(x["decode_resize"], 1.0)]["ttft_ms"] / x["ttft_ms"]
+        x["ttft_speedup_vs_processor_ratio_1"] = by[("processor", 1.0)]["ttft_ms"] / x["ttft_ms"]
+    return {"frames": frames, "repeats": repeats, "threads": torch.get_num_threads(), "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="decode_bench", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/bench/decode_cpu.json", help="the JSON written")
@@ -200,7 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--video", default=None, help="default: the bench's video (bigbuckbunny.mp4)")
     p.add_argument("--pipeline-videos", type=int, default=6, help="questions per pipeline run (0: skip the pipeline)")
+    p.add_argument(
+        "--parts",
+        default="stages,pixels,gil,pipeline",
+        help="comma-separated: stages, pixels, gil, pipeline, ttft (the bench's chain with both decode paths)",
+    )
     a = p.parse_args(argv)
+    parts = set(a.parts.split(","))
+    if bad := parts - {"stages", "pixels", "gil", "pipeline", "ttft"}:
+        print(f"decode_bench: error: --parts {sorted(bad)}: use stages, pixels, gil, pipeline, ttft", file=sys.stderr)
+        return 2
     import os
     import platform
 
@@ -225,7 +277,17 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_at_start": load,
         },
     }
-    doc["stages"] = [stages(video, f, a.repeats) for f in a.frames]
+    if "ttft" in parts:
+        doc["ttft"] = [ttft_paired(video, f, a.repeats) for f in a.frames]
+        for t in doc["ttft"]:
+            for x in t["rows"]:
+                print(
+                    f"ttft {t['frames']} frames {x['decode_resize']} r{x['ratio']}: decode {x['decode_ms']:.0f} "
+                    f"vision {x['vision_ms']:.0f} policy {x['policy_ms']:.1f} prefill {x['prefill_ms']:.0f} "
+                    f"-> {x['ttft_ms']:.0f} ms ({x['ttft_speedup_vs_processor_ratio_1']:.2f}x vs processor at 1.0)",
+                    flush=True,
+                )
+    doc["stages"] = [stages(video, f, a.repeats) for f in a.frames] if "stages" in parts else []
     for s in doc["stages"]:
         m = s["ms"]
         print(
@@ -234,11 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             + f" ms; load_video {s['speedup_load']:.2f}x",
             flush=True,
         )
-    doc["pixels"] = pixels(video)
-    print(f"pixels: {doc['pixels']}", flush=True)
-    doc["gil"] = gil(video, max(a.frames), a.repeats)
-    print(f"gil: {doc['gil']}", flush=True)
-    if a.pipeline_videos:
+    if "pixels" in parts:
+        doc["pixels"] = pixels(video)
+        print(f"pixels: {doc['pixels']}", flush=True)
+    if "gil" in parts:
+        doc["gil"] = gil(video, max(a.frames), a.repeats)
+        print(f"gil: {doc['gil']}", flush=True)
+    if a.pipeline_videos and "pipeline" in parts:
         doc["pipeline"] = [pipeline(video, f, a.pipeline_videos, max(2, a.repeats // 2)) for f in a.frames]
         for r in doc["pipeline"]:
             print(
