@@ -4,7 +4,9 @@ family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's 
 
 Per chunk of `--batch_size` requests (one generate call, left-padded rows; score_lit.inference.batch):
 1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
-   frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
+   frame_size / fit, scaled in the decoder or after it per the decode_resize model_arg), exactly as `score_lit eval`
+   and the loglikelihood path decode it; the next chunk's videos decode in a background thread while this chunk
+   generates (model_arg prefetch: chunks decoded ahead, default 1; score_lit.data.prefetch);
 2. the prompt: the adapter's `prompt_ids` (score_lit's one prompt builder) over its prompt template (the family's
    chat template; for Qwen the stock wrapper's system prompt)
    with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
