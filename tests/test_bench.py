@@ -68,6 +68,8 @@ def test_config_errors_name_the_closest_key():
         "use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]$",
     ):
         load_bench_config([], ["policy_name=mpl"])
+    with pytest.raises(ConfigError, match="^clock='gpu': use wall"):
+        load_bench_config([], ["clock=gpu"])
     with pytest.raises(ConfigError, match="^policy_hidden=0 must be a positive width"):
         load_bench_config([], ["policy_hidden=0"])
 
@@ -146,11 +148,11 @@ def test_bench_reports_time_to_first_token_per_ratio_and_its_picture(tmp_path, c
     video = tmp_path / "v.mp4"
     write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8), fps=4.0)
     args = ["arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2", f"video={video}"]
-    assert main(args + [f"out_dir={tmp_path}", "name=t", "device=cpu", "threads=1"]) == 0
+    assert main(args + [f"out_dir={tmp_path}", "name=t", "device=cpu", "threads=1", "clock=cpu"]) == 0
     out = capsys.readouterr().out
     assert "| TTFT ms | TTFT speedup |" in out and f"bench: picture {tmp_path / 't.png'}" in out
     doc = json.loads((tmp_path / "t.json").read_text())
-    assert doc["config"]["decode_resize"] == "decoder"
+    assert doc["config"]["decode_resize"] == "decoder" and doc["config"]["clock"] == "cpu"
     rows = {r["retention_ratio"]: r for r in doc["results"][0]["ratios"]}
     for r in rows.values():
         stages = r["decode_ms"] + r["vision_ms"] + r["policy_ms"] + r["prefill_ms"]

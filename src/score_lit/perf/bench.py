@@ -24,6 +24,9 @@ stages' medians (so the stacked bar of the picture adds up to it; the prefill en
 lm_head + argmax, as generate's first step does); ttft_speedup = vanilla's ttft_ms / this ratio's, in the same run.
 e2e_ms (the median of the measured sums) stays beside it as a check. The picture <name>.png (beside the JSON): one
 stacked bar per ratio and frame count.
+clock=cpu times each stage by the process's CPU time (time.process_time, every thread of the process) instead of
+the wall clock: with threads=1 (and decord's single decoding thread) that is the one-core wall time the stage would
+take on an idle machine, and other jobs on a shared machine barely move it (CPU only; a GPU's time is not in it).
 Not timed: model build, tokenizing the fixed question (once). Warm-up runs first; the repeats
 interleave the ratios (r1, r2, ..., r1, r2, ...) so slow drift hits every ratio alike. Per stage:
 median, quartiles, min, max.
@@ -138,7 +141,7 @@ class Chain:
     def _mark(self, marks: list[float]) -> None:
         if self.dev.type == "cuda":
             self.torch.cuda.synchronize(self.dev)
-        marks.append(time.perf_counter())
+        marks.append(time.process_time() if self.cfg.clock == "cpu" else time.perf_counter())
 
     def run(self, ratio: float) -> dict[str, float]:
         marks: list[float] = []
@@ -264,7 +267,8 @@ def plot_ttft(doc: dict, path: Path) -> Path:
     cfg = doc["config"]
     fig.suptitle(
         f"time to first token (medians; speedup vs ratio 1)\n{cfg['path'] or cfg['arch']} on {env['device_name']} "
-        f"({env['dtype']}, {env['threads']} threads), decode_resize={cfg.get('decode_resize', 'processor')}",
+        f"({env['dtype']}, {env['threads']} threads, clock {cfg.get('clock', 'wall')}), "
+        f"decode_resize={cfg.get('decode_resize', 'processor')}",
         fontsize=9,
     )
     fig.tight_layout()

@@ -54,6 +54,8 @@ class BenchConfig:
     policy_name: str = "mlp"  # the policy variant timed (score_lit.rl.policy): mlp | query_mlp | temporal_mlp
     policy_hidden: int = 256  # its width (the paper's 256; a run trains 32 by default); cost does not depend on weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
+    # wall: time.perf_counter; cpu: the process's CPU time per stage (with threads=1: load-robust on a shared CPU)
+    clock: str = "wall"
     seed: int = 0
     # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were
     # written with out_dir=measurements).
@@ -82,6 +84,8 @@ class BenchConfig:
         check_decode_resize(self.decode_resize)
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
+        if self.clock not in ("wall", "cpu"):
+            raise ConfigError(f"clock={self.clock!r}: use wall (time.perf_counter) or cpu (the process's CPU time)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype={self.dtype!r}: use auto, float32, bfloat16 or float16")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
