@@ -165,7 +165,7 @@ first-toy-policy: $(STAMP) $(TOY) ## retrain the first toy's stage-2 policy into
 	$(PY) -m score_lit train conf/first_toy/stage2.yaml
 
 BENCH ?= conf/bench_cpu.yaml
-bench: $(STAMP) ## time decode/vision/policy/prefill per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
+bench: $(STAMP) ## time decode/vision/policy/prefill and the time to first token per retention ratio (CPU 45 s); GPU: make bench BENCH=conf/bench_qwen2_5_vl_7b.yaml
 	$(PY) -m score_lit bench $(BENCH) $(ARGS)
 
 # The GPU check (score_lit.perf.gpu_check): tools/gpu_check.sh with the python3 that has CUDA torch (not .venv's CPU build). On a

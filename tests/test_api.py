@@ -213,3 +213,32 @@ def test_readme_python_api_example_runs_as_written():
     assert run.returncode == 0, run.stderr[-3000:]
     printed = run.stdout.strip().splitlines()
     assert len(printed) == 2 and all(line.split()[0] in "0123456789" for line in printed), run.stdout
+
+
+def test_stream_prefetches_in_order_equal_to_prepare_and_errors_at_their_call(tmp_path):
+    """sc.stream([(videos, questions), ...]) yields prepare()'s inputs call by call (the next call's videos decoding
+    in a background thread), in order; a missing video raises SampleError when its call is reached."""
+    from score_lit.data.common import SampleError
+    from score_lit.toy.export import write_mp4
+
+    model, tok, policy = _tiny("qwen2_5_vl")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp_path / f"v{i}.mp4"))
+        write_mp4(paths[-1], rng.integers(0, 256, (8, 64, 80, 3), dtype=np.uint8), 4.0)
+    calls = [([paths[0], paths[1]], QUESTIONS[:2]), ([paths[2]], QUESTIONS[2:3]), ([paths[1]], QUESTIONS[3:])]
+    with score_lit.compress(model, tok, policy, ratio=0.5, num_frames=4, frame_size=32) as sc:
+        expected = [sc.prepare(v, q) for v, q in calls]
+        got = list(sc.stream(calls))
+        assert len(got) == 3
+        for e, g in zip(expected, got):
+            assert e.keys() == g.keys() and all(torch.equal(e[k], g[k]) for k in e)
+        bad = calls[:1] + [([str(tmp_path / "missing.mp4")], QUESTIONS[:1])]
+        it = sc.stream(bad)
+        first = next(it)
+        assert torch.equal(first["input_ids"], expected[0]["input_ids"])
+        with pytest.raises(SampleError, match="video file not found"):
+            next(it)
+    with pytest.raises(ConfigError, match="decode_resize='gpu'"):
+        score_lit.compress(model, tok, policy, decode_resize="gpu")

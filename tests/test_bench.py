@@ -68,6 +68,8 @@ def test_config_errors_name_the_closest_key():
         "use one of \\['mlp', 'query_mlp', 'temporal_mlp'\\]$",
     ):
         load_bench_config([], ["policy_name=mpl"])
+    with pytest.raises(ConfigError, match="^clock='gpu': use wall"):
+        load_bench_config([], ["clock=gpu"])
     with pytest.raises(ConfigError, match="^policy_hidden=0 must be a positive width"):
         load_bench_config([], ["policy_hidden=0"])
 
@@ -136,6 +138,28 @@ def test_bench_runs_on_the_tiny_llava_onevision(tmp_path, capsys):
     (res,) = json.loads((tmp_path / "llava.json").read_text())["results"]
     assert res["visual_tokens"] == 4 * 3 * 3  # 4 frames x (5x5 patches pooled 2x2 -> 3x3): one frame is one unit
     assert {r["retention_ratio"]: r["kept_tokens"] for r in res["ratios"]} == {1.0: 36, 0.5: 18}
+
+
+def test_bench_reports_time_to_first_token_per_ratio_and_its_picture(tmp_path, capsys):
+    """ttft_ms = decode + vision + policy + prefill (the stage medians), its speedup against vanilla in the same run,
+    the TTFT columns in the table, and the stacked-bar picture beside the JSON."""
+    from score_lit.toy.export import write_mp4
+
+    video = tmp_path / "v.mp4"
+    write_mp4(video, np.random.default_rng(0).integers(0, 256, (8, 48, 64, 3), dtype=np.uint8), fps=4.0)
+    args = ["arch=tiny", "size=32", "frames=[4]", "ratios=[1.0,0.5]", "warmup=0", "repeats=2", f"video={video}"]
+    assert main(args + [f"out_dir={tmp_path}", "name=t", "device=cpu", "threads=1", "clock=cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| TTFT ms | TTFT speedup |" in out and f"bench: picture {tmp_path / 't.png'}" in out
+    doc = json.loads((tmp_path / "t.json").read_text())
+    assert doc["config"]["decode_resize"] == "decoder" and doc["config"]["clock"] == "cpu"
+    rows = {r["retention_ratio"]: r for r in doc["results"][0]["ratios"]}
+    for r in rows.values():
+        stages = r["decode_ms"] + r["vision_ms"] + r["policy_ms"] + r["prefill_ms"]
+        assert r["ttft_ms"] == pytest.approx(stages, rel=1e-12) and r["decode_ms"] > 0
+        assert r["ttft_speedup"] == pytest.approx(rows[1.0]["ttft_ms"] / r["ttft_ms"])
+    assert rows[1.0]["ttft_speedup"] == 1.0
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # The tiny LLM is 64 wide: state 2D = 128, policy 32 wide. mlp: 128 x 32 + 32 + 32 + 1 = 4,161. query_mlp adds the

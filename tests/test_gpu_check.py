@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"
 
 
-def _row(ratio, kept, vision, policy, prefill, speedup, ideal):
+def _row(ratio, kept, vision, policy, prefill, speedup, ideal, decode=10.0):
     return {
         "retention_ratio": ratio,
         "kept_tokens": kept,
+        "decode_ms": decode,
         "vision_ms": vision,
         "policy_ms": policy,
         "prefill_ms": prefill,
@@ -63,6 +64,9 @@ def test_summary_and_targets_hand_computed():
         and rows[3]["model_ms"] == pytest.approx(110.0)
         and rows[3]["policy_share"] == pytest.approx(0.4 / 110)
     )
+    # TTFT = decode + model: 128 frames at 0.1: 10 + 110 = 120 ms; vanilla 10 + 100 + 0.4 + 115.2 = 225.6 -> 1.88x
+    assert rows[3]["ttft_ms"] == pytest.approx(120.0) and rows[3]["ttft_speedup"] == pytest.approx(225.6 / 120)
+    assert rows[2]["ttft_speedup"] == 1.0 and rows[2]["decode_ms"] == 10.0
     t = check_targets(rows)
     assert sorted(t) == ["128f", "256f"]
     assert (
@@ -184,6 +188,7 @@ def test_the_script_runs_every_part_on_the_tiny_architectures(tmp_path):
         ]
         for r in p["summary"]:
             assert r["model_ms"] == pytest.approx(r["vision_ms"] + r["policy_ms"] + r["prefill_ms"])
+            assert r["ttft_ms"] == pytest.approx(r["decode_ms"] + r["model_ms"])
             assert r["share_of_ideal"] == pytest.approx(r["prefill_speedup"] / r["ideal_speedup"])
         assert sorted(p["targets"]) == ["4f", "8f"]
         assert [o["self_ms"] > 0 for o in parts[f"profile_tiny_{fam}"]["top_ops"]["0.1"]] == [True] * 12
@@ -201,4 +206,5 @@ def test_the_script_runs_every_part_on_the_tiny_architectures(tmp_path):
     assert m["encode_ms"] + m["rollout_ms"] + m["reward_ms"] + m["update_ms"] <= m["step_ms"] * 1.05  # medians of sums
     assert 0.05 <= s["keep_fraction"] <= 0.25 and s["peak_mib"] is None  # budget sampler's range; no CUDA here
     md = (out / "gpu_check.md").read_text()
+    assert "| decode ms |" in md and "| TTFT ms | TTFT speedup |" in md
     assert "| 8 | 64 | 0.10 | 7 |" in md and "## train_step_tiny_qwen2_5_vl_K4_8f" in md and "What is timed:" in md

@@ -251,14 +251,16 @@ def _pyav_frames(path: str) -> np.ndarray:
 
 
 def test_load_video_equals_independently_decoded_frames():
-    video, spf = load_video(CARPHONE, 8, 64)
+    """decode_resize=processor: exactly fit_frames of PyAV's frames (decoder, the default: tests/test_decode_resize.py
+    bounds its difference)."""
+    video, spf = load_video(CARPHONE, 8, 64, decode_resize="processor")
     assert video.shape == (8, 64, 64, 3) and video.dtype == np.uint8
     idx = [7, 22, 37, 52, 67, 82, 97, 112]  # centres of 8 segments of 15 frames
     assert frame_indices(120, 30000 / 1001, 8)[0].tolist() == idx and spf == pytest.approx(15 * 1001 / 30000)
     np.testing.assert_array_equal(video, fit_frames(_pyav_frames(CARPHONE)[idx], 64, "pad"))
     assert video[:, :6].max() == 0 and video[:, 13:50].mean() > 20  # pad: 176x144 -> 64x52 letterboxed by 6 rows
 
-    video, spf = load_video(BIKES, 16, 48, fit="crop", sample_fps=2.0, start=2.0, end=6.0)
+    video, spf = load_video(BIKES, 16, 48, fit="crop", sample_fps=2.0, start=2.0, end=6.0, decode_resize="processor")
     assert video.shape == (8, 48, 48, 3) and spf == 0.5
     np.testing.assert_array_equal(
         video, fit_frames(_pyav_frames(BIKES)[[56, 68, 81, 93, 106, 118, 131, 143]], 48, "crop")
@@ -336,6 +338,7 @@ def test_dataset_samples_and_cache_inputs(tmp_path, faults):
         "sample_fps": None,
         "start": 1.0,
         "end": 3.0,
+        "decode_resize": "decoder",
     }
     with pytest.raises(SampleError, match="is not a readable video"):
         ds[1]

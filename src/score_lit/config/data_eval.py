@@ -37,6 +37,9 @@ class DataConfig:
     size: int = 64  # frames are fitted to size x size pixels (a multiple of patch 8 x merge 2 = 16 for the toy)
     # How a frame of another aspect ratio becomes a square: pad (letterbox, nothing cut) | stretch | crop.
     fit: str = "pad"
+    # Where video_qa frames are resized: decoder (decord's reader scales each sampled frame while decoding it; faster)
+    # or processor (full-size decode, then fit_frames' antialiased bicubic: the path before decode_resize existed).
+    decode_resize: str = "decoder"
     # video_qa: sample at this many frames per second, capped at `frames` (None: `frames` uniformly over
     # the clip). Videos then differ in length, so it needs batch_size 1 (K rollouts still batch).
     sample_fps: float | None = None
@@ -68,6 +71,7 @@ class DataConfig:
             raise ConfigError(f"data.size={self.size} must be a multiple of 16 (patch 8 x merge 2), e.g. 64")
         if self.fit not in ("pad", "stretch", "crop"):
             raise ConfigError(f"data.fit={self.fit!r}: use pad, stretch or crop")
+        check_decode_resize(self.decode_resize, "data.decode_resize")
         if not (2 <= self.min_run <= self.max_run):
             raise ConfigError(f"data.min_run={self.min_run}, data.max_run={self.max_run}: need 2 <= min_run <= max_run")
         if self.batch_size < 1:
@@ -82,6 +86,19 @@ class DataConfig:
         unknown = [f for f in self.families if f not in names.FAMILIES]
         if unknown or not self.families:
             raise ConfigError(f"data.families={self.families}: unknown {unknown}; available: {sorted(names.FAMILIES)}")
+
+
+DECODE_RESIZES = ("decoder", "processor")  # data.decode_resize / eval.decode_resize (score_lit.data.video_qa)
+
+
+def check_decode_resize(value: str, key: str = "decode_resize") -> str:
+    """`value` if it is one of DECODE_RESIZES, else ConfigError naming `key` (one line)."""
+    if value not in DECODE_RESIZES:
+        raise ConfigError(
+            f"{key}={value!r}: use decoder (frames scaled inside decord, faster) or processor (full-size decode, "
+            "then fit_frames' bicubic resize)"
+        )
+    return value
 
 
 METHODS = names.METHODS  # the compressors eval can sweep (score_lit.compressors), torch-free; registering adds to it
@@ -109,6 +126,7 @@ class EvalConfig:
     frames: int = 16
     size: int = 64
     fit: str = "pad"
+    decode_resize: str = "decoder"  # as data.decode_resize: decoder | processor
     sample_fps: float | None = None
     batch_size: int = 8
     num_workers: int = 0
@@ -143,6 +161,7 @@ class EvalConfig:
             raise ConfigError(
                 "eval.policy=null: method 'score' needs a trained policy.pt, or drop 'score' from eval.methods"
             )
+        check_decode_resize(self.decode_resize, "eval.decode_resize")
         if self.batch_size < 1 or self.frames < 2 or self.frames % 2:
             raise ConfigError(
                 f"eval.batch_size={self.batch_size} must be >= 1 and eval.frames={self.frames} even and >= 2"

@@ -43,7 +43,11 @@ def _datasets(cfg: Config):
         from score_lit.data.video_qa import VideoQADataset
 
         bench = load_benchmark(e.benchmark, e.root, limit=e.limit, split=e.split)
-        yield e.cache_dir, f"eval {e.benchmark}", VideoQADataset(bench.records, e.frames, e.size, e.fit, e.sample_fps)
+        yield (
+            e.cache_dir,
+            f"eval {e.benchmark}",
+            VideoQADataset(bench.records, e.frames, e.size, e.fit, e.sample_fps, e.decode_resize),
+        )
 
 
 def fill_cache(cfg: Config, batch_size: int = 8, log=print) -> list[Filled]:

@@ -99,7 +99,7 @@ def build_phase_data(cfg: DataConfig) -> PhaseData:
         from score_lit.data.video_qa import read_video_qa as read
 
         def make(records, salt):
-            return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps)
+            return VideoQADataset(records, cfg.frames, cfg.size, cfg.fit, cfg.sample_fps, cfg.decode_resize)
 
     def n_rows(records, problems) -> int:  # a LLaVA row with several turns is one row, several records
         return len({r.line for r in records} | {p.line for p in problems})

@@ -22,7 +22,17 @@ window [start, end) holds frames ceil(start * fps) .. ceil(end * fps) - 1, clipp
   number because Qwen merges 2 frames per temporal unit.
 seconds_per_frame is the spacing of the sampled frames (segment length / avg_fps).
 
-Decoding: decord 0.6.0, one VideoReader per load (1 thread), one get_batch call. What decord does on each
+Decoding: decord 0.6.0, one VideoReader per load (1 thread), one get_batch call with only the sampled indices
+(decord decodes forward from the keyframe before each index and converts only the frames asked for). Resizing
+(`decode_resize`, DECODE_RESIZES): `decoder` opens the reader at the scaled size, so FFmpeg's scaler (swscale, inside
+decord) resizes each sampled frame while converting it to RGB, and only the fit's padding or cropping is left
+(`fit_size` gives the size per fit: pad = the longer side to `size`, crop = the shorter side); `processor` decodes at
+full size and resizes with `fit_frames` (torch bicubic, antialiased). The two differ by interpolation only (on the
+bench's 1280x720 video at 336 px: mean absolute difference about 2 of 255 inside the picture, measurements/
+decode_cpu.json); where the video already has the fitted size both give the same frames (nothing is scaled), and
+where decord cannot give the scaled size (0.6.0 fails to copy out widths 8, 12, 16, 24, 48 and 72 px, seen on every
+source tried) the video is decoded at full size and resized by fit_frames, as with processor.
+What decord does on each
 fault, measured (no crash and no hang was seen; but one fault gives no error at all):
 * missing, 0-byte or random-bytes file, an mp4 cut before its index (moov at the end, the usual layout):
   RuntimeError "Error reading <path>..."; no video stream (audio only, an mp4 written with zero frames):
@@ -50,6 +60,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from score_lit.config.data_eval import DECODE_RESIZES, check_decode_resize  # noqa: F401 -- re-exported
 from score_lit.data.common import (
     FITS,
     Problem,
@@ -189,9 +200,10 @@ def _short(e: Exception) -> str:
     return _DECORD_PREFIX.sub("", first).strip()[:200]
 
 
-def _probe(path: str) -> None:
+def _probe(path: str) -> tuple[int, int]:
     """Refuse files that are missing, empty, unreadable, without video, or truncated (the guard of the
-    module docstring: decord alone may silently see a truncated file as a shorter video)."""
+    module docstring: decord alone may silently see a truncated file as a shorter video). -> (width, height) of the
+    video stream as coded (what decord decodes)."""
     import av
 
     if not os.path.exists(path):
@@ -205,6 +217,7 @@ def _probe(path: str) -> None:
             if not c.streams.video:
                 raise SampleError("has no video stream (no frames)", path)
             stream = c.streams.video[0]
+            wh = (int(stream.codec_context.width or 0), int(stream.codec_context.height or 0))
             declared, n = int(stream.frames or 0), 0
             for packet in c.demux(stream):
                 if packet.size == 0:
@@ -224,6 +237,36 @@ def _probe(path: str) -> None:
         raise SampleError(f"is truncated: {n} of its {declared} frames are in the file (fetch it again)", path)
     if n == 0:
         raise SampleError("has no video frames", path)
+    return wh
+
+
+DEFAULT_DECODE_RESIZE = "decoder"  # measured faster, accuracy the same within noise (README, measurements/)
+
+
+def fit_size(width: int, height: int, size: int, fit: str) -> tuple[int, int]:
+    """(width, height) a [height, width] frame is scaled to before `fit` pads (pad) or crops (crop) it to size x size,
+    by fit_frames' rule: pad scales the longer side to `size`, crop the shorter one, stretch scales to the square."""
+    if fit not in FITS:
+        raise ValueError(f"fit={fit!r}: use one of {FITS}")
+    if fit == "stretch":
+        return size, size
+    scale = (size / max(height, width)) if fit == "pad" else (size / min(height, width))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _pad_or_crop(video: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """[F, h, w, 3] at fit_size's size -> [F, size, size, 3]: centred on black (pad) or centre-cropped (crop), with
+    fit_frames' offsets."""
+    f, h, w, _ = video.shape
+    if (h, w) == (size, size):
+        return video
+    if fit == "crop":
+        oy, ox = (h - size) // 2, (w - size) // 2
+        return np.ascontiguousarray(video[:, oy : oy + size, ox : ox + size])
+    out = np.zeros((f, size, size, 3), dtype=np.uint8)
+    oy, ox = (size - h) // 2, (size - w) // 2
+    out[:, oy : oy + h, ox : ox + w] = video
+    return out
 
 
 def load_video(
@@ -234,16 +277,36 @@ def load_video(
     sample_fps: float | None = None,
     start: float | None = None,
     end: float | None = None,
+    decode_resize: str = DEFAULT_DECODE_RESIZE,
 ) -> tuple[np.ndarray, float]:
-    """([F, size, size, 3] uint8 RGB, seconds_per_frame). Every failure of the file raises SampleError(reason, path)."""
+    """([F, size, size, 3] uint8 RGB, seconds_per_frame). Every failure of the file raises SampleError(reason, path).
+    decode_resize: decoder (scaled inside decord, then padded / cropped) or processor (full size, then fit_frames);
+    see the module docstring."""
     if fit not in FITS:
         raise ValueError(f"fit={fit!r}: use one of {FITS}")
+    check_decode_resize(decode_resize)
     import decord
 
     path = str(path)
-    _probe(path)
+    width, height = _probe(path)
+    if decode_resize == "decoder" and width > 0 and height > 0:
+        tw, th = fit_size(width, height, size, fit)
+        if (tw, th) != (width, height):  # at its fitted size already: decoded as it is, as the processor path does
+            try:
+                video, spf = _decode(decord, path, frames, sample_fps, start, end, {"width": tw, "height": th})
+            except SampleError:
+                video = None  # decord 0.6.0 cannot copy out some widths (8, 12, 16, 24, 48, 72 px): full size below
+            if video is not None and video.shape[1:3] == (th, tw):
+                return _pad_or_crop(video, size, fit), spf
+    video, spf = _decode(decord, path, frames, sample_fps, start, end, {})
+    return fit_frames(video, size, fit), spf
+
+
+def _decode(decord, path: str, frames: int, sample_fps, start, end, scale: dict) -> tuple[np.ndarray, float]:
+    """The sampled frames [F, H, W, 3] uint8 (scaled by decord to scale's width x height when given) and seconds per
+    frame; SampleError(reason, path) on every failure."""
     try:
-        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, **scale)
         n, fps = len(vr), float(vr.get_avg_fps())
     except Exception as e:  # noqa: BLE001 -- RuntimeError, decord.DECORDError
         raise SampleError(f"decord cannot open it ({_short(e)})", path) from None
@@ -259,7 +322,7 @@ def load_video(
         raise SampleError(f"decoding failed ({_short(e)})", path) from None
     if video.ndim != 4 or video.shape[0] != len(idx) or video.shape[-1] != 3 or min(video.shape[1:3]) == 0:
         raise SampleError(f"decoded {tuple(video.shape)} for {len(idx)} RGB frames", path)
-    return fit_frames(video, size, fit), spf
+    return video, spf
 
 
 # ------------------------------------------------------------------------------------------------
@@ -270,8 +333,15 @@ class VideoQADataset(torch.utils.data.Dataset):
     """Video QA over records; sample i is a pure function of its record, the video file and the settings."""
 
     def __init__(
-        self, records: list[VideoQARecord], frames: int, size: int, fit: str = "pad", sample_fps: float | None = None
+        self,
+        records: list[VideoQARecord],
+        frames: int,
+        size: int,
+        fit: str = "pad",
+        sample_fps: float | None = None,
+        decode_resize: str = DEFAULT_DECODE_RESIZE,
     ):
+        self.decode_resize = check_decode_resize(decode_resize)
         if fit not in FITS:
             raise ValueError(f"fit={fit!r}: use one of {FITS}")
         if frames < 1 or size < 1:
@@ -285,7 +355,9 @@ class VideoQADataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Sample:
         r = self.records[i]
-        video, spf = load_video(r.video, self.frames, self.size, self.fit, self.sample_fps, r.start, r.end)
+        video, spf = load_video(
+            r.video, self.frames, self.size, self.fit, self.sample_fps, r.start, r.end, self.decode_resize
+        )
         return Sample(
             id=r.id,
             frames=np.ascontiguousarray(video),
@@ -314,6 +386,8 @@ class VideoQADataset(torch.utils.data.Dataset):
             "sample_fps": self.sample_fps,
             "start": r.start,
             "end": r.end,
+            # only when frames are scaled in the decoder: features cached from processor-resized frames keep their key
+            **({"decode_resize": self.decode_resize} if self.decode_resize != "processor" else {}),
         }
 
 

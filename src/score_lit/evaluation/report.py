@@ -301,7 +301,7 @@ def pictures(cfg, record: BatchRecord, records_of_bench: list, out: Path) -> lis
     paths = []
     for i, (qid, items) in enumerate(by_id.items()):
         r = recs[qid]
-        frames, _ = load_video(r.video, e.frames, e.size, e.fit, e.sample_fps, r.start, r.end)
+        frames, _ = load_video(r.video, e.frames, e.size, e.fit, e.sample_fps, r.start, r.end, e.decode_resize)
         rows = [(f"{v.method} {retention_label(v.ratio)}", v.keep) for v in items]
         p = out / f"kept_tokens_{i}.png"
         kept_token_grid(frames, rows, items[0].grid, p, title=f"{qid}: {r.question[:60]} (answer {r.answer})")

@@ -36,6 +36,7 @@ SWEEP_KEYS = (
     "frames",
     "size",
     "fit",
+    "decode_resize",
     "sample_fps",
     "batch_size",
 )  # what makes two runs the same sweep (eval.resume checks them)
@@ -81,6 +82,7 @@ def resolve_out_dir(cfg: Config) -> tuple[Path, bool]:
                 f"eval.resume=true: {out} holds no sweep (no sweep.json); drop eval.resume to start one there"
             )
         old = json.loads(state.read_text())["identity"]
+        old.setdefault("eval.decode_resize", "processor")  # a sweep from before the option decoded that way
         diff = [f"{k} ({old.get(k)!r} -> {v!r})" for k, v in sweep_identity(cfg).items() if old.get(k) != v]
         if diff:
             raise ConfigError(

@@ -229,7 +229,7 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
     total = BatchRecord.merge(done, keys=measure.keys())  # an interrupted run's batches, as they were recorded
     seen = set(total.ids) | {p.sample_id for p in total.left_out}
     todo = [r for r in bench.records if r.id not in seen]
-    ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps), e.benchmark, cache)
+    ds = EvalDataset(VideoQADataset(todo, e.frames, e.size, e.fit, e.sample_fps, e.decode_resize), e.benchmark, cache)
     loader = DataLoader(
         ds,
         batch_size=e.batch_size,

@@ -91,7 +91,9 @@ def visualize_video(cfg, video: str, methods: list[str], ratio: float, question:
     from score_lit.mllm import build_mllm
 
     e = cfg.eval
-    frames, spf = load_video(video, e.frames, e.size, e.fit, e.sample_fps)  # SampleError -> one clear line (cli)
+    frames, spf = load_video(
+        video, e.frames, e.size, e.fit, e.sample_fps, decode_resize=e.decode_resize
+    )  # SampleError -> one clear line (cli)
     sample = Sample(Path(video).stem, frames, question, "?", [], seconds_per_frame=spf)
     batch = collate([sample])
     mllm = build_mllm(cfg.mllm)

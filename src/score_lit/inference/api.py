@@ -13,9 +13,11 @@ llava_onevision), works with device_map / accelerate-dispatched models (the hook
 on the device the tensors arrive on), and with batches of several videos (left-padded rows).
 
 Two ways to build the inputs:
-* `sc.prepare(videos, questions)`: score_lit's own decoding (decord: `num_frames`, `frame_size`, `fit`) and
-  preprocessing, its prompt template and position ids: the prefill is the one `score_lit eval` scores, so greedy
-  answers equal its answers (tests/test_api.py). Videos: mp4 paths or uint8 frame arrays [F, H, W, 3].
+* `sc.prepare(videos, questions)`: score_lit's own decoding (decord: `num_frames`, `frame_size`, `fit`,
+  `decode_resize`) and preprocessing, its prompt template and position ids: the prefill is the one `score_lit eval`
+  scores, so greedy answers equal its answers (tests/test_api.py). Videos: mp4 paths or uint8 frame arrays
+  [F, H, W, 3]. `sc.stream([(videos, questions), ...])` does the same per call, decoding the next call's videos in
+  a background thread while the model generates the current one.
 * the stock processor's inputs (where transformers' video processors work, i.e. with torchvision): the model's own
   position ids are kept (gathered for the kept tokens), and a question-conditioned policy reads the question from
   `input_ids`: the text after the video up to the prompt template's fixed tail (the chat template's end of turn),
@@ -99,6 +101,7 @@ class Compression:
         frame_size: int = 448,
         fit: str = "pad",
         fps: float | None = None,
+        decode_resize: str = "decoder",
         **mllm: Any,
     ):
         from score_lit.compressors.score import ScoreCompressor
@@ -127,6 +130,9 @@ class Compression:
         self.adapter = adapter_class(family)(cfg, model=model, tokenizer=tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.num_frames, self.frame_size, self.fit, self.fps = int(num_frames), int(frame_size), fit, fps
+        from score_lit.config.data_eval import check_decode_resize
+
+        self.decode_resize = check_decode_resize(decode_resize, "score_lit.compress: decode_resize")
         if isinstance(policy, (str, os.PathLike)):
             policy = load_policy(policy)
         self.policy = policy
@@ -174,7 +180,9 @@ class Compression:
         from score_lit.data.video_qa import load_video
 
         if isinstance(video, (str, os.PathLike)):
-            return load_video(str(video), self.num_frames, self.frame_size, self.fit, self.fps)
+            return load_video(
+                str(video), self.num_frames, self.frame_size, self.fit, self.fps, decode_resize=self.decode_resize
+            )
         arr = np.asarray(video)
         if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
             raise ConfigError(
@@ -182,23 +190,47 @@ class Compression:
             )
         return arr, None
 
-    def prepare(self, videos: list, questions: list[str], seconds_per_frame: float | None = None) -> dict:
+    def _decoded(self, videos: list) -> list:
+        """(frames, seconds per frame) of each video: score_lit's decoding (what `prepare` does first)."""
+        if isinstance(videos, (str, os.PathLike)):
+            raise ConfigError("prepare(videos, questions) takes lists: one question per video")
+        return [self._frames(v) for v in videos]
+
+    def prepare(
+        self, videos: list, questions: list[str], seconds_per_frame: float | None = None, *, decoded: list | None = None
+    ) -> dict:
         """The keyword arguments of `model.generate` for these videos and questions (one question per video), on the
-        model's device (module docstring). The call they are given to runs with score_lit's positions and prompts."""
+        model's device (module docstring). The call they are given to runs with score_lit's positions and prompts.
+        `decoded`: the videos' (frames, seconds per frame), already decoded (what `stream` passes)."""
         from score_lit.data.common import Sample, collate
         from score_lit.inference.batch import generate_batch
 
         if isinstance(videos, (str, os.PathLike)) or isinstance(questions, str):
             raise ConfigError("prepare(videos, questions) takes lists: one question per video")
         rows = []
-        for i, (video, question) in enumerate(zip(videos, questions)):
-            frames, spf = self._frames(video)
+        for i, ((frames, spf), question) in enumerate(zip(decoded or self._decoded(videos), questions)):
             spf = seconds_per_frame if seconds_per_frame is not None else spf
             rows.append(collate([Sample(f"api/{i}", frames, question, "", [], seconds_per_frame=spf)]))
         gb = generate_batch(self.adapter, rows, list(questions))
         self._prepared = gb
         dev, dtype = self.adapter.device, self.adapter.model.get_input_embeddings().weight.dtype
         return {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in gb.inputs.items()}
+
+    def stream(self, batches, ahead: int = 1, seconds_per_frame: float | None = None):
+        """`prepare` over an iterable of (videos, questions) pairs: yields each call's `generate` keyword arguments
+        while the next `ahead` pairs' videos decode in background threads (score_lit.data.prefetch), so decoding
+        overlaps the model's work on the current call. In order; an undecodable video raises when its call is
+        reached. Use the yielded inputs (and `decode`) before taking the next:
+
+            for inputs in sc.stream([(["a.mp4"], ["what happens ?"]), (["b.mp4"], ["which colour ?"])]):
+                print(sc.decode(model.generate(**inputs, max_new_tokens=16, do_sample=False)))
+        """
+        from score_lit.data.prefetch import prefetched
+
+        batches = [(list(v) if not isinstance(v, (str, os.PathLike)) else v, q) for v, q in batches]
+        decoded = prefetched(lambda vq: self._decoded(vq[0]), batches, ahead)
+        for (videos, questions), frames in zip(batches, decoded):
+            yield self.prepare(videos, questions, seconds_per_frame, decoded=frames)
 
     def decode(self, out: Tensor, **kwargs) -> list[str]:
         """The generated text of each row of `generate`'s output for the last `prepare` (up to its first eos)."""
@@ -272,6 +304,7 @@ class Compression:
 
 def compress(model, processor, policy: Policy | str | os.PathLike | None, ratio: float = 0.1, **kwargs) -> Compression:
     """SCORE compression of `model`'s video tokens while the `with` block runs (module docstring). kwargs:
-    selection (global | per_frame), num_frames / frame_size / fit / fps (how `prepare` decodes videos), and any
+    selection (global | per_frame), num_frames / frame_size / fit / fps / decode_resize (how `prepare` decodes videos:
+    decode_resize=decoder scales frames inside decord, processor decodes at full size and resizes after), and any
     MLLMConfig field (prompt_template, min_pixels, max_pixels, seconds_per_frame, position_ids)."""
     return Compression(model, processor, policy, ratio, **kwargs)

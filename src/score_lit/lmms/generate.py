@@ -4,7 +4,9 @@ family, with neither torchvision nor qwen_vl_utils: decord decodes, score_lit's 
 
 Per chunk of `--batch_size` requests (one generate call, left-padded rows; score_lit.inference.batch):
 1. the document's one video, decoded by score_lit (`load_video`: decord, the wrapper's frame count / fps, fitted to
-   frame_size / fit), exactly as `score_lit eval` and the loglikelihood path decode it;
+   frame_size / fit, scaled in the decoder or after it per the decode_resize model_arg), exactly as `score_lit eval`
+   and the loglikelihood path decode it; the next chunk's videos decode in a background thread while this chunk
+   generates (model_arg prefetch: chunks decoded ahead, default 1; score_lit.data.prefetch);
 2. the prompt: the adapter's `prompt_ids` (score_lit's one prompt builder) over its prompt template (the family's
    chat template; for Qwen the stock wrapper's system prompt)
    with {question} = the request's text (simple classes: the context; chat classes: the text parts of the messages)
@@ -35,6 +37,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from score_lit.data.prefetch import prefetched
+
 
 class ScoreGeneration:
     """Mixin of the SCORE model classes: `generate_until` (module docstring). A class sets `hooks_class` (the family's
@@ -53,6 +57,8 @@ class ScoreGeneration:
     _prompts = None  # the PromptBatch of the rows being generated (what a question-conditioned policy reads)
     _texts: list[str] = []  # their request texts
     selection_log: str | None = None  # model_arg: a JSONL file, one line per selection (record_selection)
+    decode_resize: str = "decoder"  # model_arg: decoder | processor (score_lit.data.video_qa.load_video)
+    prefetch: int = 1  # model_arg: chunks of requests decoded ahead in background threads (0: none)
 
     def record_selection(self, path: str, questions: list[str], keeps, doc_ids: list | None = None) -> None:
         """Append one line per selection to `selection_log` (when set): which video tokens each question kept."""
@@ -111,9 +117,11 @@ class ScoreGeneration:
             chunks.append(cur)
         res = []
         bar = tqdm(total=len(items), disable=self.rank != 0, desc="SCORE generate")
-        for chunk in chunks:
+        # the next chunk's videos decode in a background thread while this chunk generates (score_lit.data.prefetch)
+        decoded = prefetched(self.decode_videos, [[v for _, v, _ in chunk] for chunk in chunks], self.prefetch)
+        for chunk, batches in zip(chunks, decoded):
             gen_kwargs = chunk[0][2]
-            outs = self._generate([t for t, _, _ in chunk], [v for _, v, _ in chunk], dict(gen_kwargs))
+            outs = self.generate_frames([t for t, _, _ in chunk], batches, dict(gen_kwargs))
             for (text, _, _), (answer, n_new) in zip(chunk, outs):
                 if self.apply_until:
                     until = gen_kwargs.get("until", [self.tokenizer.decode(self.eot_token_id)])
@@ -152,15 +160,20 @@ class ScoreGeneration:
     def _generate(self, texts: list[str], videos: list[str], gen_kwargs: dict) -> list[tuple[str, int]]:
         """One chunk of requests: decode, preprocess, prompt, generate with the hooks attached. -> (text, new tokens)
         per request."""
+        return self.generate_frames(texts, self.decode_videos(videos), gen_kwargs)
+
+    def decode_videos(self, videos: list[str]) -> list:
+        """One VideoBatch of one row per video: score_lit's decoding (frame_args, frame_size, fit, decode_resize). The
+        question text is filled in by `generate_frames` (generate_batch), so this runs ahead in a background thread."""
         from score_lit.data.common import Sample, collate
         from score_lit.data.video_qa import load_video
 
         frames_n, fps = self.frame_args()
         batches = []
-        for text, video in zip(texts, videos):
-            frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps)
-            batches.append(collate([Sample("generate", frames, text, "", [], seconds_per_frame=spf)]))
-        return self.generate_frames(texts, batches, gen_kwargs)
+        for video in videos:
+            frames, spf = load_video(video, frames_n, self.frame_size, self.fit, fps, decode_resize=self.decode_resize)
+            batches.append(collate([Sample("generate", frames, "", "", [], seconds_per_frame=spf)]))
+        return batches
 
     @torch.no_grad()
     def generate_frames(self, texts: list[str], batches: list, gen_kwargs: dict) -> list[tuple[str, int]]:

@@ -22,6 +22,7 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
     from lmms_eval.api.instance import GenerationResult
     from tqdm import tqdm
 
+    from score_lit.data.prefetch import prefetched
     from score_lit.data.video_qa import load_video
 
     groups: OrderedDict = OrderedDict()  # (task, split, doc_id) -> [request index]
@@ -29,12 +30,21 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
         _, _, _, doc_id, task, split = req.args
         groups.setdefault((task, split, doc_id), []).append(i)
     res: list = [None] * len(requests)
-    for (task, split, doc_id), idx in tqdm(groups.items(), disable=model.rank != 0, desc="SCORE loglikelihood"):
+
+    def decode(group):
+        (task, split, doc_id), idx = group
         doc_to_visual = requests[idx[0]].args[2]
         videos = [v for v in doc_to_visual(model.task_dict[task][split][doc_id]) if isinstance(v, str)]
         if len(videos) != 1:
             raise NotImplementedError(f"{name} loglikelihood: one video per document ({doc_id}: {len(videos)})")
-        frames, spf = load_video(videos[0], num_frames, model.frame_size, model.fit, fps)
+        resize = getattr(model, "decode_resize", "decoder")
+        return load_video(videos[0], num_frames, model.frame_size, model.fit, fps, decode_resize=resize)
+
+    # the next document's video decodes in a background thread while this one is scored (score_lit.data.prefetch)
+    decoded = prefetched(decode, list(groups.items()), getattr(model, "prefetch", 1))
+    for ((task, split, doc_id), idx), (frames, spf) in tqdm(
+        zip(groups.items(), decoded), total=len(groups), disable=model.rank != 0, desc="SCORE loglikelihood"
+    ):
         pairs = [tuple(requests[j].args[:2]) for j in idx]
         scores = document_scores(
             model.adapter, model.compressor, model.retention_ratio, str(doc_id), frames, spf, pairs

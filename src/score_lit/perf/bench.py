@@ -9,8 +9,9 @@ model is built directly there (`torch.device` context + dtype), so a 7B never ma
 
 One timed run is the whole chain for one video, synchronised (torch.cuda.synchronize) at each border:
 
-    decode   load_video (PyAV integrity probe + decord get_batch + fit to size x size) -> uint8 tensor on the device;
-             with video=synthetic (also where decord or PyAV is missing) drawing the frames in memory instead
+    decode   load_video (PyAV integrity probe + decord get_batch of the sampled frames, scaled in the decoder with
+             decode_resize=decoder (the default) or resized after with processor + pad to size x size) -> uint8 tensor
+             on the device; with video=synthetic (also where decord or PyAV is missing) drawing the frames in memory
     vision   adapter.encode: preprocessing (normalise, patchify, on the device) + vision tower + patch merger
     policy   surprise_state [LN(x); LN(dx)] + a randomly initialised policy (policy_name, policy_hidden wide; query_mlp
              also embeds the question) + global top-k
@@ -18,6 +19,14 @@ One timed run is the whole chain for one video, synchronised (torch.cuda.synchro
              text + kept tokens (use_cache=True: the KV cache is built, as generate's prefill does),
              lm_head on the last position and argmax = the first output token
     e2e      wall time of the four together (to the first output token)
+Time to first token (TTFT): per ratio, ttft_ms = decode_ms + vision_ms + policy_ms + prefill_ms, the sum of the
+stages' medians (so the stacked bar of the picture adds up to it; the prefill ends with the first generated token,
+lm_head + argmax, as generate's first step does); ttft_speedup = vanilla's ttft_ms / this ratio's, in the same run.
+e2e_ms (the median of the measured sums) stays beside it as a check. The picture <name>.png (beside the JSON): one
+stacked bar per ratio and frame count.
+clock=cpu times each stage by the process's CPU time (time.process_time, every thread of the process) instead of
+the wall clock: with threads=1 (and decord's single decoding thread) that is the one-core wall time the stage would
+take on an idle machine, and other jobs on a shared machine barely move it (CPU only; a GPU's time is not in it).
 Not timed: model build, tokenizing the fixed question (once). Warm-up runs first; the repeats
 interleave the ratios (r1, r2, ..., r1, r2, ...) so slow drift hits every ratio alike. Per stage:
 median, quartiles, min, max.
@@ -59,6 +68,7 @@ from score_lit.perf.bench_setup import (
 )
 
 STAGES = ("decode", "vision", "policy", "prefill", "e2e")
+TTFT_STAGES = ("decode", "vision", "policy", "prefill")  # ttft_ms = the sum of their medians (module docstring)
 
 
 # ---------------------------------------------------------------------------------------------- FLOPs
@@ -100,7 +110,9 @@ class Chain:
         if self.video == SYNTHETIC:
             video, spf = synthetic_video(self.frames, self.cfg.size), SYNTHETIC_SPF
         else:
-            video, spf = load_video(self.video, self.frames, self.cfg.size, self.cfg.fit)
+            video, spf = load_video(
+                self.video, self.frames, self.cfg.size, self.cfg.fit, decode_resize=self.cfg.decode_resize
+            )
         x = self.torch.from_numpy(video).permute(0, 3, 1, 2)[None].to(self.dev)  # [1, F, 3, H, W] uint8
         return VideoBatch(
             ids=["bench"],
@@ -129,7 +141,7 @@ class Chain:
     def _mark(self, marks: list[float]) -> None:
         if self.dev.type == "cuda":
             self.torch.cuda.synchronize(self.dev)
-        marks.append(time.perf_counter())
+        marks.append(time.process_time() if self.cfg.clock == "cpu" else time.perf_counter())
 
     def run(self, ratio: float) -> dict[str, float]:
         marks: list[float] = []
@@ -173,9 +185,11 @@ def bench_frames(cfg: BenchConfig, adapter, policy, video: str, frames: int, rat
         spread = {s: _stats([t[s] for t in times[r]]) for s in STAGES}
         med = {f"{s}_ms": spread[s]["median"] for s in STAGES}
         k = keep_count(r, v)
-        rows.append(dict(retention_ratio=r, kept_tokens=k, seq_len=text + k, **med, spread_ms=spread))
+        ttft = sum(med[f"{s}_ms"] for s in TTFT_STAGES)
+        rows.append(dict(retention_ratio=r, kept_tokens=k, seq_len=text + k, **med, ttft_ms=ttft, spread_ms=spread))
     full = next(row for row in rows if row["retention_ratio"] == 1.0)
     for row in rows:
+        row["ttft_speedup"] = full["ttft_ms"] / row["ttft_ms"]
         row["prefill_speedup"] = full["prefill_ms"] / row["prefill_ms"]
         row["ideal_speedup"] = ideal_speedup(text_cfg, text, v, row["retention_ratio"])
         row["share_of_ideal"] = row["prefill_speedup"] / row["ideal_speedup"]
@@ -200,24 +214,67 @@ def bench_frames(cfg: BenchConfig, adapter, policy, video: str, frames: int, rat
 def table(result: dict) -> str:
     """A markdown table of one frame count's results (medians; prefill with its interquartile range)."""
     head = (
-        "| ratio | kept | seq | decode ms | vision ms | policy ms | prefill ms [p25, p75] | e2e ms "
+        "| ratio | kept | seq | decode ms | vision ms | policy ms | prefill ms [p25, p75] | TTFT ms | TTFT speedup "
         "| prefill speedup | ideal | share of ideal | policy share |"
     )
     lines = [
         f"frames {result['frames']}, {result['visual_tokens']} visual + {result['text_tokens']} text tokens",
         "",
         head,
-        "|" + "---|" * 12,
+        "|" + "---|" * 13,
     ]
     for r in result["ratios"]:
         p = r["spread_ms"]["prefill"]
         lines.append(
             f"| {r['retention_ratio']:.2f} | {r['kept_tokens']} | {r['seq_len']} | {r['decode_ms']:.1f} | {r['vision_ms']:.1f} "
-            f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} [{p['p25']:.1f}, {p['p75']:.1f}] | {r['e2e_ms']:.1f} "
-            f"| {r['prefill_speedup']:.2f}x | {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% "
-            f"| {100 * r['policy_share']:.2f}% |"
+            f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} [{p['p25']:.1f}, {p['p75']:.1f}] | {r['ttft_ms']:.1f} "
+            f"| {r['ttft_speedup']:.2f}x | {r['prefill_speedup']:.2f}x | {r['ideal_speedup']:.2f}x "
+            f"| {100 * r['share_of_ideal']:.0f}% | {100 * r['policy_share']:.2f}% |"
         )
     return "\n".join(lines)
+
+
+def plot_ttft(doc: dict, path: Path) -> Path:
+    """Where the time to first token goes: per frame count one panel, per ratio one bar stacked decode / vision /
+    policy / prefill (medians, ms), its total and its speedup over vanilla written above it. -> path (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = doc["results"]
+    fig, axes = plt.subplots(1, len(results), figsize=(max(6.0, 4.5 * len(results)), 4.5), squeeze=False)
+    colours = {"decode": "#8c8c8c", "vision": "#4c72b0", "policy": "#dd8452", "prefill": "#55a868"}
+    for ax, res in zip(axes[0], results):
+        rows = res["ratios"]
+        x = list(range(len(rows)))
+        bottom = [0.0] * len(rows)
+        for s in TTFT_STAGES:
+            h = [r[f"{s}_ms"] for r in rows]
+            ax.bar(x, h, bottom=bottom, color=colours[s], label=s, width=0.7)
+            bottom = [b + v for b, v in zip(bottom, h)]
+        for i, r in enumerate(rows):
+            ax.text(
+                i, r["ttft_ms"], f"{r['ttft_ms']:.0f}\n{r['ttft_speedup']:.2f}x", ha="center", va="bottom", fontsize=8
+            )
+        ax.set_xticks(x, [f"{r['retention_ratio']:g}" for r in rows])
+        ax.set_xlabel("retention ratio")
+        ax.set_ylabel("ms (medians)")
+        ax.set_ylim(0, 1.35 * max(r["ttft_ms"] for r in rows))
+        ax.set_title(f"{res['frames']} frames, {res['visual_tokens']} visual tokens", fontsize=9)
+        ax.legend(loc="upper center", ncol=4, fontsize=8, frameon=False)
+    env = doc["environment"]
+    cfg = doc["config"]
+    fig.suptitle(
+        f"time to first token (medians; speedup vs ratio 1)\n{cfg['path'] or cfg['arch']} on {env['device_name']} "
+        f"({env['dtype']}, {env['threads']} threads, clock {cfg.get('clock', 'wall')}), "
+        f"decode_resize={cfg.get('decode_resize', 'processor')}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def environment(dev, dtype: str, attn: str) -> dict:
@@ -301,6 +358,7 @@ def run(cfg: BenchConfig) -> Path:
     path = output_path(cfg, out["environment"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"bench: picture {plot_ttft(out, path.with_suffix('.png'))}", flush=True)  # beside the JSON
     for res in out["results"]:
         print("\n" + table(res) + "\n")
     return path

@@ -38,6 +38,9 @@ class BenchConfig:
     frames: list[int] = field(default_factory=lambda: [16])  # sampled frames per video; one result block per count
     size: int = 336  # frames fitted to size x size pixels (336 / patch 14 / merge 2 = 12 x 12 tokens per temporal unit)
     fit: str = "pad"
+    # decoder: decord's reader scales each sampled frame to the fitted size while decoding; processor: full-size decode,
+    # then fit_frames (score_lit.data.video_qa.load_video)
+    decode_resize: str = "decoder"
     ratios: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.25, 0.1, 0.05])  # 1.0 is added if missing
     warmup: int = 1  # untimed runs of every ratio first
     repeats: int = 5  # timed runs of every ratio
@@ -51,6 +54,8 @@ class BenchConfig:
     policy_name: str = "mlp"  # the policy variant timed (score_lit.rl.policy): mlp | query_mlp | temporal_mlp
     policy_hidden: int = 256  # its width (the paper's 256; a run trains 32 by default); cost does not depend on weights
     threads: int = 0  # torch.set_num_threads; 0 = torch's default
+    # wall: time.perf_counter; cpu: the process's CPU time per stage (with threads=1: load-robust on a shared CPU)
+    clock: str = "wall"
     seed: int = 0
     # runs/bench: a user's run never overwrites the committed reference numbers in measurements/ (those were
     # written with out_dir=measurements).
@@ -74,8 +79,13 @@ class BenchConfig:
             PolicyConfig(name=self.policy_name, hidden=self.policy_hidden)
         except ConfigError as e:
             raise ConfigError(str(e).replace("policy.", "policy_")) from None
+        from score_lit.config.data_eval import check_decode_resize
+
+        check_decode_resize(self.decode_resize)
         if self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"warmup={self.warmup}, repeats={self.repeats}: need warmup >= 0 and repeats >= 1")
+        if self.clock not in ("wall", "cpu"):
+            raise ConfigError(f"clock={self.clock!r}: use wall (time.perf_counter) or cpu (the process's CPU time)")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype={self.dtype!r}: use auto, float32, bfloat16 or float16")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

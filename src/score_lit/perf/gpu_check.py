@@ -20,7 +20,8 @@ on the device + vision tower + merger), `policy` (surprise state + policy + top-
 positions, embedding, the LLM over text + kept tokens with the KV cache built, lm_head on the last position: the
 first output token). `model` = vision + policy + prefill, the time to the first token given decoded frames.
 `decode` here draws synthetic frames (the GPU image has neither decord nor PyAV; `make bench` times real decoding
-on CPU) and is left out of `model`. Not timed: model build, tokenizing the question once.
+on CPU) and is left out of `model`; `ttft` = decode + model, as `make bench` reports it (with its speedup over
+vanilla in the same run). Not timed: model build, tokenizing the question once.
 
 Needs torch, transformers and lightning; omegaconf for part 3 (carried as a wheel: make gpu-wheels). No MLflow,
 no decoder, no network.
@@ -45,7 +46,7 @@ COVERS = (
     "mlp, 256 wide) + top-k; prefill = kept tokens' M-RoPE ids + LLM over text + kept tokens with the KV cache "
     "built + lm_head on the last position (the first output token); model = vision + policy + prefill (time to "
     "the first token from decoded frames); decode = drawing synthetic frames (no codec on the GPU image), not in "
-    "model. CUDA-synchronised at every border; medians over the repeats after warm-up, ratios interleaved."
+    "model; TTFT = decode + model (make bench's ttft_ms; on real video decode is larger). CUDA-synchronised at every border; medians over the repeats after warm-up, ratios interleaved."
 )
 
 # Per mode: the prefill architectures (name, family, frames, repeats), the frame size, warm-up, the train-step

@@ -8,21 +8,28 @@ TARGETS = {"share_of_ideal_at_0.1": 0.9, "policy_share_at_0.1": 0.005}  # at the
 
 
 def summarise(bench: dict) -> list[dict]:
-    """One row per (frames, ratio): the speedups, the shares and `model` (vision + policy + prefill) medians."""
+    """One row per (frames, ratio): the speedups, the shares, `model` (vision + policy + prefill) and the bench's
+    time to first token (`ttft_ms` = decode + model, its speedup over vanilla in the same run) from the medians."""
     rows = []
     for res in bench["results"]:
+        full = next(r for r in res["ratios"] if r["retention_ratio"] == 1.0)
+        ttft_full = full["decode_ms"] + full["vision_ms"] + full["policy_ms"] + full["prefill_ms"]
         for r in res["ratios"]:
             model = r["vision_ms"] + r["policy_ms"] + r["prefill_ms"]
+            ttft = r["decode_ms"] + model
             rows.append(
                 {
                     "frames": res["frames"],
                     "visual_tokens": res["visual_tokens"],
                     "ratio": r["retention_ratio"],
                     "kept": r["kept_tokens"],
+                    "decode_ms": r["decode_ms"],
                     "vision_ms": r["vision_ms"],
                     "policy_ms": r["policy_ms"],
                     "prefill_ms": r["prefill_ms"],
                     "model_ms": model,
+                    "ttft_ms": ttft,
+                    "ttft_speedup": ttft_full / ttft,
                     "prefill_speedup": r["prefill_speedup"],
                     "ideal_speedup": r["ideal_speedup"],
                     "share_of_ideal": r["share_of_ideal"],
@@ -76,14 +83,15 @@ def markdown(doc: dict) -> str:
             lines += [
                 f"## {name}",
                 "",
-                "| frames | visual tokens | ratio | kept | vision ms | policy ms | prefill ms | model ms "
-                "| prefill speedup | FLOP-ideal | share of ideal | policy share of model |",
-                "|" + "---|" * 12,
+                "| frames | visual tokens | ratio | kept | decode ms | vision ms | policy ms | prefill ms | model ms "
+                "| TTFT ms | TTFT speedup | prefill speedup | FLOP-ideal | share of ideal | policy share of model |",
+                "|" + "---|" * 15,
             ]
             for r in part["summary"]:
                 lines.append(
-                    f"| {r['frames']} | {r['visual_tokens']} | {r['ratio']:.2f} | {r['kept']} | {r['vision_ms']:.1f} "
-                    f"| {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} | {r['model_ms']:.1f} | {r['prefill_speedup']:.2f}x "
+                    f"| {r['frames']} | {r['visual_tokens']} | {r['ratio']:.2f} | {r['kept']} | {r['decode_ms']:.1f} "
+                    f"| {r['vision_ms']:.1f} | {r['policy_ms']:.2f} | {r['prefill_ms']:.1f} | {r['model_ms']:.1f} "
+                    f"| {r['ttft_ms']:.1f} | {r['ttft_speedup']:.2f}x | {r['prefill_speedup']:.2f}x "
                     f"| {r['ideal_speedup']:.2f}x | {100 * r['share_of_ideal']:.0f}% | {100 * r['policy_share']:.2f}% |"
                 )
             lines.append("")

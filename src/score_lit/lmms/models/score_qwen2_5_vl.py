@@ -10,6 +10,10 @@ max_num_frames, fps, system_prompt, use_cache, ...) means what it means there. A
   retention_ratio  r: keep k = ceil(r * T * N) video tokens (1.0 = no compression)
   selection        global | per_frame top-k (score_lit.compressors.score)
   selection_log    a JSONL file: one line per selection (path, doc, question, ratio, the kept token indices)
+  decode_resize    decoder | processor: frames scaled inside decord (default, faster) or decoded at full size and
+                   resized by score_lit's fit_frames (eval.decode_resize)
+  prefetch         chunks of requests (generate_until) / documents (loglikelihood) decoded ahead in background
+                   threads while the model works (default 1; 0: decode in line)
   frame_size, fit  loglikelihood path only: frames are decoded by score_lit (decord) and fitted to a square
                    frame_size (pad | stretch | crop), as `score_lit eval` does (eval.size / eval.fit)
 
@@ -61,8 +65,16 @@ class _ScoreQwen(ScoreGeneration):
         frame_size: int = 448,
         fit: str = "pad",
         selection_log: str | None = None,
+        decode_resize: str = "decoder",
+        prefetch: int = 1,
         **stock,
     ) -> None:
+        from score_lit.config.data_eval import check_decode_resize
+
+        self.decode_resize = check_decode_resize(decode_resize)  # before the model loads: a typo costs no load
+        self.prefetch = int(prefetch)
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch={prefetch!r}: use 0 (decode in line) or the number of chunks to decode ahead")
         self._stock_init(stock)
         self.selection_log = selection_log
         from score_lit.compressors import build_compressor

@@ -5,7 +5,7 @@
 
 Subclasses of lmms_eval 0.7.3's `Qwen3_VL` (simple: lmms_eval.models.simple.qwen3_vl, chat:
 lmms_eval.models.chat.qwen3_vl), with the SCORE part of score_qwen2_5_vl (`_ScoreQwen`: the added args policy /
-retention_ratio / selection / frame_size / fit, loglikelihood through score_lit's adapter, generate_until through
+retention_ratio / selection / frame_size / fit / decode_resize / prefetch, loglikelihood through score_lit's adapter, generate_until through
 score_lit.lmms.generate with ScoreHooks). Every stock model_arg (device, device_map, attn_implementation,
 min/max_pixels, max_num_frames, fps, system_prompt, enable_thinking, ...) means what it means there; total_pixels
 and reasoning_prompt are accepted but not used (frames are sized by frame_size / min/max_pixels per frame, as
