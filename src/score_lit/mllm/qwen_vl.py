@@ -182,3 +182,24 @@ class Qwen25VLAdapter(QwenVLAdapter):
         k = torch.ones(t * h * w, dtype=torch.bool) if keep is None else keep.reshape(-1).cpu().bool()
         _, win, units = pruned_segments(self.model.model.visual, grid_thw, k)
         return vision_tower_flops(self.model.config.vision_config, win.tolist(), units.tolist())
+
+
+class Qwen2VLAdapter(QwenVLAdapter):
+    family = "qwen2_vl"
+    tiny_vision = dict(embed_dim=32, hidden_size=64, mlp_ratio=2)  # embed_dim = vision width, hidden_size = LLM width
+
+    @classmethod
+    def model_class(cls):
+        from transformers import Qwen2VLForConditionalGeneration
+
+        return Qwen2VLForConditionalGeneration
+
+    @classmethod
+    def config_class(cls):
+        from transformers import Qwen2VLConfig
+
+        return Qwen2VLConfig
+
+    def time_scale(self, seconds_per_temporal_patch: float) -> float:
+        """Temporal patches: the t-axis counts units (1 per unit)."""
+        return 1.0
