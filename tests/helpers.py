@@ -237,6 +237,20 @@ def question_policy(width: int, seed: int = 0):
     return policy.eval()
 
 
+def assert_one_run_each_step_once(tracking_uri: str, steps: int, key: str = "keep_ratio/mean") -> None:
+    """The store at tracking_uri holds ONE run of experiment score_lit (a requeued job reopened it) whose `key` was
+    logged at every step 0..steps-1 exactly once (a resumed job logs the rest without overlap)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]  # the requeued job reopened the run
+    logged = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, key))
+    assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(
+        set(range(steps)) - set(logged)
+    )
+
+
 # ------------------------------------------------------------------------------------------------ local SLURM clusters
 
 SLURM_TOOLS = ROOT / "tools" / "slurm"

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import local_slurm, slurm_job, tiny_run
+from helpers import assert_one_run_each_step_once, local_slurm, slurm_job, tiny_run
 
 from score_lit.config import ConfigError, load_config
 from score_lit.training import slurm, slurm_cluster
@@ -293,18 +293,11 @@ def test_a_signalled_job_checkpoints_requeues_resumes_and_finishes_in_one_mlflow
     assert "policy checkpoint" in text
 
     import torch
-    from mlflow.tracking import MlflowClient
 
     hpc = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
     assert 0 < hpc["global_step"] < steps  # taken mid-run
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == steps
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
-    assert len(runs) == 1, [r.info.run_name for r in runs]  # the requeued job reopened the run
-    logged = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "keep_ratio/mean"))
     # Continuous: every step once. No step runs after hpc_ckpt (resume.requeue_on_signal stops at it), so the
     # resumed job logs the rest without overlap.
-    assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(
-        set(range(steps)) - set(logged)
-    )
+    assert_one_run_each_step_once(f"sqlite:///{tmp_path / 'mlflow.db'}", steps)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import local_slurm, slurm_job, tiny_run
+from helpers import assert_one_run_each_step_once, local_slurm, slurm_job, tiny_run
 
 from score_lit.training.checkpoint import load_policy
 
@@ -176,12 +176,4 @@ def test_a_signalled_two_node_job_requeues_and_both_nodes_resume(cluster, tmp_pa
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == steps
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([client.get_experiment_by_name("score_lit").experiment_id])
-    assert len(runs) == 1, [r.info.run_name for r in runs]  # the requeued job reopened the run
-    logged = sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "keep_ratio/mean"))
-    assert logged == list(range(steps)), [s for s in set(logged) if logged.count(s) > 1] or sorted(
-        set(range(steps)) - set(logged)
-    )
+    assert_one_run_each_step_once(f"sqlite:///{tmp_path / 'mlflow.db'}", steps)

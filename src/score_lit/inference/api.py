@@ -72,21 +72,6 @@ def load_policy(path: str | os.PathLike) -> Policy:
     return Policy(module, config, str(path))
 
 
-def _subset(prompts: PromptBatch, rows: list[int]) -> PromptBatch:
-    """The PromptBatch of some rows (the lists, in `rows` order; the tensors are rebuilt)."""
-    pick = lambda xs: None if xs is None else [xs[r] for r in rows]  # noqa: E731
-    return PromptBatch(
-        pick(prompts.pre_ids),
-        pick(prompts.post_ids),
-        pick(prompts.answer_start),
-        pick(prompts.answer_len),
-        prompts.option_ids[rows],
-        pick(prompts.question_ids),
-        pick(prompts.seconds_per_frame),
-        pick(prompts.sample_ids),
-    )
-
-
 class Compression:
     """The context manager `compress` returns (module docstring)."""
 
@@ -211,10 +196,8 @@ class Compression:
         for i, ((frames, spf), question) in enumerate(zip(decoded or self._decoded(videos), questions)):
             spf = seconds_per_frame if seconds_per_frame is not None else spf
             rows.append(collate([Sample(f"api/{i}", frames, question, "", [], seconds_per_frame=spf)]))
-        gb = generate_batch(self.adapter, rows, list(questions))
-        self._prepared = gb
-        dev, dtype = self.adapter.device, self.adapter.model.get_input_embeddings().weight.dtype
-        return {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in gb.inputs.items()}
+        self._prepared = generate_batch(self.adapter, rows, list(questions))
+        return self._prepared.model_inputs(self.adapter)
 
     def stream(self, batches, ahead: int = 1, seconds_per_frame: float | None = None):
         """`prepare` over an iterable of (videos, questions) pairs: yields each call's `generate` keyword arguments
@@ -270,7 +253,7 @@ class Compression:
             prompts = self._call_prompts
             if prompts is None:
                 prompts = self.prompts_from_ids(self.hooks._ids)
-            prompts = _subset(prompts, rows)
+            prompts = prompts.rows(rows)
         return self.compressor.select(visual, self.ratio, prompts).keep
 
     # ------------------------------------------------------ stock inputs

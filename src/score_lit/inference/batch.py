@@ -38,6 +38,11 @@ class GenerateBatch:
     def prompt_len(self) -> int:
         return int(self.inputs["input_ids"].shape[1])
 
+    def model_inputs(self, adapter) -> dict:
+        """`inputs` on the adapter's model's device, floating tensors in its dtype: `generate`'s keyword arguments."""
+        dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
+        return {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in self.inputs.items()}
+
 
 def _merge_video_inputs(parts: list[VideoInputs]) -> VideoInputs:
     keys = parts[0].model_kwargs.keys()

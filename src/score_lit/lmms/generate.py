@@ -80,9 +80,7 @@ class ScoreGeneration:
     def _keep(self, visual, rows: list[int]) -> Tensor:
         if self.compressor is None:  # retention_ratio 1: every token, the hooks only set the positions
             return torch.ones(visual.tokens.shape[0], visual.num_tokens, dtype=torch.bool)
-        from score_lit.inference.api import _subset
-
-        prompts = None if self._prompts is None else _subset(self._prompts, rows)
+        prompts = None if self._prompts is None else self._prompts.rows(rows)
         keep = self.compressor.select(visual, self.retention_ratio, prompts).keep
         self.record_selection("generate_until", [self._texts[r] for r in rows], keep)
         return keep
@@ -156,12 +154,6 @@ class ScoreGeneration:
         text = "".join(c.text for m in messages.messages for c in m.content if c.type == "text")
         return text, [*images, *videos], gen_kwargs, doc_id  # images count as extra visuals: refused
 
-    @torch.no_grad()
-    def _generate(self, texts: list[str], videos: list[str], gen_kwargs: dict) -> list[tuple[str, int]]:
-        """One chunk of requests: decode, preprocess, prompt, generate with the hooks attached. -> (text, new tokens)
-        per request."""
-        return self.generate_frames(texts, self.decode_videos(videos), gen_kwargs)
-
     def decode_videos(self, videos: list[str]) -> list:
         """One VideoBatch of one row per video: score_lit's decoding (frame_args, frame_size, fit, decode_resize). The
         question text is filled in by `generate_frames` (generate_batch), so this runs ahead in a background thread."""
@@ -177,13 +169,13 @@ class ScoreGeneration:
 
     @torch.no_grad()
     def generate_frames(self, texts: list[str], batches: list, gen_kwargs: dict) -> list[tuple[str, int]]:
-        """`_generate` after the decoding: batches = one VideoBatch of one row per request; one generate call."""
+        """One chunk of requests after `decode_videos`: batches = one VideoBatch of one row per request; one generate
+        call with the hooks attached. -> (text, new tokens) per request."""
         from score_lit.inference.batch import generate_batch, new_tokens
 
         adapter = self.adapter
         gb = generate_batch(adapter, batches, texts)
-        dev, dtype = adapter.device, adapter.model.get_input_embeddings().weight.dtype
-        inputs = {k: (v.to(dev, dtype) if v.is_floating_point() else v.to(dev)) for k, v in gb.inputs.items()}
+        inputs = gb.model_inputs(adapter)
         # the stock wrapper's defaults (Qwen3-VL / Qwen3.5: its DEFAULT_GEN_KWARGS), then the task's
         cur = {
             "max_new_tokens": self.max_new_tokens,

@@ -83,6 +83,20 @@ class PromptBatch:
     def __len__(self) -> int:
         return len(self.pre_ids)
 
+    def rows(self, rows: list[int]) -> PromptBatch:
+        """The PromptBatch of some rows, in `rows` order (the lists picked, the tensors rebuilt)."""
+        pick = lambda xs: None if xs is None else [xs[r] for r in rows]  # noqa: E731
+        return PromptBatch(
+            pick(self.pre_ids),
+            pick(self.post_ids),
+            pick(self.answer_start),
+            pick(self.answer_len),
+            self.option_ids[rows],
+            pick(self.question_ids),
+            pick(self.seconds_per_frame),
+            pick(self.sample_ids),
+        )
+
 
 @dataclass
 class Layout:
