@@ -304,9 +304,25 @@ def load_video(
 
 def _decode(decord, path: str, frames: int, sample_fps, start, end, scale: dict) -> tuple[np.ndarray, float]:
     """The sampled frames [F, H, W, 3] uint8 (scaled by decord to scale's width x height when given) and seconds per
-    frame; SampleError(reason, path) on every failure."""
+    frame; SampleError(reason, path) on every failure. The reader is freed here with Ctrl-C held (sigint_held): a
+    KeyboardInterrupt raised inside decord's VideoReader.__del__ is printed as an ignored exception's traceback
+    instead of stopping the run cleanly (seen when a Ctrl-C'd eval sweep was interrupted at that moment)."""
     try:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1, **scale)
+    except Exception as e:  # noqa: BLE001 -- RuntimeError, decord.DECORDError
+        raise SampleError(f"decord cannot open it ({_short(e)})", path) from None
+    try:
+        return _read_frames(vr, path, frames, sample_fps, start, end)
+    finally:
+        from score_lit.training.interrupts import sigint_held
+
+        with sigint_held():
+            del vr
+
+
+def _read_frames(vr, path: str, frames: int, sample_fps, start, end) -> tuple[np.ndarray, float]:
+    """`_decode`'s reading of an open VideoReader: the sampled frames and seconds per frame, or SampleError."""
+    try:
         n, fps = len(vr), float(vr.get_avg_fps())
     except Exception as e:  # noqa: BLE001 -- RuntimeError, decord.DECORDError
         raise SampleError(f"decord cannot open it ({_short(e)})", path) from None
