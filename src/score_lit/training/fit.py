@@ -80,6 +80,16 @@ class RunLogger(MLFlowLogger):
             self.outage.keep(step, dict(metrics), attempted=True)
 
     @rank_zero_only
+    def flush_queued(self) -> None:
+        """Returns once every metric queued by MLflow's async logging is in the store (nothing queues when
+        synchronous). Called before each checkpoint is written (resume.TrackingIdentity): a run killed right after
+        a checkpoint must not lack, after resume=auto, the metrics of the steps that checkpoint says are done."""
+        if self._initialized:
+            # the store of THIS logger's tracking URI (MLflow caches one per URI); mlflow.flush_async_logging()
+            # would flush the store of the process-wide tracking URI, which training does not set
+            self.experiment._tracking_client.store.flush_async_logging()
+
+    @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         status = "KILLED" if status == "failed" and self.interrupted else status
         if self.outage is None:
@@ -312,10 +322,8 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         if logger is not None and not offline and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
             logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    if cfg.tracking.async_logging and not server:
-        import mlflow
-
-        mlflow.flush_async_logging()  # every queued metric is in the store before the curves read it back
+    if logger is not None:
+        logger.flush_queued()  # every queued metric is in the store before the curves read it back
     pending = None
     if logger is not None:
         outage = logger.outage

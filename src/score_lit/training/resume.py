@@ -148,6 +148,12 @@ class TrackingIdentity(Callback):
 
     def on_save_checkpoint(self, trainer, module, checkpoint: dict) -> None:
         checkpoint.setdefault(KEY, {})["tracking"] = self.info
+        # Before the checkpoint is written: the metrics of every step it counts as done reach the store first
+        # (MLflow's async queue would otherwise lose them to a kill -9 right after the write; fit.RunLogger).
+        for logger in trainer.loggers:
+            flush = getattr(logger, "flush_queued", None)
+            if flush is not None:
+                flush()
 
 
 class SlurmPlacement(Callback):
