@@ -134,6 +134,18 @@ def test_compress_bad_input_is_one_line():
         score_lit.compress(torch.nn.Linear(2, 2), tok, policy)
     with pytest.raises(ConfigError, match="does not exist"):
         score_lit.load_policy(ROOT / "no-such-policy")
+    frames = np.zeros((4, 28, 28, 3), np.uint8)
+    with score_lit.compress(model, tok, policy, ratio=0.5) as sc:
+        for videos, questions, needle in [
+            ("a.mp4", ["which colour ?"], "takes lists"),
+            ([frames], "which colour ?", "takes lists"),
+            ([frames, frames], ["which colour ?"], "2 videos but 1 questions"),
+        ]:
+            with pytest.raises(ConfigError, match=needle) as e:
+                sc.prepare(videos, questions)
+            assert "\n" not in str(e.value)
+        with pytest.raises(ConfigError, match="1 videos but 2 questions"):  # before any video is decoded
+            next(sc.stream([(["no-such-video.mp4"], ["a ?", "b ?"])]))
 
 
 # ------------------------------------------------------------------------------------------ the committed toy

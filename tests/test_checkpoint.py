@@ -58,7 +58,7 @@ def test_policy_files_get_the_usual_permissions(tmp_path):
     """Written through a private temporary file (mkstemp: 0600), the policy still ends up readable like any file."""
     import os
 
-    from score_lit.training.checkpoint import atomic_torch_save
+    from score_lit.durable import atomic_torch_save
 
     mask = os.umask(0o022)
     try:
@@ -75,7 +75,7 @@ def test_a_ctrl_c_while_a_checkpoint_is_written_comes_after_the_file_is_in_place
     import signal
     import time
 
-    from score_lit.training.checkpoint import atomic_torch_save
+    from score_lit.durable import atomic_torch_save
 
     class CtrlC:
         def __reduce__(self):

@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks import Callback
 from mlflow.tracking import MlflowClient
 
 from score_lit.config import load_config
+from score_lit.durable import SigintLatch, sigint_held
 from score_lit.training.fit import fit
-from score_lit.training.interrupts import SigintLatch, sigint_held
 
 
 @pytest.fixture(autouse=True)

@@ -275,7 +275,7 @@ def cmd_toy_mllm(args: list[str]) -> int:
 
 
 def cmd_card(args: list[str]) -> int:
-    from score_lit.training.card import main as run  # reads config.json and the sweeps' files (torch to check)
+    from score_lit.evaluation.card import main as run  # reads config.json and the sweeps' files (torch to check)
 
     return run(args)
 

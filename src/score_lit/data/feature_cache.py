@@ -78,7 +78,7 @@ class FeatureCache:
         deepstack: torch.Tensor | None = None,
     ) -> None:
         """Write one row's entry; `deepstack` [S, T*N, D]: Qwen3-VL's DeepStack features, stored when given."""
-        from score_lit.training.checkpoint import atomic_torch_save
+        from score_lit.durable import atomic_torch_save
 
         entry = {
             "tokens": tokens.detach().cpu().clone(),

@@ -314,7 +314,7 @@ def _decode(decord, path: str, frames: int, sample_fps, start, end, scale: dict)
     try:
         return _read_frames(vr, path, frames, sample_fps, start, end)
     finally:
-        from score_lit.training.interrupts import sigint_held
+        from score_lit.durable import sigint_held
 
         with sigint_held():
             del vr

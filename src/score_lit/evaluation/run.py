@@ -19,10 +19,10 @@ from pathlib import Path
 
 from score_lit.compressors.flops import TERA
 from score_lit.config import Config, check_files
+from score_lit.durable import sigint_held
 from score_lit.evaluation.ablation import sweep_matched
 from score_lit.evaluation.records import BatchRecord, read_records
 from score_lit.evaluation.sweep import sweep
-from score_lit.training.interrupts import sigint_held
 
 SWEEP_KEYS = (
     "benchmark",

@@ -59,8 +59,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from score_lit.config import Config, check_files
 from score_lit.data.common import Problem, Sample, SampleError
+from score_lit.durable import SigintLatch
 from score_lit.evaluation.records import BatchRecord, KeptMap, Outcome
-from score_lit.training.interrupts import SigintLatch
 
 log = logging.getLogger("score_lit.evaluation.sweep")
 
@@ -249,7 +249,7 @@ def sweep(cfg: Config, progress=True, done: list[BatchRecord] = (), on_batch=Non
         initial=n_batches - len(loader),
     )
     interrupted = False
-    latch = SigintLatch().install()  # a Ctrl-C swallowed on its way up (interrupts.py) still ends the sweep here
+    latch = SigintLatch().install()  # a Ctrl-C swallowed on its way up (score_lit.durable) still ends the sweep here
     try:
         for batch, bad in bar:
             latch.check()

@@ -177,9 +177,18 @@ class Compression:
 
     def _decoded(self, videos: list) -> list:
         """(frames, seconds per frame) of each video: score_lit's decoding (what `prepare` does first)."""
-        if isinstance(videos, (str, os.PathLike)):
-            raise ConfigError("prepare(videos, questions) takes lists: one question per video")
         return [self._frames(v) for v in videos]
+
+    @staticmethod
+    def _check_lists(videos, questions) -> None:
+        """One line, before anything is decoded, if (videos, questions) are not two lists of equal length."""
+        if isinstance(videos, (str, os.PathLike)) or isinstance(questions, str):
+            raise ConfigError("prepare(videos, questions) takes lists: one question per video")
+        if len(videos) != len(questions):
+            raise ConfigError(
+                f"prepare(videos, questions): {len(videos)} videos but {len(questions)} questions; give one "
+                "question per video (repeat a video to ask it two questions)"
+            )
 
     def prepare(
         self, videos: list, questions: list[str], seconds_per_frame: float | None = None, *, decoded: list | None = None
@@ -190,8 +199,7 @@ class Compression:
         from score_lit.data.common import Sample, collate
         from score_lit.inference.batch import generate_batch
 
-        if isinstance(videos, (str, os.PathLike)) or isinstance(questions, str):
-            raise ConfigError("prepare(videos, questions) takes lists: one question per video")
+        self._check_lists(videos, questions)
         rows = []
         for i, ((frames, spf), question) in enumerate(zip(decoded or self._decoded(videos), questions)):
             spf = seconds_per_frame if seconds_per_frame is not None else spf
@@ -211,6 +219,8 @@ class Compression:
         from score_lit.data.prefetch import prefetched
 
         batches = [(list(v) if not isinstance(v, (str, os.PathLike)) else v, q) for v, q in batches]
+        for videos, questions in batches:
+            self._check_lists(videos, questions)
         decoded = prefetched(lambda vq: self._decoded(vq[0]), batches, ahead)
         for (videos, questions), frames in zip(batches, decoded):
             yield self.prepare(videos, questions, seconds_per_frame, decoded=frames)

@@ -163,7 +163,7 @@ def _grid_stage(adapter, head, cfg: ToyConfig, opt, t0: float, history: list[dic
 
 def save_state(path: Path, **state) -> None:
     """The training state at a stage end or a joint checkpoint (atomic: a kill leaves the previous one)."""
-    from score_lit.training.checkpoint import atomic_torch_save
+    from score_lit.durable import atomic_torch_save
 
     atomic_torch_save(state, path)
 

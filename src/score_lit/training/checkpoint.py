@@ -19,49 +19,18 @@ bytes (weights_sha256), the same for a policy.pt and its folder: an eval sweep r
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from score_lit.config import ConfigError, PolicyConfig
+from score_lit.durable import atomic_torch_save, atomic_write_bytes
 from score_lit.rl.policy import build_policy
 from score_lit.training.card import model_card
-from score_lit.training.interrupts import sigint_held
 
 FORMAT = "score_lit.policy/v1"
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike, fsync: bool = True) -> Path:
-    """torch.save to a temporary file in the same folder, (fsync,) then rename over `path`: a kill while writing
-    leaves the previous file intact and no half-written file under the real name; a Ctrl-C while writing is held
-    until the file is in place (sigint_held). The one atomic writer of
-    policy.pt, Lightning checkpoints (resume.AtomicCheckpointIO) and feature-cache entries (fsync=False)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sigint_held():  # a Ctrl-C arrives after the file is in place
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
-                f.flush()
-                if fsync:
-                    os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a checkpoint is shared like any file
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    return path
 
 
 def save_policy(
@@ -112,20 +81,6 @@ def save_policy_dir(
     return folder
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """`data` to a temporary file in the same folder, then renamed over `path` (a kill leaves the old file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def weights_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a policy's weights as safetensors bytes (what a folder's config.json names), from a policy.pt
     or a policy folder: the same for both of one export."""
@@ -137,7 +92,7 @@ def weights_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(safetensors_bytes({k: v.contiguous() for k, v in policy.state_dict().items()})).hexdigest()
 
 
-def _read_policy_dir(p: Path) -> dict:
+def read_policy_dir(p: Path) -> dict:
     """A policy folder as the checkpoint dict of a policy.pt (format, policy_config, in_dim, mllm, meta, state_dict)."""
     import hashlib
     import json
@@ -171,7 +126,7 @@ def load_policy(path: str | os.PathLike, expect_mllm: dict | None = None) -> tup
     for bad files."""
     p = Path(path)
     if p.is_dir():
-        ckpt = _read_policy_dir(p)
+        ckpt = read_policy_dir(p)
     elif not p.is_file():
         raise ConfigError(
             f"policy checkpoint {str(path)!r} does not exist: pass the policy.pt of a finished run (runs/<name>/policy.pt) "

@@ -23,10 +23,10 @@ from score_lit.config import Config, ConfigError, check_files, flatten, to_dict
 from score_lit.data.datamodule import DataMonitor, build_datamodule
 from score_lit.data.feature_cache import FeatureCache, model_key
 from score_lit.data.order import check_plan
+from score_lit.durable import SigintLatch
 from score_lit.mllm import build_mllm, checkpoint_identity
 from score_lit.training.checkpoint import load_policy, save_policy, save_policy_dir
 from score_lit.training.curves import plot_training_curves
-from score_lit.training.interrupts import SigintLatch
 from score_lit.training.module import ScoreModule
 from score_lit.training.quiet import quiet_run
 from score_lit.training.resume import (
@@ -106,7 +106,7 @@ class RunLogger(MLFlowLogger):
 
 class StopReport(Callback):
     """On Ctrl-C: mark the MLflow run KILLED (RunLogger) and say how to continue, in one line. A Ctrl-C that was
-    swallowed on its way up (inside a weakref callback or __del__: interrupts.py) is raised again at the next batch
+    swallowed on its way up (inside a weakref callback or __del__: score_lit.durable) is raised again at the next batch
     boundary, so it always ends the run."""
 
     def __init__(self, cfg: Config):

@@ -128,7 +128,7 @@ def log_params_once(client, run_id: str, params: dict[str, Any]) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        from score_lit.training.checkpoint import atomic_torch_save
+        from score_lit.durable import atomic_torch_save
 
         atomic_torch_save(checkpoint, path)
 

@@ -106,7 +106,7 @@ def load_evidence(root: str, limit: int | None = None, split: str | None = None)
     if man.get("version") != VERSION:  # allowed (to reproduce older numbers), but never by accident
         print(
             f"note: {folder} is version {man.get('version')} of the evidence benchmark, the current one is {VERSION} "
-            f"(score_lit/data/evidence.py says what changed); delete it and run `make export-evidence` for the current one",
+            f"(src/score_lit/toy/evidence.py says what changed); delete it and run `make export-evidence` for the current one",
             file=sys.stderr,
             flush=True,
         )
