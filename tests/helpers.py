@@ -75,7 +75,8 @@ def free_port() -> int:
 class MlflowServer:
     """A real `mlflow server` on loopback with its own sqlite store and artifact folder under `root` (conftest's
     session fixture `mlflow_server` starts one for the session). `kill()` is a real SIGKILL of the server's process
-    group; `start()` brings it back on the same port and store."""
+    group; `start()` brings it back on the same port and store. `hang()` stops the group (SIGSTOP: connections are
+    still accepted, nothing answers, as a server stuck on its disk or overloaded) and `wake()` lets it go on."""
 
     def __init__(self, root: Path):
         self.root, self.port = Path(root), free_port()
@@ -106,9 +107,21 @@ class MlflowServer:
         self.kill()
         raise RuntimeError(f"mlflow server did not answer within {timeout:.0f} s: {self.root / 'server.log'}")
 
+    def hang(self) -> None:
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def wake(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         import signal
 
+        self.wake()  # a stopped process group would hold its port past the SIGKILL's wait
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)  # the server and the uvicorn worker it started
             self.proc.wait(timeout=30)

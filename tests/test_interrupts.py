@@ -7,6 +7,8 @@ a fit that ends)."""
 
 import gc
 import signal
+import sys
+from types import SimpleNamespace
 
 import pytest
 from helpers import tiny_overrides
@@ -46,6 +48,27 @@ def test_the_latch_remembers_a_ctrl_c_that_was_swallowed_and_restores_the_handle
         with pytest.raises(KeyboardInterrupt):
             latch.check()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+class _Raises:
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # left to the interpreter: "Exception ignored in ..." + a traceback
+
+
+def test_the_latch_takes_a_ctrl_c_from_a_del_silently_and_delivers_it_at_check(capfd):
+    hook = sys.unraisablehook
+    with SigintLatch() as latch:
+        _Raises()
+        gc.collect()
+        assert capfd.readouterr().err == ""  # no "Exception ignored in" traceback on the user's terminal
+        with pytest.raises(KeyboardInterrupt):
+            latch.check()
+        seen = []
+        latch._prev_hook = lambda u: seen.append(type(u.exc_value))  # the hook that was there before
+        sys.unraisablehook(SimpleNamespace(exc_value=ZeroDivisionError()))
+        assert seen == [ZeroDivisionError]  # any other unraisable exception goes on to it
+        latch._prev_hook = hook
+    assert sys.unraisablehook is hook
 
 
 def test_the_latch_leaves_an_ignored_sigint_ignored():

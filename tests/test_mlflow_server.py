@@ -1,7 +1,8 @@
 """Training against a real MLflow tracking server (conftest's session fixture `mlflow_server`: `mlflow server` on
 loopback with its own sqlite store): a run logs through it, an unreachable server stops the CLI before anything is
-written, and a server killed mid-run (SIGKILL) neither stops the training nor loses a metric (the run uploads them
-itself when the server is back, or `python -m score_lit mlflow-sync runs/<name>` does after the run)."""
+written, and a server killed mid-run (SIGKILL) or hung (SIGSTOP) neither stops the training nor loses a metric (the
+run uploads them itself when the server is back, or `python -m score_lit mlflow-sync runs/<name>` does after the
+run)."""
 
 from __future__ import annotations
 
@@ -223,3 +224,48 @@ def test_a_server_back_during_the_run_gets_the_kept_metrics_from_the_run_itself(
     assert run.info.status == "FINISHED" and "by the training run itself" in run.data.tags[OUTAGE_TAG]
     assert_each_step_once(client, run.info.run_id, steps)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"policy.pt", "curves.png"}
+
+
+@pytest.mark.slow
+@pytest.mark.mlflow_server
+def test_a_server_that_hangs_mid_run_costs_seconds_and_gets_every_metric_when_it_answers_again(tmp_path, mlflow_server):
+    """The server stops answering without closing its port (SIGSTOP: requests are accepted and time out, unlike a
+    dead server's refused connections). The training goes on after the bounded timeouts (MLFLOW_HTTP_REQUEST_TIMEOUT
+    from the environment wins over score_lit's 30 s), keeps its metrics, and uploads them itself once the server
+    answers again: every step once, the run FINISHED."""
+    steps, name = 40, "outage-hang"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "score_lit",
+            *long_run(tmp_path, name, mlflow_server.uri, steps, ["tracking.retry_every_s=1"]),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pending = tmp_path / "runs" / name / PENDING
+    try:
+        wait_for(lambda: logged_steps(mlflow_server.uri, name) >= 3, "3 steps on the server", proc)
+        mlflow_server.hang()
+        hung = time.monotonic()
+        wait_for(pending.exists, "a kept metric", proc, timeout=120)
+        kept_after = time.monotonic() - hung
+        mlflow_server.wake()
+        wait_for(lambda: not pending.exists(), "the kept metrics uploaded", proc)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        mlflow_server.wake()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert kept_after < 60, kept_after  # 3 tries of 2 s and the backoff, not MLflow's 7 tries of 120 s
+    assert "unreachable at step" in err and "answers again: uploaded" in err, err[-3000:]
+    assert not pending.exists() and "mlflow pending" not in out
+    client = MlflowClient(mlflow_server.uri)
+    run = the_run(client, name, name)
+    assert run.info.status == "FINISHED" and "by the training run itself" in run.data.tags[OUTAGE_TAG]
+    assert_each_step_once(client, run.info.run_id, steps)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -52,26 +53,38 @@ def sigint_held():
 
 class SigintLatch:
     """While installed (main thread, and only if SIGINT is not ignored), a Ctrl-C raises KeyboardInterrupt as usual
-    and is also remembered: `check()` raises it again if it was swallowed on its way up."""
+    and is also remembered: `check()` raises it again if it was swallowed on its way up. A KeyboardInterrupt that
+    the interpreter cannot raise (inside a __del__ or a weakref callback: it would print "Exception ignored in ..."
+    with a traceback and drop it) is taken from sys.unraisablehook instead, silently: check() delivers it."""
 
     def __init__(self):
         self.pending = False
         self._prev = None
+        self._prev_hook = None
 
     def _handler(self, signum, frame) -> None:
         self.pending = True
         raise KeyboardInterrupt
 
+    def _unraisable(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.pending = True  # the Ctrl-C is delivered by check(), at the loop's next boundary
+            return
+        (self._prev_hook or sys.__unraisablehook__)(unraisable)
+
     def install(self) -> SigintLatch:
         self.pending = False
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) != signal.SIG_IGN:
             self._prev = signal.signal(signal.SIGINT, self._handler)
+            self._prev_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def uninstall(self) -> None:
         if self._prev is not None and signal.getsignal(signal.SIGINT) == self._handler:
             signal.signal(signal.SIGINT, self._prev)
-        self._prev = None
+        if self._prev_hook is not None and sys.unraisablehook == self._unraisable:
+            sys.unraisablehook = self._prev_hook
+        self._prev = self._prev_hook = None
 
     def check(self) -> None:
         if self.pending:
