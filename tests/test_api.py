@@ -64,12 +64,18 @@ def _videos(n: int = 3, frames: int = 8, size: int = 64):
     return [vids[0], vids[0], vids[1], vids[2]]  # rows 0 and 1: one video, two questions
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_compress_batch_equals_rows_and_score_lit_selection(family):
+@pytest.mark.parametrize(
+    "family, position_ids",
+    [(f, "original") for f in FAMILIES] + [("llava_onevision", "compacted")],  # 1-D RoPE: ids 0..L'-1 per pruned row
+)
+def test_compress_batch_equals_rows_and_score_lit_selection(family, position_ids):
     model, tok, policy = _tiny(family)
     videos = _videos()
     for ratio in (0.25, 1.0):
-        with score_lit.compress(model, tok, policy, ratio=ratio, num_frames=8, frame_size=64) as sc:
+        with score_lit.compress(
+            model, tok, policy, ratio=ratio, num_frames=8, frame_size=64, position_ids=position_ids
+        ) as sc:
+            assert sc.adapter.cfg.position_ids == getattr(sc.hooks, "position_ids", "original") == position_ids
             inputs = sc.prepare(videos, QUESTIONS, seconds_per_frame=0.5)
             assert inputs["attention_mask"][:, 0].tolist().count(0) > 0  # rows of different lengths: left padding
             batch_out = model.generate(**inputs, **GEN)

@@ -132,7 +132,7 @@ class Compression:
                     f"but this model is {want['family']} with width {want['hidden_size']}: use a policy trained for it"
                 )
             self.compressor = ScoreCompressor(policy=policy.module, mllm=self.adapter, selection=selection)
-        if family == "llava_onevision":
+        if self.adapter.rope == "1d":
             self.hooks = ScoreHooks1D(model, self._keep, position_ids=cfg.position_ids)
         else:
             self.hooks = ScoreHooks(model, self._keep)

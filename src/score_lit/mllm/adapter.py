@@ -114,6 +114,9 @@ class VideoMLLM:
     # Checkpoint files that may hold image_mean / image_std, first found wins; the default when none does.
     norm_files: ClassVar[tuple[str, ...]] = ("preprocessor_config.json",)
     default_norm: ClassVar[tuple[tuple, tuple]] = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    # The LLM's rotary positions: "mrope" (3 rows: time, height, width; Qwen) or "1d" (one row; LLaVA). Inference
+    # picks its generate hooks by it (score_lit.inference.hooks: ScoreHooks / ScoreHooks1D).
+    rope: ClassVar[str] = "mrope"
 
     hidden_size: int  # D, the LLM width = the visual tokens' width
     model: Any  # the frozen Hugging Face model (requires_grad False, eval mode)

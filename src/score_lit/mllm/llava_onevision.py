@@ -64,6 +64,7 @@ class LlavaOnevisionAdapter(VideoMLLM):
     """LlavaOnevisionForConditionalGeneration (LLaVA-OneVision, LLaVA-Video) as a frozen VideoMLLM."""
 
     family = "llava_onevision"
+    rope = "1d"
     default_template = LLAVA_OV_TEMPLATE
     norm_files = ("video_preprocessor_config.json", "preprocessor_config.json")
     default_norm = (SIGLIP_MEAN, SIGLIP_STD)
