@@ -148,3 +148,13 @@ def test_lmms_registry_entry_point_and_legacy_plugin(tmp_path):
             "ScoreQwen3_5",
             "ScoreQwen3_5Simple",
         ]
+
+
+def test_generate_until_groups_equal_generation_arguments_wherever_they_are():
+    from score_lit.lmms.generate import generate_calls
+
+    short, long, seeded = {"max_new_tokens": 8}, {"max_new_tokens": 64, "until": ["\n"]}, {"temperature": 0.7}
+    kwargs = [short, long, short, dict(short), long, seeded, short, {"until": ["\n"], "max_new_tokens": 64}]
+    assert generate_calls(kwargs, 2) == [[0, 2], [3, 6], [1, 4], [7], [5]]  # key order does not split a group
+    assert generate_calls(kwargs, 1) == [[0], [2], [3], [6], [1], [4], [7], [5]]
+    assert generate_calls([], 4) == []

@@ -34,10 +34,22 @@ score_lit's (Qwen: the original M-RoPE rule, see score_lit.mllm.positions). Imag
 
 from __future__ import annotations
 
+import json
+
 import torch
 from torch import Tensor
 
 from score_lit.data.prefetch import prefetched
+
+
+def generate_calls(gen_kwargs: list[dict], size: int) -> list[list[int]]:
+    """The requests (indices) of each generate call: requests with equal generation arguments, wherever they are in
+    the list (as lmms-eval's own models group them), in their order, `size` at most per call; groups in order of
+    first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, kwargs in enumerate(gen_kwargs):
+        groups.setdefault(json.dumps(kwargs, sort_keys=True, default=repr), []).append(i)
+    return [ids[j : j + size] for ids in groups.values() for j in range(0, len(ids), size)]
 
 
 class ScoreGeneration:
@@ -87,8 +99,9 @@ class ScoreGeneration:
 
     # --------------------------------------------------------------- lmms-eval
     def generate_until(self, requests) -> list:
-        """Requests in chunks of --batch_size (one generate call each, left-padded rows); a chunk holds requests
-        with the same generation arguments, in the order given (lmms-eval reorders nothing here)."""
+        """Requests in chunks of --batch_size (one generate call each, left-padded rows). A chunk holds requests with
+        the same generation arguments (as lmms-eval's own models group them, wherever they are in the list), in the
+        order given within that group; the answers come back in the order of `requests`."""
         from lmms_eval.api.instance import GenerationResult, TokenCounts
         from tqdm import tqdm
 
@@ -105,14 +118,8 @@ class ScoreGeneration:
                     "images are not supported)"
                 )
             items.append((text, videos[0], gen_kwargs))
-        chunks, cur = [], []
-        for item in items:  # consecutive requests with equal generation arguments share a call
-            if cur and (len(cur) == size or cur[-1][2] != item[2]):
-                chunks.append(cur)
-                cur = []
-            cur.append(item)
-        if cur:
-            chunks.append(cur)
+        calls = generate_calls([g for _, _, g in items], size)
+        chunks = [[items[i] for i in call] for call in calls]
         res = []
         bar = tqdm(total=len(items), disable=self.rank != 0, desc="SCORE generate")
         # the next chunk's videos decode in a background thread while this chunk generates (score_lit.data.prefetch)
@@ -136,7 +143,10 @@ class ScoreGeneration:
                 )
             bar.update(len(chunk))
         bar.close()
-        return res
+        answers = [None] * len(res)
+        for i, answer in zip((i for call in calls for i in call), res):
+            answers[i] = answer
+        return answers
 
     def _request(self, req) -> tuple[str, list, dict, int]:
         """(text, video paths, gen_kwargs, doc_id) of a simple or a chat request."""
