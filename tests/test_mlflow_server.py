@@ -51,6 +51,18 @@ def long_run(tmp_path: Path, name: str, uri: str, steps: int, extra=()) -> list[
     return ["train", *over, "mllm.path=null", f"tracking.tracking_uri={uri}", f"tracking.experiment={name}", *extra]
 
 
+def in_background(args: list[str], **env: str) -> subprocess.Popen:
+    """`python -m score_lit ARGS` started in the background (stdout and stderr piped, text), `env` added."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "score_lit", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -139,14 +151,7 @@ def test_a_server_killed_mid_run_and_back_after_it_loses_no_metric(tmp_path, mlf
     """kill -9 the server mid-run: the training finishes (exit 0) and says so; the server comes back on the same
     store; mlflow-sync uploads the rest: every step's metrics once, the run FINISHED with its artifacts and a tag."""
     steps, name = 30, "outage-after"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "score_lit", *long_run(tmp_path, name, mlflow_server.uri, steps)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = in_background(long_run(tmp_path, name, mlflow_server.uri, steps))
     try:
         wait_for(lambda: logged_steps(mlflow_server.uri, name) >= 3, "3 steps on the server", proc)
         mlflow_server.kill()
@@ -186,19 +191,7 @@ def test_a_server_back_during_the_run_gets_the_kept_metrics_from_the_run_itself(
     (tracking.retry_every_s=1), keeps logging, and ends with nothing pending: every step once. The training is paused
     (SIGSTOP) while the server restarts, so that it cannot end first on a loaded machine."""
     steps, name = 40, "outage-during"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "score_lit",
-            *long_run(tmp_path, name, mlflow_server.uri, steps, ["tracking.retry_every_s=1"]),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = in_background(long_run(tmp_path, name, mlflow_server.uri, steps, ["tracking.retry_every_s=1"]))
     pending = tmp_path / "runs" / name / PENDING
     try:
         wait_for(lambda: logged_steps(mlflow_server.uri, name) >= 3, "3 steps on the server", proc)
@@ -234,18 +227,9 @@ def test_a_server_that_hangs_mid_run_costs_seconds_and_gets_every_metric_when_it
     from the environment wins over score_lit's 30 s), keeps its metrics, and uploads them itself once the server
     answers again: every step once, the run FINISHED."""
     steps, name = 40, "outage-hang"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "score_lit",
-            *long_run(tmp_path, name, mlflow_server.uri, steps, ["tracking.retry_every_s=1"]),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = in_background(
+        long_run(tmp_path, name, mlflow_server.uri, steps, ["tracking.retry_every_s=1"]),
+        MLFLOW_HTTP_REQUEST_TIMEOUT="2",
     )
     pending = tmp_path / "runs" / name / PENDING
     try:

@@ -72,6 +72,15 @@ class ScoreGeneration:
     decode_resize: str = "decoder"  # model_arg: decoder | processor (score_lit.data.video_qa.load_video)
     prefetch: int = 1  # model_arg: chunks of requests decoded ahead in background threads (0: none)
 
+    def set_decoding(self, decode_resize: str, prefetch: int) -> None:
+        """The decode_resize and prefetch model_args, checked (one line each when wrong)."""
+        from score_lit.config.data_eval import check_decode_resize
+
+        self.decode_resize = check_decode_resize(decode_resize)
+        self.prefetch = int(prefetch)
+        if self.prefetch < 0:
+            raise ValueError(f"prefetch={prefetch!r}: use 0 (decode in line) or the number of chunks to decode ahead")
+
     def record_selection(self, path: str, questions: list[str], keeps, doc_ids: list | None = None) -> None:
         """Append one line per selection to `selection_log` (when set): which video tokens each question kept."""
         if not self.selection_log:

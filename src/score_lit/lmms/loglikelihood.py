@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float | None = None) -> list:
-    """`model`: a SCORE wrapper (adapter, compressor, retention_ratio, frame_size, fit, task_dict, rank)."""
+    """`model`: a SCORE wrapper (adapter, compressor, retention_ratio, frame_size, fit, decode_resize, prefetch,
+    task_dict, rank)."""
     from lmms_eval.api.instance import GenerationResult
     from tqdm import tqdm
 
@@ -37,11 +38,10 @@ def score_loglikelihood(model, requests, name: str, num_frames: int, fps: float 
         videos = [v for v in doc_to_visual(model.task_dict[task][split][doc_id]) if isinstance(v, str)]
         if len(videos) != 1:
             raise NotImplementedError(f"{name} loglikelihood: one video per document ({doc_id}: {len(videos)})")
-        resize = getattr(model, "decode_resize", "decoder")
-        return load_video(videos[0], num_frames, model.frame_size, model.fit, fps, decode_resize=resize)
+        return load_video(videos[0], num_frames, model.frame_size, model.fit, fps, decode_resize=model.decode_resize)
 
     # the next document's video decodes in a background thread while this one is scored (score_lit.data.prefetch)
-    decoded = prefetched(decode, list(groups.items()), getattr(model, "prefetch", 1))
+    decoded = prefetched(decode, list(groups.items()), model.prefetch)
     for ((task, split, doc_id), idx), (frames, spf) in tqdm(
         zip(groups.items(), decoded), total=len(groups), disable=model.rank != 0, desc="SCORE loglikelihood"
     ):

@@ -322,10 +322,9 @@ def _fit(cfg, module, datamodule, ckpt_path, meta, callbacks, rank0, taken) -> F
         if logger is not None and not offline and logger.experiment.get_run(logger.run_id).info.status == "RUNNING":
             logger.experiment.set_terminated(logger.run_id, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
-    if logger is not None:
-        logger.flush_queued()  # every queued metric is in the store before the curves read it back
     pending = None
     if logger is not None:
+        logger.flush_queued()  # every queued metric is in the store before the curves read it back
         outage = logger.outage
         try:
             if outage is None or not outage.offline:

@@ -74,12 +74,7 @@ class _ScoreLlavaOnevision(ScoreGeneration):
         prefetch: int = 1,
         **stock,
     ) -> None:
-        from score_lit.config.data_eval import check_decode_resize
-
-        self.decode_resize = check_decode_resize(decode_resize)  # before the model loads: a typo costs no load
-        self.prefetch = int(prefetch)
-        if self.prefetch < 0:
-            raise ValueError(f"prefetch={prefetch!r}: use 0 (decode in line) or the number of chunks to decode ahead")
+        self.set_decoding(decode_resize, prefetch)  # before the model loads: a typo costs no load
         self._stock_init(stock)
         self.selection_log = selection_log
         from score_lit.compressors import build_compressor
